@@ -1,0 +1,95 @@
+"""Running an aiohttp application as a Banyan server process.
+
+Owns the event-loop policy (uvloop when installed), binding (port 0 allowed, the bound address is
+printed on stdout as ``banyan <name> listening on http://HOST:PORT``), ``reuse_port`` for multi-worker
+setups, and graceful shutdown on SIGINT/SIGTERM that lets in-flight requests drain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+AppFactory = Callable[[], Awaitable[web.Application]] | Callable[[], web.Application]
+
+
+def install_uvloop() -> None:
+    """Use uvloop for the process when it is available (it is a declared dependency)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - non-POSIX platforms
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+async def start_site(
+    app: web.Application,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    reuse_port: bool = False,
+    shutdown_timeout: float = 10.0,
+) -> tuple[web.AppRunner, str]:
+    """Start ``app`` on ``host:port`` and return the runner and its base URL (port 0 resolved)."""
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=shutdown_timeout)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
+    await site.start()
+    server = site._server
+    assert server is not None
+    sockets = getattr(server, "sockets", None) or []
+    bound_port = sockets[0].getsockname()[1] if sockets else port
+    shown_host = f"[{host}]" if ":" in host else host
+    return runner, f"http://{shown_host}:{bound_port}"
+
+
+async def serve_forever(
+    name: str,
+    factory: AppFactory,
+    host: str,
+    port: int,
+    *,
+    reuse_port: bool = False,
+    shutdown_timeout: float = 10.0,
+) -> None:
+    """Serve until SIGINT/SIGTERM, then drain in-flight requests and run cleanup hooks."""
+    made = factory()
+    app = await made if asyncio.iscoroutine(made) else made
+    assert isinstance(app, web.Application)
+    runner, url = await start_site(
+        app, host, port, reuse_port=reuse_port, shutdown_timeout=shutdown_timeout
+    )
+    print(f"banyan {name} listening on {url}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        print(f"banyan {name} shutting down", file=sys.stderr, flush=True)
+        await runner.cleanup()
+
+
+def run(
+    name: str,
+    factory: AppFactory,
+    host: str,
+    port: int,
+    *,
+    reuse_port: bool = False,
+    shutdown_timeout: float = 10.0,
+) -> None:
+    """Blocking entry point used by the command line."""
+    install_uvloop()
+    asyncio.run(
+        serve_forever(
+            name, factory, host, port, reuse_port=reuse_port, shutdown_timeout=shutdown_timeout
+        )
+    )
