@@ -18,7 +18,7 @@ import jwt
 from backends.common.errors import Unauthorized
 
 ALGORITHM = "HS256"
-DEV_SECRET = "banyan-dev-secret-change-me-0123456789"
+DEV_SECRET = "banyan-dev-secret-change-me-" + "0123456789abcdef" * 3
 DEFAULT_TTL_SECONDS = 24 * 3600
 
 

@@ -1,0 +1,81 @@
+"""Tests for backends/common/tokens.py: issuing, pinning the algorithm, expiry, bearer parsing."""
+
+from __future__ import annotations
+
+import time
+
+import jwt
+import pytest
+
+from backends.common import tokens
+from backends.common.errors import Unauthorized
+
+
+def test_issue_then_verify_round_trips_claims() -> None:
+    token, claims = tokens.issue("user-1", ttl=60)
+    verified = tokens.verify(token)
+    assert verified == claims
+    assert verified.exp - verified.iat == 60
+    assert len(verified.jti) == 32
+
+
+def test_each_token_has_its_own_jti() -> None:
+    assert tokens.issue("u")[1].jti != tokens.issue("u")[1].jti
+
+
+def test_secret_comes_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BANYAN_JWT_SECRET", "s" * 40)
+    token, _ = tokens.issue("u")
+    monkeypatch.setenv("BANYAN_JWT_SECRET", "t" * 40)
+    with pytest.raises(Unauthorized) as err:
+        tokens.verify(token)
+    assert err.value.code == "unauthorized"
+
+
+def test_expired_token_has_its_own_code() -> None:
+    token, _ = tokens.issue("u", now=time.time() - 7200, ttl=60)
+    with pytest.raises(Unauthorized) as err:
+        tokens.verify(token)
+    assert err.value.code == "token_expired"
+
+
+@pytest.mark.parametrize("algorithm", ["HS512", "HS384"])
+def test_other_algorithms_are_refused(algorithm: str) -> None:
+    now = int(time.time())
+    payload = {"sub": "u", "jti": "j", "iat": now, "exp": now + 60}
+    token = jwt.encode(payload, tokens.secret(), algorithm=algorithm)
+    with pytest.raises(Unauthorized, match="algorithm"):
+        tokens.verify(token)
+
+
+def test_alg_none_is_refused() -> None:
+    now = int(time.time())
+    token = jwt.encode(
+        {"sub": "u", "jti": "j", "iat": now, "exp": now + 60}, None, algorithm="none"
+    )
+    with pytest.raises(Unauthorized):
+        tokens.verify(token)
+
+
+def test_missing_claims_and_garbage_are_refused() -> None:
+    token = jwt.encode({"sub": "u"}, tokens.secret(), algorithm="HS256")
+    with pytest.raises(Unauthorized):
+        tokens.verify(token)
+    with pytest.raises(Unauthorized, match="malformed"):
+        tokens.verify("not-a-token")
+    now = int(time.time())
+    numeric_sub = jwt.encode(
+        {"sub": 5, "jti": "j", "iat": now, "exp": now + 9}, tokens.secret(), algorithm="HS256"
+    )
+    with pytest.raises(Unauthorized):
+        tokens.verify(numeric_sub)
+
+
+def test_bearer_parsing() -> None:
+    assert tokens.bearer_from("Bearer abc") == "abc"
+    assert tokens.bearer_from("bearer  abc ") == "abc"
+    assert tokens.bearer_from(None, "q") == "q"
+    with pytest.raises(Unauthorized, match="Bearer"):
+        tokens.bearer_from("Basic abc")
+    with pytest.raises(Unauthorized, match="missing"):
+        tokens.bearer_from(None, None)

@@ -1,0 +1,70 @@
+"""Tests for banyan/serving.py, banyan/testing.py and banyan/logs.py."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+
+import httpx
+import pytest
+from aiohttp import web
+
+from banyan import logs, serving
+from banyan.testing import free_port, serve
+
+
+def _app() -> web.Application:
+    app = web.Application()
+
+    async def hello(_: web.Request) -> web.Response:
+        return web.json_response({"hello": "world"})
+
+    app.router.add_get("/", hello)
+    return app
+
+
+async def test_serve_binds_port_zero_and_stops() -> None:
+    async with serve(_app()) as url:
+        assert url.startswith("http://127.0.0.1:") and not url.endswith(":0")
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(url)).json() == {"hello": "world"}
+    with pytest.raises(httpx.ConnectError):
+        async with httpx.AsyncClient() as client:
+            await client.get(url)
+
+
+def test_free_port_is_bindable() -> None:
+    port = free_port()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))
+
+
+async def test_serve_forever_stops_on_signal(capsys: pytest.CaptureFixture[str]) -> None:
+    port = free_port()
+    task = asyncio.create_task(serving.serve_forever("demo", _app, "127.0.0.1", port))
+    async with httpx.AsyncClient() as client:
+        for _ in range(100):
+            try:
+                response = await client.get(f"http://127.0.0.1:{port}/")
+                break
+            except httpx.ConnectError:
+                await asyncio.sleep(0.02)
+    assert response.status_code == 200
+    assert f"banyan demo listening on http://127.0.0.1:{port}" in capsys.readouterr().out
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGTERM)
+    await asyncio.wait_for(task, 10)
+
+
+def test_logs_are_json_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    logs._configured = False
+    logs.configure("debug")
+    logs.configure()  # idempotent
+    logs.get_logger("test", feature="f").info("something_happened", request_id="r1")
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    event = json.loads(line)
+    assert event["event"] == "something_happened"
+    assert event["component"] == "test" and event["feature"] == "f" and event["request_id"] == "r1"
