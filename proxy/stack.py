@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import signal
 import sys
@@ -20,7 +19,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-READY_TIMEOUT = 60.0
+from banyan import processes
 
 
 @dataclass
@@ -104,30 +103,13 @@ def plan(args: argparse.Namespace) -> list[Part]:
 
 
 async def _start(part: Part) -> None:
-    env = {**os.environ, **part.env}
-    part.process = await asyncio.create_subprocess_exec(
-        *part.argv, stdout=asyncio.subprocess.PIPE, env=env
-    )
-    assert part.process.stdout is not None
-    line = await asyncio.wait_for(part.process.stdout.readline(), READY_TIMEOUT)
-    text = line.decode().strip()
-    if " listening on " not in text:
-        raise RuntimeError(f"{part.name} did not start (exit code {part.process.returncode})")
-    part.url = text.rsplit(" ", 1)[-1]
+    child = await processes.start(part.name, part.argv, env=part.env, quiet=False)
+    part.process, part.url = child.process, child.url
     print(f"  {part.name:<7} {part.url}", flush=True)
 
 
 async def _stop(parts: list[Part]) -> None:
-    running = [p.process for p in parts if p.process and p.process.returncode is None]
-    for proc in running:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
-    for proc in running:
-        try:
-            await asyncio.wait_for(proc.wait(), 15)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+    await asyncio.gather(*(processes.stop(p.process) for p in reversed(parts) if p.process))
 
 
 async def run_stack(parts: list[Part]) -> int:
