@@ -63,10 +63,18 @@ class UnsupportedMediaType(ApiError):
     status, code = 415, "unsupported_media_type"
 
 
+class Unprocessable(ApiError):
+    status, code = 422, "unprocessable"
+
+
 class UpstreamFailed(ApiError):
     """The model (or another dependency) failed; the backend itself is fine."""
 
     status, code = 502, "upstream_failed"
+
+
+class UpstreamTimeout(ApiError):
+    status, code = 504, "upstream_timeout"
 
 
 def error_response(status: int, code: str, message: str) -> web.Response:

@@ -19,14 +19,12 @@ from typing import Any, Protocol
 
 import jsonschema
 
-from backends.common.errors import ApiError, UpstreamFailed
+from backends.common.errors import ApiError, UpstreamFailed, UpstreamTimeout
+from backends.common.llm import LLMError, LLMOutputError, LLMRateLimited, LLMUnavailable
+from backends.common.model_errors import api_error
 from banyan.logs import get_logger
 
 log = get_logger("agents")
-
-
-class UpstreamTimeout(ApiError):
-    status, code = 504, "upstream_timeout"
 
 
 class AgentOutputError(UpstreamFailed):
@@ -116,11 +114,6 @@ class AgentRegistry:
         return sorted(self._agents)
 
 
-# The model's own error classes live in backends.common.llm; matched by name to stay decoupled.
-_RETRYABLE = {"LLMRateLimited", "LLMUnavailable"}
-_MALFORMED = {"LLMOutputError"}
-
-
 class AgentRunner:
     def __init__(
         self,
@@ -163,18 +156,17 @@ class AgentRunner:
                 output, completion = await self.model.complete_json(
                     messages, agent.output_schema, name=agent.name, extra_headers=ctx.model_headers
                 )
-            except Exception as exc:
-                kind = type(exc).__name__
-                if kind in _MALFORMED:
-                    last_problem = "the model's answer is not valid JSON"
-                    continue
-                if kind in _RETRYABLE and attempt < agent.max_attempts:
-                    await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
-                    last_problem = str(exc) or kind
-                    continue
-                if kind in _RETRYABLE or isinstance(exc, ApiError):
-                    raise UpstreamFailed(f"agent {agent.name}: model unavailable ({exc})") from exc
-                raise
+            except LLMOutputError as exc:
+                last_problem = exc.message
+                continue
+            except (LLMRateLimited, LLMUnavailable) as exc:
+                if attempt == agent.max_attempts or exc.code == "llm_timeout":
+                    raise api_error(exc) from exc
+                await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
+                last_problem = exc.message
+                continue
+            except LLMError as exc:
+                raise api_error(exc) from exc
             stats.prompt_tokens += int(getattr(completion, "prompt_tokens", 0) or 0)
             stats.completion_tokens += int(getattr(completion, "completion_tokens", 0) or 0)
             problems = sorted(validator.iter_errors(output), key=lambda e: list(e.path))
