@@ -1,0 +1,61 @@
+"""Tests for parity/ws_capture.py: tutor turns and whiteboard replicas from raw frames."""
+
+from __future__ import annotations
+
+import json
+
+from pycrdt import Doc, Map
+
+from backends.common.whiteboard import protocol
+from parity.ws_capture import TutorTurns, WhiteboardReplica
+
+
+def frames(*items: dict[str, object]) -> list[str]:
+    return [json.dumps(i) for i in items]
+
+
+def test_turns_are_assembled_and_tokens_collapsed() -> None:
+    turns = TutorTurns()
+    stream = frames(
+        {"type": "token", "turn": "t1", "text": "Hel"},
+        {"type": "token", "turn": "t1", "text": "lo"},
+        {"type": "pong"},
+        {
+            "type": "done",
+            "turn": "t1",
+            "question": {"content": "q"},
+            "answer": {"content": "Hello"},
+        },
+        {"type": "error", "turn": "t2", "code": "upstream_failed", "message": "down"},
+    )
+    finished = [turns.feed(raw) for raw in [*stream, "not json"]]
+    done, failed = finished[3], finished[4]
+    assert done is not None and done.finished
+    assert done.as_json() == {
+        "events": ["token", "done"],
+        "text": "Hello",
+        "question": {"content": "q"},
+        "answer": {"content": "Hello"},
+    }
+    assert failed is not None and failed.as_json()["error"]["code"] == "upstream_failed"
+    assert turns.order == ["t1", "t2"] and turns.pop("t1") is done and turns.pop("t1") is None
+
+
+def test_replica_follows_updates_from_both_sides() -> None:
+    server, client = Doc(), Doc()
+    replica = WhiteboardReplica()
+    before = server.get_state()
+    server.get("shapes", type=Map)["a"] = {"kind": "rect"}
+    replica.apply(protocol.sync_step2(server.get_update(before)))
+    before = client.get_state()
+    client.get("shapes", type=Map)["b"] = {"kind": "line"}
+    replica.apply(protocol.update(client.get_update(before)))
+    for ignored in [
+        protocol.sync_step1(b"\x00"),
+        protocol.awareness(b"\x00"),
+        b"\x09",
+        protocol.update(b"\xff\xff"),
+    ]:
+        replica.apply(ignored)
+    assert replica.json() == {"shapes": {"a": {"kind": "rect"}, "b": {"kind": "line"}}}
+    assert replica.frames == 2
