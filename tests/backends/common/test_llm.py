@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import jsonschema
@@ -39,9 +40,9 @@ SCHEMA = {
 }
 
 
-def _settings(url: str, **extra: object) -> LLMSettings:
-    options: dict[str, object] = {"timeout": 5.0, "max_retries": 0, **extra}
-    return LLMSettings(base_url=url + "/v1", api_key="k", model="banyan-tutor-1", **options)  # type: ignore[arg-type]
+def _settings(url: str, **extra: Any) -> LLMSettings:
+    options: dict[str, Any] = {"timeout": 5.0, "max_retries": 0, **extra}
+    return LLMSettings(base_url=url + "/v1", api_key="k", model="banyan-tutor-1", **options)
 
 
 @pytest.fixture
@@ -208,8 +209,8 @@ async def test_refusals_are_plain_llm_errors() -> None:
 
 def test_map_error_covers_the_rest() -> None:
     request = httpx.Request("POST", "http://model/v1/chat/completions")
-    response = httpx.Response(200, request=request)
-    invalid = openai.APIResponseValidationError(response=response, body=None)  # type: ignore[arg-type]
+    response: Any = httpx.Response(200, request=request)
+    invalid = openai.APIResponseValidationError(response=response, body=None)
     assert isinstance(map_error(invalid), LLMOutputError)
     assert isinstance(map_error(httpx.ConnectError("refused")), LLMUnavailable)
     assert isinstance(map_error(ConnectionResetError()), LLMUnavailable)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import openai
 import pytest
@@ -11,11 +12,11 @@ from backends.model.server import create_app
 from banyan.testing import serve
 
 
-def client_for(url: str, **options: object) -> openai.AsyncOpenAI:
+def client_for(url: str, **options: Any) -> openai.AsyncOpenAI:
     """The real openai client pointed at a model server (no retries unless asked)."""
-    settings: dict[str, object] = {"api_key": "test-key", "max_retries": 0, "timeout": 10.0}
+    settings: dict[str, Any] = {"api_key": "test-key", "max_retries": 0, "timeout": 10.0}
     settings.update(options)
-    return openai.AsyncOpenAI(base_url=url + "/v1", **settings)  # type: ignore[arg-type]
+    return openai.AsyncOpenAI(base_url=url + "/v1", **settings)
 
 
 @pytest.fixture

@@ -16,19 +16,19 @@ from backends.model.server import create_app
 from banyan.testing import serve
 from tests.backends.model.conftest import client_for
 
-ASK = [
+ASK: Any = [
     {"role": "system", "content": "You are a tutor."},
     {"role": "user", "content": "How do vaccines train the immune system?"},
 ]
 
 
-def _schema_format(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+def _schema_format(name: str, schema: dict[str, Any]) -> Any:
     return {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}
 
 
 async def test_same_request_gives_byte_identical_answers(client: openai.AsyncOpenAI) -> None:
-    first = await client.chat.completions.create(model="banyan-tutor-1", messages=ASK)  # type: ignore[arg-type]
-    second = await client.chat.completions.create(model="banyan-tutor-1", messages=ASK)  # type: ignore[arg-type]
+    first = await client.chat.completions.create(model="banyan-tutor-1", messages=ASK)
+    second = await client.chat.completions.create(model="banyan-tutor-1", messages=ASK)
     assert first.model_dump_json() == second.model_dump_json()
     content = first.choices[0].message.content or ""
     assert first.object == "chat.completion" and first.choices[0].message.role == "assistant"
@@ -43,7 +43,7 @@ async def test_different_requests_give_different_answers(client: openai.AsyncOpe
     answers = set()
     for messages, extra in ((ASK, {}), (other, {}), (ASK, {"seed": 3}), (ASK, {"model": "x"})):
         options: dict[str, Any] = {"model": "banyan-tutor-1", **extra}
-        made = await client.chat.completions.create(messages=messages, **options)  # type: ignore[arg-type]
+        made = await client.chat.completions.create(messages=messages, **options)
         answers.add((made.id, made.choices[0].message.content))
     assert len(answers) == 4
 
@@ -52,16 +52,16 @@ async def test_server_seed_changes_answers() -> None:
     contents = []
     for seed in (0, 1):
         async with serve(create_app(seed=seed)) as url, client_for(url) as client:
-            made = await client.chat.completions.create(model="m", messages=ASK)  # type: ignore[arg-type]
+            made = await client.chat.completions.create(model="m", messages=ASK)
             contents.append(made.choices[0].message.content)
     assert contents[0] != contents[1]
 
 
 async def test_stream_matches_the_whole_answer(client: openai.AsyncOpenAI) -> None:
-    whole = await client.chat.completions.create(model="banyan-tutor-1", messages=ASK)  # type: ignore[arg-type]
+    whole = await client.chat.completions.create(model="banyan-tutor-1", messages=ASK)
     stream = await client.chat.completions.create(
         model="banyan-tutor-1",
-        messages=ASK,  # type: ignore[arg-type]
+        messages=ASK,
         stream=True,
         stream_options={"include_usage": True},
     )
@@ -93,9 +93,10 @@ async def test_raw_stream_is_sse_ending_with_done(model_url: str) -> None:
 
 
 async def test_max_tokens_caps_the_answer(client: openai.AsyncOpenAI) -> None:
-    whole = await client.chat.completions.create(model="m", messages=ASK)  # type: ignore[arg-type]
+    whole = await client.chat.completions.create(model="m", messages=ASK)
     for option in ("max_tokens", "max_completion_tokens"):
-        capped = await client.chat.completions.create(model="m", messages=ASK, **{option: 5})  # type: ignore[arg-type]
+        cap: dict[str, Any] = {option: 5}
+        capped = await client.chat.completions.create(model="m", messages=ASK, **cap)
         text = capped.choices[0].message.content or ""
         assert capped.choices[0].finish_reason == "length"
         assert capped.usage is not None and capped.usage.completion_tokens == 5
@@ -103,10 +104,10 @@ async def test_max_tokens_caps_the_answer(client: openai.AsyncOpenAI) -> None:
 
 
 async def test_content_parts_are_read(client: openai.AsyncOpenAI) -> None:
-    parts = [{"type": "text", "text": "Describe glaciers and erosion"}]
+    parts: Any = [{"type": "text", "text": "Describe glaciers and erosion"}]
     made = await client.chat.completions.create(
         model="m",
-        messages=[{"role": "user", "content": parts}],  # type: ignore[arg-type, list-item]
+        messages=[{"role": "user", "content": parts}],
     )
     content = made.choices[0].message.content or ""
     assert "glaciers" in content or "erosion" in content
@@ -124,7 +125,7 @@ async def test_json_schema_answers_validate(client: openai.AsyncOpenAI, agent: A
     made = await client.chat.completions.create(
         model="m",
         messages=messages,
-        response_format=_schema_format(agent.name, agent.output_schema),  # type: ignore[arg-type]
+        response_format=_schema_format(agent.name, agent.output_schema),
     )
     value = json.loads(made.choices[0].message.content or "")
     jsonschema.validate(value, agent.output_schema)
@@ -133,7 +134,7 @@ async def test_json_schema_answers_validate(client: openai.AsyncOpenAI, agent: A
     stream = await client.chat.completions.create(
         model="m",
         messages=messages,
-        response_format=_schema_format(agent.name, agent.output_schema),  # type: ignore[arg-type]
+        response_format=_schema_format(agent.name, agent.output_schema),
         stream=True,
     )
     text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
@@ -141,20 +142,20 @@ async def test_json_schema_answers_validate(client: openai.AsyncOpenAI, agent: A
 
 
 async def test_json_object_mode(client: openai.AsyncOpenAI) -> None:
-    messages = [
+    messages: Any = [
         {"role": "system", "content": "Reply in JSON with keys: topic, hint"},
         {"role": "user", "content": "Photosynthesis in leaves"},
     ]
     made = await client.chat.completions.create(
         model="m",
-        messages=messages,  # type: ignore[arg-type]
+        messages=messages,
         response_format={"type": "json_object"},
     )
     value = json.loads(made.choices[0].message.content or "")
     assert set(value) == {"topic", "hint"}
     plain = await client.chat.completions.create(
         model="m",
-        messages=messages,  # type: ignore[arg-type]
+        messages=messages,
         response_format={"type": "text"},
     )
     with pytest.raises(ValueError):
@@ -205,7 +206,7 @@ async def test_header_faults_reach_the_client(
     with pytest.raises(error) as caught:
         await client.chat.completions.create(
             model="m",
-            messages=ASK,  # type: ignore[arg-type]
+            messages=ASK,
             extra_headers={"X-Banyan-Fault": fault},
         )
     if fault == "rate_limit":
@@ -233,7 +234,7 @@ async def test_rate_limit_is_retried_by_the_client(model_url: str) -> None:
         with pytest.raises(openai.RateLimitError):
             await client.chat.completions.create(
                 model="m",
-                messages=ASK,  # type: ignore[arg-type]
+                messages=ASK,
                 extra_headers={"X-Banyan-Fault": "rate_limit"},
             )
     async with httpx.AsyncClient() as http:
@@ -245,7 +246,7 @@ async def test_rate_limit_is_retried_by_the_client(model_url: str) -> None:
 async def test_stream_disconnect_mid_answer(client: openai.AsyncOpenAI) -> None:
     stream = await client.chat.completions.create(
         model="m",
-        messages=ASK,  # type: ignore[arg-type]
+        messages=ASK,
         stream=True,
         extra_headers={"X-Banyan-Fault": "disconnect"},
     )
@@ -260,7 +261,7 @@ async def test_stream_disconnect_mid_answer(client: openai.AsyncOpenAI) -> None:
 async def test_malformed_fault_breaks_json_only(client: openai.AsyncOpenAI) -> None:
     made = await client.chat.completions.create(
         model="m",
-        messages=ASK,  # type: ignore[arg-type]
+        messages=ASK,
         response_format={"type": "json_object"},
         extra_headers={"X-Banyan-Fault": "malformed"},
     )
@@ -273,7 +274,7 @@ async def test_slow_fault_times_the_client_out(model_url: str) -> None:
         with pytest.raises(openai.APITimeoutError):
             await client.chat.completions.create(
                 model="m",
-                messages=ASK,  # type: ignore[arg-type]
+                messages=ASK,
                 extra_headers={"X-Banyan-Fault": "slow:600"},
             )
 
@@ -281,19 +282,19 @@ async def test_slow_fault_times_the_client_out(model_url: str) -> None:
 async def test_server_wide_rates() -> None:
     async with serve(create_app(fail_rate=1.0)) as url, client_for(url) as client:
         with pytest.raises(openai.InternalServerError):
-            await client.chat.completions.create(model="m", messages=ASK)  # type: ignore[arg-type]
+            await client.chat.completions.create(model="m", messages=ASK)
     async with (
         serve(create_app(malformed_rate=1.0, latency_ms=5)) as url,
         client_for(url) as client,
     ):
         broken = await client.chat.completions.create(
             model="m",
-            messages=ASK,  # type: ignore[arg-type]
+            messages=ASK,
             response_format={"type": "json_object"},
         )
         with pytest.raises(ValueError):
             json.loads(broken.choices[0].message.content or "")
-        plain = await client.chat.completions.create(model="m", messages=ASK)  # type: ignore[arg-type]
+        plain = await client.chat.completions.create(model="m", messages=ASK)
         assert plain.choices[0].message.content
 
 
@@ -303,7 +304,7 @@ async def test_seeded_fail_rate_is_reproducible() -> None:
             seen = []
             for _ in range(12):
                 try:
-                    await client.chat.completions.create(model="m", messages=ASK)  # type: ignore[arg-type]
+                    await client.chat.completions.create(model="m", messages=ASK)
                     seen.append(True)
                 except openai.InternalServerError:
                     seen.append(False)
@@ -416,8 +417,8 @@ async def test_api_key_is_required_when_configured() -> None:
 
 
 async def test_stats_count_requests(model_url: str, client: openai.AsyncOpenAI) -> None:
-    await client.chat.completions.create(model="m", messages=ASK)  # type: ignore[arg-type]
-    stream = await client.chat.completions.create(model="m", messages=ASK, stream=True)  # type: ignore[arg-type]
+    await client.chat.completions.create(model="m", messages=ASK)
+    stream = await client.chat.completions.create(model="m", messages=ASK, stream=True)
     async for _ in stream:
         pass
     await client.embeddings.create(model="e", input="x")
