@@ -143,7 +143,7 @@ def message_text(content: Any) -> str:
         return content
     if isinstance(content, list):
         parts = [p.get("text", "") for p in content if isinstance(p, dict)]
-        return " ".join(p for p in parts if isinstance(p, str))
+        return " ".join(p for p in parts if isinstance(p, str) and p)
     return ""
 
 

@@ -55,12 +55,14 @@ class ModelState:
     requests: Counter[str] = field(default_factory=Counter)
     faults_injected: Counter[str] = field(default_factory=Counter)
     streams: int = 0
+    streams_abandoned: int = 0
 
     def stats(self) -> dict[str, Any]:
         return {
             "requests": sum(self.requests.values()),
             "by_endpoint": dict(sorted(self.requests.items())),
             "streams": self.streams,
+            "streams_abandoned": self.streams_abandoned,
             "faults": dict(sorted(self.faults_injected.items())),
         }
 
@@ -203,6 +205,14 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         return refusal
     state = request.app[STATE]
     answer = compose_answer(chat, state.seed, malformed=faults.malformed)
+    log.debug(
+        "model_answer",
+        id=answer.id,
+        model=answer.model,
+        tokens=len(answer.tokens),
+        stream=chat.stream,
+        format=(chat.response_format or {}).get("type", "text"),
+    )
     if chat.stream:
         return await _stream(request, chat, answer, disconnect=faults.disconnect)
     if faults.disconnect:
@@ -256,7 +266,8 @@ async def _stream(
                 await asyncio.sleep(delay)
             await response.write(frame)
         await response.write_eof()
-    except (ConnectionResetError, ConnectionError):
+    except ConnectionError:
+        state.streams_abandoned += 1
         log.info("model_stream_client_gone", id=answer.id)
     return response
 

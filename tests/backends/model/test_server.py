@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from typing import Any
@@ -323,6 +324,21 @@ async def test_token_delay_sends_chunks_one_by_one() -> None:
     text = b"".join(reads).decode()
     assert text.count("data: ") == 1 + 8 + 1 + 1  # role, tokens, finish, [DONE]
     assert len(reads) >= 4  # paced chunks arrive as separate reads, not one burst
+
+
+async def test_client_leaving_mid_stream_is_noticed() -> None:
+    async with serve(create_app(token_delay_ms=20)) as url, httpx.AsyncClient() as http:
+        body = {"model": "m", "messages": ASK, "stream": True}
+        async with http.stream("POST", url + "/v1/chat/completions", json=body) as response:
+            async for _ in response.aiter_raw():
+                break  # leave after the first chunk
+        for _ in range(200):  # the server notices at its next write
+            stats = (await http.get(url + "/v1/_stats")).json()
+            if stats["streams_abandoned"]:
+                break
+            await asyncio.sleep(0.02)
+        assert stats["streams_abandoned"] == 1
+        assert (await http.get(url + "/healthz")).status_code == 200
 
 
 @pytest.mark.parametrize(
