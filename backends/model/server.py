@@ -44,6 +44,8 @@ from banyan.logs import get_logger
 
 log = get_logger("model")
 
+MAX_BODY_BYTES = 16 * 1024 * 1024  # long transcripts and documents fit; aiohttp's default is 1 MiB
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -121,7 +123,7 @@ def compose_answer(chat: wire.ChatRequest, seed: int, malformed: bool = False) -
 
 def _endpoint_name(request: web.Request) -> str:
     resource = request.match_info.route.resource
-    canonical = resource.canonical if resource is not None else request.path
+    canonical = resource.canonical if resource is not None else "(unmatched)"
     return f"{request.method} {canonical}"
 
 
@@ -141,6 +143,8 @@ async def _errors_and_auth(request: web.Request, handler: Handler) -> web.Stream
         return wire.openai_error(404, f"Unknown path {request.path}", code="unknown_url")
     except web.HTTPMethodNotAllowed:
         return wire.openai_error(405, f"Method {request.method} not allowed", code="bad_method")
+    except web.HTTPRequestEntityTooLarge:
+        return wire.openai_error(413, "The request body is too large", code="request_too_large")
 
 
 async def _json_body(request: web.Request) -> Any:
@@ -343,7 +347,7 @@ def create_app(
         token_delay_ms=token_delay_ms,
         seed=seed,
     )
-    app = web.Application(middlewares=[_errors_and_auth])
+    app = web.Application(middlewares=[_errors_and_auth], client_max_size=MAX_BODY_BYTES)
     app[STATE] = ModelState(faults=FaultPlan(settings), seed=seed, api_key=api_key or None)
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/embeddings", create_embeddings)

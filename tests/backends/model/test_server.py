@@ -403,6 +403,19 @@ async def test_non_json_body_and_unknown_fault(model_url: str) -> None:
     assert wrong_method.status_code == 405
 
 
+async def test_large_prompts_fit_and_huge_ones_are_413(client: openai.AsyncOpenAI) -> None:
+    long_text = "Tell me about photosynthesis. " + "leaf " * 400_000  # about 2 MB
+    made = await client.chat.completions.create(
+        model="m", messages=[{"role": "user", "content": long_text}]
+    )
+    assert "photosynthesis" in (made.choices[0].message.content or "")
+    with pytest.raises(openai.APIStatusError) as caught:
+        await client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "x" * (17 * 1024 * 1024)}]
+        )
+    assert caught.value.status_code == 413
+
+
 @pytest.mark.parametrize(
     ("body", "param"),
     [
