@@ -2,7 +2,7 @@
 
 Endpoints: ``POST /v1/chat/completions`` (JSON or SSE stream, plain text or structured JSON),
 ``POST /v1/embeddings``, ``GET /v1/models[/{id}]``, ``GET /v1/_stats`` and ``/healthz``. Answers are
-pure functions of the request (see :mod:`backends.model.generate`); faults come from
+pure functions of the request (see :mod:`backends.model.answer`); faults come from
 :mod:`backends.model.faults`. With ``api_key`` set, ``/v1/*`` needs ``Authorization: Bearer``.
 """
 
@@ -18,28 +18,15 @@ from typing import Any
 from aiohttp import web
 
 from backends.model import embeddings, wire
+from backends.model.answer import Answer, compose_answer
 from backends.model.faults import (
     FAULT_HEADER,
     RATE_LIMIT_RETRY_AFTER_MS,
     FaultPlan,
     FaultSettings,
     RequestFaults,
-    malform,
 )
-from backends.model.generate import (
-    Draw,
-    canonical_json,
-    cap_tokens,
-    completion_id,
-    count_tokens,
-    last_user_text,
-    message_text,
-    prompt_tokens,
-    request_digest,
-    tokenize,
-    tutor_text,
-)
-from backends.model.structured import instance, json_mode_object
+from backends.model.generate import canonical_json, count_tokens
 from banyan.logs import get_logger
 
 log = get_logger("model")
@@ -70,55 +57,6 @@ class ModelState:
 
 
 STATE = web.AppKey("model_state", ModelState)
-
-
-@dataclass(frozen=True)
-class Answer:
-    id: str
-    model: str
-    tokens: list[str]
-    finish_reason: str
-    prompt_tokens: int
-
-    @property
-    def usage(self) -> dict[str, int]:
-        return wire.usage(self.prompt_tokens, len(self.tokens))
-
-
-def compose_answer(chat: wire.ChatRequest, seed: int, malformed: bool = False) -> Answer:
-    """The answer to a chat request: a pure function of the request, the seed and ``malformed``."""
-    digest = request_digest(
-        model=chat.model,
-        messages=chat.messages,
-        response_format=chat.response_format,
-        seed=seed,
-        request_seed=chat.seed,
-    )
-    user_text = last_user_text(chat.messages)
-    prompt_text = "\n".join(message_text(m["content"]) for m in chat.messages)
-    draw = Draw(digest, "json")
-    fmt = chat.response_format
-    if fmt is None:
-        tokens, finish = cap_tokens(tokenize(tutor_text(digest, user_text)), chat.max_tokens)
-    else:
-        if fmt["type"] == "json_schema":
-            value: Any = instance(fmt["json_schema"]["schema"], draw, user_text, prompt_text)
-        else:
-            system = "\n".join(
-                message_text(m["content"])
-                for m in chat.messages
-                if m["role"] in ("system", "developer")
-            )
-            value = json_mode_object(draw, user_text, system)
-        text = json.dumps(value, ensure_ascii=False)
-        tokens, finish = tokenize(malform(text) if malformed else text), "stop"
-    return Answer(
-        id=completion_id(digest),
-        model=chat.model,
-        tokens=tokens,
-        finish_reason=finish,
-        prompt_tokens=prompt_tokens(chat.messages),
-    )
 
 
 def _endpoint_name(request: web.Request) -> str:
