@@ -6,6 +6,8 @@ from typing import Any
 
 import jsonschema
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from backends.common.agents.catalog import default_registry
 from backends.model.generate import Draw
@@ -168,3 +170,46 @@ def test_json_mode_keys_phrase_and_fallback() -> None:
     broken = json_mode_object(Draw("a"), TEXT, "```json\n{broken\n```")
     assert list(broken) == ["answer"] and isinstance(broken["answer"], str)
     assert list(json_mode_object(Draw("a"), TEXT, "")) == ["answer"]
+
+
+def _leaf_schemas() -> st.SearchStrategy[dict[str, Any]]:
+    bounded_int = st.tuples(st.integers(-50, 50), st.integers(0, 40)).map(
+        lambda t: {"type": "integer", "minimum": t[0], "maximum": t[0] + t[1]}
+    )
+    bounded_number = st.tuples(st.floats(-10, 10), st.floats(0.01, 5)).map(
+        lambda t: {"type": "number", "minimum": t[0], "maximum": t[0] + t[1]}
+    )
+    text = st.tuples(st.integers(0, 20), st.integers(0, 30)).map(
+        lambda t: {"type": "string", "minLength": t[0], "maxLength": t[0] + t[1]}
+    )
+    enum = st.lists(st.text(min_size=1, max_size=5), min_size=1, max_size=4, unique=True).map(
+        lambda values: {"enum": values}
+    )
+    simple = st.sampled_from(
+        [{"type": "boolean"}, {"type": "null"}, {"type": ["integer", "null"]}, {"type": "string"}]
+    )
+    return st.one_of(bounded_int, bounded_number, text, enum, simple)
+
+
+def _schemas() -> st.SearchStrategy[dict[str, Any]]:
+    def extend(inner: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrategy[dict[str, Any]]:
+        names = st.text("abcdefghij_", min_size=1, max_size=8)
+        objects = st.dictionaries(names, inner, max_size=4).map(
+            lambda props: {"type": "object", "properties": props, "required": sorted(props)}
+        )
+        arrays = st.tuples(inner, st.integers(0, 3), st.integers(0, 3)).map(
+            lambda t: {"type": "array", "items": t[0], "minItems": t[1], "maxItems": t[1] + t[2]}
+        )
+        unions = st.lists(inner, min_size=1, max_size=3).map(lambda branches: {"anyOf": branches})
+        return st.one_of(objects, arrays, unions)
+
+    return st.recursive(_leaf_schemas(), extend, max_leaves=12)
+
+
+@settings(max_examples=100, deadline=None)
+@given(schema=_schemas(), digest=st.text(max_size=8), text=st.text(max_size=60))
+def test_any_generated_schema_gets_a_valid_instance(
+    schema: dict[str, Any], digest: str, text: str
+) -> None:
+    value = instance(schema, Draw(digest), text)
+    jsonschema.Draft202012Validator(schema).validate(value)
