@@ -31,7 +31,10 @@ WritesPolicy = Literal["skip", "mirror"]
 WebSocketPolicy = Literal["keep", "reconnect"]
 BACKEND_NAMES: tuple[str, ...] = ("legacy", "new")
 
-log = get_logger("flags")
+
+def _log() -> Any:
+    """Bound at use time: a module-level bind would freeze structlog before configure()."""
+    return get_logger("flags")
 
 
 @dataclass(frozen=True, slots=True)
@@ -566,7 +569,7 @@ class FlagStore:
         self._recheck = False
         self._stop: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        log.info(
+        _log().info(
             "flags_applied",
             source=str(self.path),
             digest=self.current.digest,
@@ -606,7 +609,7 @@ class FlagStore:
         self.rejected += 1
         self.last_error = str(error)
         self.last_error_at = time.time()
-        log.error(
+        _log().error(
             "flags_rejected",
             source=error.file,
             line=error.line,
@@ -627,7 +630,7 @@ class FlagStore:
         self.loaded_at = time.time()
         self.reloads += 1
         self._clear_error()
-        log.info(
+        _log().info(
             "flags_applied",
             source=new.source,
             digest=new.digest,
@@ -638,7 +641,7 @@ class FlagStore:
             try:
                 callback(old, new)
             except Exception:
-                log.exception("flags_subscriber_failed", callback=repr(callback))
+                _log().exception("flags_subscriber_failed", callback=repr(callback))
 
     def check(self, *, force: bool = False) -> bool:
         """Re-read when the file's stat signature changed (or ``force``); one extra re-read follows
@@ -685,7 +688,7 @@ class FlagStore:
         try:
             self.check(force=force)
         except Exception:  # the watcher must outlive any surprise; the poll retries
-            log.exception("flags_check_failed", source=str(self.path))
+            _log().exception("flags_check_failed", source=str(self.path))
 
     def _watch_dirs(self) -> list[str]:
         dirs = {os.path.abspath(self.path.parent)}
@@ -708,4 +711,4 @@ class FlagStore:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # e.g. inotify limits: the poll keeps working
-            log.warning("flags_watch_unavailable", source=str(self.path), error=str(exc))
+            _log().warning("flags_watch_unavailable", source=str(self.path), error=str(exc))
