@@ -554,8 +554,9 @@ class FlagStore:
     ``file:line: reason`` until a valid version (or the current one again) is on disk.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, watch: bool = True) -> None:
         self.path = Path(path)
+        self.watch = watch  # False: rely on the stat poll alone (e.g. where inotify is scarce)
         self.current: FlagSet = load_flags(self.path)
         self.router: Router = Router(self.current)
         self.loaded_at: float = time.time()
@@ -663,17 +664,21 @@ class FlagStore:
         self._stop = asyncio.Event()
         self._tasks = [
             asyncio.create_task(self._poll(self._stop), name="flags-poll"),
-            asyncio.create_task(self._watch(self._stop), name="flags-watch"),
         ]
+        if self.watch:
+            self._tasks.append(asyncio.create_task(self._watch(self._stop), name="flags-watch"))
 
     async def stop(self) -> None:
         """Stop following the file (idempotent)."""
         if self._stop is not None:
             self._stop.set()
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
+        if not tasks:
+            return
+        _done, pending = await asyncio.wait(tasks, timeout=1.0)  # the stop event ends them
+        for task in pending:
             task.cancel()
-        for task in tasks:
+        for task in pending:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
