@@ -554,9 +554,13 @@ class FlagStore:
     ``file:line: reason`` until a valid version (or the current one again) is on disk.
     """
 
-    def __init__(self, path: str | Path, *, watch: bool = True) -> None:
+    def __init__(
+        self, path: str | Path, *, watch: bool = True, poll_interval: float = POLL_INTERVAL
+    ) -> None:
         self.path = Path(path)
         self.watch = watch  # False: rely on the stat poll alone (e.g. where inotify is scarce)
+        self.poll_interval = poll_interval
+        self.watch_events = 0  # batches of directory events seen by the watcher
         self.current: FlagSet = load_flags(self.path)
         self.router: Router = Router(self.current)
         self.loaded_at: float = time.time()
@@ -685,7 +689,7 @@ class FlagStore:
     async def _poll(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), POLL_INTERVAL)
+                await asyncio.wait_for(stop.wait(), self.poll_interval)
             if not stop.is_set():
                 self._safe_check(force=False)
 
@@ -712,6 +716,7 @@ class FlagStore:
                 stop_event=stop,
                 recursive=False,
             ):
+                self.watch_events += 1
                 self._safe_check(force=False)
         except asyncio.CancelledError:
             raise

@@ -6,6 +6,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
@@ -41,6 +42,21 @@ async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
         await asyncio.sleep(0.02)
 
 
+async def started(store: FlagStore, directory: Path) -> FlagStore:
+    """Start ``store``; with the watcher alone, wait until it demonstrably sees events."""
+    await store.start()
+    if store.watch:
+        probe = directory / ".probe"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5.0
+        while store.watch_events == 0:
+            assert loop.time() < deadline, "the watcher never reported an event"
+            probe.write_text(str(loop.time()))
+            await asyncio.sleep(0.05)
+        probe.unlink()
+    return store
+
+
 def mode_of(store: FlagStore) -> str:
     return store.router.decide("/api/sessions/1").mode
 
@@ -58,17 +74,19 @@ def write_atomic(path: Path, content: str) -> None:
     os.replace(tmp, path)
 
 
-@pytest.fixture(params=[True, False], ids=["watcher", "poll-only"])
-def watch(request: pytest.FixtureRequest) -> bool:
-    return bool(request.param)
+@pytest.fixture(params=["watcher", "poll"])
+def follow(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Each way of following the file on its own: the directory watcher, then the stat poll."""
+    if request.param == "watcher":
+        return {"watch": True, "poll_interval": 3600.0}
+    return {"watch": False, "poll_interval": 0.25}
 
 
 @pytest.fixture
-async def plain(tmp_path: Path, watch: bool) -> AsyncIterator[tuple[Path, FlagStore]]:
+async def plain(tmp_path: Path, follow: dict[str, Any]) -> AsyncIterator[tuple[Path, FlagStore]]:
     path = tmp_path / "flags.yaml"
     path.write_text(text("legacy"))
-    store = FlagStore(path, watch=watch)
-    await store.start()
+    store = await started(FlagStore(path, **follow), tmp_path)
     try:
         yield path, store
     finally:
@@ -90,15 +108,16 @@ async def test_atomic_rename_is_picked_up(plain: tuple[Path, FlagStore]) -> None
     assert store.router.decide("/api/sessions/1").shadow == "new"
 
 
-async def test_symlink_swap_like_a_configmap_is_picked_up(tmp_path: Path, watch: bool) -> None:
+async def test_symlink_swap_like_a_configmap_is_picked_up(
+    tmp_path: Path, follow: dict[str, Any]
+) -> None:
     # mount/flags.yaml -> ..data/flags.yaml, ..data -> ..v1 ; the update swaps ..data to ..v2
     mount = tmp_path / "mount"
     (mount / "..v1").mkdir(parents=True)
     (mount / "..v1" / "flags.yaml").write_text(text("legacy"))
     os.symlink("..v1", mount / "..data")
     os.symlink("..data/flags.yaml", mount / "flags.yaml")
-    store = FlagStore(mount / "flags.yaml", watch=watch)
-    await store.start()
+    store = await started(FlagStore(mount / "flags.yaml", **follow), mount)
     try:
         (mount / "..v2").mkdir()
         (mount / "..v2" / "flags.yaml").write_text(text("canary"))
