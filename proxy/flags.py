@@ -267,18 +267,21 @@ def _compose(data: bytes, source: str) -> tuple[yaml.Node | None, yaml.SafeLoade
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise FlagError(source, line, "the file is not valid UTF-8") from None
-    loader = yaml.SafeLoader(text)
+    loader: yaml.SafeLoader | None = None
     try:
+        loader = yaml.SafeLoader(text)
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
         problem = exc.problem or exc.context or "invalid YAML"
         raise FlagError(source, line, f"YAML syntax error: {problem}") from None
-    except yaml.YAMLError as exc:
-        raise FlagError(source, 1, f"YAML error: {exc}") from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow
+        line = text[: exc.position].count("\n") + 1
+        raise FlagError(source, line, f"YAML error: {exc.reason}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return node, loader
 
 

@@ -200,6 +200,8 @@ FEATURE_ERRORS = [
     ("  a:\n    routes: [/a]\n    fallback: 'yes'\n", 8, "expected true or false"),
     ("  a:\n    routes: [/a]\n    mode: [new]\n", 8, "expected a single value, got a list"),
     ("  a:\n    routes: [/a]\n    mode:\n", 8, "is not one of"),
+    ("  a:\n    routes: [/a]\n    fallback:\n", 8, "expected true or false, got nothing"),
+    ("  a:\n    routes: [/a]\n    percent: {a: 1}\n", 8, "expected a single value, got a mapping"),
     ("  a:\n    routes: [/a]\n    parity: {sample: 150}\n", 8, "parity.sample: 150"),
     ("  a:\n    routes: [/a]\n    parity: {noise_sample: -5}\n", 8, "noise_sample: -5 is outside"),
     ("  a:\n    routes: [/a]\n    parity:\n      ignore: [created_at]\n", 9, "not a JSONPath"),
@@ -302,6 +304,12 @@ def test_not_utf8_names_the_line() -> None:
     with pytest.raises(FlagError) as caught:
         parse_flags(data, "f")
     assert caught.value.line == 2 and "UTF-8" in caught.value.reason
+
+
+def test_control_characters_name_the_line() -> None:
+    with pytest.raises(FlagError) as caught:
+        parse_flags("version: 1\nbackends:\n  legacy: http://a\x07\n", "f")
+    assert caught.value.line == 3 and "special characters are not allowed" in caught.value.reason
 
 
 def test_unreadable_file_is_a_flag_error(tmp_path: Path) -> None:

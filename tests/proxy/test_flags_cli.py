@@ -176,6 +176,13 @@ def test_editing_a_broken_file_reports_the_line(small: Path) -> None:
         rollback(small, None)
 
 
+def test_an_edit_may_repair_a_broken_file(small: Path, events: list[dict[str, Any]]) -> None:
+    small.write_text(SMALL.replace("mode: shadow ", "mode: shadw  "))
+    set_mode(small, "sessions", "legacy")
+    assert load_flags(small).feature("sessions").mode == "legacy"  # type: ignore[union-attr]
+    assert events[0]["before"] is None and events[0]["after"]["mode"] == "legacy"
+
+
 def test_set_fields_merges_nested_and_deletes_with_none(
     small: Path, events: list[dict[str, Any]]
 ) -> None:
