@@ -122,8 +122,11 @@ class FlagError(Exception):
 _FEATURE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 _COOKIE_NAME = _HEADER_NAME
-# JSONPath subset shared with parity/compare.py: $, .name, ..name, [N], [*]
-_JSONPATH = re.compile(r"\$(?:\.\.?[^.\[\]\s]+|\[\d+\]|\[\*\])*\Z")
+# JSONPath subset shared with parity/paths.py: $, .name, ..name, ['odd name'], [N], [*]
+_JSONPATH = re.compile(
+    r"\$(?:\.\.?[^.\[\]\s'\"]+|(?:\.\.)?\['(?:[^'\\]|\\.)*'\]|\[\d+\]|\[\*\])*\Z"
+)
+_FIELD_NAME = re.compile(r"[^\s$.\[\]]+\Z")  # redact may also name a key, redacted at any depth
 
 _TOP_KEYS = ("version", "backends", "features", "default")
 _BACKEND_KEYS = ("url", "connect_timeout", "read_timeout")
@@ -159,7 +162,7 @@ def _line(node: yaml.Node) -> int:
 
 
 def is_jsonpath(text: str) -> bool:
-    """True when ``text`` is in the JSONPath subset Banyan accepts ($ .a [N] [*] ..a)."""
+    """True when ``text`` is in the JSONPath subset Banyan accepts ($ .a ..a ['a b'] [N] [*])."""
     return bool(_JSONPATH.match(text))
 
 
@@ -356,6 +359,9 @@ def _parity(reader: _Reader, node: yaml.Node, where: str) -> ParityConfig:
         if key in _PARITY_PATH_KEYS:
             paths = []
             for path, path_node in reader.strings(value, here):
+                if key == "redact" and _FIELD_NAME.match(path):
+                    paths.append(path)
+                    continue
                 if not is_jsonpath(path):
                     reader.fail(
                         path_node,

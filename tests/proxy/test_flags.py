@@ -51,7 +51,8 @@ features:
     fallback: false
     parity: {ignore: ["$.created_at", "$..updated_at"], unordered: ["$.items[*]"],
              mask: ["$.items[0].id"], headers: [Content-Type, ETag], tolerance: 0.01,
-             sample: 50, noise_sample: 5, max_body_bytes: 2048, shadow_timeout: 2, redact: ["$"]}
+             sample: 50, noise_sample: 5, max_body_bytes: 2048, shadow_timeout: 2,
+             redact: ["$.user.ssn", ssn]}
     guards: {max_mismatch_rate: 0.02, max_error_rate: 0.01, max_latency_ratio: 1.5, window: 20}
   bare:
     routes: [/api/bare]
@@ -87,10 +88,10 @@ def test_full_file_parses_into_the_typed_model() -> None:
         noise_sample=5.0,
         max_body_bytes=2048,
         shadow_timeout=2.0,
-        redact=("$",),
+        redact=("$.user.ssn", "ssn"),
     )
     assert sessions.guards == GuardConfig(0.02, 0.01, 1.5, 20)
-    assert bare.line == 20 and bare.mode == "legacy" and bare.parity == ParityConfig()
+    assert bare.line == 21 and bare.mode == "legacy" and bare.parity == ParityConfig()
     assert bare.guards == GuardConfig() and bare.cohorts == {} and bare.fallback is True
     assert flags.feature("bare") is bare and flags.feature("nope") is None
 
@@ -145,6 +146,12 @@ def test_error_string_is_file_line_reason() -> None:
         ("$.items[*].id", True),
         ("$.items[3]", True),
         ("$[0]", True),
+        ("$['odd name'].x", True),
+        ("$..['it''s']", False),
+        ("$..['a b']", True),
+        ("$['a\\'b']", True),
+        ("$['unterminated]", False),
+        ("$.['a']", False),
         ("a.b", False),
         ("$.", False),
         ("$.a[", False),
@@ -205,6 +212,7 @@ FEATURE_ERRORS = [
     ("  a:\n    routes: [/a]\n    parity: {sample: 150}\n", 8, "parity.sample: 150"),
     ("  a:\n    routes: [/a]\n    parity: {noise_sample: -5}\n", 8, "noise_sample: -5 is outside"),
     ("  a:\n    routes: [/a]\n    parity:\n      ignore: [created_at]\n", 9, "not a JSONPath"),
+    ("  a:\n    routes: [/a]\n    parity: {redact: ['a b']}\n", 8, "not a JSONPath"),
     ("  a:\n    routes: [/a]\n    parity:\n      extra: 1\n", 9, "parity: unknown key 'extra'"),
     ("  a:\n    routes: [/a]\n    parity: {headers: ['a b']}\n", 8, "is not a header name"),
     ("  a:\n    routes: [/a]\n    parity: {tolerance: -0.1}\n", 8, "tolerance: -0.1 is outside"),
