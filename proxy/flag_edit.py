@@ -25,17 +25,15 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.util import load_yaml_guess_indent
 
-from banyan.logs import get_logger
 from proxy.audit import feature_settings
-from proxy.flags import MODES, FlagError, FlagSet, parse_flags
+from proxy.flags import MODES, FlagError, FlagSet, emit, parse_flags
 
 EditListener = Callable[[dict[str, Any]], None]
 EDIT_LISTENERS: list[EditListener] = []
 
 
-def _log() -> Any:
-    """Bound at use time: a module-level bind would freeze structlog before configure()."""
-    return get_logger("flag_edit")
+def _log(level: str, event: str, **fields: Any) -> None:
+    emit("flag_edit", level, event, **fields)
 
 
 class EditResult(NamedTuple):
@@ -179,7 +177,7 @@ def _edit(
         except FlagError:
             old = None
         write_atomically(target, after)
-    _log().info("flags_edited", source=source, file=where, features=names, digest=result.digest)
+    _log("info", "flags_edited", source=source, file=where, features=names, digest=result.digest)
     for name in names:
         before_settings, after_settings = _settings(old, name), _settings(new, name)
         if before_settings == after_settings:
@@ -195,7 +193,7 @@ def _edit(
             try:
                 listener(event)
             except Exception:
-                _log().exception("flag_edit_listener_failed", listener=repr(listener))
+                _log("exception", "flag_edit_listener_failed", listener=repr(listener))
     return result
 
 

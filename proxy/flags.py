@@ -32,9 +32,16 @@ WebSocketPolicy = Literal["keep", "reconnect"]
 BACKEND_NAMES: tuple[str, ...] = ("legacy", "new")
 
 
-def _log() -> Any:
-    """Bound at use time: a module-level bind would freeze structlog before configure()."""
-    return get_logger("flags")
+def emit(component: str, level: str, event: str, **fields: Any) -> None:
+    """Log one structured event. The logger is bound at use time (a module-level bind would
+    freeze structlog's configuration before ``configure()``), and a closed or broken log stream
+    never stops flag handling."""
+    with contextlib.suppress(OSError, ValueError):
+        getattr(get_logger(component), level)(event, **fields)
+
+
+def _log(level: str, event: str, **fields: Any) -> None:
+    emit("flags", level, event, **fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -583,7 +590,8 @@ class FlagStore:
         self._recheck = False
         self._stop: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        _log().info(
+        _log(
+            "info",
             "flags_applied",
             source=str(self.path),
             digest=self.current.digest,
@@ -623,7 +631,8 @@ class FlagStore:
         self.rejected += 1
         self.last_error = str(error)
         self.last_error_at = time.time()
-        _log().error(
+        _log(
+            "error",
             "flags_rejected",
             source=error.file,
             line=error.line,
@@ -644,7 +653,8 @@ class FlagStore:
         self.loaded_at = time.time()
         self.reloads += 1
         self._clear_error()
-        _log().info(
+        _log(
+            "info",
             "flags_applied",
             source=new.source,
             digest=new.digest,
@@ -655,7 +665,7 @@ class FlagStore:
             try:
                 callback(old, new)
             except Exception:
-                _log().exception("flags_subscriber_failed", callback=repr(callback))
+                _log("exception", "flags_subscriber_failed", callback=repr(callback))
 
     def check(self, *, force: bool = False) -> bool:
         """Re-read when the file's stat signature changed (or ``force``); one extra re-read follows
@@ -706,7 +716,7 @@ class FlagStore:
         try:
             self.check(force=force)
         except Exception:  # the watcher must outlive any surprise; the poll retries
-            _log().exception("flags_check_failed", source=str(self.path))
+            _log("exception", "flags_check_failed", source=str(self.path))
 
     def _watch_dirs(self) -> list[str]:
         dirs = {os.path.abspath(self.path.parent)}
@@ -730,4 +740,4 @@ class FlagStore:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # e.g. inotify limits: the poll keeps working
-            _log().warning("flags_watch_unavailable", source=str(self.path), error=str(exc))
+            _log("warning", "flags_watch_unavailable", source=str(self.path), error=str(exc))

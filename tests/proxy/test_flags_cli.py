@@ -58,11 +58,12 @@ def comments(text: str) -> list[str]:
 
 @pytest.fixture(autouse=True)
 def fresh_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """main() configures JSON logs on the stderr of the moment; undo it after each test so no
-    later test writes to a capture stream that pytest has closed."""
+    """main() configures JSON logs on the stderr of the moment (here a capture stream that pytest
+    closes after the test): let it, then put the previous configuration back."""
+    saved = structlog.get_config()
     monkeypatch.setattr(logs, "_configured", False)
     yield
-    structlog.reset_defaults()
+    structlog.configure(**saved)
 
 
 @pytest.fixture
