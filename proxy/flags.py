@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NoReturn, cast
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -315,8 +316,6 @@ def _backend(reader: _Reader, name: str, node: yaml.Node) -> BackendSpec:
 
 
 def _check_url(reader: _Reader, node: yaml.Node, where: str, url: str) -> str:
-    from urllib.parse import urlsplit
-
     try:
         parts = urlsplit(url)
         _ = parts.port  # raises on a bad port

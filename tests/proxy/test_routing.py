@@ -7,6 +7,8 @@ import json
 
 import jwt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from proxy.flags import parse_flags
 from proxy.routing import (
@@ -256,3 +258,48 @@ def test_user_from_authorization_reads_sub_without_verifying() -> None:
 )
 def test_user_from_authorization_never_raises(header: str | None) -> None:
     assert user_from_authorization(header, None) is None
+
+
+SEGMENT = st.sampled_from(["a", "b", "*"])
+PATTERN = st.builds(
+    lambda segs, tail: "/" + "/".join([*segs, *(["**"] if tail else [])]),
+    st.lists(SEGMENT, max_size=3),
+    st.booleans(),
+)
+PATH = st.builds(
+    lambda segs, slash: "/" + "/".join(segs) + ("/" if slash and segs else ""),
+    st.lists(st.sampled_from(["a", "b", "c"]), max_size=4),
+    st.booleans(),
+)
+
+
+def naive_match(pattern: str, path: str) -> bool:
+    """The documented semantics, spelled out segment by segment."""
+    want = parse_route(pattern)
+    if path.endswith("/") and path != "/":
+        path = path[:-1]
+    have = [s for s in path.split("/")[1:]] if path != "/" else []
+    for index, seg in enumerate(want):
+        if seg == "**":
+            return True
+        if index >= len(have) or (seg != "*" and seg != have[index]):
+            return False
+    return len(want) == len(have)
+
+
+@settings(max_examples=300, deadline=None)
+@given(PATTERN, PATH)
+def test_compiled_routes_follow_the_documented_semantics(pattern: str, path: str) -> None:
+    r = router(f"  f:\n    routes: ['{pattern}']\n")
+    assert (r.match(path) is not None) == naive_match(pattern, path)
+
+
+@settings(max_examples=300, deadline=None)
+@given(PATTERN, PATTERN, st.lists(PATH, min_size=1, max_size=8))
+def test_covers_means_every_path_of_the_later_route_matches_the_earlier(
+    earlier: str, later: str, paths: list[str]
+) -> None:
+    if covers(parse_route(earlier), parse_route(later)):
+        for path in paths:
+            if naive_match(later, path):
+                assert naive_match(earlier, path)
