@@ -1,8 +1,8 @@
 """Running an aiohttp application as a Banyan server process.
 
 Owns the event-loop policy (uvloop when installed), binding (port 0 allowed, the bound address is
-printed on stdout as ``banyan <name> listening on http://HOST:PORT``), ``reuse_port`` for multi-worker
-setups, and graceful shutdown on SIGINT/SIGTERM that lets in-flight requests drain.
+printed on stdout as ``banyan <name> listening on http://HOST:PORT``), ``reuse_port`` for multi-
+worker setups, and graceful shutdown on SIGINT/SIGTERM that lets in-flight requests drain.
 """
 
 from __future__ import annotations
@@ -36,7 +36,9 @@ async def start_site(
     shutdown_timeout: float = 10.0,
 ) -> tuple[web.AppRunner, str]:
     """Start ``app`` on ``host:port`` and return the runner and its base URL (port 0 resolved)."""
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=shutdown_timeout)
+    runner = web.AppRunner(
+        app, handle_signals=False, access_log=None, shutdown_timeout=shutdown_timeout
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
     await site.start()

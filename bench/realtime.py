@@ -97,7 +97,7 @@ async def whiteboard_fanout(
             doc.get("shapes", type=Map)[key] = {"r": r}
 
         def seen(client: WhiteboardClient, key: str = key) -> bool:
-            return key in client.doc.get("shapes", type=Map).keys()
+            return key in client.doc.get("shapes", type=Map)
 
         started = time.perf_counter()
         await writer.edit(change)

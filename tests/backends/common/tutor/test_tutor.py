@@ -130,7 +130,8 @@ async def test_second_connection_sees_the_others_turns(
 ) -> None:
     url, _, hub = tutor
     async with (
-        aiohttp.ClientSession() as session, session.ws_connect(url + "/ws/tutor/s4") as a,
+        aiohttp.ClientSession() as session,
+        session.ws_connect(url + "/ws/tutor/s4") as a,
         session.ws_connect(url + "/ws/tutor/s4") as b,
     ):
         await a.send_json({"type": "ping"})
