@@ -16,6 +16,21 @@ import structlog
 _configured = False
 
 
+class _StderrLogger:
+    """Writes each rendered line to whatever ``sys.stderr`` is at that moment."""
+
+    def msg(self, message: str) -> None:
+        stream = sys.stderr
+        stream.write(message + "\n")
+        stream.flush()
+
+    log = debug = info = warning = warn = error = critical = exception = fatal = msg
+
+
+def _stderr_logger_factory(*_args: Any) -> _StderrLogger:
+    return _StderrLogger()
+
+
 def configure(level: str | None = None) -> None:
     """Configure structlog for JSON lines on stderr (idempotent)."""
     global _configured
@@ -34,12 +49,14 @@ def configure(level: str | None = None) -> None:
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_stderr_logger_factory,
         cache_logger_on_first_use=True,
     )
     _configured = True
 
 
 def get_logger(name: str, **bound: Any) -> Any:
-    """A structlog logger bound to ``component=name`` and any extra fields."""
-    return structlog.get_logger().bind(component=name, **bound)
+    """A lazy structlog logger bound to ``component=name`` and any extra fields.
+
+    Lazy, so a module-level logger created at import time still follows :func:`configure`."""
+    return structlog.get_logger(component=name, **bound)

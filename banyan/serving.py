@@ -89,6 +89,9 @@ def run(
     shutdown_timeout: float = 10.0,
 ) -> None:
     """Blocking entry point used by the command line."""
+    from banyan import logs
+
+    logs.configure()
     install_uvloop()
     asyncio.run(
         serve_forever(
