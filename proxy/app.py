@@ -1,0 +1,539 @@
+"""The proxy application: factory, lifecycle and the request path.
+
+For every request: a request id, one routing decision from the router of the flag version in force
+when the request arrived (so a flip never changes the backend of a request in flight), then either
+the WebSocket bridge or a streamed HTTP exchange. After the answer is streamed, the exchange feeds
+metrics, the feature's guard, the access log (one line), the shadow comparison and the write
+mirror — none of which the client waits for.
+
+Lifecycle: on startup the shared client session (one pooled keep-alive connector), the flag
+watcher, the health probe and the mirror queue start; on shutdown open WebSockets are closed with
+1001 and in-flight HTTP requests drain (the runner's shutdown timeout).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import aiohttp
+import yarl
+from aiohttp import web
+
+from banyan.logs import get_logger
+from proxy import admin
+from proxy.audit import AuditLog, default_path, diff_flagsets
+from proxy.flag_edit import EDIT_LISTENERS, rollback
+from proxy.flags import Feature, FlagSet, FlagStore
+from proxy.forward import (
+    Exchange,
+    UpstreamError,
+    gateway_error,
+    open_upstream,
+    relay,
+    request_body,
+    timeout_of,
+)
+from proxy.guards import Breach, GuardBoard
+from proxy.headers import FALLBACK, mark, request_id_of, upstream_headers
+from proxy.health import HealthProbe
+from proxy.metrics import ProxyMetrics
+from proxy.mirror import MirrorQueue
+from proxy.routing import Decision, user_from_authorization
+from proxy.websocket import BridgeRegistry, FrameTap, open_bridge, run_bridge
+
+log = get_logger("proxy")
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+STATE: web.AppKey[ProxyState] = web.AppKey("banyan_proxy_state")
+
+
+class ShadowHook(Protocol):
+    """Parity's entry points on the request path (see ``proxy/shadow.py``)."""
+
+    def wants(self, feature: Feature, decision: Decision, method: str, request_id: str) -> bool: ...
+
+    def submit(
+        self,
+        feature: Feature,
+        decision: Decision,
+        request: web.Request,
+        exchange: Exchange,
+        headers: Any,
+    ) -> None: ...
+
+    def websocket_tap(
+        self, feature: Feature, decision: Decision, request: web.Request, headers: Any
+    ) -> FrameTap | None: ...
+
+    async def start(self, state: ProxyState) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+@dataclass
+class ProxyState:
+    flags_path: Path
+    store: FlagStore
+    access_log: bool = True
+    health_interval: float = 2.0
+    metrics: ProxyMetrics = field(default_factory=ProxyMetrics)
+    bridges: BridgeRegistry = field(default_factory=BridgeRegistry)
+    guards: GuardBoard = field(default_factory=GuardBoard)
+    audit: AuditLog | None = None
+    mirror: MirrorQueue | None = None
+    shadow: ShadowHook | None = None
+    session: aiohttp.ClientSession | None = None
+    health: HealthProbe | None = None
+    requests: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+    breaches: list[dict[str, Any]] = field(default_factory=list)
+    started_at: float = field(default_factory=time.time)
+    _edit_digests: set[str] = field(default_factory=set)
+    _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    @property
+    def flags(self) -> FlagSet:
+        return self.store.current
+
+    def spawn(self, coro: Any) -> None:
+        """Run ``coro`` detached from the request, keeping a reference until it ends."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- reactions to flag changes ---------------------------------------------------------------
+
+    def on_flags(self, old: FlagSet, new: FlagSet) -> None:
+        self.metrics.flag_reloads.inc()
+        self.metrics.flags_info.values.clear()
+        self.metrics.flags_info.set(new.digest, value=1)
+        self._sync_guards(new)
+        if self.mirror is not None:
+            self.mirror.set_backends({n: b.url for n, b in new.backends.items()})
+        if self.audit is not None and new.digest not in self._edit_digests:
+            self.audit.record_reload(old, new, source="file")
+        self._edit_digests.discard(new.digest)
+        for name, before, after in diff_flagsets(old, new):
+            feature = new.feature(name)
+            if feature is None or before is None or after is None:
+                continue
+            if feature.websocket == "reconnect" and before.get("mode") != after.get("mode"):
+                self.spawn(self.bridges.close_feature(name, 1012, "feature moved; reconnect"))
+
+    def on_edit(self, change: dict[str, Any]) -> None:
+        """An edit made by this process (CLI in-process, admin API, guard): audit it once."""
+        self._edit_digests.add(change["digest"])
+        if self.audit is not None:
+            self.audit.append(
+                source=change.get("source", "cli"),
+                feature=change["feature"],
+                before=change.get("before"),
+                after=change.get("after"),
+                digest=change["digest"],
+                reason=change.get("reason"),
+            )
+
+    def _sync_guards(self, flags: FlagSet) -> None:
+        self.guards.sync(
+            {f.name: (f"{f.mode}:{f.percent}:{f.primary}", f.guards) for f in flags.features}
+        )
+
+    # -- after each exchange ---------------------------------------------------------------------
+
+    def observe(self, exchange: Exchange, feature: Feature | None) -> None:
+        status = str(exchange.status or (504 if exchange.error == "timeout" else 502))
+        self.metrics.requests.inc(exchange.feature, exchange.backend, status)
+        self.metrics.latency.observe(
+            exchange.feature, exchange.backend, value=exchange.head_latency
+        )
+        self.requests[(exchange.feature, exchange.backend)] += 1
+        if exchange.error in ("connect", "timeout", "closed"):
+            self.metrics.upstream_errors.inc(exchange.feature, exchange.backend, exchange.error)
+        if feature is not None:
+            guard = self.guards.get(feature.name)
+            if guard is not None:
+                guard.observe_request(
+                    exchange.backend, exchange.failed, exchange.head_latency * 1000
+                )
+                self.check_guard(feature.name)
+
+    def check_guard(self, feature: str) -> None:
+        guard = self.guards.get(feature)
+        if guard is None:
+            return
+        breach = guard.evaluate()
+        if breach is not None:
+            self.spawn(self.roll_back(breach))
+
+    async def roll_back(self, breach: Breach) -> None:
+        """A guard tripped: put the feature on legacy in the file, audit, count, log."""
+        current = self.flags.feature(breach.feature)
+        if current is None or current.mode == "legacy":
+            return
+        log.error(
+            "guard_rollback",
+            feature=breach.feature,
+            rule=breach.rule,
+            observed=breach.observed,
+            limit=breach.limit,
+            samples=breach.samples,
+        )
+        self.metrics.rollbacks.inc(breach.feature, breach.rule)
+        self.breaches.append(
+            {
+                "at": time.time(),
+                "feature": breach.feature,
+                "rule": breach.rule,
+                "observed": breach.observed,
+                "limit": breach.limit,
+                "samples": breach.samples,
+                "message": breach.message,
+            }
+        )
+        _GUARD_REASON[0] = breach.message
+        try:
+            await asyncio.to_thread(rollback, self.flags_path, breach.feature, source="guard")
+        except Exception:
+            log.exception("guard_rollback_failed", feature=breach.feature)
+        finally:
+            _GUARD_REASON[0] = None
+        self.store.reload_now()
+
+
+_GUARD_REASON: list[str | None] = [None]
+
+
+def _edit_listener(state: ProxyState) -> Any:
+    def listener(change: dict[str, Any]) -> None:
+        if change.get("source") == "guard" and _GUARD_REASON[0]:
+            change = {**change, "reason": _GUARD_REASON[0]}
+        state.on_edit(change)
+
+    return listener
+
+
+# -- the request path ------------------------------------------------------------------------------
+
+
+def _is_upgrade(request: web.Request) -> bool:
+    return request.headers.get("Upgrade", "").lower() == "websocket"
+
+
+def _decide(state: ProxyState, request: web.Request, request_id: str) -> tuple[Decision, FlagSet]:
+    router = state.store.router
+    user = user_from_authorization(request.headers.get("Authorization"), request.query.get("token"))
+    decision = router.decide(
+        request.path,
+        user=user,
+        headers=request.headers,
+        cookies=request.cookies,
+        client_ip=request.remote or "",
+        request_id=request_id,
+    )
+    return decision, router.flags
+
+
+async def handle(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    assert state.session is not None
+    request_id = request_id_of(request)
+    decision, flags = _decide(state, request, request_id)
+    feature = flags.feature(decision.feature) if decision.feature != "-" else None
+    backend = flags.backends[decision.backend]
+    if _is_upgrade(request):
+        return await _websocket(state, request, decision, feature, backend.url, request_id)
+
+    method = request.method
+    headers = upstream_headers(request, request_id)
+    mirror_write = feature is not None and feature.writes == "mirror" and method not in SAFE_METHODS
+    if mirror_write and "Idempotency-Key" not in headers:
+        headers["Idempotency-Key"] = uuid.uuid4().hex
+    shadowing = (
+        feature is not None
+        and state.shadow is not None
+        and state.shadow.wants(feature, decision, method, request_id)
+    )
+    capture_limit = (
+        feature.parity.max_body_bytes
+        if feature is not None and (shadowing or mirror_write)
+        else None
+    )
+    body, request_capture = request_body(request, capture_limit)
+    exchange = Exchange(decision.feature, decision.backend, method, request.path_qs, request_id)
+    exchange.request_capture = request_capture
+    try:
+        upstream = await open_upstream(
+            state.session,
+            method,
+            yarl.URL(backend.url + request.raw_path, encoded=True),
+            headers,
+            body,
+            timeout_of(backend),
+        )
+    except UpstreamError as exc:
+        fallback = await _fallback(state, request, decision, feature, headers, exc)
+        if fallback is None:
+            exchange.error = exc.kind
+            exchange.head_latency = time.perf_counter() - exchange.started
+            state.observe(exchange, feature)
+            refusal = gateway_error(exc, decision.backend)
+            mark(refusal.headers, decision.feature, decision.backend, request_id)
+            _access(state, exchange, refusal.status)
+            return refusal
+        upstream, exchange.backend, exchange.fallback = fallback, "legacy", True
+        state.metrics.fallbacks.inc(decision.feature)
+    response = await relay(
+        request,
+        upstream,
+        exchange,
+        capture_limit=capture_limit if shadowing else None,
+        extra_headers={FALLBACK: "1"} if exchange.fallback else None,
+    )
+    state.observe(exchange, feature)
+    _access(state, exchange, exchange.status)
+    if feature is not None and exchange.error is None:
+        if shadowing and state.shadow is not None and not exchange.fallback:
+            state.shadow.submit(feature, decision, request, exchange, headers)
+        if (
+            mirror_write
+            and exchange.backend == "new"
+            and feature.mode in ("new", "canary")
+            and 200 <= exchange.status < 300
+        ):
+            _mirror(state, feature, exchange, headers)
+    return response
+
+
+async def _fallback(
+    state: ProxyState,
+    request: web.Request,
+    decision: Decision,
+    feature: Feature | None,
+    headers: Any,
+    exc: UpstreamError,
+) -> aiohttp.ClientResponse | None:
+    """A safe, bodiless request whose chosen new backend is unreachable goes to legacy."""
+    if (
+        feature is None
+        or not feature.fallback
+        or decision.backend != "new"
+        or exc.kind != "connect"
+        or request.method not in SAFE_METHODS
+        or request.body_exists
+    ):
+        return None
+    legacy = state.flags.backends["legacy"]
+    assert state.session is not None
+    try:
+        return await open_upstream(
+            state.session,
+            request.method,
+            yarl.URL(legacy.url + request.raw_path, encoded=True),
+            headers,
+            None,
+            timeout_of(legacy),
+        )
+    except UpstreamError:
+        return None
+
+
+def _mirror(state: ProxyState, feature: Feature, exchange: Exchange, headers: Any) -> None:
+    """Re-apply a successful write served by new to legacy, durably."""
+    if state.mirror is None or exchange.request_capture is None:
+        return
+    body = exchange.request_capture.value()
+    if body is None:
+        state.mirror.skipped_too_large += 1
+        return
+    state.spawn(
+        state.mirror.enqueue(
+            feature=feature.name,
+            target="legacy",
+            method=exchange.method,
+            path_qs=exchange.path_qs,
+            headers=headers,
+            body=body,
+            idempotency_key=headers["Idempotency-Key"],
+        )
+    )
+
+
+def _access(state: ProxyState, exchange: Exchange, status: int) -> None:
+    if state.access_log:
+        log.info(
+            "request",
+            request_id=exchange.request_id,
+            feature=exchange.feature,
+            backend=exchange.backend,
+            method=exchange.method,
+            path=exchange.path_qs,
+            status=status,
+            duration_ms=round((time.perf_counter() - exchange.started) * 1000, 3),
+            error=exchange.error,
+            fallback=exchange.fallback or None,
+        )
+
+
+async def _websocket(
+    state: ProxyState,
+    request: web.Request,
+    decision: Decision,
+    feature: Feature | None,
+    base_url: str,
+    request_id: str,
+) -> web.StreamResponse:
+    assert state.session is not None
+    headers = upstream_headers(request, request_id, websocket=True)
+    started = time.perf_counter()
+    response, bridge = await open_bridge(
+        request,
+        state.session,
+        base_url + request.raw_path,
+        headers,
+        feature=decision.feature,
+        backend=decision.backend,
+        request_id=request_id,
+    )
+    exchange = Exchange(decision.feature, decision.backend, "GET", request.path_qs, request_id)
+    exchange.status = response.status
+    exchange.head_latency = time.perf_counter() - started
+    if bridge is None:
+        exchange.error = (
+            "connect" if response.status == 502 else ("timeout" if response.status == 504 else None)
+        )
+        state.observe(exchange, feature)
+        _access(state, exchange, response.status)
+        return response
+    state.observe(exchange, feature)
+    gauge = state.metrics.open_websockets
+    gauge.inc(decision.feature, decision.backend)
+    tap = None
+    if feature is not None and state.shadow is not None and decision.mode == "shadow":
+        tap = state.shadow.websocket_tap(feature, decision, request, headers)
+    try:
+        await run_bridge(bridge, state.bridges, tap=tap)
+    finally:
+        gauge.dec(decision.feature, decision.backend)
+        _access(state, exchange, 101)
+    return response
+
+
+# -- lifecycle -------------------------------------------------------------------------------------
+
+
+async def _healthz(_: web.Request) -> web.Response:
+    return web.json_response({"status": "ok", "service": "proxy"})
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    ready = state.session is not None and not state.session.closed
+    return web.json_response(
+        {"status": "ready" if ready else "starting"}, status=200 if ready else 503
+    )
+
+
+async def _startup(app: web.Application) -> None:
+    state = app[STATE]
+    connector = aiohttp.TCPConnector(
+        limit=1000, limit_per_host=0, keepalive_timeout=30, ttl_dns_cache=300
+    )
+    state.session = aiohttp.ClientSession(
+        connector=connector,
+        auto_decompress=False,
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
+        skip_auto_headers=("User-Agent",),
+    )
+    state.store.subscribe(state.on_flags)
+    state.metrics.flags_info.set(state.flags.digest, value=1)
+    state._sync_guards(state.flags)
+    listener = _edit_listener(state)
+    app[_LISTENER] = listener
+    EDIT_LISTENERS.append(listener)
+    await state.store.start()
+    state.health = HealthProbe(
+        state.session,
+        lambda: {n: b.url for n, b in state.flags.backends.items()},
+        interval=state.health_interval,
+        on_result=lambda name, up: state.metrics.backend_up.set(name, value=1 if up else 0),
+    )
+    state.health.start()
+    if state.mirror is not None:
+        await state.mirror.start(state.session, {n: b.url for n, b in state.flags.backends.items()})
+    if state.shadow is not None:
+        await state.shadow.start(state)
+
+
+async def _shutdown(app: web.Application) -> None:
+    await app[STATE].bridges.close_all()
+
+
+async def _cleanup(app: web.Application) -> None:
+    state = app[STATE]
+    listener = app.get(_LISTENER)
+    if listener in EDIT_LISTENERS:
+        EDIT_LISTENERS.remove(listener)
+    for task in list(state._tasks):
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.wait_for(task, 5)
+    if state.shadow is not None:
+        await state.shadow.stop()
+    if state.health is not None:
+        await state.health.stop()
+    if state.mirror is not None:
+        await state.mirror.stop()
+    await state.store.stop()
+    if state.session is not None:
+        await state.session.close()
+
+
+_LISTENER: web.AppKey[Any] = web.AppKey("banyan_edit_listener")
+
+
+def mirror_url(flags_path: Path) -> str:
+    return (
+        os.environ.get("BANYAN_MIRROR_DB")
+        or f"sqlite+aiosqlite:///{flags_path.parent / 'mirror.db'}"
+    )
+
+
+def create_app(
+    flags_path: str | Path,
+    *,
+    access_log: bool = True,
+    health_interval: float = 2.0,
+    shadow: ShadowHook | None = None,
+    mirror: MirrorQueue | None = None,
+    poll_interval: float | None = None,
+) -> web.Application:
+    """The proxy for the flag file at ``flags_path`` (which must be valid right now)."""
+    path = Path(flags_path).resolve()
+    store = (
+        FlagStore(path) if poll_interval is None else FlagStore(path, poll_interval=poll_interval)
+    )
+    state = ProxyState(
+        flags_path=path,
+        store=store,
+        access_log=access_log,
+        health_interval=health_interval,
+        audit=AuditLog(default_path(path)),
+        mirror=mirror if mirror is not None else MirrorQueue(mirror_url(path)),
+        shadow=shadow,
+    )
+    app = web.Application(client_max_size=1024**4)
+    app[STATE] = state
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    admin.add_admin_routes(app, STATE)
+    app.router.add_route("*", "/{tail:.*}", handle)
+    app.on_startup.append(_startup)
+    app.on_shutdown.append(_shutdown)
+    app.on_cleanup.append(_cleanup)
+    return app
