@@ -26,7 +26,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-access-log", action="store_true", help="skip the per-request log line"
     )
-    parser.add_argument("--no-parity", action="store_true", help="do not shadow or compare")
     return parser
 
 
@@ -34,12 +33,7 @@ def _factory(args: argparse.Namespace) -> object:
     def make() -> object:
         from proxy.app import create_app
 
-        shadow = None
-        if not args.no_parity:
-            from proxy.shadow import shadow_from_env
-
-            shadow = shadow_from_env(args.flags)
-        return create_app(args.flags, access_log=not args.no_access_log, shadow=shadow)
+        return create_app(args.flags, access_log=not args.no_access_log)
 
     return make
 

@@ -1,0 +1,55 @@
+"""Fixtures for the proxy tests: two recording upstreams and a proxy in front of them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from banyan.testing import serve
+from proxy.app import STATE, ProxyState, create_app
+from tests.proxy.upstreams import Recorder, flags_yaml
+
+ALL_LEGACY = """\
+  api:
+    routes: ["/api/**", "/ws/**", "/echo/**", "/upload", "/download", "/sse", "/ack", "/gzip", "/hop", "/slow", "/status/*"]
+    mode: legacy
+"""
+
+
+@dataclass
+class Stack:
+    url: str
+    flags: Path
+    legacy: Recorder
+    new: Recorder
+    state: ProxyState
+    legacy_url: str
+    new_url: str
+
+    def write_flags(self, features: str, extra: str = "") -> None:
+        tmp = self.flags.with_suffix(".tmp")
+        tmp.write_text(flags_yaml(self.legacy_url, self.new_url, features, extra))
+        tmp.replace(self.flags)
+
+
+@pytest.fixture
+def make_stack(tmp_path: Path) -> Callable[..., Any]:
+    @asynccontextmanager
+    async def factory(
+        features: str = ALL_LEGACY, extra: str = "", **kwargs: Any
+    ) -> AsyncIterator[Stack]:
+        legacy, new = Recorder("legacy"), Recorder("new")
+        async with serve(legacy.app) as legacy_url, serve(new.app) as new_url:
+            flags = tmp_path / "flags.yaml"
+            flags.write_text(flags_yaml(legacy_url, new_url, features, extra))
+            kwargs.setdefault("health_interval", 0.2)
+            app = create_app(flags, **kwargs)
+            async with serve(app) as url:
+                yield Stack(url, flags, legacy, new, app[STATE], legacy_url, new_url)
+
+    return factory
