@@ -16,7 +16,8 @@ from tests.proxy.upstreams import Recorder, flags_yaml
 
 ALL_LEGACY = """\
   api:
-    routes: ["/api/**", "/ws/**", "/echo/**", "/upload", "/download", "/sse", "/ack", "/gzip", "/hop", "/slow", "/status/*"]
+    routes: ["/api/**", "/ws/**", "/echo/**", "/upload", "/download", "/sse", "/ack",
+             "/gzip", "/hop", "/slow", "/status/*"]
     mode: legacy
 """
 

@@ -175,4 +175,5 @@ class Recorder:
 
 
 def flags_yaml(legacy: str, new: str, features: str, extra: str = "") -> str:
-    return f"version: 1\nbackends:\n  legacy: {legacy}\n  new: {new}\n{extra}features:\n{features}default: legacy\n"
+    head = f"version: 1\nbackends:\n  legacy: {legacy}\n  new: {new}\n"
+    return f"{head}{extra}features:\n{features}default: legacy\n"
