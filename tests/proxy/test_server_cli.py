@@ -1,0 +1,66 @@
+"""``banyan proxy`` as a real process: port 0, bad flags, several workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from banyan.testing import free_port
+from proxy.server_cli import main
+
+
+def _flags(tmp_path: Path) -> Path:
+    path = tmp_path / "flags.yaml"
+    port = free_port()
+    path.write_text(
+        f"version: 1\nbackends:\n  legacy: http://127.0.0.1:{port}\n  new: http://127.0.0.1:{port}\n"
+        "features:\n  all:\n    routes: ['/api/**']\n    mode: legacy\ndefault: legacy\n"
+    )
+    return path
+
+
+def _start(args: list[str]) -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "proxy.cli", "proxy", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ},
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    assert "banyan proxy listening on http://127.0.0.1:" in line, line
+    return process, line.rsplit(" ", 1)[1].strip()
+
+
+def test_proxy_process_serves_and_stops(tmp_path: Path) -> None:
+    process, url = _start(["--flags", str(_flags(tmp_path)), "--port", "0", "--no-access-log"])
+    try:
+        assert httpx.get(url + "/healthz", timeout=10).json()["service"] == "proxy"
+        answer = httpx.get(url + "/api/x", timeout=10)
+        assert answer.status_code == 502 and answer.headers["x-banyan-feature"] == "all"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    assert process.returncode == 0
+
+
+def test_workers_share_one_port(tmp_path: Path) -> None:
+    process, url = _start(["--flags", str(_flags(tmp_path)), "--port", "0", "--workers", "2"])
+    try:
+        for _ in range(10):
+            assert httpx.get(url + "/healthz", timeout=10).status_code == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def test_invalid_flags_refuse_to_start(tmp_path: Path, capsys: object) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 2\n")
+    assert main(["--flags", str(bad)]) == 1

@@ -1,0 +1,117 @@
+"""Tests for proxy/websocket.py through the running proxy: frames, closes, refusals, cleanup."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import aiohttp
+from aiohttp import WSMsgType
+
+from banyan.testing import free_port
+from tests.proxy.conftest import ALL_LEGACY
+
+
+async def test_text_binary_ping_and_subprotocol(make_stack: Any) -> None:
+    async with make_stack() as stack, aiohttp.ClientSession() as session:
+        ws_url = stack.url + "/ws/echo"
+        async with session.ws_connect(
+            ws_url, protocols=("v2.other", "v1.banyan"), autoping=False
+        ) as ws:
+            assert ws.protocol == "v1.banyan"
+            await ws.send_str("hello")
+            assert (await ws.receive()).data == "echo:hello"
+            await ws.send_bytes(b"\x01\x02\x03")
+            assert (await ws.receive()).data == b"\x03\x02\x01"
+            await ws.ping(b"are-you-there")
+            pong = await ws.receive()
+            assert pong.type == WSMsgType.PONG and pong.data == b"are-you-there"
+            await ws.send_str("whoami")
+            assert json.loads((await ws.receive()).data)["protocol"] == "v1.banyan"
+        assert stack.state.metrics.open_websockets.get("api", "legacy") == 0
+
+
+async def test_close_codes_travel_both_ways(make_stack: Any) -> None:
+    async with make_stack() as stack, aiohttp.ClientSession() as session:
+        async with session.ws_connect(stack.url + "/ws/echo") as ws:
+            await ws.send_str("close:4001:server says bye")
+            message = await ws.receive()
+            assert message.type == WSMsgType.CLOSE
+            assert message.data == 4001 and message.extra == "server says bye"
+        ws = await session.ws_connect(stack.url + "/ws/echo")
+        await ws.close(code=4002, message=b"client says bye")
+        for _ in range(100):
+            if stack.legacy.open_sockets == 0 and len(stack.state.bridges) == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert stack.legacy.open_sockets == 0 and len(stack.state.bridges) == 0
+
+
+async def test_upstream_refusal_reaches_the_client(make_stack: Any) -> None:
+    async with make_stack() as stack, aiohttp.ClientSession() as session:
+        try:
+            await session.ws_connect(stack.url + "/ws/private")
+            raise AssertionError("the upgrade should have been refused")
+        except aiohttp.WSServerHandshakeError as exc:
+            assert exc.status == 401
+        async with session.ws_connect(stack.url + "/ws/private?token=t0k") as ws:
+            assert (await ws.receive()).data == "hello t0k"
+        async with session.ws_connect(
+            stack.url + "/ws/private", headers={"Authorization": "Bearer abc"}
+        ) as ws:
+            assert (await ws.receive()).data == "hello Bearer abc"
+
+
+async def test_upstream_down_is_502(make_stack: Any) -> None:
+    async with make_stack() as stack, aiohttp.ClientSession() as session:
+        dead = f"http://127.0.0.1:{free_port()}"
+        stack.flags.write_text(stack.flags.read_text().replace(stack.legacy_url, dead))
+        assert stack.state.store.reload_now()
+        async with session.get(
+            stack.url + "/ws/echo",
+            headers={
+                "Upgrade": "websocket",
+                "Connection": "Upgrade",
+                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+                "Sec-WebSocket-Version": "13",
+            },
+        ) as response:
+            assert response.status == 502
+            assert (await response.json())["error"]["code"] == "bad_gateway"
+            assert response.headers["X-Banyan-Backend"] == "legacy"
+
+
+async def test_open_sockets_stay_on_flip_by_default_and_reconnect_when_asked(
+    make_stack: Any,
+) -> None:
+    async with make_stack() as stack, aiohttp.ClientSession() as session:
+        kept = await session.ws_connect(stack.url + "/ws/echo")
+        await kept.send_str("whoami")
+        assert json.loads((await kept.receive()).data)["backend"] == "legacy"
+        stack.write_flags(ALL_LEGACY.replace("mode: legacy", "mode: new"))
+        assert stack.state.store.check(force=True)
+        await kept.send_str("whoami")
+        assert json.loads((await kept.receive()).data)["backend"] == "legacy"
+        fresh = await session.ws_connect(stack.url + "/ws/echo")
+        await fresh.send_str("whoami")
+        assert json.loads((await fresh.receive()).data)["backend"] == "new"
+        await kept.close()
+        stack.write_flags(
+            ALL_LEGACY.replace("mode: legacy", "mode: legacy\n    websocket: reconnect")
+        )
+        assert stack.state.store.check(force=True)
+        message = await asyncio.wait_for(fresh.receive(), 5)
+        assert message.type == WSMsgType.CLOSE and message.data == 1012
+        await fresh.close()
+
+
+async def test_proxy_shutdown_closes_bridges(make_stack: Any) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with make_stack() as stack:
+            ws = await session.ws_connect(stack.url + "/ws/echo")
+            legacy = stack.legacy
+        message = await asyncio.wait_for(ws.receive(), 5)
+        assert message.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING)
+        await ws.close()
+        assert legacy.open_sockets == 0
