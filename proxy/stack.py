@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import os
 import signal
 import sys
@@ -20,6 +21,13 @@ from urllib.parse import urlsplit
 import yaml
 
 from banyan import processes
+
+MODULES = {
+    "model": "backends.model.cli",
+    "legacy": "backends.legacy.cli",
+    "new": "backends.new.cli",
+    "proxy": "proxy.server_cli",
+}
 
 
 @dataclass
@@ -41,6 +49,14 @@ def _backend_urls(flags_path: Path) -> dict[str, str]:
     for name, spec in (data.get("backends") or {}).items():
         urls[name] = spec["url"] if isinstance(spec, dict) else str(spec)
     return urls
+
+
+def available(module: str) -> bool:
+    """Whether a part's command module is installed (a checkout may not have every part yet)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
 
 
 def plan(args: argparse.Namespace) -> list[Part]:
@@ -99,7 +115,10 @@ def plan(args: argparse.Namespace) -> list[Part]:
             },
         )
     )
-    return parts  # fmt: skip
+    missing = [p.name for p in parts if not available(MODULES[p.name])]
+    for name in missing:
+        print(f"banyan up: {name} is not part of this checkout yet; not started", flush=True)
+    return [p for p in parts if p.name not in missing]  # fmt: skip
 
 
 async def _start(part: Part) -> None:

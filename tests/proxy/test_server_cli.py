@@ -64,3 +64,58 @@ def test_invalid_flags_refuse_to_start(tmp_path: Path, capsys: object) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("version: 2\n")
     assert main(["--flags", str(bad)]) == 1
+
+
+def test_shutdown_drains_an_in_flight_request(tmp_path: Path) -> None:
+    import threading
+
+    from aiohttp import web
+
+    served = threading.Event()
+
+    async def slow(_: web.Request) -> web.Response:
+        import asyncio
+
+        served.set()
+        await asyncio.sleep(1.0)
+        return web.json_response({"finished": True})
+
+    app = web.Application()
+    app.router.add_get("/api/slow", slow)
+    port = free_port()
+    runner_ready = threading.Event()
+
+    def run_upstream() -> None:
+        import asyncio
+
+        async def main() -> None:
+            runner = web.AppRunner(app)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", port).start()
+            runner_ready.set()
+            await asyncio.sleep(8)
+            await runner.cleanup()
+
+        asyncio.run(main())
+
+    thread = threading.Thread(target=run_upstream, daemon=True)
+    thread.start()
+    assert runner_ready.wait(10)
+    flags = tmp_path / "flags.yaml"
+    flags.write_text(
+        f"version: 1\nbackends:\n  legacy: http://127.0.0.1:{port}\n  new: http://127.0.0.1:{port}\n"
+        "features:\n  all:\n    routes: ['/api/**']\n    mode: legacy\ndefault: legacy\n"
+    )
+    process, url = _start(["--flags", str(flags), "--port", "0"])
+    result: dict[str, int] = {}
+
+    def call() -> None:
+        result["status"] = httpx.get(url + "/api/slow", timeout=20).status_code
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    assert served.wait(10)
+    process.send_signal(signal.SIGTERM)
+    caller.join(20)
+    process.wait(timeout=30)
+    assert result.get("status") == 200
