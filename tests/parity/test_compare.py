@@ -1,0 +1,150 @@
+"""Tests for parity/compare.py and parity/paths.py: injected differences found at exact paths."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+from typing import Any
+
+import brotli
+import pytest
+
+from parity import paths
+from parity.compare import Response, Rules, compare
+
+JSON = {"content-type": "application/json"}
+
+
+def answer(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return Response(status, headers or JSON, raw)
+
+
+def diffs(a: Any, b: Any, rules: Rules | None = None) -> list[tuple[str, str, Any, Any]]:
+    result = compare(answer(a), answer(b), rules or Rules())
+    assert result.match == (not result.differences)
+    return [(d.path, d.kind, d.primary, d.candidate) for d in result.differences]
+
+
+def test_identical_answers_match() -> None:
+    body = {"items": [{"id": 1, "tags": ["a"]}], "next": None}
+    assert compare(answer(body), answer(body)).match
+
+
+def test_typed_differences_at_exact_paths() -> None:
+    primary = {
+        "user": {"name": "Ann", "age": 30, "admin": False},
+        "items": [{"t": "a"}, {"t": "b"}],
+    }
+    candidate = {"user": {"name": "Anne", "age": "30", "admin": 0, "new": 1}, "items": [{"t": "a"}]}
+    assert diffs(primary, candidate) == [
+        ("$.user.name", "changed", "Ann", "Anne"),
+        ("$.user.age", "type", 30, "30"),
+        ("$.user.admin", "type", False, 0),
+        ("$.user.new", "added", None, 1),
+        ("$.items[1]", "removed", {"t": "b"}, None),
+    ]
+    assert diffs({"odd key": 1}, {"odd key": 2}) == [("$['odd key']", "changed", 1, 2)]
+
+
+def test_ignores_masks_unordered_and_tolerance() -> None:
+    rules = Rules(
+        ignore=("$..created_at", "$.meta"),
+        mask=("$.id",),
+        unordered=("$.items",),
+        tolerance=0.01,
+    )
+    primary = {
+        "id": "a1",
+        "meta": {"x": 1},
+        "score": 100.0,
+        "items": [{"n": 1, "created_at": 1}, {"n": 2}],
+    }
+    candidate = {
+        "id": "b2",
+        "meta": {"x": 2},
+        "score": 100.5,
+        "items": [{"n": 2}, {"n": 1, "created_at": 9}],
+    }
+    assert diffs(primary, candidate, rules) == []
+    assert diffs({"id": "a"}, {"id": 5}, rules) == [("$.id", "type", "a", 5)]
+    assert diffs({"score": 100}, {"score": 102}, rules) == [("$.score", "changed", 100, 102)]
+    assert diffs({"items": [1, 1, 2]}, {"items": [1, 2, 3]}, rules) == [
+        ("$.items[1]", "removed", 1, None),
+        ("$.items[2]", "added", None, 3),
+    ]
+    assert diffs({"created_at": 1, "x": 1}, {"x": 1, "meta": 3}, rules) == []
+
+
+def test_status_headers_and_errors() -> None:
+    a = Response(200, {"Content-Type": "application/json", "X-A": "1"}, b"{}")
+    b = Response(201, {"content-type": "text/plain"}, b"{}")
+    result = compare(a, b, Rules(headers=("content-type", "x-a")))
+    assert not result.status_match
+    assert [(d.path, d.kind) for d in result.differences] == [
+        ("status", "changed"),
+        ("header:content-type", "changed"),
+        ("header:x-a", "removed"),
+    ]
+    failed = compare(a, Response(0, {}, b"", error="timeout"))
+    assert not failed.match and failed.error == "timeout" and failed.differences[0].kind == "error"
+
+
+@pytest.mark.parametrize(
+    ("encoding", "encode"),
+    [
+        ("gzip", lambda b: gzip.compress(b)),
+        ("deflate", lambda b: zlib.compress(b)),
+        ("deflate", lambda b: zlib.compress(b)[2:-4]),  # raw deflate
+        ("br", lambda b: brotli.compress(b)),
+    ],
+)
+def test_compressed_bodies_are_decoded_first(encoding: str, encode: Any) -> None:
+    plain = json.dumps({"a": 1, "b": [1, 2]}).encode()
+    other = json.dumps({"a": 2, "b": [1, 2]}).encode()
+    headers = {**JSON, "content-encoding": encoding}
+    assert compare(Response(200, headers, encode(plain)), answer(json.loads(plain))).match
+    result = compare(Response(200, headers, encode(plain)), Response(200, headers, encode(other)))
+    assert [d.path for d in result.differences] == ["$.a"]
+    broken = compare(Response(200, headers, b"not compressed"), answer({}))
+    assert broken.differences[0].path == "body"
+
+
+def test_text_by_lines_and_binary_by_digest() -> None:
+    text = {"content-type": "text/plain"}
+    result = compare(Response(200, text, b"a\nb\nc\n"), Response(200, text, b"a\nB\nc\nd\n"))
+    assert [(d.path, d.kind, d.primary, d.candidate) for d in result.differences] == [
+        ("line:2", "changed", "b", "B"),
+        ("line:4", "added", None, "d"),
+    ]
+    gone = compare(Response(200, text, b"a\nb\n"), Response(200, text, b"a\n"))
+    assert [(d.path, d.kind) for d in gone.differences] == [("line:2", "removed")]
+    binary = {"content-type": "application/octet-stream"}
+    blob = compare(Response(200, binary, b"\xff\x00"), Response(200, binary, b"\xfe\x00"))
+    assert blob.differences[0].path == "body" and len(blob.differences[0].primary) == 64
+
+
+def test_noise_is_reported_apart() -> None:
+    result = compare(
+        answer({"at": 1, "v": 1, "rows": [{"at": 1}]}),
+        answer({"at": 2, "v": 2, "rows": [{"at": 3}]}),
+        noise=lambda pattern: pattern in ("$.at", "$.rows[*].at"),
+    )
+    assert [d.path for d in result.noise] == ["$.at", "$.rows[0].at"]
+    assert [d.path for d in result.differences] == ["$.v"] and not result.match
+
+
+def test_paths() -> None:
+    assert paths.covers("$.a", ("a", "b", 1)) and not paths.matches("$.a", ("a", "b"))
+    assert paths.matches("$..id", ("items", 3, "id")) and paths.matches("$..id", ("id",))
+    assert paths.matches("$.items[*].id", ("items", 7, "id"))
+    assert not paths.matches("$.items[2]", ("items", 3)) and paths.matches(
+        "$.items[3]", ("items", 3)
+    )
+    assert paths.matches("$['a b'].c", ("a b", "c"))
+    assert paths.render(("items", 3, "odd key", "it's")) == "$.items[3]['odd key']['it\\'s']"
+    assert paths.generalise(("items", 3, "id")) == "$.items[*].id"
+    for bad in ("items", "$.", "$[x]"):
+        with pytest.raises(paths.PathError):
+            paths.parse(bad)
