@@ -32,8 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _factory(args: argparse.Namespace) -> object:
     def make() -> object:
         from proxy.app import create_app
+        from proxy.shadow import shadow_from_env
 
-        return create_app(args.flags, access_log=not args.no_access_log)
+        shadow = None if args.no_parity else shadow_from_env(args.flags)
+        return create_app(args.flags, access_log=not args.no_access_log, shadow=shadow)
 
     return make
 

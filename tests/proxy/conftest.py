@@ -17,7 +17,7 @@ from tests.proxy.upstreams import Recorder, flags_yaml
 ALL_LEGACY = """\
   api:
     routes: ["/api/**", "/ws/**", "/echo/**", "/upload", "/download", "/sse", "/ack",
-             "/gzip", "/hop", "/slow", "/status/*"]
+             "/gzip", "/hop", "/slow", "/status/*", "/clock"]
     mode: legacy
 """
 

@@ -46,6 +46,8 @@ class Recorder:
         self.requests: list[dict[str, Any]] = []
         self.acks = asyncio.Queue[int]()
         self.open_sockets = 0
+        self.delay = 0.0
+        self.hang = False
         self.app = web.Application(client_max_size=1024**3)
         r = self.app.router
         r.add_route("*", "/echo{tail:.*}", self.echo)
@@ -57,12 +59,17 @@ class Recorder:
         r.add_get("/hop", self.hop)
         r.add_get("/slow", self.slow)
         r.add_get("/status/{code}", self.status)
+        r.add_get("/clock", self.clock)
         r.add_get("/ws/echo", self.ws_echo)
         r.add_get("/ws/private", self.ws_private)
         r.add_route("*", "/{tail:.*}", self.echo)
 
     async def echo(self, request: web.Request) -> web.Response:
         body = await request.read()
+        if self.hang:
+            await asyncio.sleep(3600)
+        if self.delay:
+            await asyncio.sleep(self.delay)
         seen = {
             "backend": self.name,
             "method": request.method,
@@ -131,6 +138,11 @@ class Recorder:
     async def slow(self, request: web.Request) -> web.Response:
         await asyncio.sleep(float(request.query.get("s", "5")))
         return web.json_response({"slow": True})
+
+    async def clock(self, _: web.Request) -> web.Response:
+        import time
+
+        return web.json_response({"now": time.time_ns(), "value": 1, "backend": "same"})
 
     async def status(self, request: web.Request) -> web.Response:
         code = int(request.match_info["code"])

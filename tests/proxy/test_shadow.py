@@ -1,0 +1,155 @@
+"""Shadow mode end to end: copies, comparisons, noise, writes, failing candidates, reports."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from banyan.testing import free_port
+from parity.store import ParityRecorder, ParityStore
+from proxy.shadow import Shadow, sampled
+
+SHADOW = """\
+  api:
+    routes: ["/api/**", "/clock", "/ws/**"]
+    mode: shadow
+    parity: {{sample: 100, noise_sample: {noise}, shadow_timeout: {timeout}}}
+{extra}"""
+
+
+def forwarded(recorder: Any) -> list[dict[str, Any]]:
+    return [r for r in recorder.requests if r["path_qs"] != "/healthz"]
+
+
+def features(noise: int = 0, timeout: float = 2, extra: str = "") -> str:
+    return SHADOW.format(noise=noise, timeout=timeout, extra=extra)
+
+
+def make_shadow(tmp_path: Path) -> Shadow:
+    return Shadow(
+        ParityRecorder(
+            ParityStore(f"sqlite+aiosqlite:///{tmp_path / 'parity.db'}"), flush_interval=0.05
+        )
+    )
+
+
+async def settle(stack: Any, count: int) -> dict[str, Any]:
+    shadow: Shadow = stack.state.shadow
+    for _ in range(200):
+        await shadow.recorder.flush()
+        data = await shadow.recorder.store.summary()
+        done = sum(f["compared"] for f in data["features"])
+        if done >= count and shadow.inflight == 0:
+            return data
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"only {done} of {count} comparisons recorded")
+
+
+async def test_differences_are_found_at_their_exact_paths(make_stack: Any, tmp_path: Path) -> None:
+    async with make_stack(features(), shadow=make_shadow(tmp_path)) as stack:
+        async with httpx.AsyncClient(base_url=stack.url) as client:
+            answer = await client.get("/api/lessons?x=1")
+            assert answer.json()["backend"] == "legacy"
+            data = await settle(stack, 1)
+            page = await client.get("/_proxy/parity")
+            as_json = (await client.get("/_proxy/parity.json")).json()
+    feature = data["features"][0]
+    assert feature["feature"] == "api" and feature["mismatched"] == 1
+    top = feature["endpoints"][0]["top_fields"]
+    assert {(t["path"], t["kind"]) for t in top} >= {("$.backend", "changed")}
+    example = next(t for t in top if t["path"] == "$.backend")["examples"][0]
+    assert example["primary_backend"] == "legacy" and example["candidate_backend"] == "new"
+    assert next(d for d in example["differences"] if d["path"] == "$.backend")["candidate"] == "new"
+    assert forwarded(stack.new)[0]["path_qs"] == "/api/lessons?x=1"
+    assert (
+        "$.backend" in page.text
+        and "legacy (primary)" in page.text
+        and "new (candidate)" in page.text
+    )
+    assert "Learned noise" in page.text and page.headers["content-type"].startswith("text/html")
+    assert as_json["schema"] == "banyan.parity/v1"
+
+
+async def test_timestamps_are_learned_as_noise(make_stack: Any, tmp_path: Path) -> None:
+    async with make_stack(features(noise=100), shadow=make_shadow(tmp_path)) as stack:
+        async with httpx.AsyncClient(base_url=stack.url) as client:
+            for _ in range(20):
+                await client.get("/clock")
+            data = await settle(stack, 20)
+    feature = data["features"][0]
+    assert feature["noise"] and feature["noise"][0]["path"] == "$.now"
+    assert feature["matched"] >= 15  # once learned, the timestamp no longer counts as a mismatch
+
+
+async def test_writes_are_not_shadowed_unless_mirrored(make_stack: Any, tmp_path: Path) -> None:
+    async with make_stack(features(), shadow=make_shadow(tmp_path)) as stack:
+        async with httpx.AsyncClient(base_url=stack.url) as client:
+            await client.post("/api/sessions", json={"t": 1})
+            await asyncio.sleep(0.2)
+    assert forwarded(stack.new) == []
+    mirrored = features(extra="    writes: mirror\n")
+    (tmp_path / "m").mkdir()
+    async with make_stack(mirrored, shadow=make_shadow(tmp_path / "m")) as stack:
+        async with httpx.AsyncClient(base_url=stack.url) as client:
+            await client.post("/api/sessions", json={"t": 1})
+            await settle(stack, 1)
+    legacy, new = forwarded(stack.legacy)[0], forwarded(stack.new)[0]
+    assert (
+        new["method"] == "POST"
+        and new["headers"]["idempotency-key"] == legacy["headers"]["idempotency-key"]
+    )
+    assert new["body"] == legacy["body"]
+
+
+@pytest.mark.parametrize("candidate", ["healthy", "slow", "hanging", "down"])
+async def test_the_users_answer_never_depends_on_the_candidate(
+    make_stack: Any, tmp_path: Path, candidate: str
+) -> None:
+    async with make_stack(features(timeout=0.3), shadow=make_shadow(tmp_path)) as stack:
+        stack.new.delay = 0.2 if candidate == "slow" else 0
+        stack.new.hang = candidate == "hanging"
+        if candidate == "down":
+            dead = f"http://127.0.0.1:{free_port()}"
+            stack.flags.write_text(stack.flags.read_text().replace(stack.new_url, dead))
+            assert stack.state.store.reload_now()
+        async with httpx.AsyncClient(base_url=stack.url) as client:
+            answers = [
+                await client.get("/api/same", headers={"X-Request-Id": "same"}) for _ in range(3)
+            ]
+            data = await settle(stack, 3)
+    bodies = {a.content for a in answers}
+    assert all(a.status_code == 200 and a.json()["backend"] == "legacy" for a in answers)
+    assert len({a.json()["path_qs"] for a in answers}) == 1 and len(bodies) == 1
+    feature = data["features"][0]
+    if candidate in ("hanging", "down"):
+        assert feature["errors"] == 3
+    else:
+        assert feature["mismatched"] == 3
+
+
+async def test_oversize_bodies_are_skipped_and_counted(make_stack: Any, tmp_path: Path) -> None:
+    small = SHADOW.format(noise=0, timeout=2, extra="").replace(
+        "shadow_timeout: 2}", "shadow_timeout: 2, max_body_bytes: 10}"
+    )
+    async with make_stack(small, shadow=make_shadow(tmp_path)) as stack:
+        async with httpx.AsyncClient(base_url=stack.url) as client:
+            assert (await client.get("/api/x")).status_code == 200
+            shadow: Shadow = stack.state.shadow
+            for _ in range(100):
+                await shadow.recorder.flush()
+                data = await shadow.recorder.store.summary()
+                if data["features"]:
+                    break
+                await asyncio.sleep(0.02)
+    assert data["features"][0]["skipped"] == 1 and forwarded(stack.new) == []
+
+
+def test_sampling_is_deterministic_per_request_id() -> None:
+    picks = [sampled(f"req-{i}", 10) for i in range(2000)]
+    assert picks == [sampled(f"req-{i}", 10) for i in range(2000)]
+    assert 100 < sum(picks) < 300
+    assert sampled("x", 100) and not sampled("x", 0)
