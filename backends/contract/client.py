@@ -64,7 +64,9 @@ async def register(
     return User(body["user"]["id"], email, password, token, body, authed(target, token))
 
 
-def assert_error(response: httpx.Response, status: int, code: str, message: str | None = None) -> None:
+def assert_error(
+    response: httpx.Response, status: int, code: str, message: str | None = None
+) -> None:
     """The response is the contract's error body with this status, code (and message)."""
     assert response.status_code == status, (response.status_code, response.text)
     body = response.json()

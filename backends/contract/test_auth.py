@@ -57,23 +57,34 @@ async def test_register_same_email_is_email_taken(anon: httpx.AsyncClient, user:
     [
         ([], "body: must be a JSON object"),
         ("text", "body: must be a JSON object"),
-        ({"email": "a@b.co", "password": PASSWORD, "name": "n", "zz": 1}, "zz: is not a known field"),
+        (
+            {"email": "a@b.co", "password": PASSWORD, "name": "n", "zz": 1},
+            "zz: is not a known field",
+        ),
         ({"password": PASSWORD, "name": "n", "admin": True}, "admin: is not a known field"),
         ({"password": PASSWORD, "name": "n"}, "email: is required"),
         ({"email": 5, "password": 3, "name": 1}, "email: must be a string"),
         ({"email": "nope", "password": PASSWORD, "name": "n"}, "email: must be an email address"),
-        ({"email": "x" * 250 + "@b.co", "password": PASSWORD, "name": "n"},
-         "email: must be at most 254 characters"),
+        (
+            {"email": "x" * 250 + "@b.co", "password": PASSWORD, "name": "n"},
+            "email: must be at most 254 characters",
+        ),
         ({"email": "a@b.co", "name": "n"}, "password: is required"),
         ({"email": "a@b.co", "password": 12345678, "name": "n"}, "password: must be a string"),
-        ({"email": "a@b.co", "password": "short", "name": "n"},
-         "password: must be at least 8 characters"),
-        ({"email": "a@b.co", "password": "p" * 201, "name": "n"},
-         "password: must be at most 200 characters"),
+        (
+            {"email": "a@b.co", "password": "short", "name": "n"},
+            "password: must be at least 8 characters",
+        ),
+        (
+            {"email": "a@b.co", "password": "p" * 201, "name": "n"},
+            "password: must be at most 200 characters",
+        ),
         ({"email": "a@b.co", "password": PASSWORD}, "name: is required"),
         ({"email": "a@b.co", "password": PASSWORD, "name": "   "}, "name: must not be empty"),
-        ({"email": "a@b.co", "password": PASSWORD, "name": "n" * 101},
-         "name: must be at most 100 characters"),
+        (
+            {"email": "a@b.co", "password": PASSWORD, "name": "n" * 101},
+            "name: must be at most 100 characters",
+        ),
     ],
 )
 async def test_register_validation_in_order(

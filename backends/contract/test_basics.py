@@ -39,7 +39,9 @@ async def test_unknown_route_is_404_json(user: User) -> None:
 
 
 async def test_wrong_method_is_405_json(user: User) -> None:
-    assert_error(await user.client.put("/api/folders", json={"name": "x"}), 405, "method_not_allowed")
+    assert_error(
+        await user.client.put("/api/folders", json={"name": "x"}), 405, "method_not_allowed"
+    )
     assert_error(await user.client.delete("/api/auth/me"), 405, "method_not_allowed")
 
 

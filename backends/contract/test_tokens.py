@@ -18,7 +18,12 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 def claims(user_id: str, **overrides: object) -> dict[str, object]:
     now = int(time.time())
-    base: dict[str, object] = {"sub": user_id, "iat": now, "exp": now + 600, "jti": uuid.uuid4().hex}
+    base: dict[str, object] = {
+        "sub": user_id,
+        "iat": now,
+        "exp": now + 600,
+        "jti": uuid.uuid4().hex,
+    }
     base.update(overrides)
     return base
 
