@@ -1,0 +1,224 @@
+"""Tests for parity/store.py, parity/report.py and parity/cli.py on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from sqlalchemy import select
+
+from banyan.pg import postgres_available, temp_database
+from banyan.testing import serve
+from parity import cli
+from parity.compare import Response, compare
+from parity.models import ComparisonRecord, NoiseRecord, SkipRecord
+from parity.report import render_html, render_text
+from parity.store import ParityRecorder, ParityStore, examples, percentile_from_buckets
+
+JSON = {"content-type": "application/json"}
+
+
+def record(i: int, *, candidate_title: str = "B", error: str | None = None) -> ComparisonRecord:
+    primary = Response(
+        200, JSON, json.dumps({"title": "A", "n": i, "password": "hunter2"}).encode(), 10.0 + i
+    )
+    candidate = Response(
+        200 if error is None else 0,
+        JSON,
+        json.dumps({"title": candidate_title, "n": i, "password": "hunter2"}).encode(),
+        20.0 + i,
+        error=error,
+    )
+    return ComparisonRecord(
+        feature="sessions",
+        endpoint="GET /api/sessions/*",
+        method="GET",
+        path=f"/api/sessions/{i}",
+        request_headers={
+            "Authorization": "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1In0.c2ln",
+            "Accept": "*/*",
+        },
+        request_body=b'{"password": "hunter2", "token": "t"}',
+        primary_backend="legacy",
+        candidate_backend="new",
+        primary=primary,
+        candidate=candidate,
+        comparison=compare(primary, candidate),
+    )
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ParityStore]:
+    if request.param == "sqlite":
+        parity = ParityStore(f"sqlite+aiosqlite:///{tmp_path / 'parity.db'}", examples_per_path=3)
+        await parity.open()
+        yield parity
+        await parity.close()
+        return
+    if not await postgres_available():
+        pytest.skip(
+            "PostgreSQL not reachable at 127.0.0.1:5432: the parity store runs on SQLite only"
+        )
+    async with temp_database("parity") as url:
+        parity = ParityStore(url, examples_per_path=3)
+        await parity.open()
+        yield parity
+        await parity.close()
+
+
+async def test_counters_examples_latency_and_noise(store: ParityStore) -> None:
+    await store.write([record(i) for i in range(10)])
+    await store.write([record(10, candidate_title="A"), record(11, error="timeout")])
+    await store.write([NoiseRecord("GET /api/sessions/*", ["$.updated_at"]) for _ in range(2)])
+    await store.write([SkipRecord("sessions", "GET /api/sessions/*", "body_too_large")])
+    data = await store.summary()
+    feature = data["features"][0]
+    assert (
+        feature["compared"],
+        feature["matched"],
+        feature["mismatched"],
+        feature["errors"],
+        feature["skipped"],
+    ) == (
+        12,
+        1,
+        10,
+        1,
+        1,
+    )
+    assert feature["mismatch_rate"] == round(10 / 12, 6)
+    endpoint = feature["endpoints"][0]
+    assert (
+        endpoint["top_fields"][0]["path"] == "$.title" and endpoint["top_fields"][0]["count"] == 10
+    )
+    assert len(endpoint["top_fields"][0]["examples"]) == 3  # bounded
+    assert feature["latency"]["legacy"]["count"] == 12 and feature["latency"]["new"]["count"] == 11
+    assert (
+        10 <= feature["latency"]["legacy"]["p50"] <= 17 and feature["latency"]["new"]["p99"] >= 29
+    )
+    assert feature["noise"] == [
+        {"endpoint": "GET /api/sessions/*", "path": "$.updated_at", "count": 2}
+    ]
+    assert (await store.summary(feature="other"))["features"] == []
+    assert (await store.summary(since=9_999_999_999))["features"] == []
+
+
+async def test_nothing_secret_is_stored(store: ParityStore) -> None:
+    await store.write([record(1)])
+    async with store.engine.connect() as conn:
+        rows = (await conn.execute(select(examples))).mappings().all()
+    text = json.dumps([dict(r) for r in rows], default=str)
+    assert "hunter2" not in text and "eyJhbGciOiJIUzI1NiJ9" not in text and "[REDACTED]" in text
+    example = await store.example(rows[0]["id"])
+    assert example is not None and example["request"]["headers"]["Authorization"] == "[REDACTED]"
+    assert await store.example(999_999) is None
+
+
+async def test_recorder_batches_and_drops_when_full(tmp_path: Path) -> None:
+    parity = ParityStore(f"sqlite+aiosqlite:///{tmp_path / 'p.db'}")
+    recorder = ParityRecorder(parity, max_queue=5, batch=2, flush_interval=0.01)
+    await recorder.start()
+    accepted = [recorder.record(record(i)) for i in range(8)]
+    assert accepted.count(False) == 3 and recorder.dropped == 3
+    for _ in range(100):
+        if recorder.written == 5:
+            break
+        await asyncio.sleep(0.02)
+    assert recorder.written == 5
+    recorder.record(record(99))
+    await recorder.stop()
+    again = ParityStore(f"sqlite+aiosqlite:///{tmp_path / 'p.db'}")
+    await again.open()
+    assert (await again.summary())["features"][0]["compared"] == 6
+    await again.close()
+
+
+def test_percentiles_from_buckets() -> None:
+    assert percentile_from_buckets({}, 0.5) is None
+    assert percentile_from_buckets({10: 1, 20: 1}, 0.5) == round(1.05**10, 3)
+    assert percentile_from_buckets({10: 1, 20: 1}, 1.0) == round(1.05**20, 3)
+
+
+async def test_reports_render_what_matters(tmp_path: Path) -> None:
+    parity = ParityStore(f"sqlite+aiosqlite:///{tmp_path / 'parity.db'}")
+    await parity.open()
+    await parity.write([record(i) for i in range(3)])
+    await parity.write([NoiseRecord("GET /api/sessions/*", ["$.updated_at"])] * 2)
+    data = await parity.summary()
+    await parity.close()
+    text = render_text(data)
+    assert "sessions: 3 compared" in text and "$.title" in text and '"A"' in text and '"B"' in text
+    assert "learned noise" in text and "$.updated_at" in text
+    page = render_html(data)
+    assert "<h2 id='f-sessions'>sessions</h2>" in page
+    assert "<mark>A</mark>" in page and "<mark>B</mark>" in page
+    assert "legacy (primary)" in page and "100.00%" in page and "banyan parity replay" in page
+    assert "hunter2" not in page
+    empty = {"schema": "banyan.parity/v1", "generated_at": 0, "features": []}
+    assert "No comparisons" in render_text(empty) and "No comparisons" in render_html(empty)
+
+
+async def test_cli_report_formats_and_replay(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = f"sqlite+aiosqlite:///{tmp_path / 'parity.db'}"
+    parity = ParityStore(db)
+    await parity.open()
+    await parity.write([record(1)])
+    example_id = (await parity.summary())["features"][0]["endpoints"][0]["top_fields"][0][
+        "examples"
+    ][0]["id"]
+    await parity.close()
+
+    def app(title: str) -> web.Application:
+        application = web.Application()
+
+        async def handler(request: web.Request) -> web.Response:
+            assert request.headers.get("Authorization") == "Bearer fresh"
+            return web.json_response({"title": title, "n": 1})
+
+        application.router.add_get("/api/sessions/{n}", handler)
+        return application
+
+    for fmt, needle in (
+        ("text", "sessions: 1 compared"),
+        ("json", '"banyan.parity/v1"'),
+        ("html", "<!doctype html>"),
+    ):
+        assert (
+            await asyncio.to_thread(
+                cli.main, ["report", "--db", db, "--format", fmt, "--since", "1h"]
+            )
+            == 0
+        )
+        assert needle in capsys.readouterr().out
+    async with serve(app("A")) as legacy, serve(app("B")) as new, serve(app("A")) as fixed:
+        flags = tmp_path / "flags.yaml"
+        flags.write_text(
+            f"version: 1\nbackends:\n  legacy: {legacy}\n  new: {new}\n"
+            "features: {}\ndefault: legacy\n"
+        )
+        args = ["replay", str(example_id), "--db", db, "--flags", str(flags), "--token", "fresh"]
+        assert await asyncio.to_thread(cli.main, args) == 1
+        assert "$.title" in capsys.readouterr().out
+        flags.write_text(
+            f"version: 1\nbackends:\n  legacy: {legacy}\n  new: {fixed}\n"
+            "features: {}\ndefault: legacy\n"
+        )
+        assert await asyncio.to_thread(cli.main, [*args, "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["still_differs"] is False
+    assert (
+        await asyncio.to_thread(cli.main, ["replay", "424242", "--db", db, "--flags", str(flags)])
+        == 2
+    )
+
+
+def test_since_parsing() -> None:
+    assert cli.parse_since(None) is None
+    assert cli.parse_since("2h", now=10_000) == 10_000 - 7200
+    assert cli.parse_since("2023-11-14T22:13:20Z") == 1_700_000_000
+    assert cli.default_db("some/flags.yaml").endswith("some/parity.db")
