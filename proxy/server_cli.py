@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--no-parity", action="store_true", help="never shadow or compare")
     parser.add_argument(
         "--no-access-log", action="store_true", help="skip the per-request log line"
     )
