@@ -60,7 +60,7 @@ def sampled(request_id: str, percent: float, salt: str = "") -> bool:
 
 class Shadow:
     def __init__(
-        self, recorder: ParityRecorder, *, max_inflight: int = 512, quiet_seconds: float = 0.5
+        self, recorder: ParityRecorder, *, max_inflight: int = 64, quiet_seconds: float = 0.5
     ) -> None:
         self.recorder = recorder
         self.learner = NoiseLearner()
@@ -68,10 +68,17 @@ class Shadow:
         self.quiet_seconds = quiet_seconds
         self.inflight = 0
         self.state: ProxyState | None = None
+        self.session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def start(self, state: ProxyState) -> None:
         self.state = state
+        # Shadow traffic has its own small pool: a slow or hanging candidate can never take
+        # connections (or connection churn) away from the users' requests.
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self.max_inflight, keepalive_timeout=30),
+            auto_decompress=False,
+        )
         await self.recorder.start()
         for endpoint, path, count in await self.recorder.store.noise_counts():
             self.learner.load(endpoint, path, count)
@@ -83,6 +90,8 @@ class Shadow:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.recorder.stop()
+        if self.session is not None:
+            await self.session.close()
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -141,12 +150,12 @@ class Shadow:
         body: bytes,
         feature: Feature,
     ) -> Response:
-        assert self.state is not None and self.state.session is not None
+        assert self.state is not None and self.session is not None
         spec = self.state.flags.backends[backend]
         limit = feature.parity.max_body_bytes
         started = time.perf_counter()
         try:
-            async with self.state.session.request(
+            async with self.session.request(
                 exchange.method,
                 spec.url + exchange.path_qs,
                 headers=headers,
@@ -349,11 +358,11 @@ class WebSocketTap:
         )
 
     async def _run(self) -> None:
-        state = self.shadow.state
-        assert state is not None and state.session is not None and self.decision.shadow is not None
+        state, session = self.shadow.state, self.shadow.session
+        assert state is not None and session is not None and self.decision.shadow is not None
         url = state.flags.backends[self.decision.shadow].url + self.raw_path
         try:
-            async with state.session.ws_connect(
+            async with session.ws_connect(
                 url, headers=self.headers, timeout=aiohttp.ClientWSTimeout(ws_close=2)
             ) as ws:
                 reader = asyncio.ensure_future(self._read(ws))
