@@ -122,6 +122,9 @@ async def main_async(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
+    from banyan import logs
+
+    logs.configure("warning")  # the edits below would otherwise log one line each
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--flips", type=int, default=100)
     parser.add_argument("--workers", type=int, default=32)
