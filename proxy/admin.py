@@ -20,27 +20,14 @@ from aiohttp import web
 
 from proxy.audit import feature_settings
 from proxy.flag_edit import set_fields
-from proxy.flags import FlagError
+from proxy.flags import FEATURE_KEYS, FlagError
 from proxy.forward import error_response
 from proxy.headers import mark, request_id_of
 
 if TYPE_CHECKING:
     from proxy.app import ProxyState
 
-EDITABLE = frozenset(
-    {
-        "mode",
-        "primary",
-        "percent",
-        "stick_by",
-        "cohorts",
-        "writes",
-        "websocket",
-        "fallback",
-        "parity",
-        "guards",
-    }
-)
+EDITABLE = frozenset(FEATURE_KEYS) - {"routes"}  # routes change only by editing the file
 
 
 def _is_loopback(remote: str | None) -> bool:

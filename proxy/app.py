@@ -19,7 +19,7 @@ import os
 import time
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -177,26 +177,10 @@ class ProxyState:
         current = self.flags.feature(breach.feature)
         if current is None or current.mode == "legacy":
             return
-        log.error(
-            "guard_rollback",
-            feature=breach.feature,
-            rule=breach.rule,
-            observed=breach.observed,
-            limit=breach.limit,
-            samples=breach.samples,
-        )
+        details = asdict(breach)
+        log.error("guard_rollback", **details)
         self.metrics.rollbacks.inc(breach.feature, breach.rule)
-        self.breaches.append(
-            {
-                "at": time.time(),
-                "feature": breach.feature,
-                "rule": breach.rule,
-                "observed": breach.observed,
-                "limit": breach.limit,
-                "samples": breach.samples,
-                "message": breach.message,
-            }
-        )
+        self.breaches.append({"at": time.time(), **details, "message": breach.message})
         _GUARD_REASON[0] = breach.message
         try:
             await asyncio.to_thread(rollback, self.flags_path, breach.feature, source="guard")

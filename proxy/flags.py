@@ -151,6 +151,7 @@ _FEATURE_KEYS = (
     "parity",
     "guards",
 )
+FEATURE_KEYS = _FEATURE_KEYS  # every key a feature may have, in documentation order
 _PARITY_PATH_KEYS = ("ignore", "unordered", "mask", "redact")
 _PARITY_KEYS = (
     *_PARITY_PATH_KEYS,
