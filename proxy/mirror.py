@@ -24,7 +24,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from sqlalchemy import Column, Float, Integer, LargeBinary, MetaData, String, Table, Text, select
+from sqlalchemy import (
+    Column,
+    Float,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+    select,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from banyan.logs import get_logger
@@ -149,16 +160,34 @@ class MirrorQueue:
         return True
 
     async def _run(self) -> None:
+        """Deliver due writes; sleep until the next one is due or a new one arrives (no polling
+        of the database while the queue is empty)."""
         while True:
+            self._wake.clear()  # before looking: a write enqueued from now on wakes us again
             try:
-                delivered_any = await self.deliver_due()
+                await self.deliver_due()
+                wait = await self._seconds_to_next()
             except Exception:
                 log.exception("mirror_worker_error")
-                delivered_any = False
-            if not delivered_any:
-                self._wake.clear()
+                wait = self.poll_interval * 10
+            if wait is None or wait > 0:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                    await asyncio.wait_for(self._wake.wait(), wait)
+
+    async def _seconds_to_next(self) -> float | None:
+        """Seconds until the earliest pending write is due (0 if one is due now), None if none."""
+        assert self.engine is not None
+        async with self.engine.connect() as conn:
+            earliest = (
+                await conn.execute(
+                    select(func.min(mirror_writes.c.next_at)).where(
+                        mirror_writes.c.status == "pending"
+                    )
+                )
+            ).scalar()
+        if earliest is None:
+            return None
+        return max(0.0, float(earliest) - time.time())
 
     async def deliver_due(self, limit: int = 50) -> bool:
         """Try every due pending write once (in id order); True if any was attempted."""
