@@ -51,7 +51,13 @@ async def walk(user: User, path: str, limit: int, **params: str) -> list[dict[st
             return items
         assert len(page["items"]) == limit
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        assert raw.split(":", 1)[1] == page["items"][-1]["id"]  # "<n>:<id>" of the last item
+        number, _, last_id = raw.partition(":")  # "<n>:<id>" of the page's last item
+        last = page["items"][-1]
+        assert last_id == last["id"]
+        if "seq" in last:
+            assert int(number) == last["seq"]
+        else:
+            assert int(number) == round(parse_iso(last["created_at"]).timestamp() * 1000)
 
 
 async def test_session_lifecycle(user: User) -> None:
