@@ -336,16 +336,14 @@ def _mirror(state: ProxyState, feature: Feature, exchange: Exchange, headers: An
     if body is None:
         state.mirror.skipped_too_large += 1
         return
-    state.spawn(
-        state.mirror.enqueue(
-            feature=feature.name,
-            target="legacy",
-            method=exchange.method,
-            path_qs=exchange.path_qs,
-            headers=headers,
-            body=body,
-            idempotency_key=headers["Idempotency-Key"],
-        )
+    state.mirror.submit(
+        feature=feature.name,
+        target="legacy",
+        method=exchange.method,
+        path_qs=exchange.path_qs,
+        headers=dict(headers),
+        body=body,
+        idempotency_key=headers["Idempotency-Key"],
     )
 
 

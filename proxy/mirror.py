@@ -97,6 +97,8 @@ class MirrorQueue:
         self._session: aiohttp.ClientSession | None = None
         self._worker: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._intake: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._intake_task: asyncio.Task[None] | None = None
         self.delivered = 0
         self.retried = 0
         self.skipped_too_large = 0
@@ -108,17 +110,37 @@ class MirrorQueue:
         async with self.engine.begin() as conn:
             await conn.run_sync(metadata.create_all)
         self._worker = asyncio.create_task(self._run(), name="mirror-queue")
+        self._intake_task = asyncio.create_task(self._take_in(), name="mirror-intake")
 
     def set_backends(self, backends: Mapping[str, str]) -> None:
         self.backends = dict(backends)
 
     async def stop(self) -> None:
+        if self._intake_task is not None:
+            while not self._intake.empty():  # persist what was submitted before stopping
+                await self.enqueue(**self._intake.get_nowait())
+            self._intake_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._intake_task
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
         if self.engine is not None:
             await self.engine.dispose()
+
+    def submit(self, **write: Any) -> None:
+        """Queue a write from the request path without waiting; writes are stored in the order
+        they were submitted (an update mirrored after its create stays after it)."""
+        self._intake.put_nowait(write)
+
+    async def _take_in(self) -> None:
+        while True:
+            write = await self._intake.get()
+            try:
+                await self.enqueue(**write)
+            except Exception:
+                log.exception("mirror_store_failed", path=write.get("path_qs"))
 
     async def enqueue(
         self,
