@@ -111,7 +111,10 @@ def plan(args: argparse.Namespace) -> list[Part]:
             {
                 "BANYAN_PARITY_DB": os.environ.get(
                     "BANYAN_PARITY_DB", f"sqlite+aiosqlite:///{data_dir / 'parity.db'}"
-                )
+                ),
+                "BANYAN_MIRROR_DB": os.environ.get(
+                    "BANYAN_MIRROR_DB", f"sqlite+aiosqlite:///{data_dir / 'mirror.db'}"
+                ),
             },
         )
     )
