@@ -1,0 +1,104 @@
+"""The legacy backend's application factory and lifecycle.
+
+``create_app(db_url)`` builds the aiohttp app: contract error middleware, a one-line request log,
+the routes of every resource module, ``/healthz`` and ``/readyz``, the live hub, and the collector
+in the background. The schema is migrated at startup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from backends.common.errors import error_middleware
+from backends.legacy import auth, folders, gc, live, migrations, sessions
+from backends.legacy.db import Database
+from backends.legacy.state import STATE, LegacyState
+from banyan.logs import get_logger
+
+log = get_logger("legacy")
+DEFAULT_TTL = 30 * 24 * 3600
+
+
+@web.middleware
+async def request_log(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    started = time.perf_counter()
+    response = await handler(request)
+    log.debug(
+        "request",
+        method=request.method,
+        path=request.path,
+        status=response.status,
+        duration_ms=round((time.perf_counter() - started) * 1000, 3),
+        request_id=request.headers.get("X-Request-Id"),
+    )
+    return response
+
+
+async def healthz(_: web.Request) -> web.Response:
+    return web.json_response({"status": "ok", "service": "legacy"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    ready = request.app.get(_READY, False)
+    return web.json_response(
+        {"status": "ready" if ready else "starting"}, status=200 if ready else 503
+    )
+
+
+_READY: web.AppKey[bool] = web.AppKey("legacy_ready")
+_GC: web.AppKey[asyncio.Task[None]] = web.AppKey("legacy_gc")
+
+
+def create_app(
+    db_url: str = "sqlite+aiosqlite:///legacy.db",
+    *,
+    gc_interval: float | None = None,
+    session_ttl: float | None = None,
+) -> web.Application:
+    st = LegacyState(
+        db=Database(db_url),
+        session_ttl_ms=int(
+            1000 * (session_ttl or float(os.environ.get("BANYAN_SESSION_TTL", DEFAULT_TTL)))
+        ),
+        gc_interval=gc_interval or float(os.environ.get("BANYAN_GC_INTERVAL", 60)),
+    )
+    st.live = live.make_hub(st)
+    app = web.Application(
+        middlewares=[error_middleware, request_log], client_max_size=16 * 1024 * 1024
+    )
+    app[STATE] = st
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/ws/live", live.live_socket)
+    for module in (auth, folders, sessions):
+        module.add_routes(app)
+
+    async def startup(app: web.Application) -> None:
+        await migrations.migrate(st.db)
+        app[_GC] = asyncio.create_task(gc.run_forever(st), name="legacy-gc")
+        app[_READY] = True
+
+    async def shutdown(app: web.Application) -> None:
+        if st.live is not None:
+            await st.live.close()
+
+    async def cleanup(app: web.Application) -> None:
+        task = app.get(_GC)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await st.db.close()
+
+    app.on_startup.append(startup)
+    app.on_shutdown.append(shutdown)
+    app.on_cleanup.append(cleanup)
+    return app
