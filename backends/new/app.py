@@ -1,0 +1,100 @@
+"""The new backend's application factory: the runtime, its functions, routes, live hub, scheduler.
+
+``create_app(db_url)`` migrates the schema at startup, starts the persisted scheduler (with the
+``gc.collect`` cron every ``gc_interval`` seconds) and stops both on cleanup.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+import backends.new.functions  # noqa: F401  (registers every function)
+from backends.common.errors import error_middleware
+from backends.new import live, routes
+from backends.new.functions import sessions as session_functions
+from backends.new.runtime import schema
+from backends.new.runtime.engine import Runtime, make_engine
+from backends.new.runtime.http import HttpRouter
+from backends.new.runtime.registry import registry
+from backends.new.runtime.scheduler import Cron, SchedulerRunner
+from banyan.logs import get_logger
+
+log = get_logger("new")
+DEFAULT_TTL = 30 * 24 * 3600
+RUNTIME: web.AppKey[Runtime] = web.AppKey("new_runtime")
+SCHEDULER: web.AppKey[SchedulerRunner] = web.AppKey("new_scheduler")
+
+
+@web.middleware
+async def request_log(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    started = time.perf_counter()
+    response = await handler(request)
+    log.debug(
+        "request",
+        method=request.method,
+        path=request.path,
+        status=response.status,
+        duration_ms=round((time.perf_counter() - started) * 1000, 3),
+        request_id=request.headers.get("X-Request-Id"),
+    )
+    return response
+
+
+def create_app(
+    db_url: str = "sqlite+aiosqlite:///new.db",
+    *,
+    gc_interval: float | None = None,
+    session_ttl: float | None = None,
+) -> web.Application:
+    ttl = session_ttl or float(os.environ.get("BANYAN_SESSION_TTL", DEFAULT_TTL))
+    session_functions.TTL_MS[0] = int(ttl * 1000)
+    interval = gc_interval or float(os.environ.get("BANYAN_GC_INTERVAL", 60))
+    runtime = Runtime(make_engine(db_url), registry)
+    runtime.live = live.make_hub(runtime)
+    app = web.Application(
+        middlewares=[error_middleware, request_log], client_max_size=16 * 1024 * 1024
+    )
+    app[RUNTIME] = runtime
+    ready: dict[str, bool] = {"ready": False}
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "service": "new"})
+
+    async def readyz(_: web.Request) -> web.Response:
+        ok = ready["ready"]
+        return web.json_response(
+            {"status": "ready" if ok else "starting"}, status=200 if ok else 503
+        )
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/ws/live", live.handler(runtime))
+    routes.install(HttpRouter(runtime, app))
+
+    async def startup(app: web.Application) -> None:
+        await schema.migrate(runtime.engine)
+        runner = SchedulerRunner(runtime, [Cron("gc.collect", interval)])
+        await runner.start()
+        app[SCHEDULER] = runner
+        ready["ready"] = True
+
+    async def shutdown(_: web.Application) -> None:
+        if runtime.live is not None:
+            await runtime.live.close()
+
+    async def cleanup(app: web.Application) -> None:
+        runner = app.get(SCHEDULER)
+        if runner is not None:
+            await runner.stop()
+        await runtime.engine.dispose()
+
+    app.on_startup.append(startup)
+    app.on_shutdown.append(shutdown)
+    app.on_cleanup.append(cleanup)
+    return app

@@ -1,0 +1,272 @@
+"""Study sessions, contexts and messages as functions.
+
+Expired sessions are gone for every function at once (they read ``expires_ms``); the ``gc`` cron
+deletes them. ``messages.append`` bumps the session's counter with one ``UPDATE ... RETURNING`` so
+concurrent appends get distinct ``seq`` numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import and_, delete, or_, select, update
+
+from backends.common import idempotency, ids, render
+from backends.common import validate as v
+from backends.common.clock import now_ms
+from backends.common.errors import NotFound, ValidationError
+from backends.common.pagination import encode_cursor, page_from_query
+from backends.new.functions.common import CALLER, KEY, OPTIONAL_KEY, anything
+from backends.new.functions.folders import owned_folder
+from backends.new.runtime.context import MutationCtx, QueryCtx
+from backends.new.runtime.http import Reply
+from backends.new.runtime.registry import mutation, query
+from backends.new.runtime.schema import contexts, messages, sessions
+
+TTL_MS: list[int] = [30 * 24 * 3600 * 1000]  # set by the app from BANYAN_SESSION_TTL
+
+
+def session_json(row: Any) -> dict[str, Any]:
+    return render.session(
+        row["id"],
+        row["title"],
+        row["folder_id"],
+        row["created_ms"],
+        row["updated_ms"],
+        row["expires_ms"],
+        row["message_count"],
+    )
+
+
+def message_json(row: Any) -> dict[str, Any]:
+    return render.message(
+        row["id"], row["session_id"], row["seq"], row["role"], row["content"], row["created_ms"]
+    )
+
+
+async def owned_session(ctx: QueryCtx, user_id: str, session_id: str) -> dict[str, Any]:
+    row = None
+    if ids.is_uuid(session_id):
+        row = (
+            (await ctx.read(select(sessions).where(sessions.c.id == session_id))).mappings().first()
+        )
+    if row is None or row["user_id"] != user_id or row["expires_ms"] <= now_ms():
+        raise NotFound("session not found")
+    return dict(row)
+
+
+@query("sessions.list", {"query": anything(), **CALLER})
+async def list_sessions(ctx: QueryCtx, args: dict[str, Any]) -> dict[str, Any]:
+    user_id, params = args["caller"]["id"], args["query"]
+    page = page_from_query(params)
+    stmt = select(sessions).where(sessions.c.user_id == user_id, sessions.c.expires_ms > now_ms())
+    folder = params.get("folder_id")
+    if folder == "none":
+        stmt = stmt.where(sessions.c.folder_id.is_(None))
+    elif folder is not None:
+        await owned_folder(ctx, user_id, folder)
+        stmt = stmt.where(sessions.c.folder_id == folder)
+    if page.after is not None:
+        c = page.after
+        stmt = stmt.where(
+            or_(
+                sessions.c.created_ms < c.created_ms,
+                and_(sessions.c.created_ms == c.created_ms, sessions.c.id < c.id),
+            )
+        )
+    rows = list(
+        (
+            await ctx.read(
+                stmt.order_by(sessions.c.created_ms.desc(), sessions.c.id.desc()).limit(
+                    page.limit + 1
+                )
+            )
+        ).mappings()
+    )
+    more, rows = len(rows) > page.limit, rows[: page.limit]
+    cursor = encode_cursor(rows[-1]["created_ms"], rows[-1]["id"]) if more and rows else None
+    return {"items": [session_json(r) for r in rows], "next_cursor": cursor}
+
+
+@mutation(
+    "sessions.create",
+    {"title": v.string(), "folder_id": v.nullable(v.string()), **CALLER, **KEY},
+    optional={"folder_id", *OPTIONAL_KEY},
+)
+async def create_session(ctx: MutationCtx, args: dict[str, Any]) -> Reply:
+    user_id, key = args["caller"]["id"], args.get("idempotency_key")
+    fields = {"title": args["title"], "folder_id": args.get("folder_id")}
+    session_id = ids.new_id("session", user_id, key)
+    if key is not None:
+        existing = (
+            (await ctx.read(select(sessions).where(sessions.c.id == session_id))).mappings().first()
+        )
+        if existing is not None and existing["user_id"] == user_id:
+            idempotency.check_replay(existing["idem_hash"], fields)
+            return Reply(session_json(existing), 201, dict(idempotency.REPLAYED))
+    if fields["folder_id"] is not None:
+        await owned_folder(ctx, user_id, fields["folder_id"])
+    now = now_ms()
+    row = {
+        "id": session_id,
+        "user_id": user_id,
+        "folder_id": fields["folder_id"],
+        "title": fields["title"],
+        "created_ms": now,
+        "updated_ms": now,
+        "expires_ms": now + TTL_MS[0],
+        "message_count": 0,
+        "idem_hash": idempotency.fingerprint(fields) if key else None,
+    }
+    await ctx.write(sessions.insert().values(**row))
+    return Reply(session_json(row), 201)
+
+
+@query("sessions.get", {"id": v.string(), **CALLER})
+async def get_session(ctx: QueryCtx, args: dict[str, Any]) -> dict[str, Any]:
+    return session_json(await owned_session(ctx, args["caller"]["id"], args["id"]))
+
+
+@mutation(
+    "sessions.update",
+    {"id": v.string(), "title": v.string(), "folder_id": v.nullable(v.string()), **CALLER},
+    optional={"title", "folder_id"},
+)
+async def update_session(ctx: MutationCtx, args: dict[str, Any]) -> dict[str, Any]:
+    user_id = args["caller"]["id"]
+    changes: dict[str, Any] = {k: args[k] for k in ("title", "folder_id") if k in args}
+    if not changes:
+        raise ValidationError("body: must contain at least one field")
+    row = await owned_session(ctx, user_id, args["id"])
+    if changes.get("folder_id") is not None:
+        await owned_folder(ctx, user_id, changes["folder_id"])
+    now = now_ms()
+    changes.update(updated_ms=now, expires_ms=now + TTL_MS[0])
+    await ctx.write(update(sessions).where(sessions.c.id == row["id"]).values(**changes))
+    row.update(changes)
+    return session_json(row)
+
+
+async def delete_session_rows(ctx: MutationCtx, session_ids: list[str]) -> None:
+    if session_ids:
+        await ctx.write(delete(messages).where(messages.c.session_id.in_(session_ids)))
+        await ctx.write(delete(contexts).where(contexts.c.session_id.in_(session_ids)))
+        await ctx.write(delete(sessions).where(sessions.c.id.in_(session_ids)))
+
+
+@mutation("sessions.delete", {"id": v.string(), **CALLER})
+async def delete_session(ctx: MutationCtx, args: dict[str, Any]) -> Reply:
+    row = await owned_session(ctx, args["caller"]["id"], args["id"])
+    await delete_session_rows(ctx, [row["id"]])
+    return Reply(status=204)
+
+
+@query("contexts.get", {"id": v.string(), **CALLER})
+async def get_context(ctx: QueryCtx, args: dict[str, Any]) -> dict[str, Any]:
+    row = await owned_session(ctx, args["caller"]["id"], args["id"])
+    stored = (
+        (await ctx.read(select(contexts).where(contexts.c.session_id == row["id"])))
+        .mappings()
+        .first()
+    )
+    if stored is None:
+        return render.context(row["id"], {}, None)
+    return render.context(row["id"], json.loads(stored["context"]), stored["updated_ms"])
+
+
+@mutation("contexts.put", {"id": v.string(), "context": v.json_object(), **CALLER})
+async def put_context(ctx: MutationCtx, args: dict[str, Any]) -> dict[str, Any]:
+    row = await owned_session(ctx, args["caller"]["id"], args["id"])
+    now = now_ms()
+    text = json.dumps(args["context"], separators=(",", ":"))
+    exists = (
+        await ctx.read(select(contexts.c.session_id).where(contexts.c.session_id == row["id"]))
+    ).first()
+    if exists is None:
+        await ctx.write(
+            contexts.insert().values(session_id=row["id"], context=text, updated_ms=now)
+        )
+    else:
+        await ctx.write(
+            update(contexts)
+            .where(contexts.c.session_id == row["id"])
+            .values(context=text, updated_ms=now)
+        )
+    await ctx.write(
+        update(sessions)
+        .where(sessions.c.id == row["id"])
+        .values(updated_ms=now, expires_ms=now + TTL_MS[0])
+    )
+    return render.context(row["id"], args["context"], now)
+
+
+@query("messages.list", {"id": v.string(), "query": anything(), **CALLER})
+async def list_messages(ctx: QueryCtx, args: dict[str, Any]) -> dict[str, Any]:
+    row = await owned_session(ctx, args["caller"]["id"], args["id"])
+    page = page_from_query(args["query"])
+    stmt = select(messages).where(messages.c.session_id == row["id"])
+    if page.after is not None:
+        stmt = stmt.where(messages.c.seq > page.after.created_ms)
+    rows = list((await ctx.read(stmt.order_by(messages.c.seq).limit(page.limit + 1))).mappings())
+    more, rows = len(rows) > page.limit, rows[: page.limit]
+    cursor = encode_cursor(rows[-1]["seq"], rows[-1]["id"]) if more and rows else None
+    return {"items": [message_json(r) for r in rows], "next_cursor": cursor}
+
+
+async def append(
+    ctx: MutationCtx, session: dict[str, Any], entries: list[tuple[str, str, str, str | None]]
+) -> list[dict[str, Any]]:
+    """Append ``(id, role, content, fingerprint)`` messages in the mutation's transaction."""
+    now = now_ms()
+    last = (
+        await ctx.write(
+            update(sessions)
+            .where(sessions.c.id == session["id"])
+            .values(
+                message_count=sessions.c.message_count + len(entries),
+                updated_ms=now,
+                expires_ms=now + TTL_MS[0],
+            )
+            .returning(sessions.c.message_count)
+        )
+    ).scalar_one()
+    rows = []
+    for offset, (message_id, role, content, fp) in enumerate(entries):
+        rows.append(
+            {
+                "id": message_id,
+                "session_id": session["id"],
+                "user_id": session["user_id"],
+                "seq": last - len(entries) + 1 + offset,
+                "role": role,
+                "content": content,
+                "created_ms": now,
+                "idem_hash": fp,
+            }
+        )
+    for row in rows:
+        await ctx.write(messages.insert().values(**row))
+    return rows
+
+
+@mutation(
+    "messages.append",
+    {"id": v.string(), "role": v.string(), "content": v.string(), **CALLER, **KEY},
+    optional=OPTIONAL_KEY,
+)
+async def append_message(ctx: MutationCtx, args: dict[str, Any]) -> Reply:
+    user_id, key = args["caller"]["id"], args.get("idempotency_key")
+    fields = {"role": args["role"], "content": args["content"]}
+    session = await owned_session(ctx, user_id, args["id"])
+    message_id = ids.new_id("message", user_id, key)
+    if key is not None:
+        existing = (
+            (await ctx.read(select(messages).where(messages.c.id == message_id))).mappings().first()
+        )
+        if existing is not None and existing["user_id"] == user_id:
+            idempotency.check_replay(existing["idem_hash"], fields)
+            return Reply(message_json(existing), 201, dict(idempotency.REPLAYED))
+    fp = idempotency.fingerprint(fields) if key else None
+    (row,) = await append(ctx, session, [(message_id, fields["role"], fields["content"], fp)])
+    return Reply(message_json(row), 201)

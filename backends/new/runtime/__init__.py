@@ -1,0 +1,1 @@
+"""The function runtime: registry, contexts, store, cache, scheduler and HTTP router."""
