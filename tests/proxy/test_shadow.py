@@ -153,3 +153,51 @@ def test_sampling_is_deterministic_per_request_id() -> None:
     assert picks == [sampled(f"req-{i}", 10) for i in range(2000)]
     assert 100 < sum(picks) < 300
     assert sampled("x", 100) and not sampled("x", 0)
+
+
+async def test_tutor_turns_are_compared_over_websockets(make_stack: Any, tmp_path: Path) -> None:
+    import aiohttp
+
+    async with make_stack(features(), shadow=make_shadow(tmp_path)) as stack:
+        stack.new.answer_suffix = " indeed"
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(stack.url + "/ws/tutor/s1") as ws:
+                await ws.send_json({"type": "ask", "text": "what is a ratio"})
+                frames = []
+                while not frames or frames[-1]["type"] != "done":
+                    frames.append(await asyncio.wait_for(ws.receive_json(), 5))
+                await ws.send_json({"type": "ask", "text": "and a rate"})
+                while (await asyncio.wait_for(ws.receive_json(), 5))["type"] != "done":
+                    pass
+        assert frames[-1]["answer"]["content"] == "what is a ratio"  # the user sees legacy only
+        data = await settle(stack, 2)
+    top = data["features"][0]["endpoints"][0]["top_fields"]
+    paths = {t["path"] for t in top}
+    assert {"$.text", "$.answer.content"} <= paths
+    assert data["features"][0]["endpoints"][0]["endpoint"] == "GET /ws/tutor/s1"
+
+
+async def test_whiteboard_documents_are_compared_when_quiet(
+    make_stack: Any, tmp_path: Path
+) -> None:
+    import aiohttp
+    from pycrdt import Map
+
+    from backends.common.whiteboard.client import WhiteboardClient
+
+    shadow = make_shadow(tmp_path)
+    shadow.quiet_seconds = 0.2
+    async with make_stack(features(), shadow=shadow) as stack:
+        async with aiohttp.ClientSession() as session:
+            client = WhiteboardClient()
+            await client.connect(session, stack.url.replace("http", "ws") + "/ws/whiteboard/room1")
+            await client.wait_synced()
+            await client.edit(
+                lambda d: d.get("shapes", type=Map).__setitem__("a", {"kind": "rect"})
+            )
+            data = await settle(stack, 1)
+            await client.close()
+        candidate_room = await stack.new.rooms.open("room1")
+        assert "a" in candidate_room.doc.get("shapes", type=Map)  # the candidate got the edit
+    feature = data["features"][0]
+    assert feature["compared"] >= 1 and feature["matched"] >= 1

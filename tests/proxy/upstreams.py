@@ -17,6 +17,12 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from backends.common.tutor.events import Done, Token
+from backends.common.tutor.socket import TutorHub, serve_tutor
+from backends.common.whiteboard.rooms import RoomManager
+from backends.common.whiteboard.socket import serve_whiteboard
+from backends.common.whiteboard.store import MemoryRoomStore
+
 GZIP_BODY = gzip.compress(json.dumps({"compressed": True, "data": "x" * 500}).encode(), mtime=0)
 
 
@@ -62,6 +68,10 @@ class Recorder:
         r.add_get("/clock", self.clock)
         r.add_get("/ws/echo", self.ws_echo)
         r.add_get("/ws/private", self.ws_private)
+        r.add_get("/ws/tutor/{sid}", self.ws_tutor)
+        r.add_get("/ws/whiteboard/{room}", self.ws_whiteboard)
+        self.rooms = RoomManager(MemoryRoomStore(), grace=0.2, flush_interval=0.01)
+        self.answer_suffix = ""
         r.add_route("*", "/{tail:.*}", self.echo)
 
     async def echo(self, request: web.Request) -> web.Response:
@@ -172,6 +182,26 @@ class Recorder:
         finally:
             self.open_sockets -= 1
         return ws
+
+    async def ws_tutor(self, request: web.Request) -> web.StreamResponse:
+        """A tutor socket that answers every ask by echoing it word by word (plus a suffix)."""
+
+        async def runner(user: str, session: str, text: str) -> Any:
+            answer = text + self.answer_suffix
+            for i, word in enumerate(answer.split()):
+                yield Token(("" if i == 0 else " ") + word)
+            yield Done({"role": "user", "content": text}, {"role": "assistant", "content": answer})
+
+        return await serve_tutor(
+            request,
+            user_id="u",
+            session_id=request.match_info["sid"],
+            runner=runner,
+            hub=TutorHub(),
+        )
+
+    async def ws_whiteboard(self, request: web.Request) -> web.StreamResponse:
+        return await serve_whiteboard(request, self.rooms, request.match_info["room"])
 
     async def ws_private(self, request: web.Request) -> web.StreamResponse:
         token = request.query.get("token") or request.headers.get("Authorization", "")
