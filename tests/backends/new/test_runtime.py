@@ -1,4 +1,4 @@
-"""Tests of the function runtime on its own: validators, rollback, read/write sets, cache, scheduler."""
+"""Tests of the function runtime alone: validators, rollback, cache, scheduler."""
 
 from __future__ import annotations
 
