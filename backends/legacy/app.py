@@ -10,12 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import time
-from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from backends.common.errors import error_middleware
+from backends.common.server import request_log
 from backends.legacy import auth, folders, gc, live, migrations, sessions
 from backends.legacy.db import Database
 from backends.legacy.state import STATE, LegacyState
@@ -23,23 +22,6 @@ from banyan.logs import get_logger
 
 log = get_logger("legacy")
 DEFAULT_TTL = 30 * 24 * 3600
-
-
-@web.middleware
-async def request_log(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    started = time.perf_counter()
-    response = await handler(request)
-    log.debug(
-        "request",
-        method=request.method,
-        path=request.path,
-        status=response.status,
-        duration_ms=round((time.perf_counter() - started) * 1000, 3),
-        request_id=request.headers.get("X-Request-Id"),
-    )
-    return response
 
 
 async def healthz(_: web.Request) -> web.Response:
@@ -72,7 +54,7 @@ def create_app(
     )
     st.live = live.make_hub(st)
     app = web.Application(
-        middlewares=[error_middleware, request_log], client_max_size=16 * 1024 * 1024
+        middlewares=[error_middleware, request_log("legacy")], client_max_size=16 * 1024 * 1024
     )
     app[STATE] = st
     app.router.add_get("/healthz", healthz)

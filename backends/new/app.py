@@ -7,13 +7,12 @@
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 import backends.new.functions  # noqa: F401  (registers every function)
 from backends.common.errors import error_middleware
+from backends.common.server import request_log
 from backends.new import live, routes
 from backends.new.functions import sessions as session_functions
 from backends.new.runtime import schema
@@ -29,23 +28,6 @@ RUNTIME: web.AppKey[Runtime] = web.AppKey("new_runtime")
 SCHEDULER: web.AppKey[SchedulerRunner] = web.AppKey("new_scheduler")
 
 
-@web.middleware
-async def request_log(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    started = time.perf_counter()
-    response = await handler(request)
-    log.debug(
-        "request",
-        method=request.method,
-        path=request.path,
-        status=response.status,
-        duration_ms=round((time.perf_counter() - started) * 1000, 3),
-        request_id=request.headers.get("X-Request-Id"),
-    )
-    return response
-
-
 def create_app(
     db_url: str = "sqlite+aiosqlite:///new.db",
     *,
@@ -58,7 +40,7 @@ def create_app(
     runtime = Runtime(make_engine(db_url), registry)
     runtime.live = live.make_hub(runtime)
     app = web.Application(
-        middlewares=[error_middleware, request_log], client_max_size=16 * 1024 * 1024
+        middlewares=[error_middleware, request_log("new")], client_max_size=16 * 1024 * 1024
     )
     app[RUNTIME] = runtime
     ready: dict[str, bool] = {"ready": False}
