@@ -1,7 +1,7 @@
 """Session operations under load, through the proxy, once per backend.
 
-100 concurrent users (``--users``) each register and log in, then loop for ``--duration`` seconds
-over a realistic mix: list sessions, create one, update it, append a message, read it back and now
+100 concurrent users (``--users``) each register and log in (measured apart: password hashing is
+deliberately slow), then loop for ``--duration`` seconds over a realistic mix: list sessions, create one, update it, append a message, read it back and now
 and then delete one. The stack runs as real processes on loopback (SQLite stores); the same run is
 made with every feature on ``legacy`` and then on ``new``. Prints p50/p99 per operation, throughput
 and failures as markdown tables.
@@ -17,8 +17,9 @@ import random
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-import httpx
+import aiohttp
 
 from banyan.processes import running_stack
 from bench.common import Timings, markdown_table
@@ -31,83 +32,131 @@ features:
 """
 
 
-async def user_loop(
-    client: httpx.AsyncClient, index: int, deadline: float, timings: Timings
-) -> None:
+async def sign_up(
+    session: aiohttp.ClientSession, base: str, index: int, timings: Timings
+) -> dict[str, str]:
     email = f"bench-{index}-{random.randrange(1 << 30)}@example.com"
+    body = {"email": email, "password": "bench-pass-1", "name": f"U{index}"}
     with timings.measure("register"):
-        r = await client.post(
-            "/api/auth/register",
-            json={"email": email, "password": "bench-pass-1", "name": f"U{index}"},
-        )
-        r.raise_for_status()
+        async with session.post(base + "/api/auth/register", json=body) as r:
+            assert r.status == 201, await r.text()
     with timings.measure("login"):
-        r = await client.post("/api/auth/login", json={"email": email, "password": "bench-pass-1"})
-        r.raise_for_status()
-    headers = {"Authorization": f"Bearer {r.json()['token']}"}
+        async with session.post(
+            base + "/api/auth/login", json={"email": email, "password": "bench-pass-1"}
+        ) as r:
+            token = (await r.json())["token"]
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def call(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    headers: dict[str, str],
+    timings: Timings,
+    name: str,
+    json: Any = None,
+) -> Any:
+    with timings.measure(name):
+        async with session.request(method, url, json=json, headers=headers) as r:
+            if r.status >= 400:
+                raise RuntimeError(f"{name}: {r.status} {await r.text()}")
+            return await r.json() if r.status != 204 else None
+
+
+async def user_loop(
+    session: aiohttp.ClientSession,
+    base: str,
+    headers: dict[str, str],
+    index: int,
+    deadline: float,
+    timings: Timings,
+) -> None:
     mine: list[str] = []
     rng = random.Random(index)
     while time.monotonic() < deadline:
         try:
-            with timings.measure("list"):
-                (await client.get("/api/sessions?limit=20", headers=headers)).raise_for_status()
-            with timings.measure("create"):
-                r = await client.post(
-                    "/api/sessions", json={"title": "Bench session"}, headers=headers
-                )
-                r.raise_for_status()
-                mine.append(r.json()["id"])
+            await call(session, "GET", base + "/api/sessions?limit=20", headers, timings, "list")
+            created = await call(
+                session,
+                "POST",
+                base + "/api/sessions",
+                headers,
+                timings,
+                "create",
+                {"title": "Bench session"},
+            )
+            mine.append(created["id"])
             sid = rng.choice(mine)
-            with timings.measure("update"):
-                r = await client.patch(
-                    f"/api/sessions/{sid}", json={"title": "Renamed"}, headers=headers
-                )
-                r.raise_for_status()
-            with timings.measure("append_message"):
-                r = await client.post(
-                    f"/api/sessions/{sid}/messages",
-                    json={"role": "user", "content": "How do fractions work?"},
-                    headers=headers,
-                )
-                r.raise_for_status()
-            with timings.measure("get"):
-                (await client.get(f"/api/sessions/{sid}", headers=headers)).raise_for_status()
+            await call(
+                session,
+                "PATCH",
+                f"{base}/api/sessions/{sid}",
+                headers,
+                timings,
+                "update",
+                {"title": "Renamed"},
+            )
+            await call(
+                session,
+                "POST",
+                f"{base}/api/sessions/{sid}/messages",
+                headers,
+                timings,
+                "append_message",
+                {"role": "user", "content": "How do fractions work?"},
+            )
+            await call(session, "GET", f"{base}/api/sessions/{sid}", headers, timings, "get")
             if len(mine) > 5:
-                victim = mine.pop(0)
-                with timings.measure("delete"):
-                    (
-                        await client.delete(f"/api/sessions/{victim}", headers=headers)
-                    ).raise_for_status()
-        except httpx.HTTPError:
+                await call(
+                    session,
+                    "DELETE",
+                    f"{base}/api/sessions/{mine.pop(0)}",
+                    headers,
+                    timings,
+                    "delete",
+                )
+        except (aiohttp.ClientError, RuntimeError):
             await asyncio.sleep(0.05)
 
 
-async def run_mode(mode: str, users: int, duration: float) -> tuple[Timings, float, int]:
+async def run_mode(mode: str, users: int, duration: float) -> tuple[Timings, Timings, float, int]:
     with tempfile.TemporaryDirectory(prefix="banyan-bench-") as tmp:
-        async with running_stack(Path(tmp), features=FEATURES.format(mode=mode)) as stack:
-            limits = httpx.Limits(max_connections=users, max_keepalive_connections=users)
-            async with httpx.AsyncClient(
-                base_url=stack.url("proxy"), limits=limits, timeout=30
-            ) as client:
+        async with running_stack(
+            Path(tmp),
+            features=FEATURES.format(mode=mode),
+            proxy_args=["--no-access-log", "--no-parity"],
+        ) as stack:
+            base = stack.url("proxy")
+            connector = aiohttp.TCPConnector(limit=users)
+            async with aiohttp.ClientSession(
+                connector=connector, timeout=aiohttp.ClientTimeout(total=60)
+            ) as session:
+                setup = Timings()
+                headers = await asyncio.gather(
+                    *(sign_up(session, base, i, setup) for i in range(users))
+                )
                 timings = Timings()
                 started = time.monotonic()
                 deadline = started + duration
                 await asyncio.gather(
-                    *(user_loop(client, i, deadline, timings) for i in range(users))
+                    *(
+                        user_loop(session, base, h, i, deadline, timings)
+                        for i, h in enumerate(headers)
+                    )
                 )
                 elapsed = time.monotonic() - started
     ops = sum(len(v) for v in timings.samples.values())
-    return timings, ops / elapsed, sum(timings.failures.values())
+    return setup, timings, ops / elapsed, sum(timings.failures.values())
 
 
 async def main_async(args: argparse.Namespace) -> None:
     summary = []
     for mode in ("legacy", "new"):
-        timings, throughput, failures = await run_mode(mode, args.users, args.duration)
+        setup, timings, throughput, failures = await run_mode(mode, args.users, args.duration)
         print(f"\n### {mode} ({args.users} users, {args.duration:g}s)\n")
-        print(
-            markdown_table(["operation", "count", "p50 ms", "p99 ms", "failures"], timings.rows())
-        )
+        rows = timings.rows() + setup.rows()
+        print(markdown_table(["operation", "count", "p50 ms", "p99 ms", "failures"], rows))
         summary.append((mode, round(throughput, 1), failures))
     print("\n### throughput\n")
     print(markdown_table(["backend", "ops/s", "failures"], summary))
