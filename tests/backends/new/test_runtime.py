@@ -93,3 +93,35 @@ async def test_scheduled_call_survives_restart_and_runs_once(url: str) -> None:
     await runner.run_due()
     assert ran == ["x"]
     await second.engine.dispose()
+
+
+@reg.mutation("always.fails")
+async def always_fails(ctx: MutationCtx, args: dict[str, Any]) -> None:
+    raise RuntimeError("nope")
+
+
+@reg.mutation("schedule.failing")
+async def schedule_failing(ctx: MutationCtx, args: dict[str, Any]) -> str:
+    return await ctx.scheduler.run_after(0, "always.fails", {})
+
+
+async def test_failing_call_is_retried_then_dead(runtime: Runtime) -> None:
+    await runtime.run_mutation("schedule.failing", {}, None)
+    runner = SchedulerRunner(runtime, [], max_attempts=2, backoff_seconds=0)
+    assert await runner.run_due() == 1
+    assert await runner.run_due() == 1
+    assert await runner.run_due() == 0
+    s = schema.scheduled
+    async with runtime.engine.connect() as conn:
+        row = (await conn.execute(select(s.c.status, s.c.attempts, s.c.last_error))).one()
+    assert row[0] == "dead" and row[1] == 2 and "nope" in row[2]
+
+
+def test_cache_prunes_expired_and_bounds_size() -> None:
+    from backends.new.runtime.cache import QueryCache
+
+    cache = QueryCache(ttl=-1, max_entries=2)
+    for i in range(3):
+        cache.put(str(i), {"t"}, i)
+    assert len(cache) == 1
+    assert cache.get("2") == (False, None)
