@@ -155,3 +155,30 @@ async def test_data_survives_restart(tmp_path: Path) -> None:
     async with serve(create_app(url)) as base, httpx.AsyncClient(base_url=base) as http:
         listed = await http.get("/api/folders", headers=auth)
         assert [f["name"] for f in listed.json()["items"]] == ["kept"]
+
+
+async def test_register_replay_unknown_login_and_session_pages(client: httpx.AsyncClient) -> None:
+    body = {"email": "k@x.io", "password": "password1", "name": "K"}
+    key = {"Idempotency-Key": "reg-1"}
+    first = await client.post("/api/auth/register", json=body, headers=key)
+    replay = await client.post("/api/auth/register", json=body, headers=key)
+    assert first.status_code == 201 and replay.status_code in (200, 201)
+    assert replay.json()["user"]["id"] == first.json()["user"]["id"]
+    unknown = await client.post(
+        "/api/auth/login", json={"email": "no@x.io", "password": "password1"}
+    )
+    assert unknown.status_code == 401
+    auth = {"Authorization": f"Bearer {first.json()['token']}"}
+    ids = [
+        (await client.post("/api/sessions", json={"title": f"s{i}"}, headers=auth)).json()["id"]
+        for i in range(3)
+    ]
+    seen: list[str] = []
+    params: dict[str, str | int] = {"limit": 2}
+    while True:
+        page = (await client.get("/api/sessions", params=params, headers=auth)).json()
+        seen += [s["id"] for s in page["items"]]
+        if page["next_cursor"] is None:
+            break
+        params = {"limit": 2, "cursor": page["next_cursor"]}
+    assert sorted(seen) == sorted(ids) and len(seen) == 3
