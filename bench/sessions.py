@@ -1,7 +1,8 @@
 """Session operations under load, through the proxy, once per backend.
 
 100 concurrent users (``--users``) each register and log in (measured apart: password hashing is
-deliberately slow), then loop for ``--duration`` seconds over a realistic mix: list sessions, create one, update it, append a message, read it back and now
+deliberately slow), then loop for ``--duration`` seconds over a realistic mix, pausing
+``--think-ms`` (1 s on average) between steps as people do: list sessions, create one, update it, append a message, read it back and now
 and then delete one. The stack runs as real processes on loopback (SQLite stores); the same run is
 made with every feature on ``legacy`` and then on ``new``. Prints p50/p99 per operation, throughput
 and failures as markdown tables.
@@ -71,9 +72,11 @@ async def user_loop(
     index: int,
     deadline: float,
     timings: Timings,
+    think: float,
 ) -> None:
     mine: list[str] = []
     rng = random.Random(index)
+    await asyncio.sleep(rng.uniform(0, think))  # users do not all start in the same millisecond
     while time.monotonic() < deadline:
         try:
             await call(session, "GET", base + "/api/sessions?limit=20", headers, timings, "list")
@@ -118,9 +121,12 @@ async def user_loop(
                 )
         except (aiohttp.ClientError, RuntimeError):
             await asyncio.sleep(0.05)
+        await asyncio.sleep(rng.uniform(0.5, 1.5) * think)  # a person reads before the next step
 
 
-async def run_mode(mode: str, users: int, duration: float) -> tuple[Timings, Timings, float, int]:
+async def run_mode(
+    mode: str, users: int, duration: float, think: float
+) -> tuple[Timings, Timings, float, int]:
     with tempfile.TemporaryDirectory(prefix="banyan-bench-") as tmp:
         async with running_stack(
             Path(tmp),
@@ -141,7 +147,7 @@ async def run_mode(mode: str, users: int, duration: float) -> tuple[Timings, Tim
                 deadline = started + duration
                 await asyncio.gather(
                     *(
-                        user_loop(session, base, h, i, deadline, timings)
+                        user_loop(session, base, h, i, deadline, timings, think)
                         for i, h in enumerate(headers)
                     )
                 )
@@ -153,7 +159,9 @@ async def run_mode(mode: str, users: int, duration: float) -> tuple[Timings, Tim
 async def main_async(args: argparse.Namespace) -> None:
     summary = []
     for mode in ("legacy", "new"):
-        setup, timings, throughput, failures = await run_mode(mode, args.users, args.duration)
+        setup, timings, throughput, failures = await run_mode(
+            mode, args.users, args.duration, args.think_ms / 1000
+        )
         print(f"\n### {mode} ({args.users} users, {args.duration:g}s)\n")
         rows = timings.rows() + setup.rows()
         print(markdown_table(["operation", "count", "p50 ms", "p99 ms", "failures"], rows))
@@ -166,6 +174,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--users", type=int, default=100)
     parser.add_argument("--duration", type=float, default=20.0)
+    parser.add_argument(
+        "--think-ms",
+        type=float,
+        default=1000.0,
+        help="mean pause between a user's steps (0: closed loop)",
+    )
     asyncio.run(main_async(parser.parse_args()))
 
 

@@ -14,7 +14,6 @@ import backends.new.functions  # noqa: F401  (registers every function)
 from backends.common.errors import error_middleware
 from backends.common.server import request_log
 from backends.new import live, routes
-from backends.new.functions import sessions as session_functions
 from backends.new.runtime import schema
 from backends.new.runtime.engine import Runtime, make_engine
 from backends.new.runtime.http import HttpRouter
@@ -35,9 +34,9 @@ def create_app(
     session_ttl: float | None = None,
 ) -> web.Application:
     ttl = session_ttl or float(os.environ.get("BANYAN_SESSION_TTL", DEFAULT_TTL))
-    session_functions.TTL_MS[0] = int(ttl * 1000)
     interval = gc_interval or float(os.environ.get("BANYAN_GC_INTERVAL", 60))
     runtime = Runtime(make_engine(db_url), registry)
+    runtime.settings["session_ttl_ms"] = int(ttl * 1000)
     runtime.live = live.make_hub(runtime)
     app = web.Application(
         middlewares=[error_middleware, request_log("new")], client_max_size=16 * 1024 * 1024

@@ -24,7 +24,10 @@ from backends.new.runtime.http import Reply
 from backends.new.runtime.registry import mutation, query
 from backends.new.runtime.schema import contexts, messages, sessions
 
-TTL_MS: list[int] = [30 * 24 * 3600 * 1000]  # set by the app from BANYAN_SESSION_TTL
+
+def ttl_ms(ctx: QueryCtx) -> int:
+    """The session lifetime of this app (``BANYAN_SESSION_TTL`` or ``create_app(session_ttl=)``)."""
+    return int(ctx.runtime.settings["session_ttl_ms"])
 
 
 def session_json(row: Any) -> dict[str, Any]:
@@ -115,7 +118,7 @@ async def create_session(ctx: MutationCtx, args: dict[str, Any]) -> Reply:
         "title": fields["title"],
         "created_ms": now,
         "updated_ms": now,
-        "expires_ms": now + TTL_MS[0],
+        "expires_ms": now + ttl_ms(ctx),
         "message_count": 0,
         "idem_hash": idempotency.fingerprint(fields) if key else None,
     }
@@ -142,7 +145,7 @@ async def update_session(ctx: MutationCtx, args: dict[str, Any]) -> dict[str, An
     if changes.get("folder_id") is not None:
         await owned_folder(ctx, user_id, changes["folder_id"])
     now = now_ms()
-    changes.update(updated_ms=now, expires_ms=now + TTL_MS[0])
+    changes.update(updated_ms=now, expires_ms=now + ttl_ms(ctx))
     await ctx.write(update(sessions).where(sessions.c.id == row["id"]).values(**changes))
     row.update(changes)
     return session_json(row)
@@ -196,7 +199,7 @@ async def put_context(ctx: MutationCtx, args: dict[str, Any]) -> dict[str, Any]:
     await ctx.write(
         update(sessions)
         .where(sessions.c.id == row["id"])
-        .values(updated_ms=now, expires_ms=now + TTL_MS[0])
+        .values(updated_ms=now, expires_ms=now + ttl_ms(ctx))
     )
     return render.context(row["id"], args["context"], now)
 
@@ -226,7 +229,7 @@ async def append(
             .values(
                 message_count=sessions.c.message_count + len(entries),
                 updated_ms=now,
-                expires_ms=now + TTL_MS[0],
+                expires_ms=now + ttl_ms(ctx),
             )
             .returning(sessions.c.message_count)
         )

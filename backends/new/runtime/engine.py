@@ -44,6 +44,7 @@ class Runtime:
         self.live: LiveHub | None = None
         self.on_scheduled: list[Any] = []
         self.calls: dict[str, int] = {}
+        self.settings: dict[str, Any] = {"session_ttl_ms": 30 * 24 * 3600 * 1000}
 
     def _function(self, name: str, kind: str) -> Any:
         function = self.registry.get(name)
