@@ -7,7 +7,10 @@ bodies are compared structurally and every difference is typed and located exact
 ``$.items[3].title``. Rules from the feature's ``parity:`` block apply: ``ignore`` (never compared,
 with everything below), ``mask`` (only presence and type compared), ``unordered`` (arrays compared
 as multisets) and ``tolerance`` (numbers equal when ``|a - b| <= tolerance * max(|a|, |b|, 1)``).
-Other text bodies are compared line by line (paths ``line:N``); binary bodies by digest.
+Server-sent event streams (``text/event-stream``) are compared as JSON too — the list of events,
+each ``{"event", "data"}`` with ``data`` parsed when it is JSON — so a stream's event sequence and
+payloads are located exactly (``$[3].data.answer.content``) and the feature's rules apply inside
+them. Other text bodies are compared line by line (paths ``line:N``); binary bodies by digest.
 
 Differences at paths the noise learner knows (the same backend answering differently to the same
 request) are returned apart in ``Comparison.noise`` and do not make a mismatch.
@@ -124,6 +127,39 @@ def parse_json(body: bytes, headers: Mapping[str, str]) -> Any:
         return _MISSING
 
 
+def is_event_stream(headers: Mapping[str, str]) -> bool:
+    return headers.get("content-type", "").split(";")[0].strip().lower() == "text/event-stream"
+
+
+def parse_events(body: bytes) -> list[dict[str, Any]]:
+    """A server-sent event stream as a list of ``{"event", "data"[, "id"]}`` (``data`` is the
+    parsed JSON when it is JSON, else the text; comments and retry hints are left out)."""
+    events: list[dict[str, Any]] = []
+    for block in body.decode().replace("\r\n", "\n").split("\n\n"):
+        name, data, ident = "message", [], None
+        for line in block.split("\n"):
+            field_name, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if field_name == "event":
+                name = value
+            elif field_name == "data":
+                data.append(value)
+            elif field_name == "id":
+                ident = value
+        if not data and ident is None:
+            continue
+        text = "\n".join(data)
+        try:
+            payload: Any = json.loads(text)
+        except ValueError:
+            payload = text
+        event: dict[str, Any] = {"event": name, "data": payload}
+        if ident is not None:
+            event["id"] = ident
+        events.append(event)
+    return events
+
+
 def _lower(headers: Mapping[str, str]) -> dict[str, str]:
     return {k.lower(): v for k, v in headers.items()}
 
@@ -175,6 +211,11 @@ def compare_bodies(
         return [Difference("body", "error", None, f"cannot decode: {exc}", "body")]
     if a == b:
         return []
+    if is_event_stream(a_headers) and is_event_stream(b_headers):
+        try:
+            return list(compare_json(parse_events(a), parse_events(b), rules))
+        except UnicodeDecodeError:
+            pass
     left, right = parse_json(a, a_headers), parse_json(b, b_headers)
     if left is not _MISSING and right is not _MISSING:
         return list(compare_json(left, right, rules))

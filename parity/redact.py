@@ -3,7 +3,8 @@
 Headers: ``authorization``, ``proxy-authorization``, ``cookie``, ``set-cookie``, ``x-api-key``.
 JSON: any key whose lower-cased name contains ``password``, ``secret``, ``token``, ``api_key``,
 ``apikey``, ``authorization`` or ``jwt``, plus configured key names or JSONPath patterns, at any
-depth. Text: bearer credentials and anything shaped like a JWT.
+depth. Text: bearer credentials and anything shaped like a JWT. URLs (for logs): the values of
+secret-named query parameters such as the WebSocket ``?token=``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import unquote_plus
 
 from parity import paths
 
@@ -32,6 +34,20 @@ def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 def redact_text(text: str) -> str:
     return _JWT.sub(REDACTED, _BEARER.sub(lambda m: m.group(1) + REDACTED, text))
+
+
+def redact_url(path_qs: str) -> str:
+    """A path with its query: values of secret-named parameters (``?token=``) and anything shaped
+    like a JWT replaced, for logs."""
+    path, sep, query = path_qs.partition("?")
+    if not sep:
+        return path_qs
+    parts = []
+    for item in query.split("&"):
+        name, eq, _ = item.partition("=")
+        secret = eq and _secret_key(unquote_plus(name), frozenset())
+        parts.append(f"{name}={REDACTED}" if secret else redact_text(item))
+    return f"{path}?{'&'.join(parts)}"
 
 
 def _secret_key(key: str, extra_names: frozenset[str]) -> bool:

@@ -37,8 +37,9 @@ from sqlalchemy import (
     func,
     select,
 )
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from backends.common.engines import make_engine
 from banyan.logs import get_logger
 from parity.models import ComparisonRecord, NoiseRecord, SkipRecord
 from parity.redact import redact_body, redact_headers
@@ -173,7 +174,7 @@ class ParityStore:
     def __init__(self, url: str, *, examples_per_path: int = 5) -> None:
         self.url = url
         self.examples_per_path = examples_per_path
-        self.engine: AsyncEngine = create_async_engine(url)
+        self.engine: AsyncEngine = make_engine(url)  # SQLite: WAL and a busy timeout
 
     async def open(self) -> None:
         async with self.engine.begin() as conn:

@@ -9,6 +9,8 @@ streams into comparable JSON documents, which then go through the ordinary struc
 - :class:`WhiteboardReplica` keeps a replica of the document as the client would see it from one
   backend: updates the backend sends plus updates the client sends; it is compared as JSON once
   the room is quiet.
+- :class:`LiveAnswers` keeps what a ``/ws/live`` connection answered to each of the client's
+  subscribes (and its errors to unreadable frames), for comparison answer by answer.
 """
 
 from __future__ import annotations
@@ -107,3 +109,56 @@ class WhiteboardReplica:
 
     def json(self) -> dict[str, Any]:
         return doc_to_json(self.doc)
+
+
+class LiveAnswers:
+    """What one ``/ws/live`` connection answered to the client's frames, keyed for comparison.
+
+    A subscription's answer is the first frame naming its id after the client subscribed (its
+    ``result`` or ``error``), keyed ``"<id>#<n>"`` (``n`` counts the client's subscribes with that
+    id); later pushes are not answers (their timing is each backend's own). Frames naming no
+    subscription (errors of unreadable frames) are keyed by their order, ``"#<k>"``. Pongs are
+    left out."""
+
+    def __init__(self) -> None:
+        self.waiting: dict[str, str] = {}  # subscription id -> key of its pending answer
+        self.asked: dict[str, int] = {}
+        self.answers: dict[str, dict[str, Any]] = {}
+        self.plain = 0
+
+    def sent(self, raw: str) -> str | None:
+        """Take one client frame (as it reaches this backend); return the key of the answer it
+        asks for, when it is a subscribe."""
+        try:
+            frame = json.loads(raw)
+        except ValueError:
+            return None
+        if not isinstance(frame, dict) or frame.get("type") != "subscribe":
+            return None
+        sub = frame.get("id")
+        if not isinstance(sub, str):
+            return None
+        self.asked[sub] = self.asked.get(sub, 0) + 1
+        self.waiting[sub] = key = f"{sub}#{self.asked[sub]}"
+        return key
+
+    def feed(self, raw: str) -> str | None:
+        """Take one server frame; return the key it answered, if it answered one."""
+        try:
+            frame = json.loads(raw)
+        except ValueError:
+            return None
+        if not isinstance(frame, dict) or frame.get("type") == "pong":
+            return None
+        sub = frame.get("id")
+        if isinstance(sub, str):
+            key = self.waiting.pop(sub, None)
+            if key is None or frame.get("type") not in ("result", "error"):
+                return None
+        elif frame.get("type") == "error":
+            self.plain += 1
+            key = f"#{self.plain}"
+        else:
+            return None
+        self.answers[key] = frame
+        return key

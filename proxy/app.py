@@ -28,8 +28,11 @@ import yarl
 from aiohttp import web
 
 from banyan.logs import get_logger
+from parity.redact import redact_url
 from proxy import admin
 from proxy.audit import AuditLog, default_path, diff_flagsets
+from proxy.board_mirror import WHITEBOARD_PREFIX, BoardMirrorTap
+from proxy.fence import WriteFence
 from proxy.flag_edit import EDIT_LISTENERS, rollback
 from proxy.flags import Feature, FlagSet, FlagStore
 from proxy.forward import (
@@ -47,6 +50,7 @@ from proxy.health import HealthProbe
 from proxy.metrics import ProxyMetrics
 from proxy.mirror import MirrorQueue
 from proxy.routing import Decision, user_from_authorization
+from proxy.turn_mirror import TurnMirrorTap, credentials, tutor_session
 from proxy.websocket import BridgeRegistry, FrameTap, open_bridge, run_bridge
 
 log = get_logger("proxy")
@@ -60,6 +64,8 @@ class ShadowHook(Protocol):
 
     def wants(self, feature: Feature, decision: Decision, method: str, request_id: str) -> bool: ...
 
+    def reserve(self, feature: Feature, decision: Decision, request: web.Request) -> None: ...
+
     def submit(
         self,
         feature: Feature,
@@ -67,7 +73,7 @@ class ShadowHook(Protocol):
         request: web.Request,
         exchange: Exchange,
         headers: Any,
-    ) -> None: ...
+    ) -> bool: ...
 
     def websocket_tap(
         self, feature: Feature, decision: Decision, request: web.Request, headers: Any
@@ -87,6 +93,7 @@ class ProxyState:
     metrics: ProxyMetrics = field(default_factory=ProxyMetrics)
     bridges: BridgeRegistry = field(default_factory=BridgeRegistry)
     guards: GuardBoard = field(default_factory=GuardBoard)
+    fence: WriteFence = field(default_factory=WriteFence)
     audit: AuditLog | None = None
     mirror: MirrorQueue | None = None
     shadow: ShadowHook | None = None
@@ -117,7 +124,11 @@ class ProxyState:
         self._sync_guards(new)
         if self.mirror is not None:
             self.mirror.set_backends({n: b.url for n, b in new.backends.items()})
-        if self.audit is not None and new.digest not in self._edit_digests:
+        if (
+            self.audit is not None
+            and new.digest not in self._edit_digests
+            and self.audit.last_digest() != new.digest  # the CLI or another replica audited it
+        ):
             self.audit.record_reload(old, new, source="file")
         self._edit_digests.discard(new.digest)
         for name, before, after in diff_flagsets(old, new):
@@ -210,7 +221,9 @@ def _is_upgrade(request: web.Request) -> bool:
     return request.headers.get("Upgrade", "").lower() == "websocket"
 
 
-def _decide(state: ProxyState, request: web.Request, request_id: str) -> tuple[Decision, FlagSet]:
+def _decide(
+    state: ProxyState, request: web.Request, request_id: str
+) -> tuple[Decision, FlagSet, str | None]:
     router = state.store.router
     user = user_from_authorization(request.headers.get("Authorization"), request.query.get("token"))
     decision = router.decide(
@@ -221,29 +234,36 @@ def _decide(state: ProxyState, request: web.Request, request_id: str) -> tuple[D
         client_ip=request.remote or "",
         request_id=request_id,
     )
-    return decision, router.flags
+    return decision, router.flags, user
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     assert state.session is not None
     request_id = request_id_of(request)
-    decision, flags = _decide(state, request, request_id)
+    decision, flags, user = _decide(state, request, request_id)
     feature = flags.feature(decision.feature) if decision.feature != "-" else None
     backend = flags.backends[decision.backend]
+    pending = state.fence.pending(decision.backend, user, request.remote or "")
+    if pending:  # this user's writes are still on their way to that backend: let them land first
+        await state.fence.wait(pending)
     if _is_upgrade(request):
         return await _websocket(state, request, decision, feature, backend.url, request_id)
 
     method = request.method
     headers = upstream_headers(request, request_id)
-    mirror_write = feature is not None and feature.writes == "mirror" and method not in SAFE_METHODS
-    if mirror_write and "Idempotency-Key" not in headers:
+    mirror_write = feature is not None and feature.writes != "skip" and method not in SAFE_METHODS
+    if mirror_write and method == "POST" and "Idempotency-Key" not in headers:
         headers["Idempotency-Key"] = uuid.uuid4().hex
     shadowing = (
         feature is not None
         and state.shadow is not None
         and state.shadow.wants(feature, decision, method, request_id)
     )
+    if shadowing and feature is not None and state.shadow is not None:
+        # the copy's place in the caller's line to the candidate is taken now, before the answer
+        # lets the caller send more (a WebSocket frame can arrive before this handler resumes)
+        state.shadow.reserve(feature, decision, request)
     capture_limit = (
         feature.parity.max_body_bytes
         if feature is not None and (shadowing or mirror_write)
@@ -283,16 +303,30 @@ async def handle(request: web.Request) -> web.StreamResponse:
     state.observe(exchange, feature)
     _access(state, exchange, exchange.status)
     if feature is not None and exchange.error is None:
+        compared = False
         if shadowing and state.shadow is not None and not exchange.fallback:
-            state.shadow.submit(feature, decision, request, exchange, headers)
-        if (
-            mirror_write
-            and exchange.backend == "new"
-            and feature.mode in ("new", "canary")
-            and 200 <= exchange.status < 300
-        ):
-            _mirror(state, feature, exchange, headers)
+            compared = state.shadow.submit(feature, decision, request, exchange, headers)
+        target = mirror_target(feature, decision, exchange.backend)
+        if mirror_write and target is not None and 200 <= exchange.status < 300 and not compared:
+            _mirror(state, feature, exchange, headers, target, user, request.remote or "")
     return response
+
+
+def mirror_target(feature: Feature, decision: Decision, served_by: str) -> str | None:
+    """Where a successful write of a ``writes: mirror`` feature is re-applied, if anywhere: on
+    new, to legacy; in a canary, to the side that did not serve it (so moving the percent either
+    way finds every record); in shadow, to the candidate when the write was not compared. With
+    ``writes: always`` (revocations: a logout must hold on both sides), to the other side in every
+    mode, legacy included."""
+    if feature.writes == "always":
+        return "new" if served_by == "legacy" else "legacy"
+    if feature.mode == "new" and served_by == "new":
+        return "legacy"
+    if feature.mode == "canary":
+        return "new" if served_by == "legacy" else "legacy"
+    if feature.mode == "shadow":
+        return decision.shadow
+    return None
 
 
 async def _fallback(
@@ -328,8 +362,17 @@ async def _fallback(
         return None
 
 
-def _mirror(state: ProxyState, feature: Feature, exchange: Exchange, headers: Any) -> None:
-    """Re-apply a successful write served by new to legacy, durably."""
+def _mirror(
+    state: ProxyState,
+    feature: Feature,
+    exchange: Exchange,
+    headers: Any,
+    target: str,
+    user: str | None,
+    ip: str,
+) -> None:
+    """Re-apply a successful write to the other store, durably; the user's next request to that
+    store waits for it (:mod:`proxy.fence`)."""
     if state.mirror is None or exchange.request_capture is None:
         return
     body = exchange.request_capture.value()
@@ -338,12 +381,13 @@ def _mirror(state: ProxyState, feature: Feature, exchange: Exchange, headers: An
         return
     state.mirror.submit(
         feature=feature.name,
-        target="legacy",
+        target=target,
         method=exchange.method,
         path_qs=exchange.path_qs,
         headers=dict(headers),
         body=body,
-        idempotency_key=headers["Idempotency-Key"],
+        idempotency_key=headers.get("Idempotency-Key", ""),
+        release=state.fence.hold(target, user, ip),
     )
 
 
@@ -355,7 +399,7 @@ def _access(state: ProxyState, exchange: Exchange, status: int) -> None:
             feature=exchange.feature,
             backend=exchange.backend,
             method=exchange.method,
-            path=exchange.path_qs,
+            path=redact_url(exchange.path_qs),
             status=status,
             duration_ms=round((time.perf_counter() - exchange.started) * 1000, 3),
             error=exchange.error,
@@ -396,15 +440,54 @@ async def _websocket(
     state.observe(exchange, feature)
     gauge = state.metrics.open_websockets
     gauge.inc(decision.feature, decision.backend)
-    tap = None
+    tap: FrameTap | None = None
     if feature is not None and state.shadow is not None and decision.mode == "shadow":
         tap = state.shadow.websocket_tap(feature, decision, request, headers)
+    elif feature is not None:
+        tap = _mirror_tap(state, request, feature, decision, headers)
     try:
         await run_bridge(bridge, state.bridges, tap=tap)
     finally:
         gauge.dec(decision.feature, decision.backend)
         _access(state, exchange, 101)
     return response
+
+
+def _mirror_tap(
+    state: ProxyState,
+    request: web.Request,
+    feature: Feature,
+    decision: Decision,
+    headers: Any,
+) -> TurnMirrorTap | BoardMirrorTap | None:
+    """With ``writes: mirror``, what a tutor or whiteboard socket writes reaches the other store:
+    finished turns as message appends, a room's document as Yjs updates."""
+    if state.mirror is None or feature.writes == "skip":
+        return None
+    target = mirror_target(feature, decision, decision.backend)
+    if target is None:
+        return None
+    authorization = credentials(request.headers, request.query)
+    user = user_from_authorization(authorization, None)
+    ip = request.remote or ""
+    if request.path.startswith(WHITEBOARD_PREFIX) and state.session is not None:
+        url = state.flags.backends[target].url + request.raw_path
+
+        async def ready() -> bool:
+            return await state.fence.wait(state.fence.pending(target, user, ip))
+
+        return BoardMirrorTap(state.session, url, headers, feature=feature.name, ready=ready)
+    session_id = tutor_session(request.path)
+    if session_id is None or authorization is None:
+        return None
+    return TurnMirrorTap(
+        feature=feature.name,
+        target=target,
+        session_id=session_id,
+        authorization=authorization,
+        submit=state.mirror.submit,
+        hold=lambda: state.fence.hold(target, user, ip),
+    )
 
 
 # -- lifecycle -------------------------------------------------------------------------------------

@@ -5,7 +5,9 @@ becomes ``{"at", "source", "feature", "before", "after", "digest", "reason"}`` w
 ``after`` are the feature's settings (``null`` when the feature was added or removed). The log
 lives beside the flag file as ``<name>.audit.jsonl`` unless ``BANYAN_AUDIT_LOG`` names another
 path. Writers append whole lines with one ``write`` under ``O_APPEND``, so several proxy replicas
-can share the file.
+can share the file. A change is audited once, by whoever made it: ``banyan flags set|rollback``
+writes its own ``cli`` entries, and a proxy that sees the file change skips its ``file`` entries
+when the newest entry already carries the new file digest (the CLI's, or another replica's).
 """
 
 from __future__ import annotations
@@ -87,6 +89,34 @@ class AuditLog:
                 source=source, feature=feature, before=before, after=after, digest=new.digest
             )
         return len(changes)
+
+    def _tail(self, size: int = 65536) -> list[dict[str, Any]]:
+        """The entries in the last ``size`` bytes of the log, newest first."""
+        try:
+            with self.path.open("rb") as handle:
+                handle.seek(0, os.SEEK_END)
+                handle.seek(max(0, handle.tell() - size))
+                tail = handle.read().decode("utf-8", errors="replace")
+        except OSError:
+            return []
+        found = []
+        for line in reversed(tail.strip().splitlines()):
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict):
+                found.append(entry)
+        return found
+
+    def last_digest(self) -> str | None:
+        """The file digest of the newest entry, if any."""
+        tail = self._tail()
+        return str(tail[0].get("digest")) if tail and tail[0].get("digest") else None
+
+    def has_entry(self, feature: str, digest: str) -> bool:
+        """Whether a recent entry already records ``feature`` changing to file ``digest``."""
+        return any(e.get("feature") == feature and e.get("digest") == digest for e in self._tail())
 
     def entries(self) -> Iterator[dict[str, Any]]:
         if not self.path.exists():

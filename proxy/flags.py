@@ -28,7 +28,7 @@ from proxy.routing import RouteError, Router, covers, parse_route
 
 Mode = Literal["legacy", "shadow", "canary", "new"]
 MODES: tuple[str, ...] = ("legacy", "shadow", "canary", "new")
-WritesPolicy = Literal["skip", "mirror"]
+WritesPolicy = Literal["skip", "mirror", "always"]
 WebSocketPolicy = Literal["keep", "reconnect"]
 BACKEND_NAMES: tuple[str, ...] = ("legacy", "new")
 
@@ -441,7 +441,7 @@ def _feature(
         elif key == "cohorts":
             values[key] = _cohorts(reader, value, here)
         elif key == "writes":
-            values[key] = reader.choice(value, here, ("skip", "mirror"))
+            values[key] = reader.choice(value, here, ("skip", "mirror", "always"))
         elif key == "websocket":
             values[key] = reader.choice(value, here, ("keep", "reconnect"))
         elif key == "fallback":

@@ -1,9 +1,10 @@
-"""``banyan flags``: check, set, roll back and explain the flag file from a shell.
+"""``banyan flags``: check, set, roll back, explain the flag file and show its history.
 
 Owns the command-line face of :mod:`proxy.flags` (validation), :mod:`proxy.flag_edit` (edits that
-keep comments) and :mod:`proxy.routing` (why a path goes where it goes). The file defaults to
-``$BANYAN_FLAGS`` or ``flags.yaml``. Exit codes: 0 success, 1 invalid file or refused edit,
-2 usage error.
+keep comments), :mod:`proxy.routing` (why a path goes where it goes) and
+:mod:`proxy.flags_history` (the audit log). The file defaults to ``$BANYAN_FLAGS`` or
+``flags.yaml``. Exit codes: 0 success, 1 invalid file, refused edit, or a missing or corrupt
+audit log, 2 usage error.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from banyan.logs import configure
-from proxy.flag_edit import EditResult, rollback, set_mode
+from proxy.audit import AuditLog
+from proxy.flag_edit import EDIT_LISTENERS, EditListener, EditResult, rollback, set_mode
 from proxy.flags import MODES, FlagError, load_flags
+from proxy.flags_history import HistoryError, format_entry, log_path, read_history
 from proxy.routing import Router, user_from_authorization
 
 
@@ -62,7 +66,24 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--ip", default="127.0.0.1")
     explain.add_argument("--file", default=None)
     explain.add_argument("--json", action="store_true")
+
+    history = commands.add_parser("history", help="flag changes from the audit log, newest last")
+    history.add_argument("--audit", default=None, help="the log (default: the proxy's for --file)")
+    history.add_argument("--feature", default=None)
+    history.add_argument("--limit", type=_count, default=None, help="only the newest N changes")
+    history.add_argument("--json", action="store_true", help="the raw JSON lines")
+    history.add_argument("--file", default=None)
     return parser
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative")
+    return value
 
 
 def _check(file: str) -> int:
@@ -113,11 +134,47 @@ def _explain(args: argparse.Namespace, file: str) -> int:
     return 0
 
 
+def _history(args: argparse.Namespace, file: str) -> int:
+    path = log_path(file, args.audit)
+    try:
+        history = read_history(path, feature=args.feature, limit=args.limit)
+    except HistoryError as exc:
+        print(f"banyan flags history: {exc}", file=sys.stderr)
+        return 1
+    for entry in history.entries:
+        print(entry.raw if args.json else format_entry(entry.data))
+    if not history.entries and not args.json:
+        print(f"{path}: no changes" + (f" of {args.feature}" if args.feature else ""))
+    for problem in history.problems:
+        print(problem, file=sys.stderr)
+    return 1 if history.problems else 0
+
+
+def _audit_edits(file: str) -> EditListener:
+    """Record this command's edits in the proxy's audit log as ``cli`` (a proxy watching the file
+    then skips its own ``file`` entries for them)."""
+    log = AuditLog(log_path(file))
+
+    def listener(change: dict[str, Any]) -> None:
+        if not log.has_entry(change["feature"], change["digest"]):  # a proxy in this process did
+            log.append(
+                source="cli",
+                feature=change["feature"],
+                before=change.get("before"),
+                after=change.get("after"),
+                digest=change["digest"],
+            )
+
+    return listener
+
+
 def main(argv: list[str]) -> int:
     """Entry point of ``banyan flags``."""
     configure()
     args = _parser().parse_args(argv)
     file = getattr(args, "file", None) or _default_file()
+    listener = _audit_edits(file)
+    EDIT_LISTENERS.append(listener)
     try:
         if args.command == "check":
             return _check(file)
@@ -131,7 +188,11 @@ def main(argv: list[str]) -> int:
             feature = None if args.all else args.feature
             result = rollback(file, feature, source="cli")
             return _report_edit(file, f"{feature or 'all features'} -> legacy", result)
+        if args.command == "history":
+            return _history(args, file)
         return _explain(args, file)
     except FlagError as exc:
         print(str(exc), file=sys.stderr)
         return 1
+    finally:
+        EDIT_LISTENERS.remove(listener)

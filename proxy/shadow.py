@@ -4,13 +4,24 @@ In ``shadow`` mode the primary answers the user. For a sampled share of requests
 percent, decided from the request id so a retry is sampled the same way) the proxy sends a copy to
 the candidate after the primary answered — the user never waits for it — and cuts the candidate at
 ``parity.shadow_timeout``. Writes are copied only with ``writes: mirror`` (same
-``Idempotency-Key``). Bodies over ``parity.max_body_bytes`` are not compared, and counted. For
-``parity.noise_sample`` percent of shadowed safe requests the primary is asked a second time and
-the differences between its two answers are learned as noise.
+``Idempotency-Key``); a write that is not compared (sampled out, too many in flight) goes to the
+candidate through the durable mirror queue instead. One user's copies reach the candidate in the
+order the user sent them: a copy waits for that user's earlier writes still on their way to the
+candidate (:mod:`proxy.fence`), so a read never overtakes the create it reads, and a write's copy
+also waits for the user's earlier reads still on their way (:attr:`Shadow.reads`), so a list read
+just before a create is not answered by a candidate that already holds the new item. Bodies over
+``parity.max_body_bytes`` are not compared, and counted. For ``parity.noise_sample`` percent of
+shadowed safe requests the primary is asked a second time and the differences between its two
+answers are learned as noise.
 
-WebSockets: a tap tees the client's frames to a candidate connection; tutor turns are compared turn
-by turn (assembled text, event sequence, the stored messages), whiteboards by document once the room
-is quiet. Every result goes to the parity recorder, the metrics and the feature's guard.
+WebSockets: a tap tees the client's frames to a candidate connection, opened only once the user's
+earlier writes reached the candidate; while frames wait in the tap, they count as writes on their
+way, so the user's next HTTP copy (a snapshot, a read of the room) cannot overtake them. Tutor
+turns are compared turn by turn (assembled text, event sequence, the stored messages), whiteboards
+by document once the room is quiet, ``/ws/live`` by each subscription's first answer (and the errors
+to unreadable frames); a subscribe, like an ask, stays in line until the candidate answered it.
+Every result goes to the parity recorder, the metrics and the
+feature's guard.
 """
 
 from __future__ import annotations
@@ -21,6 +32,7 @@ import hashlib
 import os
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,11 +45,12 @@ from parity.models import ComparisonRecord, NoiseRecord, SkipRecord
 from parity.noise import NoiseLearner, endpoint_key
 from parity.report import render_html, render_json
 from parity.store import ParityRecorder, ParityStore
-from parity.ws_capture import TutorTurns, WhiteboardReplica
+from parity.ws_capture import LiveAnswers, TutorTurns, WhiteboardReplica
+from proxy.fence import Release, WriteFence
 from proxy.flags import Feature
 from proxy.forward import Exchange
 from proxy.headers import mark, request_id_of
-from proxy.routing import Decision
+from proxy.routing import Decision, user_from_authorization
 
 if TYPE_CHECKING:
     from proxy.app import ProxyState
@@ -45,6 +58,14 @@ if TYPE_CHECKING:
 log = get_logger("proxy.shadow")
 SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 JSON_HEADERS = {"content-type": "application/json"}
+# request key: (the caller's copies on their way when it came, this copy's release, the timer
+# that releases it if no comparison ever takes it over)
+RESERVED: web.RequestKey[tuple[list[asyncio.Future[None]], Release, asyncio.TimerHandle]] = (
+    web.RequestKey("banyan_shadow_reserved", tuple)
+)
+# How long a closing tap waits for the lagging candidate (finished turns, converging documents).
+CONVERGE_SECONDS = 1.5
+EMPTY_STATE = b"\x00"  # the Yjs state vector of an empty document
 
 
 def sampled(request_id: str, percent: float, salt: str = "") -> bool:
@@ -58,6 +79,54 @@ def sampled(request_id: str, percent: float, salt: str = "") -> bool:
     return bucket < percent * 100
 
 
+async def read_up_to(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    """The whole body, or its first ``limit`` bytes when it is longer (``read(n)`` alone returns
+    whatever has arrived so far: the first chunk of a streamed answer)."""
+    parts: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await stream.read(limit - size)
+        if not chunk:
+            break
+        parts.append(chunk)
+        size += len(chunk)
+    return b"".join(parts)
+
+
+Caller = tuple[str | None, str]  # (user, client address): whose copies wait in one line
+
+
+def caller_of(request: web.Request) -> Caller:
+    user = user_from_authorization(request.headers.get("Authorization"), request.query.get("token"))
+    return user, request.remote or ""
+
+
+def lines_of(path: str, caller: Caller) -> list[Caller]:
+    """The lines a copy joins: its caller's, and for a whiteboard room, which every user shares,
+    the room's too — so the room's copies (snapshots, restores, reads, socket frames) keep one
+    order across users, as the primary saw them, and each user's copies keep theirs (an
+    Idempotency-Key is the user's, whatever the room)."""
+    for prefix in ("/api/whiteboard/", "/ws/whiteboard/"):
+        if path.startswith(prefix):
+            room = path.removeprefix(prefix).split("/", 1)[0]
+            return [caller, (f"whiteboard:{room}", "")]
+    return [caller]
+
+
+def _pending(fence: WriteFence, backend: str, lines: list[Caller]) -> list[asyncio.Future[None]]:
+    return [f for line in lines for f in fence.pending(backend, *line)]
+
+
+def _hold(fence: WriteFence, backend: str, lines: list[Caller]) -> Release:
+    releases = [fence.hold(backend, *line) for line in lines]
+
+    def release() -> None:
+        for each in releases:
+            each()
+
+    return release
+
+
 class Shadow:
     def __init__(
         self, recorder: ParityRecorder, *, max_inflight: int = 64, quiet_seconds: float = 0.5
@@ -67,6 +136,9 @@ class Shadow:
         self.max_inflight = max_inflight
         self.quiet_seconds = quiet_seconds
         self.inflight = 0
+        self.taps = 0  # WebSocket taps not yet closed (each compares once its socket ends)
+        # Read copies on their way to a candidate, per user: a write copy waits for them.
+        self.reads = WriteFence()
         self.state: ProxyState | None = None
         self.session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -107,10 +179,35 @@ class Shadow:
             return False
         return sampled(request_id, feature.parity.sample)
 
-    def _skip(self, feature: str, endpoint: str, reason: str) -> None:
+    def reserve(self, feature: Feature, decision: Decision, request: web.Request) -> None:
+        """Take this request's place in its caller's line to the candidate (called before the
+        primary is asked): a write is held in the fence, a read in :attr:`reads`. :meth:`submit`
+        takes the hold over; when it is never called (the primary failed), the hold lapses after
+        the feature's shadow timeout."""
+        assert self.state is not None and decision.shadow is not None
+        lines = lines_of(request.path, caller_of(request))
+        fence = self.reads if request.method in SAFE else self.state.fence
+        earlier = _pending(self.state.fence, decision.shadow, lines)
+        if request.method not in SAFE:
+            earlier += _pending(self.reads, decision.shadow, lines)
+        release = _hold(fence, decision.shadow, lines)
+        lapse = asyncio.get_running_loop().call_later(feature.parity.shadow_timeout + 1, release)
+        request[RESERVED] = (earlier, release, lapse)
+
+    def _skip_reserved(
+        self, request: web.Request, feature: str, endpoint: str, reason: str
+    ) -> bool:
+        reserved = request.pop(RESERVED, None)
+        if reserved is not None:
+            reserved[2].cancel()
+            reserved[1]()  # no copy is coming: nobody waits for it
+        return self._skip(feature, endpoint, reason)
+
+    def _skip(self, feature: str, endpoint: str, reason: str) -> bool:
         assert self.state is not None
         self.state.metrics.shadow_skipped.inc(feature, reason)
         self.recorder.record(SkipRecord(feature, endpoint, reason))
+        return False
 
     def submit(
         self,
@@ -119,16 +216,22 @@ class Shadow:
         request: web.Request,
         exchange: Exchange,
         headers: Any,
-    ) -> None:
+    ) -> bool:
+        """Start comparing one answered request; False when it is skipped (and recorded so)."""
+        assert self.state is not None and decision.shadow is not None
         endpoint = endpoint_key(exchange.method, request.path)
         primary_body = exchange.response_capture.value() if exchange.response_capture else None
         request_body = exchange.request_capture.value() if exchange.request_capture else b""
         if primary_body is None or request_body is None:
-            self._skip(feature.name, endpoint, "body_too_large")
-            return
+            return self._skip_reserved(request, feature.name, endpoint, "body_too_large")
         if self.inflight >= self.max_inflight:
-            self._skip(feature.name, endpoint, "too_many_in_flight")
-            return
+            return self._skip_reserved(request, feature.name, endpoint, "too_many_in_flight")
+        reserved = request.get(RESERVED)
+        if reserved is None:
+            self.reserve(feature, decision, request)
+            reserved = request[RESERVED]
+        earlier, release, lapse = reserved
+        lapse.cancel()  # the comparison releases the hold itself, whatever happens
         primary = Response(
             exchange.status,
             {k.lower(): v for k, v in (exchange.response_headers or {}).items()},
@@ -138,9 +241,17 @@ class Shadow:
         self.inflight += 1
         self._spawn(
             self._compare_http(
-                feature, decision, exchange, dict(headers), request_body, primary, endpoint
+                feature,
+                decision,
+                exchange,
+                dict(headers),
+                request_body,
+                primary,
+                endpoint,
+                (earlier, release),
             )
         )
+        return True
 
     async def _send(
         self,
@@ -164,7 +275,7 @@ class Shadow:
                 timeout=aiohttp.ClientTimeout(total=feature.parity.shadow_timeout),
             ) as answer:
                 head = (time.perf_counter() - started) * 1000
-                raw = await answer.content.read(limit + 1)
+                raw = await read_up_to(answer.content, limit + 1)
                 if len(raw) > limit:
                     return Response(answer.status, {}, b"", head, error="body_too_large")
                 return Response(
@@ -188,10 +299,18 @@ class Shadow:
         body: bytes,
         primary: Response,
         endpoint: str,
+        order: tuple[list[asyncio.Future[None]], Release | None] = ([], None),
     ) -> None:
+        earlier, release = order
         try:
-            assert decision.shadow is not None
-            candidate = await self._send(decision.shadow, exchange, headers, body, feature)
+            assert decision.shadow is not None and self.state is not None
+            await self.state.fence.wait(earlier)
+            try:
+                candidate = await self._send(decision.shadow, exchange, headers, body, feature)
+            finally:
+                if release is not None:
+                    release()
+                    release = None
             if candidate.error == "body_too_large":
                 self._skip(feature.name, endpoint, "body_too_large")
                 return
@@ -218,6 +337,8 @@ class Shadow:
                 result,
             )
         finally:
+            if release is not None:
+                release()
             self.inflight -= 1
 
     def _record(
@@ -270,11 +391,23 @@ class Shadow:
             if path.startswith("/ws/tutor/")
             else "whiteboard"
             if path.startswith("/ws/whiteboard/")
+            else "live"
+            if path == "/ws/live"
             else None
         )
         if kind is None:
             return None
-        return WebSocketTap(self, feature, decision, request.raw_path, dict(headers), kind)
+        lines = lines_of(path, caller_of(request))
+        tap = WebSocketTap(
+            self,
+            feature,
+            decision,
+            request.raw_path,
+            dict(headers),
+            kind,
+            lines=lines,
+        )
+        return tap
 
     # -- reports ---------------------------------------------------------------------------------
 
@@ -289,6 +422,29 @@ class Shadow:
         return response
 
 
+def _asks_for_everything(frame: bytes) -> bool | None:
+    """For a client's whiteboard frame: True for a sync step 1 with an empty state vector, False
+    for one with a state, None for any other frame."""
+    from backends.common.whiteboard import protocol
+
+    try:
+        parsed = protocol.parse(frame)
+    except protocol.ProtocolError:
+        return None
+    if parsed.kind != "sync_step1":
+        return None
+    return parsed.payload == EMPTY_STATE
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A client frame on its way to the candidate (see :attr:`WebSocketTap.outbox`)."""
+
+    frame: WSMessage
+    earlier: list[asyncio.Future[None]]
+    release: Release
+
+
 class WebSocketTap:
     """Tees a client's frames to a candidate socket and compares what the two backends say."""
 
@@ -300,6 +456,7 @@ class WebSocketTap:
         raw_path: str,
         headers: dict[str, str],
         kind: str,
+        lines: list[Caller] | None = None,
     ) -> None:
         self.shadow = shadow
         self.feature = feature
@@ -308,12 +465,39 @@ class WebSocketTap:
         self.headers = headers
         self.kind = kind
         self.endpoint = endpoint_key("GET", raw_path.split("?", 1)[0])
-        self.outbox: asyncio.Queue[WSMessage | None] = asyncio.Queue(1000)
+        # Each client frame waits in the outbox with what must reach the candidate before it (the
+        # caller's copies on their way when it came) and its own fence entry, released once sent:
+        # frames and HTTP copies reach the candidate in the order the client sent them.
+        self.outbox: asyncio.Queue[Outgoing | None] = asyncio.Queue(1000)
         self.primary_turns, self.candidate_turns = TutorTurns(), TutorTurns()
         self.primary_board, self.candidate_board = WhiteboardReplica(), WhiteboardReplica()
+        self.primary_live, self.candidate_live = LiveAnswers(), LiveAnswers()
+        # What the candidate may know through this connection: the frames actually sent to it,
+        # and its own. A sync step 1 of the candidate is answered from this, never from the
+        # primary's document, which may hold edits that must reach the candidate in their turn.
+        self.sent_board = WhiteboardReplica()
+        # Whether the client's first sync asked for the whole room (it held nothing): then the
+        # primary replica is the whole room, and the candidate's may be completed from its room.
+        self.fresh_client: bool | None = None
         self.last_frame = time.monotonic()
         self.compared_board = True
+        shadow.taps += 1
+        self.lines = lines or [(None, "")]
+        self._earlier = self._pending()
+        # Tutor asks sent to the candidate stay held until the candidate finished their turn (by
+        # turn id, numbered as the server numbers them), so a read of the session's messages
+        # right after the answer never reaches the candidate before its copy of the turn.
+        self._asks = 0
+        self._turns_held: dict[str, Release] = {}
         self._task = asyncio.ensure_future(self._run())
+
+    def _pending(self) -> list[asyncio.Future[None]]:
+        """The caller's copies (writes, reads, earlier frames) on their way to the candidate."""
+        state, candidate = self.shadow.state, self.decision.shadow
+        assert state is not None and candidate is not None
+        return _pending(state.fence, candidate, self.lines) + _pending(
+            self.shadow.reads, candidate, self.lines
+        )
 
     def from_client(self, message: WSMessage) -> None:
         self.last_frame = time.monotonic()
@@ -321,8 +505,18 @@ class WebSocketTap:
             self.primary_board.apply(message.data)
             self.candidate_board.apply(message.data)
             self.compared_board = False
-        with contextlib.suppress(asyncio.QueueFull):
-            self.outbox.put_nowait(message)
+            if self.fresh_client is None:
+                self.fresh_client = _asks_for_everything(message.data)
+        elif self.kind == "live" and message.type == WSMsgType.TEXT:
+            self.primary_live.sent(message.data)
+        if self.outbox.full():
+            return
+        state, candidate = self.shadow.state, self.decision.shadow
+        assert state is not None and candidate is not None
+        earlier = self._pending()
+        self.outbox.put_nowait(
+            Outgoing(message, earlier, _hold(state.fence, candidate, self.lines))
+        )
 
     def from_upstream(self, message: WSMessage) -> None:
         self.last_frame = time.monotonic()
@@ -333,6 +527,21 @@ class WebSocketTap:
         elif self.kind == "whiteboard" and message.type == WSMsgType.BINARY:
             self.primary_board.apply(message.data)
             self.compared_board = False
+        elif self.kind == "live" and message.type == WSMsgType.TEXT:
+            answered = self.primary_live.feed(message.data)
+            if answered is not None:
+                self._maybe_compare_answer(answered)
+
+    def _maybe_compare_answer(self, key: str, *, final: bool = False) -> None:
+        """Compare the two answers to one live subscribe (or unreadable frame) once both came;
+        ``final``: the candidate had its chance (the socket closed), compare what there is."""
+        a = self.primary_live.answers.get(key)
+        b = self.candidate_live.answers.get(key)
+        if a is None or (b is None and not final):
+            return
+        self.primary_live.answers.pop(key, None)
+        self.candidate_live.answers.pop(key, None)
+        self._compare_json(a, b, f"/ws/live#{key}")
 
     def _maybe_compare_turn(self, turn_id: str) -> None:
         a, b = self.primary_turns.turns.get(turn_id), self.candidate_turns.turns.get(turn_id)
@@ -361,6 +570,7 @@ class WebSocketTap:
         state, session = self.shadow.state, self.shadow.session
         assert state is not None and session is not None and self.decision.shadow is not None
         url = state.flags.backends[self.decision.shadow].url + self.raw_path
+        await state.fence.wait(self._earlier)  # the caller's writes (its registration) land first
         try:
             async with session.ws_connect(
                 url, headers=self.headers, timeout=aiohttp.ClientWSTimeout(ws_close=2)
@@ -377,11 +587,19 @@ class WebSocketTap:
                             continue
                         if message is None:
                             break
-                        if message.type == WSMsgType.TEXT:
-                            await ws.send_str(message.data)
-                        elif message.type == WSMsgType.BINARY:
-                            await ws.send_bytes(message.data)
-                    await asyncio.sleep(min(self.shadow.quiet_seconds, 0.5))
+                        release: Release | None = message.release
+                        try:
+                            await state.fence.wait(message.earlier)
+                            if message.frame.type == WSMsgType.TEXT:
+                                await ws.send_str(message.frame.data)
+                                release = self._hold_turn(message.frame.data, message.release)
+                            elif message.frame.type == WSMsgType.BINARY:
+                                await ws.send_bytes(message.frame.data)
+                                self.sent_board.apply(message.frame.data)
+                        finally:
+                            if release is not None:
+                                release()
+                    await self._wait_for_candidate(ws)
                 finally:
                     reader.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -391,7 +609,74 @@ class WebSocketTap:
                 "shadow_websocket_failed", feature=self.feature.name, error=type(exc).__name__
             )
             self.shadow._skip(self.feature.name, self.endpoint, "candidate_unavailable")
+        finally:
+            while not self.outbox.empty():
+                left = self.outbox.get_nowait()
+                if left is not None:
+                    left.release()
+            for held in self._turns_held.values():
+                held()
+            self._turns_held.clear()
         self._compare_board_if_quiet(force=True)
+
+    def _hold_turn(self, raw: str, release: Release) -> Release | None:
+        """Keep ``release`` until the candidate finishes the turn ``raw`` asks for (or answers the
+        live subscribe ``raw`` is); return it when ``raw`` is neither (to be released now)."""
+        if self.kind == "live":
+            key = self.candidate_live.sent(raw)
+            if key is None:
+                return release
+            self._turns_held[key] = release
+            return None
+        if self.kind != "tutor":
+            return release
+        from backends.common.tutor.socket import parse_frame
+
+        parsed = parse_frame(raw)
+        if not isinstance(parsed, tuple) or parsed[0] != "ask":
+            return release
+        self._asks += 1
+        turn = parsed[1].get("id") or f"t{self._asks}"
+        previous = self._turns_held.pop(turn, None)
+        if previous is not None:
+            previous()
+        self._turns_held[turn] = release
+        return None
+
+    def _candidate_finished(self, turn: str) -> None:
+        held = self._turns_held.pop(turn, None)
+        if held is not None:
+            held()
+
+    async def _wait_for_candidate(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        """The client is gone: give the candidate, which lags, a moment to catch up. A tutor turn
+        the client left mid-stream is left at once (the candidate's copy is cut like the
+        client's: nothing half is stored on either side); finished turns wait for the
+        candidate's answer, a whiteboard for the two documents to converge — after asking the
+        candidate for whatever its room holds that this replica lacks (a sync step 1, as a
+        client does), since other connections' edits may have reached the candidate's room
+        before this connection joined it; only for a client that joined holding nothing, whose
+        primary replica is then the whole room too."""
+        if self.kind == "whiteboard" and self.fresh_client:
+            from backends.common.whiteboard import protocol
+
+            with contextlib.suppress(ConnectionError, RuntimeError, aiohttp.ClientError):
+                await ws.send_bytes(protocol.sync_step1(self.candidate_board.doc.get_state()))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CONVERGE_SECONDS
+        while loop.time() < deadline:
+            if self.kind == "tutor":
+                left = list(self.primary_turns.turns.values())
+                if not left or any(not t.finished for t in left):
+                    return
+            elif self.kind == "live":
+                if not self.primary_live.answers:
+                    return
+            elif self.primary_board.json() == self.candidate_board.json():
+                return
+            await asyncio.sleep(0.02)
+        for key in list(self.primary_live.answers):  # the candidate never answered these
+            self._maybe_compare_answer(key, final=True)
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         from backends.common.whiteboard import protocol
@@ -400,28 +685,43 @@ class WebSocketTap:
             if self.kind == "tutor" and message.type == WSMsgType.TEXT:
                 turn = self.candidate_turns.feed(message.data)
                 if turn is not None:
+                    self._candidate_finished(turn.turn)
                     self._maybe_compare_turn(turn.turn)
+            elif self.kind == "live" and message.type == WSMsgType.TEXT:
+                answered = self.candidate_live.feed(message.data)
+                if answered is not None:
+                    self._candidate_finished(answered)
+                    self._maybe_compare_answer(answered)
             elif self.kind == "whiteboard" and message.type == WSMsgType.BINARY:
                 self.candidate_board.apply(message.data)
+                self.sent_board.apply(message.data)
                 try:
                     frame = protocol.parse(message.data)
                 except protocol.ProtocolError:
                     continue
-                if frame.kind == "sync_step1":  # answer as the client would: with what it holds
+                if frame.kind == "sync_step1":  # answer with what this connection sent it
                     await ws.send_bytes(
-                        protocol.sync_step2(self.primary_board.doc.get_update(frame.payload))
+                        protocol.sync_step2(self.sent_board.doc.get_update(frame.payload))
                     )
 
     def _compare_board_if_quiet(self, force: bool = False) -> None:
         if self.kind != "whiteboard" or self.compared_board:
             return
-        if force or time.monotonic() - self.last_frame >= self.shadow.quiet_seconds:
-            self.compared_board = True
-            self._compare_json(
-                self.primary_board.json(),
-                self.candidate_board.json(),
-                self.raw_path.split("?", 1)[0] + "#doc",
-            )
+        quiet = time.monotonic() - self.last_frame
+        if not force and quiet < self.shadow.quiet_seconds:
+            return
+        if (
+            not force
+            and quiet < self.shadow.quiet_seconds + CONVERGE_SECONDS
+            and self.primary_board.json() != self.candidate_board.json()
+        ):
+            return  # the candidate may still be catching up: look again at the next quiet tick
+        self.compared_board = True
+        self._compare_json(
+            self.primary_board.json(),
+            self.candidate_board.json(),
+            self.raw_path.split("?", 1)[0] + "#doc",
+        )
 
     async def close(self) -> None:
         with contextlib.suppress(asyncio.QueueFull):
@@ -430,6 +730,8 @@ class WebSocketTap:
             await asyncio.wait_for(asyncio.shield(self._task), self.shadow.quiet_seconds + 2)
         except (TimeoutError, asyncio.CancelledError):
             self._task.cancel()
+        finally:
+            self.shadow.taps -= 1
 
 
 def parity_url(flags_path: str | Path) -> str:

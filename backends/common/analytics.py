@@ -2,7 +2,8 @@
 
 A batch is ``{"events": [{"name", "at"?, "session_id"?, "properties"?}, ...]}`` with 1..500
 events; ``name`` matches ``[a-z][a-z0-9_.]{0,63}``; ``at`` is an ISO timestamp (default: when
-received) no more than 7 days old nor 5 minutes ahead; ``properties`` an object of at most 4 KiB.
+received) no more than 7 days old nor 5 minutes ahead; ``session_id`` a string of at most 100
+characters; ``properties`` an object of at most 4 KiB.
 Rollups count events per (user, name, hour); summaries add up the hours in ``[from, to)``.
 """
 
@@ -18,6 +19,7 @@ from backends.common.errors import ValidationError
 
 MAX_EVENTS = 500
 MAX_PROPERTIES_BYTES = 4096
+MAX_SESSION_ID = 100
 MAX_AGE_MS = 7 * 24 * 3600 * 1000
 MAX_SKEW_MS = 5 * 60 * 1000
 HOUR_MS = 3600 * 1000
@@ -70,6 +72,8 @@ def _event(item: Any, path: str, now_ms: int) -> Event:
     session_id = item.get("session_id")
     if session_id is not None and not isinstance(session_id, str):
         raise ValidationError(f"{path}.session_id: must be a string")
+    if session_id is not None and len(session_id) > MAX_SESSION_ID:
+        raise ValidationError(f"{path}.session_id: must be at most {MAX_SESSION_ID} characters")
     properties = item.get("properties", {})
     if not isinstance(properties, dict):
         raise ValidationError(f"{path}.properties: must be an object")

@@ -6,6 +6,11 @@ matching HTTP ``GET`` returns) and the tables each query reads. After a committe
 :meth:`LiveHub.changed` with the user and the tables written; every subscription of that user
 reading one of them is re-run and pushed if its value changed. Other users' writes never reach a
 subscription.
+
+Shared through a fan-out bus (:meth:`LiveHub.share`), ``changed`` is also published on the user's
+channel, which each replica subscribes to while that user has a connection there; a replica that
+hears it re-runs its own subscriptions (after ``on_remote``, e.g. dropping cached reads of those
+tables). After a bus outage every subscription is re-run once, since notices may have been lost.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from backends.common.errors import ApiError
+from backends.common.fanout import Bus, Message
 
 RunQuery = Callable[[str, dict[str, Any], str], Awaitable[Any]]
 MAX_SUBSCRIPTIONS = 64
@@ -47,6 +53,37 @@ class LiveHub:
         self.reads = dict(reads)
         self._by_user: dict[str, set[Connection]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self.bus: Bus | None = None
+        self.on_remote: Callable[[set[str]], object] | None = None
+
+    def share(self, bus: Bus, on_remote: Callable[[set[str]], object] | None = None) -> None:
+        """Publish every change for the other replicas on ``bus`` and follow theirs;
+        ``on_remote(tables)`` runs before re-running for another replica's write."""
+        self.bus = bus
+        self.on_remote = on_remote
+        bus.on_resync(self._refresh_all)
+
+    def _channel(self, user_id: str) -> str:
+        assert self.bus is not None
+        return self.bus.channel("live", user_id)
+
+    def _heard(self, user_id: str, message: Message) -> None:
+        try:
+            tables = json.loads(message.body)
+        except ValueError:
+            return
+        if message.kind != "changed" or not isinstance(tables, list):
+            return
+        written = {t for t in tables if isinstance(t, str)}
+        if self.on_remote is not None:
+            self.on_remote(written)
+        self._rerun(user_id, written)
+
+    def _refresh_all(self) -> None:
+        if self.on_remote is not None:
+            self.on_remote(set().union(*self.reads.values()))
+        for user_id in list(self._by_user):
+            self._rerun(user_id, None)
 
     def connections(self, user_id: str | None = None) -> int:
         if user_id is not None:
@@ -55,11 +92,17 @@ class LiveHub:
 
     def changed(self, user_id: str, tables: set[str]) -> None:
         """Re-run (in the background) the user's subscriptions that read any of ``tables``."""
+        if self.bus is not None:
+            self.bus.publish(self._channel(user_id), "changed", json.dumps(sorted(tables)).encode())
+        self._rerun(user_id, tables)
+
+    def _rerun(self, user_id: str, tables: set[str] | None) -> None:
+        """Re-run the user's subscriptions reading ``tables`` (all of them for None)."""
         for conn in list(self._by_user.get(user_id, ())):
             due = [
                 s
                 for s in conn.subscriptions.values()
-                if self.reads.get(s.query, frozenset()) & tables
+                if tables is None or self.reads.get(s.query, frozenset()) & tables
             ]
             if due:
                 task = asyncio.ensure_future(self._refresh(conn, due))
@@ -93,7 +136,12 @@ class LiveHub:
         ws = web.WebSocketResponse(heartbeat=20, max_msg_size=64 * 1024)
         await ws.prepare(request)
         conn = Connection(user_id, ws)
+        first = user_id not in self._by_user
         self._by_user.setdefault(user_id, set()).add(conn)
+        if first and self.bus is not None:
+            await self.bus.subscribe(
+                self._channel(user_id), lambda message: self._heard(user_id, message)
+            )
         try:
             async for message in ws:
                 if message.type != WSMsgType.TEXT:
@@ -108,6 +156,8 @@ class LiveHub:
                 peers.discard(conn)
                 if not peers:
                     del self._by_user[user_id]
+                    if self.bus is not None:
+                        await self.bus.unsubscribe(self._channel(user_id))
         return ws
 
     async def _handle(self, conn: Connection, raw: str) -> None:

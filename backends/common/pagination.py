@@ -3,6 +3,11 @@
 A cursor is ``base64url("<created_ms>:<id>")`` without padding and names the last item of the
 previous page; the next page holds items strictly older in the order (created_ms DESC, id DESC)
 (ascending for messages, which read oldest first). ``limit`` is 1..200, default 50.
+
+The two stores give the same item their own created times (a mirrored write lands a little later),
+so a cursor from one store is anchored on the item it names: :func:`newest_first_after` continues
+after this store's own copy of that item when it holds one (the cursor's time is only used for an
+item this store does not hold), and a page reads the same on either store.
 """
 
 from __future__ import annotations
@@ -11,6 +16,9 @@ import base64
 import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, func, or_, select
 
 from backends.common.errors import ValidationError
 
@@ -28,6 +36,16 @@ class Cursor:
 class Page:
     limit: int
     after: Cursor | None
+
+
+def newest_first_after(table: Any, after: Cursor, user_id: str) -> ColumnElement[bool]:
+    """The rows of ``table`` (``created_ms``, ``id``, ``user_id``) after ``after`` in the order
+    (created_ms DESC, id DESC), anchored on this store's own time of the named item."""
+    own = select(table.c.created_ms).where(table.c.id == after.id, table.c.user_id == user_id)
+    anchor = func.coalesce(own.scalar_subquery(), after.created_ms)
+    return or_(
+        table.c.created_ms < anchor, and_(table.c.created_ms == anchor, table.c.id < after.id)
+    )
 
 
 def encode_cursor(created_ms: int, item_id: str) -> str:

@@ -1,10 +1,13 @@
 """What both backend servers share around their app: the request log middleware and the command
-line (``banyan legacy|new --host H --port P --db URL``)."""
+line (``banyan legacy|new --host H --port P --db URL [--redis URL]``; ``--redis``, default
+``BANYAN_REDIS_URL``, lets several replicas of the backend share whiteboards, tutor notices and
+live queries — :mod:`backends.common.fanout`)."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import time
 from collections.abc import Awaitable, Callable
 
@@ -45,7 +48,12 @@ def backend_main(service: str, default_port: int, argv: list[str]) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=default_port)
     parser.add_argument("--db", default=f"sqlite+aiosqlite:///{service}.db")
+    parser.add_argument(
+        "--redis",
+        default=os.environ.get("BANYAN_REDIS_URL") or None,
+        help="Redis URL shared by the replicas of this backend (default $BANYAN_REDIS_URL)",
+    )
     args = parser.parse_args(argv)
     create_app = importlib.import_module(f"backends.{service}.app").create_app
-    run(service, lambda: create_app(args.db), args.host, args.port)
+    run(service, lambda: create_app(args.db, redis_url=args.redis), args.host, args.port)
     return 0

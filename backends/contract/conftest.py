@@ -3,7 +3,9 @@
 Without options every local target runs (see :mod:`backends.contract.targets`); ``--base-url URL``
 runs the suite against that server only, and ``--target NAME`` (repeatable) picks local targets.
 A target is started once per test module with a fresh store; tests isolate themselves by
-registering their own users.
+registering their own users. When a shadow target's module ends, its parity report must show 100%
+match (:func:`backends.contract.shadow.verdict`), or the module's last test errors with the list of
+differences.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import pytest
 import pytest_asyncio
 
 from backends.contract.client import User, anonymous, register
+from backends.contract.shadow import verdict
 from backends.contract.targets import EXTERNAL, LOCAL_TARGETS, Target, open_target
 
 
@@ -53,6 +56,13 @@ async def target(
     base_url = request.config.getoption("--base-url")
     async with open_target(target_name, workdir, base_url=base_url) as running:
         yield running
+        problems = await verdict(running.base_url, running.shadow) if running.shadowed else []
+    if problems:
+        pytest.fail(
+            f"{target_name}: the backends answered differently in {request.module.__name__}:\n"
+            + "\n".join(problems),
+            pytrace=False,
+        )
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -13,9 +13,26 @@ import os
 
 from aiohttp import web
 
+from backends.common import fanout
 from backends.common.errors import error_middleware
+from backends.common.jobs import settings_from_env as job_settings
 from backends.common.server import request_log
-from backends.legacy import auth, folders, gc, live, migrations, sessions
+from backends.legacy import (
+    agents,
+    analytics,
+    auth,
+    documents,
+    folders,
+    gc,
+    jobs,
+    live,
+    metrics,
+    migrations,
+    quizzes,
+    sessions,
+    tutor,
+    whiteboard,
+)
 from backends.legacy.db import Database
 from backends.legacy.state import STATE, LegacyState
 from banyan.logs import get_logger
@@ -44,6 +61,11 @@ def create_app(
     *,
     gc_interval: float | None = None,
     session_ttl: float | None = None,
+    whiteboard_grace: float = 10.0,
+    job_backoff: float | None = None,
+    job_lease: float | None = None,
+    redis_url: str | None = None,
+    redis_prefix: str | None = None,
 ) -> web.Application:
     st = LegacyState(
         db=Database(db_url),
@@ -60,15 +82,24 @@ def create_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/ws/live", live.live_socket)
-    for module in (auth, folders, sessions):
+    for module in (auth, folders, sessions, tutor):
         module.add_routes(app)
+    whiteboard.add_routes(app, grace=whiteboard_grace)
+    metrics.install(app)
+    jobs.install(st, settings=job_settings(backoff=job_backoff, lease=job_lease))
+    for work in (jobs, agents, documents):
+        work.add_routes(app)
+    for extra in (quizzes, analytics):
+        extra.add_routes(app)
 
     async def startup(app: web.Application) -> None:
         await migrations.migrate(st.db)
+        await jobs.worker_of(st).start()
         app[_GC] = asyncio.create_task(gc.run_forever(st), name="legacy-gc")
         app[_READY] = True
 
     async def shutdown(app: web.Application) -> None:
+        await jobs.worker_of(st).stop()
         if st.live is not None:
             await st.live.close()
 
@@ -82,5 +113,9 @@ def create_app(
 
     app.on_startup.append(startup)
     app.on_shutdown.append(shutdown)
+    bus = fanout.install(app, "legacy", redis_url, redis_prefix)  # replicas (BANYAN_REDIS_URL)
+    if bus is not None:
+        app[whiteboard.ROOMS].share(bus)
+        st.live.share(bus)
     app.on_cleanup.append(cleanup)
     return app

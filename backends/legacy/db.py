@@ -2,20 +2,19 @@
 
 Tables: ``users``, ``revoked_tokens``, ``folders``, ``study_sessions``, ``session_contexts``,
 ``messages`` (plus ``schema_migrations``). Times are integer epoch milliseconds; ids are UUID
-strings. SQLite gets WAL and a busy timeout; any SQLAlchemy async URL works (PostgreSQL via
-asyncpg).
+strings. The engine comes from ``backends.common.engines`` (SQLite tuning, the writer gate); any
+SQLAlchemy async URL works (PostgreSQL via asyncpg).
 """
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, event
-from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
-    create_async_engine,
-)
+from typing import cast
+
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Table, Text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from backends.common.engines import WriteGate, make_engine
 
 
 class Base(DeclarativeBase):
@@ -86,31 +85,27 @@ class Message(Base):
     __table_args__ = (Index("ix_messages_session_seq", "session_id", "seq", unique=True),)
 
 
+# The same tables as Core objects: hot paths run prepared Core statements over them (the unit of
+# work and identity map cost more than a request's whole SQL on these simple lookups).
+USERS = cast(Table, User.__table__)
+REVOKED = cast(Table, RevokedToken.__table__)
+FOLDERS = cast(Table, Folder.__table__)
+SESSIONS = cast(Table, StudySession.__table__)
+CONTEXTS = cast(Table, SessionContext.__table__)
+MESSAGES = cast(Table, Message.__table__)
+
+
 class Database:
-    """The engine and a session factory for one store URL."""
+    """The engine, a session factory and the writer gate for one store URL."""
 
     def __init__(self, url: str) -> None:
         self.url = url
-        options: dict[str, object] = {}
-        if url.startswith("sqlite"):
-            options["connect_args"] = {"timeout": 30}
-        else:
-            options.update(pool_size=20, max_overflow=20)
-        self.engine: AsyncEngine = create_async_engine(url, **options)
-        if url.startswith("sqlite"):
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        self.engine: AsyncEngine = make_engine(url)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.write_gate = WriteGate(self.engine)
 
     def session(self) -> AsyncSession:
         return self.sessions()
 
     async def close(self) -> None:
         await self.engine.dispose()
-
-
-def _sqlite_pragmas(connection: object, _record: object) -> None:
-    cursor = connection.cursor()  # type: ignore[attr-defined]
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()

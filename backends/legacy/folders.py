@@ -1,37 +1,44 @@
-"""Folders: list, create, rename, delete (a deleted folder's sessions move to no folder)."""
+"""Folders: list, create, rename, delete (a deleted folder's sessions move to no folder).
+
+Prepared Core statements over the models' tables; rename and delete fold the ownership check into
+their write (``... WHERE id, owner RETURNING``). Writes go through the store's writer gate.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from backends.common import idempotency, ids, render, rules
 from backends.common.clock import now_ms
 from backends.common.errors import NotFound
+from backends.common.statements import folder_statements
 from backends.common.validate import read_json
 from backends.legacy.auth import authenticate
-from backends.legacy.db import Folder, StudySession
+from backends.legacy.db import FOLDERS, SESSIONS
 from backends.legacy.state import changed as _changed
 from backends.legacy.state import state
 
+F = FOLDERS
+SQL = folder_statements(FOLDERS, SESSIONS)
 
-def folder_json(folder: Folder) -> dict[str, Any]:
+
+def folder_json(folder: Any) -> dict[str, Any]:
     return render.folder(folder.id, folder.name, folder.created_ms, folder.updated_ms)
 
 
-async def query_folders(db: AsyncSession, user_id: str) -> dict[str, Any]:
-    query = select(Folder).where(Folder.user_id == user_id).order_by(Folder.created_ms, Folder.id)
-    rows = (await db.execute(query)).scalars()
+async def query_folders(db: AsyncSession | AsyncConnection, user_id: str) -> dict[str, Any]:
+    rows = await db.execute(SQL.folders_of, {"uid": user_id})
     return {"items": [folder_json(f) for f in rows]}
 
 
 async def list_folders(request: web.Request) -> web.Response:
     user, _ = await authenticate(request)
-    async with state(request).db.session() as db:
-        return web.json_response(await query_folders(db, user.id))
+    async with state(request).db.engine.connect() as conn:
+        return web.json_response(await query_folders(conn, user.id))
 
 
 async def create_folder(request: web.Request) -> web.Response:
@@ -39,59 +46,57 @@ async def create_folder(request: web.Request) -> web.Response:
     key = idempotency.key_from(request.headers)
     fields = rules.FOLDER(await read_json(request))
     folder_id = ids.new_id("folder", user.id, key)
-    async with state(request).db.session() as db:
+    db = state(request).db
+    async with db.write_gate(), db.engine.begin() as conn:
         if key is not None:
-            existing = await db.get(Folder, folder_id)
+            existing = (await conn.execute(SQL.folder_by_id, {"id": folder_id})).first()
             if existing is not None and existing.user_id == user.id:
                 idempotency.check_replay(existing.idem_hash, fields)
                 return web.json_response(
                     folder_json(existing), status=201, headers=idempotency.REPLAYED
                 )
         now = now_ms()
-        folder = Folder(
-            id=folder_id,
-            user_id=user.id,
-            name=fields["name"],
-            created_ms=now,
-            updated_ms=now,
-            idem_hash=idempotency.fingerprint(fields) if key else None,
-        )
-        db.add(folder)
-        await db.commit()
+        row = {
+            "id": folder_id,
+            "user_id": user.id,
+            "name": fields["name"],
+            "created_ms": now,
+            "updated_ms": now,
+            "idem_hash": idempotency.fingerprint(fields) if key else None,
+        }
+        await conn.execute(insert(F), row)
     _changed(request, user.id, "folders")
-    return web.json_response(folder_json(folder), status=201)
+    return web.json_response(render.folder(folder_id, fields["name"], now, now), status=201)
 
 
-async def _owned(db: AsyncSession, user_id: str, folder_id: str) -> Folder:
-    folder = await db.get(Folder, folder_id) if ids.is_uuid(folder_id) else None
-    if folder is None or folder.user_id != user_id:
+def _folder_id(request: web.Request) -> str:
+    folder_id = request.match_info["id"]
+    if not ids.is_uuid(folder_id):
         raise NotFound("folder not found")
-    return folder
+    return folder_id
 
 
 async def rename_folder(request: web.Request) -> web.Response:
     user, _ = await authenticate(request)
     fields = rules.FOLDER(await read_json(request))
-    async with state(request).db.session() as db:
-        folder = await _owned(db, user.id, request.match_info["id"])
-        folder.name = fields["name"]
-        folder.updated_ms = now_ms()
-        await db.commit()
+    params = {"fid": _folder_id(request), "uid": user.id, "new_name": fields["name"]}
+    db = state(request).db
+    async with db.write_gate(), db.engine.begin() as conn:
+        folder = (await conn.execute(SQL.rename_owned, {**params, "now": now_ms()})).first()
+    if folder is None:
+        raise NotFound("folder not found")
     _changed(request, user.id, "folders")
     return web.json_response(folder_json(folder))
 
 
 async def delete_folder(request: web.Request) -> web.Response:
     user, _ = await authenticate(request)
-    async with state(request).db.session() as db:
-        folder = await _owned(db, user.id, request.match_info["id"])
-        await db.execute(
-            update(StudySession)
-            .where(StudySession.user_id == user.id, StudySession.folder_id == folder.id)
-            .values(folder_id=None)
-        )
-        await db.delete(folder)
-        await db.commit()
+    params = {"fid": _folder_id(request), "uid": user.id}
+    db = state(request).db
+    async with db.write_gate(), db.engine.begin() as conn:
+        if (await conn.execute(SQL.delete_owned, params)).first() is None:
+            raise NotFound("folder not found")
+        await conn.execute(SQL.unfile, params)
     _changed(request, user.id, "folders", "sessions")
     return web.Response(status=204)
 

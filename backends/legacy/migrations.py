@@ -1,7 +1,8 @@
 """Additive schema migrations of the legacy store.
 
 Each migration has a version and only ever adds tables, columns or indexes; applied versions are
-recorded in ``schema_migrations``. Version 1 creates the core tables of the ORM models.
+recorded in ``schema_migrations``. Version 1 creates the core tables of the ORM models, version 2
+the whiteboard's.
 """
 
 from __future__ import annotations
@@ -12,6 +13,11 @@ from sqlalchemy import BigInteger, Column, Integer, MetaData, Table, select
 from sqlalchemy.engine import Connection
 
 from backends.common.clock import now_ms
+from backends.legacy import analytics as _analytics
+from backends.legacy import documents as _documents
+from backends.legacy import jobs as _jobs
+from backends.legacy import quizzes as _quizzes
+from backends.legacy import whiteboard
 from backends.legacy.db import Base, Database
 
 _meta = MetaData()
@@ -27,8 +33,25 @@ def _v1_core(conn: Connection) -> None:
     Base.metadata.create_all(conn)
 
 
+def _v2_whiteboard(conn: Connection) -> None:
+    whiteboard.metadata.create_all(conn)
+
+
+def _v3_jobs_documents(conn: Connection) -> None:
+    _jobs.metadata.create_all(conn)
+    _documents.metadata.create_all(conn)
+
+
+def _v4_quizzes_analytics(conn: Connection) -> None:
+    _quizzes.TABLES.quizzes.metadata.create_all(conn)
+    _analytics.TABLES.events.metadata.create_all(conn)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "core tables: users, tokens, folders, sessions, contexts, messages", _v1_core),
+    (2, "whiteboard: room updates and snapshots", _v2_whiteboard),
+    (3, "job queue and documents with their chunks", _v3_jobs_documents),
+    (4, "quizzes, attempts, analytics events, rollups and batches", _v4_quizzes_analytics),
 ]
 
 

@@ -11,9 +11,18 @@ import os
 from aiohttp import web
 
 import backends.new.functions  # noqa: F401  (registers every function)
+from backends.common import fanout
 from backends.common.errors import error_middleware
+from backends.common.jobs import settings_from_env as job_settings
+from backends.common.metrics import add_collector
+from backends.common.model_client import install_llm
 from backends.common.server import request_log
-from backends.new import live, routes
+from backends.new import live, realtime, routes, uploads
+from backends.new import metrics as new_metrics
+from backends.new.functions import agents as agent_functions
+from backends.new.functions import cache as cache_functions
+from backends.new.functions import jobs as job_functions
+from backends.new.functions.whiteboard import ROOMS_SETTING
 from backends.new.runtime import schema
 from backends.new.runtime.engine import Runtime, make_engine
 from backends.new.runtime.http import HttpRouter
@@ -32,6 +41,11 @@ def create_app(
     *,
     gc_interval: float | None = None,
     session_ttl: float | None = None,
+    whiteboard_grace: float = 10.0,
+    job_backoff: float | None = None,
+    job_lease: float | None = None,
+    redis_url: str | None = None,
+    redis_prefix: str | None = None,
 ) -> web.Application:
     ttl = session_ttl or float(os.environ.get("BANYAN_SESSION_TTL", DEFAULT_TTL))
     interval = gc_interval or float(os.environ.get("BANYAN_GC_INTERVAL", 60))
@@ -57,10 +71,18 @@ def create_app(
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/ws/live", live.handler(runtime))
     routes.install(HttpRouter(runtime, app))
+    realtime.install(app, runtime, whiteboard_grace=whiteboard_grace)
+    job_crons = job_functions.install(
+        runtime, job_settings(backoff=job_backoff, lease=job_lease), interval
+    )
+    agent_functions.install(runtime, install_llm(app))
+    uploads.add_routes(app, runtime)
+    new_metrics.install(app, runtime)
+    add_collector(app, lambda: cache_functions.metric_lines(runtime))
 
     async def startup(app: web.Application) -> None:
         await schema.migrate(runtime.engine)
-        runner = SchedulerRunner(runtime, [Cron("gc.collect", interval)])
+        runner = SchedulerRunner(runtime, [Cron("gc.collect", interval), *job_crons])
         await runner.start()
         app[SCHEDULER] = runner
         ready["ready"] = True
@@ -77,5 +99,9 @@ def create_app(
 
     app.on_startup.append(startup)
     app.on_shutdown.append(shutdown)
+    bus = fanout.install(app, "new", redis_url, redis_prefix)  # replicas (BANYAN_REDIS_URL)
+    if bus is not None:
+        runtime.settings[ROOMS_SETTING].share(bus)
+        runtime.live.share(bus, on_remote=runtime.cache.invalidate)
     app.on_cleanup.append(cleanup)
     return app

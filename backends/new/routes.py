@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from backends.common import rules
+from typing import Any
+
+from backends.common import quizzes, rules
+from backends.common.agents import catalog, endpoints
+from backends.common.whiteboard.service import SNAPSHOT_BODY
 from backends.new.runtime.http import HttpRouter
 
 
@@ -25,3 +29,34 @@ def install(router: HttpRouter) -> None:
     r("PUT", "/api/sessions/{id}/context", "contexts.put", body=rules.CONTEXT)
     r("GET", "/api/sessions/{id}/messages", "messages.list", query=True)
     r("POST", "/api/sessions/{id}/messages", "messages.append", body=rules.MESSAGE)
+    r("GET", "/api/whiteboard/{room}/snapshots", "whiteboard.snapshots.list")
+    r("POST", "/api/whiteboard/{room}/snapshots", "whiteboard.snapshots.create", body=SNAPSHOT_BODY)
+    r("POST", "/api/whiteboard/{room}/snapshots/{id}/restore", "whiteboard.snapshots.restore")
+    r("GET", "/api/agents", "agents.list")
+    r("POST", "/api/agents/analyze", "agents.analyze", body=catalog.ANALYZER.validate_input)
+    r("POST", "/api/agents/plan", "agents.plan", body=catalog.PLANNER.validate_input)
+    r(
+        "POST",
+        "/api/agents/session-analysis",
+        "agents.session_analysis",
+        body=endpoints.SESSION_ANALYSIS,
+    )
+    r("POST", "/api/agents/run", "agents.run", body=catalog.RUN_INPUT)
+    r("GET", "/api/documents", "documents.list", query=True)
+    r("GET", "/api/documents/{id}", "documents.get")
+    r("DELETE", "/api/documents/{id}", "documents.delete")
+    r("GET", "/api/jobs/{id}", "jobs.get")
+    r("POST", "/api/quizzes", "quizzes.create", body=quizzes.check_create)
+    r("GET", "/api/quizzes/{id}", "quizzes.read")
+    r("POST", "/api/quizzes/{id}/attempts", "quizzes.attempt", body=_attempt_body)
+    r("POST", "/api/analytics/events", "analytics.ingest", body=_raw_body)
+    r("GET", "/api/analytics/summary", "analytics.summary", query=True)
+
+
+def _attempt_body(raw: Any) -> dict[str, Any]:
+    return {"answers": quizzes.check_attempt(raw)}
+
+
+def _raw_body(raw: Any) -> dict[str, Any]:
+    """The body as it came (an analytics batch is validated against the time it arrives)."""
+    return {"body": raw}

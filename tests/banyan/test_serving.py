@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import socket
 
@@ -52,6 +53,8 @@ async def test_serve_forever_stops_on_signal(capsys: pytest.CaptureFixture[str])
                 await asyncio.sleep(0.02)
     assert response.status_code == 200
     assert f"banyan demo listening on http://127.0.0.1:{port}" in capsys.readouterr().out
+    assert gc.get_freeze_count() > 0  # what startup built is out of the collector's way
+    gc.unfreeze()
     import os
     import signal
 

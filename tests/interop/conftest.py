@@ -39,12 +39,13 @@ class NodeClient:
         self.proc = proc
 
     @classmethod
-    async def start(cls, script: Path, url: str, room: str) -> NodeClient:
+    async def start(cls, script: Path, url: str, room: str, token: str | None = None) -> NodeClient:
         proc = await asyncio.create_subprocess_exec(
             "node",
             str(script),
             url,
             room,
+            *([token] if token else []),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )

@@ -148,3 +148,26 @@ def test_paths() -> None:
     for bad in ("items", "$.", "$[x]"):
         with pytest.raises(paths.PathError):
             paths.parse(bad)
+
+
+def test_event_streams_are_compared_event_by_event_with_the_rules() -> None:
+    from parity.compare import Response, Rules, compare, parse_events
+
+    sse = {"content-type": "text/event-stream"}
+    first = (
+        b'event: token\ndata: {"text": "Hi"}\n\n'
+        b": keep-alive\n\n"
+        b'event: done\nid: 7\ndata: {"answer": {"content": "Hi", "created_at": "1"}}\n\n'
+    )
+    second = first.replace(b'"1"', b'"2"').replace(b'"content": "Hi"', b'"content": "Ho"')
+    result = compare(Response(200, sse, first), Response(200, sse, second), Rules())
+    assert {(d.path, d.kind) for d in result.differences} == {
+        ("$[1].data.answer.content", "changed"),
+        ("$[1].data.answer.created_at", "changed"),
+    }
+    ignored = Rules(ignore=("$..created_at",))
+    only = compare(Response(200, sse, first), Response(200, sse, second), ignored)
+    assert [d.path for d in only.differences] == ["$[1].data.answer.content"]
+    assert parse_events(b"data: plain\ndata: two\r\n\r\n") == [
+        {"event": "message", "data": "plain\ntwo"}
+    ]

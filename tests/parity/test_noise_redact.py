@@ -7,7 +7,14 @@ import json
 
 from parity.compare import Response, compare
 from parity.noise import NoiseLearner, endpoint_key
-from parity.redact import REDACTED, redact_body, redact_headers, redact_json, redact_text
+from parity.redact import (
+    REDACTED,
+    redact_body,
+    redact_headers,
+    redact_json,
+    redact_text,
+    redact_url,
+)
 
 clock = itertools.count(1_700_000_000_000)
 
@@ -85,3 +92,13 @@ def test_redaction() -> None:
     assert redact_body(b"plain Bearer abc text") == f"plain Bearer {REDACTED} text"
     assert redact_body(b"x" * 50, limit=10) == "x" * 10 + "…"
     assert redact_text("nothing here") == "nothing here"
+
+
+def test_redact_url_hides_secret_query_values() -> None:
+    assert redact_url("/ws/tutor/1") == "/ws/tutor/1"
+    assert redact_url("/ws/x?token=abc&room=r") == f"/ws/x?token={REDACTED}&room=r"
+    assert redact_url("/a?Access_Token=1&api_key=2&flag") == (
+        f"/a?Access_Token={REDACTED}&api_key={REDACTED}&flag"
+    )
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1In0.sig"
+    assert redact_url(f"/a?q={jwt}") == f"/a?q={REDACTED}"

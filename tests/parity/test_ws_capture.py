@@ -59,3 +59,23 @@ def test_replica_follows_updates_from_both_sides() -> None:
         replica.apply(ignored)
     assert replica.json() == {"shapes": {"a": {"kind": "rect"}, "b": {"kind": "line"}}}
     assert replica.frames == 2
+
+
+def test_live_answers_are_keyed_by_subscribe_and_order() -> None:
+    from parity.ws_capture import LiveAnswers
+
+    live = LiveAnswers()
+    assert live.sent("{not json") is None
+    assert live.sent(json.dumps({"type": "ping"})) is None
+    assert live.sent(json.dumps({"type": "subscribe", "id": 7})) is None
+    assert live.sent(json.dumps({"type": "subscribe", "id": "f", "query": "folders.list"})) == "f#1"
+    assert live.feed(json.dumps({"type": "pong"})) is None
+    assert live.feed("garbage") is None
+    assert live.feed(json.dumps({"type": "result", "id": "x", "value": 1})) is None  # not asked
+    assert live.feed(json.dumps({"type": "result", "id": "f", "value": {"items": []}})) == "f#1"
+    assert live.feed(json.dumps({"type": "result", "id": "f", "value": {"items": [1]}})) is None
+    assert live.feed(json.dumps({"type": "error", "id": None, "code": "invalid_json"})) == "#1"
+    assert live.feed(json.dumps({"type": "hello"})) is None
+    assert live.sent(json.dumps({"type": "subscribe", "id": "f"})) == "f#2"  # a new generation
+    assert live.feed(json.dumps({"type": "error", "id": "f", "code": "not_found"})) == "f#2"
+    assert live.answers["f#1"]["value"] == {"items": []} and live.answers["#1"]["code"]

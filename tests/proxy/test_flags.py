@@ -202,7 +202,7 @@ FEATURE_ERRORS = [
         10,
         "'u' is listed in both new and legacy",
     ),
-    ("  a:\n    routes: [/a]\n    writes: always\n", 8, "not one of skip, mirror"),
+    ("  a:\n    routes: [/a]\n    writes: sometimes\n", 8, "not one of skip, mirror, always"),
     ("  a:\n    routes: [/a]\n    websocket: drop\n", 8, "not one of keep, reconnect"),
     ("  a:\n    routes: [/a]\n    fallback: 'yes'\n", 8, "expected true or false"),
     ("  a:\n    routes: [/a]\n    mode: [new]\n", 8, "expected a single value, got a list"),

@@ -184,3 +184,96 @@ async def test_oversize_and_unknown_target(tmp_path: Path, session: aiohttp.Clie
     assert "no backend named legacy" in (await queue.dead_letters())[0]["last_error"]
     queue.set_backends({"legacy": "http://127.0.0.1:1"})
     await queue.stop()
+
+
+class PathFailer:
+    """An upstream that fails the first attempt at each path listed in ``fail_once``."""
+
+    def __init__(self, *fail_once: str) -> None:
+        self.fail_once = set(fail_once)
+        self.seen: list[str] = []
+        self.app = web.Application()
+        self.app.router.add_route("*", "/{tail:.*}", self.handle)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        await request.read()
+        if request.path in self.fail_once:
+            self.fail_once.discard(request.path)
+            return web.json_response({"error": {"code": "x", "message": "busy"}}, status=503)
+        self.seen.append(f"{request.headers.get('Authorization')} {request.path}")
+        return web.json_response({"ok": True}, status=201)
+
+
+def write(path: str, auth: str, release: Any = None) -> dict[str, Any]:
+    return {
+        "feature": "sessions",
+        "target": "legacy",
+        "method": "POST",
+        "path_qs": path,
+        "headers": {"Authorization": auth},
+        "body": b"{}",
+        "idempotency_key": "",
+        "release": release,
+    }
+
+
+async def test_lanes_keep_each_users_order_and_let_other_users_pass(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    upstream = PathFailer("/a/1")
+    released: list[str] = []
+    async with serve(upstream.app) as url:
+        queue = MirrorQueue(f"sqlite+aiosqlite:///{tmp_path / 'm.db'}", base_delay=0.3)
+        await queue.start(session, {"legacy": url})
+        for path, auth in (("/a/1", "Bearer a"), ("/a/2", "Bearer a"), ("/b/1", "Bearer b")):
+            queue.submit(**write(path, auth, lambda p=path: released.append(p)))
+
+        async def b_delivered() -> bool:
+            return "Bearer b /b/1" in upstream.seen
+
+        await wait_until(b_delivered)
+        assert upstream.seen == ["Bearer b /b/1"]  # a's second write waits behind its retry
+        assert released == ["/b/1"]
+
+        async def all_delivered() -> bool:
+            return len(upstream.seen) == 3
+
+        await wait_until(all_delivered)
+        await queue.stop()
+    assert upstream.seen[1:] == ["Bearer a /a/1", "Bearer a /a/2"]
+    assert sorted(released) == ["/a/1", "/a/2", "/b/1"]
+    assert queue.retried == 1 and queue.delivered == 3
+
+
+async def test_releases_follow_every_end_of_a_write(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    released: list[str] = []
+    queue = MirrorQueue(
+        f"sqlite+aiosqlite:///{tmp_path / 'm.db'}", max_body=4, base_delay=5, max_attempts=1
+    )
+    await queue.start(session, {"legacy": f"http://127.0.0.1:{free_port()}"})
+    too_big = {**write("/big", "Bearer a", lambda: released.append("big")), "body": b"12345"}
+    assert not await queue.enqueue(**too_big)
+    assert released == ["big"]  # skipped: nothing to wait for
+    await queue.enqueue(**write("/dead", "Bearer a", lambda: released.append("dead")))
+
+    async def dead() -> bool:
+        return (await queue.stats()).dead == 1
+
+    await wait_until(dead)
+    assert released == ["big", "dead"]
+    queue.set_backends({})
+    await queue.enqueue(**write("/x", "Bearer b", lambda: released.append("stopped")))
+    await queue.stop()
+    assert released == ["big", "dead", "stopped"]  # stopping ends every wait
+
+
+def test_not_yet_answers_are_retried_and_a_missing_delete_is_done() -> None:
+    from proxy.mirror import _retry
+
+    assert _retry("POST", 503) and _retry("PUT", 429) and _retry("PATCH", 408)
+    assert _retry("POST", 401)  # the user's registration has not landed there yet
+    assert _retry("POST", 404) and _retry("PATCH", 404)  # nor the record this write refers to
+    assert not _retry("DELETE", 404)  # already gone: what the delete wanted
+    assert not _retry("POST", 400) and not _retry("POST", 409) and not _retry("POST", 201)

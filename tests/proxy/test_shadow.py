@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 
 from banyan.testing import free_port
@@ -105,6 +106,19 @@ async def test_writes_are_not_shadowed_unless_mirrored(make_stack: Any, tmp_path
     assert new["body"] == legacy["body"]
 
 
+async def test_a_users_copies_reach_the_candidate_in_order(make_stack: Any, tmp_path: Path) -> None:
+    mirrored = features(extra="    writes: mirror\n")
+    alice = {"Authorization": "Bearer " + jwt.encode({"sub": "alice"}, "k" * 32)}
+    async with make_stack(mirrored, shadow=make_shadow(tmp_path)) as stack:
+        stack.new.delay = 0.3  # the candidate is slow to take the create
+        async with httpx.AsyncClient(base_url=stack.url) as client:
+            await client.post("/api/sessions", json={"t": 1}, headers=alice)
+            await client.get("/api/sessions/1", headers=alice)  # answered long before that
+            await settle(stack, 2)
+    assert [r["method"] for r in forwarded(stack.new)] == ["POST", "GET"]
+    assert stack.state.fence.waits == 1  # the read's copy waited for the create's copy
+
+
 @pytest.mark.parametrize("candidate", ["healthy", "slow", "hanging", "down"])
 async def test_the_users_answer_never_depends_on_the_candidate(
     make_stack: Any, tmp_path: Path, candidate: str
@@ -201,3 +215,32 @@ async def test_whiteboard_documents_are_compared_when_quiet(
         assert "a" in candidate_room.doc.get("shapes", type=Map)  # the candidate got the edit
     feature = data["features"][0]
     assert feature["compared"] >= 1 and feature["matched"] >= 1
+
+
+async def test_a_streamed_answer_is_compared_whole(make_stack: Any, tmp_path: Path) -> None:
+    streamed = (
+        '  files:\n    routes: ["/download"]\n    mode: shadow\n'
+        "    parity: {sample: 100, noise_sample: 0}\n"
+    )
+    async with make_stack(streamed, shadow=make_shadow(tmp_path)) as stack:
+        async with httpx.AsyncClient(base_url=stack.url) as client:
+            answer = await client.get("/download?size=300000")
+            assert len(answer.content) == 300000
+            data = await settle(stack, 1)
+    assert data["features"][0]["matched"] == 1, data
+
+
+async def test_a_write_copy_waits_for_the_users_earlier_read(
+    make_stack: Any, tmp_path: Path
+) -> None:
+    mirrored = features(extra="    writes: mirror\n")
+    alice = {"Authorization": "Bearer " + jwt.encode({"sub": "alice"}, "k" * 32)}
+    shadow = make_shadow(tmp_path)
+    async with make_stack(mirrored, shadow=shadow) as stack:
+        stack.new.delay = 0.3  # the candidate is slow to answer the list
+        async with httpx.AsyncClient(base_url=stack.url) as client:
+            await client.get("/api/sessions", headers=alice)
+            await client.post("/api/sessions", json={"t": 1}, headers=alice)
+            await settle(stack, 2)
+    assert [r["method"] for r in forwarded(stack.new)] == ["GET", "POST"]
+    assert stack.state.fence.waits == 1  # the create's copy waited for the list's copy

@@ -59,6 +59,19 @@ def test_up_starts_and_stops_the_stack(tmp_path: Path) -> None:
         assert any("proxy" in line and str(port) in line for line in lines), lines
         assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
         assert httpx.get(f"http://127.0.0.1:{model_port}/healthz", timeout=10).status_code == 200
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            # the tutor reaches the model server `up` started; the whiteboard has its tables
+            signed = client.post(
+                "/api/auth/register",
+                json={"email": "up@example.com", "password": "p" * 10, "name": "Up"},
+            )
+            client.headers["Authorization"] = f"Bearer {signed.json()['token']}"
+            session = client.post("/api/sessions", json={"title": "Up"}).json()
+            asked = client.post(f"/api/sessions/{session['id']}/ask", json={"text": "Hi?"})
+            assert asked.status_code == 200, asked.text
+            assert asked.json()["answer"]["content"]
+            board = client.get("/api/whiteboard/up-room")
+            assert board.json() == {"room": "up-room", "doc": {}}
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)

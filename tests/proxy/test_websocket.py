@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import WSMsgType
 
 from banyan.testing import free_port
@@ -115,3 +116,15 @@ async def test_proxy_shutdown_closes_bridges(make_stack: Any) -> None:
         assert message.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING)
         await ws.close()
         assert legacy.open_sockets == 0
+
+
+async def test_access_log_hides_the_query_token(
+    make_stack: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with make_stack() as stack, aiohttp.ClientSession() as session:
+        async with session.ws_connect(stack.url + "/ws/private?token=s3cret-t0k&room=a") as ws:
+            assert (await ws.receive()).data == "hello s3cret-t0k"
+    captured = capsys.readouterr()
+    logged = captured.out + captured.err
+    assert "/ws/private?token=[REDACTED]&room=a" in logged
+    assert "s3cret-t0k" not in logged

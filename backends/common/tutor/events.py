@@ -49,17 +49,22 @@ def _sse(event: str, data: Any) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
-async def answer_http(request: web.Request, events: AsyncIterator[TurnEvent]) -> web.StreamResponse:
+async def answer_http(
+    request: web.Request,
+    events: AsyncIterator[TurnEvent],
+    headers: dict[str, str] | None = None,
+) -> web.StreamResponse:
     """Drive one turn and answer as JSON, or as SSE when the client asked for it."""
     if not wants_sse(request):
         async for item in events:
             if isinstance(item, Done):
-                return web.json_response({"question": item.question, "answer": item.answer})
+                return web.json_response(
+                    {"question": item.question, "answer": item.answer}, headers=headers
+                )
         raise ApiError("the turn ended without an answer", code="internal_error", status=500)
     first = await anext(events)  # errors before the first token still get a JSON status
-    response = web.StreamResponse(
-        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-    )
+    sse = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    response = web.StreamResponse(headers={**sse, **(headers or {})})
     await response.prepare(request)
     try:
         event: TurnEvent | None = first

@@ -10,6 +10,10 @@ Turns are queued and answered in order, one at a time per connection. A malforme
 gets an ``error`` frame and the connection stays open; a frame over the size limit closes with 1009.
 When the client goes away mid-stream, the running turn is cancelled and every task is awaited.
 The caller authenticates and checks the session before calling :func:`serve_tutor`.
+
+When the app has a fan-out bus (:mod:`backends.common.fanout`), the hub also publishes each
+``turn`` notice on the session's channel and relays the other replicas' notices to its own
+connections, so a turn reaches every connection of the session whichever replica serves it.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from backends.common.errors import ApiError
+from backends.common.fanout import Bus, Message, bus_of
 from backends.common.tutor.events import Done, Token, TurnRunner
 from backends.common.tutor.prompt import MAX_QUESTION_CHARS
 from banyan.logs import get_logger
@@ -38,6 +43,48 @@ class TutorHub:
 
     def __init__(self) -> None:
         self._sessions: dict[str, set[web.WebSocketResponse]] = {}
+        self.bus: Bus | None = None
+        self._remote: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+        self._courier: asyncio.Task[None] | None = None
+
+    def share(self, bus: Bus) -> None:
+        """Tell the other replicas on ``bus`` of this replica's turns, and hear theirs."""
+        self.bus = bus
+
+    def _channel(self, session_id: str) -> str:
+        assert self.bus is not None
+        return self.bus.channel("tutor", session_id)
+
+    async def join(self, session_id: str, ws: web.WebSocketResponse) -> None:
+        """:meth:`add`, subscribing to the session's channel for its first connection here."""
+        first = session_id not in self._sessions
+        self.add(session_id, ws)
+        if first and self.bus is not None:
+            await self.bus.subscribe(
+                self._channel(session_id), lambda message: self._heard(session_id, message)
+            )
+
+    async def leave(self, session_id: str, ws: web.WebSocketResponse) -> None:
+        """:meth:`remove`, leaving the session's channel with its last connection here."""
+        self.remove(session_id, ws)
+        if self.bus is not None and session_id not in self._sessions:
+            await self.bus.unsubscribe(self._channel(session_id))
+
+    def _heard(self, session_id: str, message: Message) -> None:
+        try:
+            frame = json.loads(message.body)
+        except ValueError:
+            return
+        if message.kind != "turn" or not isinstance(frame, dict) or frame.get("type") != "turn":
+            return
+        self._remote.put_nowait((session_id, frame))
+        if self._courier is None or self._courier.done():
+            self._courier = asyncio.create_task(self._deliver_remote(), name="tutor-remote")
+
+    async def _deliver_remote(self) -> None:
+        while not self._remote.empty():
+            session_id, frame = self._remote.get_nowait()
+            await self._send_local(session_id, frame, skip=None)
 
     def add(self, session_id: str, ws: web.WebSocketResponse) -> None:
         self._sessions.setdefault(session_id, set()).add(ws)
@@ -53,12 +100,24 @@ class TutorHub:
         return len(self._sessions.get(session_id, ()))
 
     async def broadcast(self, session_id: str, frame: dict[str, Any], skip: Hashable) -> None:
+        """Send ``frame`` to the session's other connections, here and on other replicas."""
+        if self.bus is not None:
+            self.bus.publish(self._channel(session_id), "turn", json.dumps(frame).encode())
+        await self._send_local(session_id, frame, skip)
+
+    async def _send_local(
+        self, session_id: str, frame: dict[str, Any], skip: Hashable | None
+    ) -> None:
         for ws in list(self._sessions.get(session_id, ())):
             if ws is not skip and not ws.closed:
                 with contextlib.suppress(ConnectionError, RuntimeError):
                     await ws.send_json(frame)
 
     async def close_all(self, code: int = 1001) -> None:
+        if self._courier is not None:
+            self._courier.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._courier
         for peers in list(self._sessions.values()):
             for ws in list(peers):
                 await ws.close(code=code, message=b"server shutting down")
@@ -107,7 +166,9 @@ async def serve_tutor(
 ) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=heartbeat, max_msg_size=MAX_FRAME_BYTES)
     await ws.prepare(request)
-    hub.add(session_id, ws)
+    if hub.bus is None and (bus := bus_of(request.app)) is not None:
+        hub.share(bus)
+    await hub.join(session_id, ws)
     turns: asyncio.Queue[tuple[str, str]] = asyncio.Queue(MAX_QUEUED_TURNS)
 
     async def work() -> None:
@@ -155,7 +216,7 @@ async def serve_tutor(
         worker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await worker
-        hub.remove(session_id, ws)
+        await hub.leave(session_id, ws)
         if not ws.closed:
             await ws.close()
     return ws

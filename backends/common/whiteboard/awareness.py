@@ -57,10 +57,18 @@ class AwarenessRelay:
             self._owners.setdefault(origin, set()).add(client_id)
         return changed
 
-    def snapshot(self) -> bytes | None:
-        """Every live state, for a newcomer (None when nobody is present)."""
+    def snapshot(self, owners: Iterable[Hashable] | None = None) -> bytes | None:
+        """Every live state, for a newcomer (None when nobody is present); with ``owners``, only
+        the states those origins introduced."""
+        chosen: set[int] | None = None
+        if owners is not None:
+            chosen = set()
+            for origin in owners:
+                chosen |= self._owners.get(origin, set())
         live = [
-            (cid, clock, state) for cid, (clock, state) in self._entries.items() if state != "null"
+            (cid, clock, state)
+            for cid, (clock, state) in self._entries.items()
+            if state != "null" and (chosen is None or cid in chosen)
         ]
         return encode(live) if live else None
 

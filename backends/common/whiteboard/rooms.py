@@ -4,6 +4,10 @@ A naive server creates a room on first connection and starts serving before its 
 loaded, so two users opening a brand-new room at the same instant can each get a different
 document and lose edits. Here a per-name lock makes the first arrival load the room while the others
 wait for that same instance. A room with nobody left is unloaded after a grace period.
+
+:meth:`RoomManager.share` makes the manager's rooms shared with the other replicas of the backend
+through a fan-out bus (:mod:`.replicas`): a room subscribes to its channel before it is loaded and
+leaves it once unloaded. Without it nothing of that runs.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from backends.common.fanout import Bus
+from backends.common.whiteboard.replicas import SharedRooms
 from backends.common.whiteboard.room import Peer, Room
 from backends.common.whiteboard.store import RoomStore
 
@@ -32,6 +38,12 @@ class RoomManager:
         self._locks: dict[str, asyncio.Lock] = {}
         self._unloads: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[bool]] = set()
+        self.shared: SharedRooms | None = None
+
+    def share(self, bus: Bus, *, tick: float = 30.0) -> SharedRooms:
+        """Share every room with the other replicas on ``bus`` (call before serving)."""
+        self.shared = SharedRooms(bus, tick=tick)
+        return self.shared
 
     @property
     def loaded(self) -> list[str]:
@@ -53,7 +65,16 @@ class RoomManager:
                 flush_interval=self._flush_interval,
                 compact_every=self._compact_every,
             )
-            await room.load()
+            if self.shared is None:
+                await room.load()
+            else:
+                await self.shared.attach(room)
+                try:
+                    await room.load()
+                except BaseException:
+                    await self.shared.detach(room)
+                    raise
+                self.shared.start(room)
             self._rooms[name] = room
         return room
 
@@ -99,6 +120,8 @@ class RoomManager:
                 return False
             await room.close()
             del self._rooms[name]
+            if self.shared is not None:
+                await self.shared.detach(room)
             return True
 
     async def close(self) -> None:
@@ -114,3 +137,7 @@ class RoomManager:
                 room = self._rooms.pop(name, None)
                 if room is not None:
                     await room.close()
+                    if self.shared is not None:
+                        await self.shared.detach(room)
+        if self.shared is not None:
+            await self.shared.close()

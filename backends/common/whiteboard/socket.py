@@ -71,10 +71,14 @@ async def serve_whiteboard(
     room_name: str,
     *,
     heartbeat: float = 20.0,
+    sockets: set[web.WebSocketResponse] | None = None,
 ) -> web.WebSocketResponse:
-    """Upgrade and serve one whiteboard connection until either side closes."""
+    """Upgrade and serve one whiteboard connection until either side closes. ``sockets``, when
+    given, holds the connection while it is open (so the app can close it at shutdown)."""
     ws = web.WebSocketResponse(heartbeat=heartbeat, max_msg_size=MAX_FRAME_BYTES)
     await ws.prepare(request)
+    if sockets is not None:
+        sockets.add(ws)
     peer = SocketPeer(ws)
     room = await rooms.join(room_name, peer)
     try:
@@ -92,6 +96,8 @@ async def serve_whiteboard(
             elif message.type == WSMsgType.ERROR:
                 break
     finally:
+        if sockets is not None:
+            sockets.discard(ws)
         await rooms.leave(room, peer)
         await peer.close()
         if not ws.closed:

@@ -4,12 +4,17 @@ Tables (created by :func:`define_tables` on the backend's own ``MetaData``, so e
 them in its own database and migrations): ``whiteboard_updates`` (append-only Yjs updates per room,
 ordered by an autoincrement id) and ``whiteboard_snapshots`` (named full-state updates). Both are
 indexed by room.
+
+:meth:`SqlRoomStore.compact` replaces exactly the rows it read, merged with the given state, in one
+transaction: when replicas share a room (several processes appending to one history), a row
+another replica commits meanwhile is neither lost nor deleted.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pycrdt import merge_updates
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -26,6 +31,8 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backends.common.whiteboard.store import SnapshotInfo
+
+COMPACT_CHUNK = 500  # row ids per DELETE (SQLite limits bound parameters)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +87,12 @@ class SqlRoomStore:
     async def compact(self, room: str, state: bytes) -> None:
         t = self.tables.updates
         async with self.engine.begin() as conn:
-            await conn.execute(delete(t).where(t.c.room == room))
-            await conn.execute(insert(t).values(room=room, data=state))
+            rows = list(await conn.execute(select(t.c.id, t.c.data).where(t.c.room == room)))
+            merged = merge_updates(state, *(bytes(r[1]) for r in rows)) if rows else state
+            ids = [r[0] for r in rows]
+            for start in range(0, len(ids), COMPACT_CHUNK):
+                await conn.execute(delete(t).where(t.c.id.in_(ids[start : start + COMPACT_CHUNK])))
+            await conn.execute(insert(t).values(room=room, data=merged))
 
     async def save_snapshot(self, info: SnapshotInfo, state: bytes) -> SnapshotInfo:
         t = self.tables.snapshots

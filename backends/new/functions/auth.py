@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, exists, select
 from sqlalchemy.exc import IntegrityError
 
 from backends.common import idempotency, ids, passwords, render, tokens
@@ -20,6 +20,10 @@ from backends.new.runtime.registry import action, mutation, query
 from backends.new.runtime.schema import revoked_tokens, users
 
 _DUMMY: list[str] = []
+IS_REVOKED = exists().where(revoked_tokens.c.jti == bindparam("jti"))
+IDENTITY = select(users, IS_REVOKED.label("revoked")).where(users.c.id == bindparam("sub"))
+REVOKED_ONLY = select(IS_REVOKED)
+USER_BY_EMAIL = select(users).where(users.c.email == bindparam("email"))
 
 
 def user_json(row: dict[str, Any]) -> dict[str, Any]:
@@ -33,22 +37,20 @@ def token_body(row: dict[str, Any]) -> dict[str, Any]:
 
 @query("auth.identity", {"sub": v.string(), "jti": v.string()}, cache=True)
 async def identity(ctx: QueryCtx, args: dict[str, Any]) -> dict[str, Any] | None:
-    revoked = (
-        await ctx.read(select(revoked_tokens.c.jti).where(revoked_tokens.c.jti == args["jti"]))
-    ).first()
-    if revoked is not None:
+    """The token's user, or None; refused when the token was revoked. One statement (the user's
+    row with a "revoked" flag), a second only when the user is missing."""
+    found = (await ctx.read(IDENTITY, args)).mappings().first()
+    row = dict(found) if found else None
+    revoked = row.pop("revoked") if row else (await ctx.read(REVOKED_ONLY, args)).scalar()
+    if revoked:
         raise Unauthorized("token has been revoked", code="token_revoked")
-    row = (await ctx.read(select(users).where(users.c.id == args["sub"]))).mappings().first()
-    return dict(row) if row else None
+    return row
 
 
 @query("auth.userByEmail", {"email": v.string()})
 async def user_by_email(ctx: QueryCtx, args: dict[str, Any]) -> dict[str, Any] | None:
-    row = (
-        (await ctx.read(select(users).where(users.c.email == args["email"].strip().lower())))
-        .mappings()
-        .first()
-    )
+    email = args["email"].strip().lower()
+    row = (await ctx.read(USER_BY_EMAIL, {"email": email})).mappings().first()
     return dict(row) if row else None
 
 
@@ -119,13 +121,9 @@ async def login(ctx: ActionCtx, args: dict[str, Any]) -> dict[str, Any]:
 @mutation("auth.logout", {**CALLER})
 async def logout(ctx: MutationCtx, args: dict[str, Any]) -> Reply:
     caller = args["caller"]
-    exists = (
-        await ctx.read(select(revoked_tokens.c.jti).where(revoked_tokens.c.jti == caller["jti"]))
-    ).first()
-    if exists is None:
-        await ctx.write(
-            revoked_tokens.insert().values(jti=caller["jti"], exp_ms=int(caller["exp"]) * 1000)
-        )
+    if not (await ctx.read(REVOKED_ONLY, {"jti": caller["jti"]})).scalar():
+        row = {"jti": caller["jti"], "exp_ms": int(caller["exp"]) * 1000}
+        await ctx.write(revoked_tokens.insert(), row)
     return Reply(status=204)
 
 

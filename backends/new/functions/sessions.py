@@ -2,7 +2,9 @@
 
 Expired sessions are gone for every function at once (they read ``expires_ms``); the ``gc`` cron
 deletes them. ``messages.append`` bumps the session's counter with one ``UPDATE ... RETURNING`` so
-concurrent appends get distinct ``seq`` numbers.
+concurrent appends get distinct ``seq`` numbers. Statements are built once with bound parameters;
+a write that must find the caller's live session first folds that check into the write
+(``UPDATE ... WHERE id, owner, not expired RETURNING``).
 """
 
 from __future__ import annotations
@@ -10,19 +12,23 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import delete, select
 
 from backends.common import idempotency, ids, render
 from backends.common import validate as v
 from backends.common.clock import now_ms
 from backends.common.errors import NotFound, ValidationError
-from backends.common.pagination import encode_cursor, page_from_query
+from backends.common.pagination import encode_cursor, newest_first_after, page_from_query
+from backends.common.statements import session_statements
 from backends.new.functions.common import CALLER, KEY, OPTIONAL_KEY, anything
 from backends.new.functions.folders import owned_folder
 from backends.new.runtime.context import MutationCtx, QueryCtx
 from backends.new.runtime.http import Reply
 from backends.new.runtime.registry import mutation, query
 from backends.new.runtime.schema import contexts, messages, sessions
+
+S, M, C = sessions, messages, contexts
+SQL = session_statements(S, M, C)
 
 
 def ttl_ms(ctx: QueryCtx) -> int:
@@ -51,9 +57,7 @@ def message_json(row: Any) -> dict[str, Any]:
 async def owned_session(ctx: QueryCtx, user_id: str, session_id: str) -> dict[str, Any]:
     row = None
     if ids.is_uuid(session_id):
-        row = (
-            (await ctx.read(select(sessions).where(sessions.c.id == session_id))).mappings().first()
-        )
+        row = (await ctx.read(SQL.session_by_id, {"id": session_id})).mappings().first()
     if row is None or row["user_id"] != user_id or row["expires_ms"] <= now_ms():
         raise NotFound("session not found")
     return dict(row)
@@ -71,13 +75,7 @@ async def list_sessions(ctx: QueryCtx, args: dict[str, Any]) -> dict[str, Any]:
         await owned_folder(ctx, user_id, folder)
         stmt = stmt.where(sessions.c.folder_id == folder)
     if page.after is not None:
-        c = page.after
-        stmt = stmt.where(
-            or_(
-                sessions.c.created_ms < c.created_ms,
-                and_(sessions.c.created_ms == c.created_ms, sessions.c.id < c.id),
-            )
-        )
+        stmt = stmt.where(newest_first_after(sessions, page.after, user_id))
     rows = list(
         (
             await ctx.read(
@@ -102,9 +100,7 @@ async def create_session(ctx: MutationCtx, args: dict[str, Any]) -> Reply:
     fields = {"title": args["title"], "folder_id": args.get("folder_id")}
     session_id = ids.new_id("session", user_id, key)
     if key is not None:
-        existing = (
-            (await ctx.read(select(sessions).where(sessions.c.id == session_id))).mappings().first()
-        )
+        existing = (await ctx.read(SQL.session_by_id, {"id": session_id})).mappings().first()
         if existing is not None and existing["user_id"] == user_id:
             idempotency.check_replay(existing["idem_hash"], fields)
             return Reply(session_json(existing), 201, dict(idempotency.REPLAYED))
@@ -122,7 +118,7 @@ async def create_session(ctx: MutationCtx, args: dict[str, Any]) -> Reply:
         "message_count": 0,
         "idem_hash": idempotency.fingerprint(fields) if key else None,
     }
-    await ctx.write(sessions.insert().values(**row))
+    await ctx.write(S.insert(), row)
     return Reply(session_json(row), 201)
 
 
@@ -141,38 +137,41 @@ async def update_session(ctx: MutationCtx, args: dict[str, Any]) -> dict[str, An
     changes: dict[str, Any] = {k: args[k] for k in ("title", "folder_id") if k in args}
     if not changes:
         raise ValidationError("body: must contain at least one field")
-    row = await owned_session(ctx, user_id, args["id"])
-    if changes.get("folder_id") is not None:
+    if not ids.is_uuid(args["id"]):
+        raise NotFound("session not found")
+    if changes.get("folder_id") is not None:  # a missing session is reported before a folder
+        await owned_session(ctx, user_id, args["id"])
         await owned_folder(ctx, user_id, changes["folder_id"])
     now = now_ms()
     changes.update(updated_ms=now, expires_ms=now + ttl_ms(ctx))
-    await ctx.write(update(sessions).where(sessions.c.id == row["id"]).values(**changes))
-    row.update(changes)
+    params = {"sid": args["id"], "uid": user_id, "now": now, **changes}
+    row = (await ctx.write(SQL.update_owned, params)).mappings().first()
+    if row is None:
+        raise NotFound("session not found")
     return session_json(row)
 
 
 async def delete_session_rows(ctx: MutationCtx, session_ids: list[str]) -> None:
     if session_ids:
-        await ctx.write(delete(messages).where(messages.c.session_id.in_(session_ids)))
-        await ctx.write(delete(contexts).where(contexts.c.session_id.in_(session_ids)))
-        await ctx.write(delete(sessions).where(sessions.c.id.in_(session_ids)))
+        await ctx.write(delete(M).where(M.c.session_id.in_(session_ids)))
+        await ctx.write(delete(C).where(C.c.session_id.in_(session_ids)))
+        await ctx.write(delete(S).where(S.c.id.in_(session_ids)))
 
 
 @mutation("sessions.delete", {"id": v.string(), **CALLER})
 async def delete_session(ctx: MutationCtx, args: dict[str, Any]) -> Reply:
-    row = await owned_session(ctx, args["caller"]["id"], args["id"])
-    await delete_session_rows(ctx, [row["id"]])
+    params = {"sid": args["id"], "uid": args["caller"]["id"], "now": now_ms()}
+    if not ids.is_uuid(args["id"]) or (await ctx.write(SQL.delete_owned, params)).first() is None:
+        raise NotFound("session not found")
+    await ctx.write(SQL.delete_messages, {"sid": args["id"]})
+    await ctx.write(SQL.delete_context, {"sid": args["id"]})
     return Reply(status=204)
 
 
 @query("contexts.get", {"id": v.string(), **CALLER})
 async def get_context(ctx: QueryCtx, args: dict[str, Any]) -> dict[str, Any]:
     row = await owned_session(ctx, args["caller"]["id"], args["id"])
-    stored = (
-        (await ctx.read(select(contexts).where(contexts.c.session_id == row["id"])))
-        .mappings()
-        .first()
-    )
+    stored = (await ctx.read(SQL.context_by_id, {"id": row["id"]})).mappings().first()
     if stored is None:
         return render.context(row["id"], {}, None)
     return render.context(row["id"], json.loads(stored["context"]), stored["updated_ms"])
@@ -180,28 +179,16 @@ async def get_context(ctx: QueryCtx, args: dict[str, Any]) -> dict[str, Any]:
 
 @mutation("contexts.put", {"id": v.string(), "context": v.json_object(), **CALLER})
 async def put_context(ctx: MutationCtx, args: dict[str, Any]) -> dict[str, Any]:
-    row = await owned_session(ctx, args["caller"]["id"], args["id"])
-    now = now_ms()
+    session_id, now = args["id"], now_ms()
     text = json.dumps(args["context"], separators=(",", ":"))
-    exists = (
-        await ctx.read(select(contexts.c.session_id).where(contexts.c.session_id == row["id"]))
-    ).first()
-    if exists is None:
-        await ctx.write(
-            contexts.insert().values(session_id=row["id"], context=text, updated_ms=now)
-        )
-    else:
-        await ctx.write(
-            update(contexts)
-            .where(contexts.c.session_id == row["id"])
-            .values(context=text, updated_ms=now)
-        )
-    await ctx.write(
-        update(sessions)
-        .where(sessions.c.id == row["id"])
-        .values(updated_ms=now, expires_ms=now + ttl_ms(ctx))
-    )
-    return render.context(row["id"], args["context"], now)
+    touched = {"updated_ms": now, "expires_ms": now + ttl_ms(ctx)}
+    params = {"sid": session_id, "uid": args["caller"]["id"], "now": now, **touched}
+    if not ids.is_uuid(session_id) or (await ctx.write(SQL.update_owned, params)).first() is None:
+        raise NotFound("session not found")
+    stored = await ctx.write(SQL.update_context, {"sid": session_id, "text": text, "now": now})
+    if stored.rowcount == 0:
+        await ctx.write(C.insert(), {"session_id": session_id, "context": text, "updated_ms": now})
+    return render.context(session_id, args["context"], now)
 
 
 @query("messages.list", {"id": v.string(), "query": anything(), **CALLER})
@@ -217,39 +204,59 @@ async def list_messages(ctx: QueryCtx, args: dict[str, Any]) -> dict[str, Any]:
     return {"items": [message_json(r) for r in rows], "next_cursor": cursor}
 
 
+async def _bump(
+    ctx: MutationCtx, session_id: str, count: int, now: int, owner: str | None = None
+) -> int | None:
+    """Add ``count`` to the session's message counter; the new counter, or None if there is no
+    such session (the caller's live one, when ``owner`` is given)."""
+    params: dict[str, Any] = {
+        "sid": session_id,
+        "n": count,
+        "now": now,
+        "expires": now + ttl_ms(ctx),
+    }
+    if owner is not None:
+        params["uid"] = owner
+    last: int | None = (
+        await ctx.write(SQL.bump if owner is None else SQL.bump_owned, params)
+    ).scalar()
+    return last
+
+
+def _message_rows(
+    session_id: str,
+    user_id: str,
+    last: int,
+    now: int,
+    entries: list[tuple[str, str, str, str | None]],
+) -> list[dict[str, Any]]:
+    first = last - len(entries) + 1
+    return [
+        {
+            "id": message_id,
+            "session_id": session_id,
+            "user_id": user_id,
+            "seq": first + offset,
+            "role": role,
+            "content": content,
+            "created_ms": now,
+            "idem_hash": fp,
+        }
+        for offset, (message_id, role, content, fp) in enumerate(entries)
+    ]
+
+
 async def append(
     ctx: MutationCtx, session: dict[str, Any], entries: list[tuple[str, str, str, str | None]]
 ) -> list[dict[str, Any]]:
     """Append ``(id, role, content, fingerprint)`` messages in the mutation's transaction."""
     now = now_ms()
-    last = (
-        await ctx.write(
-            update(sessions)
-            .where(sessions.c.id == session["id"])
-            .values(
-                message_count=sessions.c.message_count + len(entries),
-                updated_ms=now,
-                expires_ms=now + ttl_ms(ctx),
-            )
-            .returning(sessions.c.message_count)
-        )
-    ).scalar_one()
-    rows = []
-    for offset, (message_id, role, content, fp) in enumerate(entries):
-        rows.append(
-            {
-                "id": message_id,
-                "session_id": session["id"],
-                "user_id": session["user_id"],
-                "seq": last - len(entries) + 1 + offset,
-                "role": role,
-                "content": content,
-                "created_ms": now,
-                "idem_hash": fp,
-            }
-        )
+    last = await _bump(ctx, session["id"], len(entries), now)
+    if last is None:  # deleted since it was found
+        raise NotFound("session not found")
+    rows = _message_rows(session["id"], session["user_id"], last, now, entries)
     for row in rows:
-        await ctx.write(messages.insert().values(**row))
+        await ctx.write(M.insert(), row)
     return rows
 
 
@@ -261,15 +268,20 @@ async def append(
 async def append_message(ctx: MutationCtx, args: dict[str, Any]) -> Reply:
     user_id, key = args["caller"]["id"], args.get("idempotency_key")
     fields = {"role": args["role"], "content": args["content"]}
-    session = await owned_session(ctx, user_id, args["id"])
+    session_id = args["id"]
     message_id = ids.new_id("message", user_id, key)
     if key is not None:
-        existing = (
-            (await ctx.read(select(messages).where(messages.c.id == message_id))).mappings().first()
-        )
+        await owned_session(ctx, user_id, session_id)
+        existing = (await ctx.read(SQL.message_by_id, {"id": message_id})).mappings().first()
         if existing is not None and existing["user_id"] == user_id:
             idempotency.check_replay(existing["idem_hash"], fields)
             return Reply(message_json(existing), 201, dict(idempotency.REPLAYED))
+    now = now_ms()
+    last = await _bump(ctx, session_id, 1, now, owner=user_id) if ids.is_uuid(session_id) else None
+    if last is None:
+        raise NotFound("session not found")
     fp = idempotency.fingerprint(fields) if key else None
-    (row,) = await append(ctx, session, [(message_id, fields["role"], fields["content"], fp)])
+    entry = (message_id, fields["role"], fields["content"], fp)
+    (row,) = _message_rows(session_id, user_id, last, now, [entry])
+    await ctx.write(M.insert(), row)
     return Reply(message_json(row), 201)

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import json
 import uuid
+import weakref
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql import Executable
+from sqlalchemy.sql import ClauseElement, Executable
+from sqlalchemy.sql.util import find_tables
 
 from backends.common.clock import now_ms
 from backends.new.runtime import schema
@@ -20,16 +23,30 @@ if TYPE_CHECKING:
     from backends.new.runtime.engine import Runtime
 
 
-def _tables_of(statement: Executable) -> set[str]:
-    """The tables a statement touches: its target (insert/update/delete) or its FROM list."""
-    found: set[str] = set()
-    table = getattr(statement, "table", None)
-    if isinstance(table, Table):
-        found.add(table.name)
-    get_final = getattr(statement, "get_final_froms", None)
-    if callable(get_final):
-        found.update(t.name for t in get_final() if isinstance(t, Table))
+_read_sets: weakref.WeakKeyDictionary[Executable, frozenset[str]] = weakref.WeakKeyDictionary()
+
+
+def tables_read(statement: Executable) -> frozenset[str]:
+    """Every table a statement reads: FROM lists, joins, subqueries and selected columns.
+
+    Found by walking the statement (no compilation); remembered per statement object, so a
+    statement built once and run with parameters is walked once."""
+    found = _read_sets.get(statement)
+    if found is None:
+        walked = (
+            find_tables(statement, check_columns=True, include_crud=True)
+            if isinstance(statement, ClauseElement)
+            else []
+        )
+        found = frozenset(t.name for t in walked if isinstance(t, Table))
+        _read_sets[statement] = found
     return found
+
+
+def table_written(statement: Executable) -> set[str]:
+    """The target of an insert, update or delete."""
+    table = getattr(statement, "table", None)
+    return {table.name} if isinstance(table, Table) else set()
 
 
 class QueryCtx:
@@ -39,9 +56,9 @@ class QueryCtx:
         self.user_id = user_id
         self.reads: set[str] = set()
 
-    async def read(self, statement: Executable) -> Any:
-        self.reads |= _tables_of(statement)
-        return await self.conn.execute(statement)
+    async def read(self, statement: Executable, params: Mapping[str, Any] | None = None) -> Any:
+        self.reads |= tables_read(statement)
+        return await self.conn.execute(statement, params)
 
 
 class Scheduler:
@@ -78,9 +95,9 @@ class MutationCtx(QueryCtx):
         self.scheduler = Scheduler(self)
         self.notify_users: set[str] = set()
 
-    async def write(self, statement: Executable) -> Any:
-        self.writes |= _tables_of(statement)
-        return await self.conn.execute(statement)
+    async def write(self, statement: Executable, params: Mapping[str, Any] | None = None) -> Any:
+        self.writes |= table_written(statement)
+        return await self.conn.execute(statement, params)
 
 
 class ActionCtx:

@@ -2,38 +2,26 @@
 
 - A query runs on a read connection; its result is cached (TTL) under the tables it read.
 - A mutation runs in ONE transaction: everything it wrote, and everything it scheduled, commits
-  together or not at all. After the commit the cache entries of the written tables are dropped and
+  together or not at all. On SQLite mutations take turns (the writer gate) instead of sleeping in
+  SQLite's busy handler. After the commit the cache entries of the written tables are dropped and
   the live hub re-runs the subscriptions of the users the mutation names.
 - An action runs outside any transaction and calls queries and mutations.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from backends.common.engines import WriteGate, make_engine
 from backends.common.live import LiveHub
 from backends.new.runtime.cache import QueryCache
 from backends.new.runtime.context import ActionCtx, MutationCtx, QueryCtx
 from backends.new.runtime.registry import Registry
 
-
-def make_engine(url: str) -> AsyncEngine:
-    if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
-
-        def pragmas(connection: Any, _record: Any) -> None:
-            cursor = connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.close()
-
-        event.listen(engine.sync_engine, "connect", pragmas)
-        return engine
-    return create_async_engine(url, pool_size=20, max_overflow=20)
+__all__ = ["Runtime", "make_engine"]
 
 
 class Runtime:
@@ -41,6 +29,7 @@ class Runtime:
         self.engine = engine
         self.registry = registry
         self.cache = QueryCache(ttl=cache_ttl)
+        self.write_gate = WriteGate(engine)
         self.live: LiveHub | None = None
         self.on_scheduled: list[Any] = []
         self.calls: dict[str, int] = {}
@@ -61,17 +50,18 @@ class Runtime:
             found, value = self.cache.get(key)
             if found:
                 return value
+        started = time.monotonic()
         async with self.engine.connect() as conn:
             ctx = QueryCtx(self, conn, user_id)
             value = await function.handler(ctx, args)
         if key is not None:
-            self.cache.put(key, ctx.reads, value)
+            self.cache.put(key, ctx.reads, value, since=started)
         return value
 
     async def run_mutation(self, name: str, raw_args: Any, user_id: str | None) -> Any:
         function = self._function(name, "mutation")
         args = function.check(raw_args)
-        async with self.engine.begin() as conn:
+        async with self.write_gate(), self.engine.begin() as conn:
             ctx = MutationCtx(self, conn, user_id)
             value = await function.handler(ctx, args)
         self.committed(ctx)

@@ -2,8 +2,9 @@
 
 Each route names a function, whether the caller must be signed in, and the validator of the
 request body (the contract's rules, so bad input is answered exactly as on the legacy side). The
-function receives the validated body fields, the path parameters, the ``Idempotency-Key`` and the
-query string as its arguments, and returns a :class:`Reply` or a plain JSON value (status 200).
+function receives the validated body fields, the path parameters, the ``Idempotency-Key`` (when
+it declares ``idempotency_key``; others ignore the header, as the legacy side does) and the query
+string as its arguments, and returns a :class:`Reply` or a plain JSON value (status 200).
 """
 
 from __future__ import annotations
@@ -69,8 +70,8 @@ class HttpRouter:
                 args.update(body(await read_json(request)))
             if query:
                 args["query"] = dict(request.query)
-            if key is not None:
-                args["idempotency_key"] = key
+            if key is not None and runtime.registry.get(function).accepts("idempotency_key"):
+                args["idempotency_key"] = key  # a function without one ignores it, as legacy does
             if user is not None:
                 args["caller"] = user
             result = await runtime.run(function, args, user["id"] if user else None)

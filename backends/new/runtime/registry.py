@@ -24,6 +24,10 @@ class Function:
     handler: Handler
     check: Callable[[Any], dict[str, Any]]
     cache: bool = False  # only queries whose result depends on stored data alone (not the clock)
+    fields: frozenset[str] = frozenset()  # the argument names it declares
+
+    def accepts(self, name: str) -> bool:
+        return name in self.fields
 
 
 class Registry:
@@ -42,7 +46,7 @@ class Registry:
             if name in self.functions:
                 raise ValueError(f"function {name!r} is registered twice")
             check = v.obj(args, optional=set(optional))
-            self.functions[name] = Function(name, kind, handler, check, cache)
+            self.functions[name] = Function(name, kind, handler, check, cache, frozenset(args))
             return handler
 
         return decorate

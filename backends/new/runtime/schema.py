@@ -22,7 +22,10 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from backends.common import analytics_tables, document_tables, quiz_tables
+from backends.common import jobs as jobs_rules
 from backends.common.clock import now_ms
+from backends.common.whiteboard.sqlstore import define_tables
 
 metadata = MetaData()
 
@@ -101,6 +104,14 @@ scheduled = Table(
     Column("cron", String(200)),
     Index("ix_new_scheduled_due", "status", "run_at_ms"),
 )
+whiteboard_metadata = MetaData()  # migration 2 (the whiteboard's rooms and snapshots)
+whiteboard = define_tables(whiteboard_metadata)
+work_metadata = MetaData()  # migration 3 (the job queue, documents and their chunks)
+jobs = jobs_rules.define_table(work_metadata)
+documents = document_tables.define_tables(work_metadata)
+learning_metadata = MetaData()  # migration 4 (quizzes and analytics)
+quizzes = quiz_tables.define_tables(learning_metadata)
+analytics = analytics_tables.define_tables(learning_metadata)
 _migrations = Table(
     "_migrations",
     MetaData(),
@@ -113,8 +124,23 @@ def _v1(conn: Connection) -> None:
     metadata.create_all(conn)
 
 
+def _v2_whiteboard(conn: Connection) -> None:
+    whiteboard_metadata.create_all(conn)
+
+
+def _v3_work(conn: Connection) -> None:
+    work_metadata.create_all(conn)
+
+
+def _v4_learning(conn: Connection) -> None:
+    learning_metadata.create_all(conn)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "documents, tokens and the scheduler", _v1),
+    (2, "whiteboard: room updates and snapshots", _v2_whiteboard),
+    (3, "job queue and documents with their chunks", _v3_work),
+    (4, "quizzes, attempts, analytics events, rollups and batches", _v4_learning),
 ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 
@@ -42,6 +43,9 @@ def test_clock_renders_milliseconds_in_utc() -> None:
     assert clock.iso(0) == "1970-01-01T00:00:00.000Z"
     assert clock.iso(1_700_000_000_123) == "2023-11-14T22:13:20.123Z"
     assert clock.iso(None) is None
+    for ms in (-1, 1, 999, 951_782_400_000, 4_102_444_799_999, 1_763_900_000_123):
+        expected = datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+        assert clock.iso(ms) == expected + f"{ms % 1000:03d}Z"
     assert clock.parse_iso("2023-11-14T22:13:20.123Z") == 1_700_000_000_123
     assert clock.parse_iso("2023-11-14T22:13:20") == 1_700_000_000_000
     assert clock.now_ms() > 1_700_000_000_000

@@ -79,3 +79,40 @@ def test_bearer_parsing() -> None:
         tokens.bearer_from("Basic abc")
     with pytest.raises(Unauthorized, match="missing"):
         tokens.bearer_from(None, None)
+
+
+def test_a_remembered_token_still_expires() -> None:
+    token, claims = tokens.issue("u", now=time.time() - 120, ttl=60)
+    tokens._verified[token] = (tokens.secret(), claims)  # remembered while it was valid
+    with pytest.raises(Unauthorized) as err:
+        tokens.verify(token)
+    assert err.value.code == "token_expired"
+
+
+def test_a_remembered_token_is_checked_again_under_a_new_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BANYAN_JWT_SECRET", "s" * 40)
+    token, claims = tokens.issue("u")
+    assert tokens.verify(token) == claims
+    monkeypatch.setenv("BANYAN_JWT_SECRET", "t" * 40)
+    with pytest.raises(Unauthorized):
+        tokens.verify(token)
+
+
+def test_an_altered_remembered_token_is_refused() -> None:
+    token, _ = tokens.issue("u")
+    tokens.verify(token)
+    head, body, signature = token.split(".")
+    flipped = signature[:-2] + ("A" if signature[-2] != "A" else "B") + signature[-1]
+    with pytest.raises(Unauthorized):
+        tokens.verify(f"{head}.{body}.{flipped}")
+
+
+def test_the_memory_of_tokens_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tokens, "REMEMBERED", 3)
+    monkeypatch.setattr(tokens, "_verified", {})
+    issued = [tokens.issue(f"u{i}")[0] for i in range(5)]
+    for token in issued:
+        tokens.verify(token)
+    assert list(tokens._verified) == issued[2:]

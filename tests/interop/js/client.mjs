@@ -1,13 +1,16 @@
 // Drives a real yjs doc through y-websocket's WebsocketProvider; line-delimited JSON on stdin/stdout.
-// Usage: node client.mjs <server-url> <room>. Each command line gets one JSON reply line.
+// Usage: node client.mjs <server-url> <room> [token]. Each command line gets one JSON reply line.
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
 import WebSocket from 'ws'
 import readline from 'node:readline'
 
-const [url, room] = process.argv.slice(2)
+const [url, room, token] = process.argv.slice(2)
 const doc = new Y.Doc()
-const provider = new WebsocketProvider(url, room, doc, { WebSocketPolyfill: WebSocket })
+const provider = new WebsocketProvider(url, room, doc, {
+  WebSocketPolyfill: WebSocket,
+  params: token ? { token } : {},
+})
 
 const shapes = doc.getMap('shapes')
 const order = doc.getArray('order')

@@ -16,11 +16,15 @@ from backends.common.whiteboard import service
 from backends.common.whiteboard.rooms import RoomManager
 from backends.common.whiteboard.sqlstore import SqlRoomStore, define_tables
 from backends.common.whiteboard.store import SnapshotInfo
+from backends.new.functions.whiteboard import RuntimeRoomStore
+from backends.new.runtime import schema
+from backends.new.runtime.engine import Runtime, make_engine
+from backends.new.runtime.registry import registry
 from banyan.pg import postgres_available, temp_database
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqlRoomStore]:
+@pytest.fixture(params=["sqlite", "postgresql", "new-runtime"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
     async def build(url: str) -> tuple[SqlRoomStore, object]:
         engine = create_async_engine(url)
         metadata = MetaData()
@@ -29,6 +33,12 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
             await conn.run_sync(metadata.create_all)
         return SqlRoomStore(engine, tables), engine
 
+    if request.param == "new-runtime":  # the new backend's store: the same rules as functions
+        runtime = Runtime(make_engine(f"sqlite+aiosqlite:///{tmp_path / 'new.db'}"), registry)
+        await schema.migrate(runtime.engine)
+        yield RuntimeRoomStore(runtime)
+        await runtime.engine.dispose()
+        return
     if request.param == "sqlite":
         sql, _ = await build(f"sqlite+aiosqlite:///{tmp_path / 'wb.db'}")
         yield sql
@@ -61,6 +71,21 @@ async def test_updates_append_load_and_compact(store: SqlRoomStore) -> None:
     await store.compact("r1", merged.get_update())
     assert len(await store.load_updates("r1")) == 1
     assert len(await store.load_updates("r2")) == 1 and await store.load_updates("none") == []
+
+
+async def test_compact_keeps_rows_it_was_not_given(store: SqlRoomStore) -> None:
+    """Another replica appended "late" after this one read the history: compacting with a state
+    that lacks it keeps it (the store merges what it deletes)."""
+    await store.append_updates("r1", [update_with("a"), update_with("late")])
+    mine: Doc = Doc()
+    mine.apply_update(update_with("a"))
+    mine.apply_update(update_with("b"))
+    await store.compact("r1", mine.get_update())
+    stored = await store.load_updates("r1")
+    assert len(stored) == 1
+    merged: Doc = Doc()
+    merged.apply_update(stored[0])
+    assert set(merged.get("shapes", type=Map).keys()) == {"a", "b", "late"}
 
 
 async def test_snapshots_are_idempotent_by_id(store: SqlRoomStore) -> None:

@@ -1,0 +1,107 @@
+"""Stores for the data tool tests: a legacy and a new store, on SQLite and on PostgreSQL.
+
+The legacy store is filled through the real legacy backend over HTTP (a user, a folder, sessions
+with context and messages), then topped up with plain rows of the same tables for volume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import insert
+
+from backends.datatools.cli import main
+from backends.legacy.app import create_app
+from backends.legacy.db import Database, StudySession
+from banyan.pg import postgres_available, temp_database
+from banyan.testing import serve
+
+PASSWORD = "password123"
+
+
+@dataclass
+class Stores:
+    legacy: str
+    new: str
+    user_id: str
+    session_id: str
+
+
+async def fill_legacy(db_url: str, extra_sessions: int = 0) -> tuple[str, str]:
+    """Create data through the legacy API; return (user id, one session id)."""
+    async with serve(create_app(db_url)) as base, httpx.AsyncClient(base_url=base) as http:
+        reg = await http.post(
+            "/api/auth/register", json={"email": "d@x.io", "password": PASSWORD, "name": "D"}
+        )
+        token, user_id = reg.json()["token"], reg.json()["user"]["id"]
+        auth = {"Authorization": f"Bearer {token}"}
+        folder = (await http.post("/api/folders", json={"name": "F"}, headers=auth)).json()
+        sid = ""
+        for i in range(3):
+            made = await http.post(
+                "/api/sessions", json={"title": f"s{i}", "folder_id": folder["id"]}, headers=auth
+            )
+            sid = made.json()["id"]
+            await http.put(f"/api/sessions/{sid}/context", json={"context": {"i": i}}, headers=auth)
+            for text in ("hello", "world"):
+                await http.post(
+                    f"/api/sessions/{sid}/messages",
+                    json={"role": "user", "content": text},
+                    headers=auth,
+                )
+        await http.post("/api/auth/logout", headers=auth)
+    if extra_sessions:
+        db = Database(db_url)
+        rows = [
+            {
+                "id": f"bulk-{n:06d}",
+                "user_id": user_id,
+                "folder_id": None,
+                "title": f"bulk {n}",
+                "created_ms": 1_700_000_000_000 + n,
+                "updated_ms": 1_700_000_000_000 + n,
+                "expires_ms": 4_000_000_000_000,
+                "message_count": 0,
+                "idem_hash": None,
+            }
+            for n in range(extra_sessions)
+        ]
+        async with db.engine.begin() as conn:
+            await conn.execute(insert(StudySession), rows)
+        await db.close()
+    return user_id, sid
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def empty_stores(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[str, str]]:
+    """(legacy URL, new URL): two empty databases of one kind."""
+    if request.param == "sqlite":
+        yield (
+            f"sqlite+aiosqlite:///{tmp_path / 'legacy.db'}",
+            f"sqlite+aiosqlite:///{tmp_path / 'new.db'}",
+        )
+        return
+    if not await postgres_available():
+        pytest.skip("PostgreSQL not reachable at 127.0.0.1:5432: data tools untested on it")
+    async with temp_database("dt_legacy") as legacy, temp_database("dt_new") as new:
+        yield legacy, new
+
+
+@pytest.fixture
+async def stores(empty_stores: tuple[str, str]) -> Stores:
+    """A filled legacy store and an empty new one."""
+    legacy, new = empty_stores
+    user_id, sid = await fill_legacy(legacy)
+    return Stores(legacy, new, user_id, sid)
+
+
+async def run_cli(argv: list[str]) -> int:
+    """``banyan data ...`` from an async test: the command runs its own loop in a thread."""
+    return await asyncio.to_thread(main, argv)

@@ -1,0 +1,109 @@
+"""Tests of proxy/turn_mirror.py: tutor turns answered over the WebSocket by new reach legacy.
+
+Real parts throughout: the model server, both backends on SQLite, the proxy with its durable mirror
+queue; a real aiohttp WebSocket client asks, and legacy is read directly afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import httpx
+import pytest
+from aiohttp import WSMessage, WSMsgType
+
+from backends.model.server import create_app as model_app
+from banyan.testing import serve
+from proxy.turn_mirror import TurnMirrorTap, credentials, tutor_session
+from tests.proxy.conftest import real_backends_behind_proxy
+
+FLAGS = """\
+version: 1
+backends:
+  legacy: {legacy}
+  new: {new}
+features:
+  tutor:
+    routes: ["/api/sessions/*/ask", "/ws/tutor/*"]
+    mode: new
+    writes: mirror
+  core:
+    routes: ["/api/**"]
+    mode: new
+    writes: mirror
+default: legacy
+"""
+
+
+@pytest.fixture
+async def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[dict[str, str]]:
+    async with serve(model_app()) as model_url:
+        monkeypatch.setenv("OPENAI_BASE_URL", model_url + "/v1")
+        async with real_backends_behind_proxy(tmp_path, FLAGS) as urls:
+            yield urls
+
+
+async def _turn(ws: aiohttp.ClientWebSocketResponse, text: str) -> dict[str, Any]:
+    await ws.send_json({"type": "ask", "text": text})
+    while True:
+        frame = await ws.receive_json(timeout=10)
+        if frame["type"] == "done":
+            return frame
+        assert frame["type"] == "token", frame
+
+
+async def test_turns_over_the_socket_reach_legacy_in_order(stack: dict[str, str]) -> None:
+    async with httpx.AsyncClient(base_url=stack["proxy"], timeout=10) as http:
+        body = {"email": "turns@example.com", "password": "password-1", "name": "T"}
+        token = (await http.post("/api/auth/register", json=body)).json()["token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        sid = (await http.post("/api/sessions", json={"title": "t"}, headers=auth)).json()["id"]
+        ws_url = stack["proxy"].replace("http", "ws") + f"/ws/tutor/{sid}?token={token}"
+        async with aiohttp.ClientSession() as session, session.ws_connect(ws_url) as ws:
+            first = await _turn(ws, "What is a fraction?")
+            second = await _turn(ws, "And a decimal?")
+        on_new = [first["question"], first["answer"], second["question"], second["answer"]]
+
+    async with httpx.AsyncClient(base_url=stack["legacy"], timeout=10) as legacy:
+        items: list[dict[str, Any]] = []
+        for _ in range(600):  # the mirror queue retries with backoff while earlier writes land
+            got = await legacy.get(f"/api/sessions/{sid}/messages", headers=auth)
+            items = got.json().get("items", []) if got.status_code == 200 else []
+            if len(items) >= 4:
+                break
+            await asyncio.sleep(0.05)
+    assert [(m["role"], m["content"]) for m in items] == [(m["role"], m["content"]) for m in on_new]
+
+
+def test_paths_credentials_and_frames_that_are_not_turns() -> None:
+    assert tutor_session("/ws/tutor/abc") == "abc"
+    assert tutor_session("/ws/whiteboard/abc") is None
+    assert credentials({"Authorization": "Bearer a"}, {"token": "b"}) == "Bearer a"
+    assert credentials({}, {"token": "b"}) == "Bearer b"
+    assert credentials({}, {}) is None
+    sent: list[dict[str, Any]] = []
+    tap = TurnMirrorTap(
+        feature="tutor",
+        target="legacy",
+        session_id="s",
+        authorization="Bearer x",
+        submit=lambda **write: sent.append(write),
+        hold=lambda: lambda: None,
+    )
+    for data in ("not json", json.dumps([1]), json.dumps({"type": "token", "text": "a"})):
+        tap.from_upstream(WSMessage(WSMsgType.TEXT, data, None))
+    tap.from_upstream(WSMessage(WSMsgType.BINARY, b"\x00", None))
+    tap.from_client(WSMessage(WSMsgType.TEXT, json.dumps({"type": "done"}), None))
+    broken = {"type": "done", "question": {"role": "user"}, "answer": None}
+    tap.from_upstream(WSMessage(WSMsgType.TEXT, json.dumps(broken), None))
+    assert sent == [] and tap.mirrored == 0
+    done = {"type": "done", "question": {"id": "q1", "role": "user", "content": "hi"}}
+    tap.from_upstream(WSMessage(WSMsgType.TEXT, json.dumps(done), None))
+    assert sent[0]["path_qs"] == "/api/sessions/s/messages"
+    assert sent[0]["headers"]["Idempotency-Key"] == "tutor-turn:q1"
+    assert json.loads(sent[0]["body"]) == {"role": "user", "content": "hi"}
