@@ -14,7 +14,6 @@ transaction per batch. Everything stored has been redacted (``parity/redact.py``
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import math
 import time
@@ -41,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backends.common.engines import make_engine
 from banyan.logs import get_logger
+from banyan.tasks import cancel_and_wait
 from parity.models import ComparisonRecord, NoiseRecord, SkipRecord
 from parity.redact import redact_body, redact_headers
 
@@ -602,9 +602,6 @@ class ParityRecorder:
             await self._write(items)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait([self._task])
         await self.flush()
         await self.store.close()

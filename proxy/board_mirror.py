@@ -27,6 +27,7 @@ from aiohttp.http_websocket import WSMessage
 
 from backends.common.whiteboard import protocol
 from banyan.logs import get_logger
+from banyan.tasks import cancel_and_wait
 from parity.ws_capture import WhiteboardReplica
 
 log = get_logger("proxy.board_mirror")
@@ -118,9 +119,7 @@ class BoardMirrorTap:
                 if self.closing.is_set():
                     return
         finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reader
+            await cancel_and_wait([reader])
 
     async def _answer(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         """Answer the other backend's sync step 1 as the client would: with what it lacks."""

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from banyan.logs import get_logger
+from banyan.tasks import cancel_and_wait
 from proxy.routing import RouteError, Router, covers, parse_route
 
 Mode = Literal["legacy", "shadow", "canary", "new"]
@@ -699,11 +700,7 @@ class FlagStore:
         if not tasks:
             return
         _done, pending = await asyncio.wait(tasks, timeout=1.0)  # the stop event ends them
-        for task in pending:
-            task.cancel()
-        for task in pending:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(pending)
 
     async def _poll(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

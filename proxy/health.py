@@ -8,12 +8,13 @@ down backend gets its own 502 or a fallback), so a flaky probe never takes traff
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
+
+from banyan.tasks import cancel_and_wait
 
 
 @dataclass(slots=True)
@@ -86,7 +87,4 @@ class HealthProbe:
         self._task = asyncio.create_task(self._loop(), name="health-probe")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait([self._task])

@@ -45,6 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backends.common.engines import make_engine
 from banyan.logs import get_logger
+from banyan.tasks import cancel_and_wait
 from parity.redact import redact_url
 from proxy.routing import user_from_authorization
 
@@ -153,17 +154,13 @@ class MirrorQueue:
         if self._intake_task is not None:
             while not self._intake.empty():  # persist what was submitted before stopping
                 await self.enqueue(**self._intake.get_nowait())
-            self._intake_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._intake_task
+            await cancel_and_wait([self._intake_task])
         if self._worker is not None:
             self._stopping = True  # let a round in flight store its outcome, briefly
             self._wake.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._worker), self.stop_grace)
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
+            await cancel_and_wait([self._worker])
         if self.engine is not None:
             await self.engine.dispose()
         for release in self._releases.values():

@@ -40,6 +40,7 @@ import aiohttp
 from aiohttp import WSMessage, WSMsgType, web
 
 from banyan.logs import get_logger
+from banyan.tasks import cancel_and_wait
 from parity.compare import Response, Rules, compare
 from parity.models import ComparisonRecord, NoiseRecord, SkipRecord
 from parity.noise import NoiseLearner, endpoint_key
@@ -156,11 +157,7 @@ class Shadow:
             self.learner.load(endpoint, path, count)
 
     async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(list(self._tasks))
         await self.recorder.stop()
         if self.session is not None:
             await self.session.close()
@@ -601,9 +598,7 @@ class WebSocketTap:
                                 release()
                     await self._wait_for_candidate(ws)
                 finally:
-                    reader.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await reader
+                    await cancel_and_wait([reader])
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             log.warning(
                 "shadow_websocket_failed", feature=self.feature.name, error=type(exc).__name__

@@ -37,6 +37,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from banyan.logs import get_logger
+from banyan.tasks import cancel_and_wait
 
 log = get_logger("fanout")
 
@@ -192,11 +193,7 @@ class Bus:
             while not self._outbox.empty() and self._pub_up and time.monotonic() < deadline:
                 await asyncio.sleep(0.01)
         self._closing = True
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks = []
         self._sub_up = self._pub_up = False
         self._up_since = None

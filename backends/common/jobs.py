@@ -22,12 +22,10 @@ Priorities: higher first, then due time, then id. Periodic jobs get one id per k
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import os
 import uuid
-from collections.abc import Awaitable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -389,18 +387,6 @@ class ClaimedJob:
 
 def new_token() -> str:
     return str(uuid.uuid4())
-
-
-async def uncancellable(work: Awaitable[T]) -> T:
-    """Await ``work`` to its end even if the caller is cancelled meanwhile (a job's outcome must
-    be recorded, or its lease would have to expire), then let the cancellation through."""
-    task = asyncio.ensure_future(work)
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        with contextlib.suppress(Exception):
-            await task
-        raise
 
 
 def metric_lines(service: str, counts: Mapping[str, int]) -> list[str]:

@@ -8,7 +8,6 @@ in the background. The schema is migrated at startup.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 
 from aiohttp import web
@@ -36,6 +35,7 @@ from backends.legacy import (
 from backends.legacy.db import Database
 from backends.legacy.state import STATE, LegacyState
 from banyan.logs import get_logger
+from banyan.tasks import cancel_and_wait
 
 log = get_logger("legacy")
 DEFAULT_TTL = 30 * 24 * 3600
@@ -104,11 +104,7 @@ def create_app(
             await st.live.close()
 
     async def cleanup(app: web.Application) -> None:
-        task = app.get(_GC)
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait([app.get(_GC)])
         await st.db.close()
 
     app.on_startup.append(startup)

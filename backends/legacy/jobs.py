@@ -28,6 +28,7 @@ from backends.common.errors import NotFound
 from backends.legacy.auth import authenticate
 from backends.legacy.state import LegacyState, state
 from banyan.logs import get_logger
+from banyan.tasks import cancel_and_wait, uncancellable
 
 log = get_logger("legacy.jobs")
 
@@ -125,11 +126,7 @@ class JobWorker:
         self._tasks.append(asyncio.create_task(self._ticker(), name="legacy-job-ticker"))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks.clear()
 
     # -- claiming and running ------------------------------------------------------------------
@@ -164,7 +161,7 @@ class JobWorker:
             result = await fn(self.st, job)
         except asyncio.CancelledError:
             beat.cancel()
-            await q.uncancellable(self._write(q.release(jobs, job.id, job.token, now_ms())))
+            await uncancellable(self._write(q.release(jobs, job.id, job.token, now_ms())))
             self.ran["released"] += 1
             raise
         except Exception as exc:
@@ -185,7 +182,7 @@ class JobWorker:
             statement = q.succeed(jobs, job.id, job.token, result, now_ms())
         finally:
             beat.cancel()
-        await q.uncancellable(self._write(statement))
+        await uncancellable(self._write(statement))
         self.ran[status] += 1
         return status
 

@@ -31,6 +31,7 @@ from backends.common.fanout import Bus, Message, bus_of
 from backends.common.tutor.events import Done, Token, TurnRunner
 from backends.common.tutor.prompt import MAX_QUESTION_CHARS
 from banyan.logs import get_logger
+from banyan.tasks import cancel_and_wait
 
 log = get_logger("tutor.socket")
 
@@ -114,10 +115,7 @@ class TutorHub:
                     await ws.send_json(frame)
 
     async def close_all(self, code: int = 1001) -> None:
-        if self._courier is not None:
-            self._courier.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._courier
+        await cancel_and_wait([self._courier])
         for peers in list(self._sessions.values()):
             for ws in list(peers):
                 await ws.close(code=code, message=b"server shutting down")
@@ -213,9 +211,7 @@ async def serve_tutor(
             elif message.type == WSMsgType.ERROR:
                 break
     finally:
-        worker.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await worker
+        await cancel_and_wait([worker])
         await hub.leave(session_id, ws)
         if not ws.closed:
             await ws.close()

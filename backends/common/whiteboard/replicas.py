@@ -29,13 +29,13 @@ remote change is never republished.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 
 from backends.common.fanout import Bus, Message
 from backends.common.whiteboard import protocol
 from backends.common.whiteboard.room import Room
 from banyan.logs import get_logger
+from banyan.tasks import cancel_and_wait
 
 log = get_logger("whiteboard.replicas")
 
@@ -222,7 +222,5 @@ class SharedRooms:
 
     async def close(self) -> None:
         if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+            await cancel_and_wait([self._ticker])
             self._ticker = None

@@ -16,7 +16,6 @@ working bus.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Hashable
 from typing import Protocol
 
@@ -27,6 +26,7 @@ from backends.common.whiteboard.awareness import AwarenessRelay
 from backends.common.whiteboard.snapshot import doc_from_update, replace_content
 from backends.common.whiteboard.store import RoomStore
 from banyan.logs import get_logger
+from banyan.tasks import cancel_and_wait
 
 log = get_logger("whiteboard.room")
 
@@ -245,10 +245,7 @@ class Room:
     async def close(self) -> None:
         """Stop the writer after persisting what is queued; compact the stored history."""
         self.closed = True
-        if self._writer is not None:
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
+        await cancel_and_wait([self._writer])
         await self._flush_once()
         if self._stored_since_compact > 1 or self._remote_unsaved:
             await self.compact()

@@ -33,6 +33,7 @@ from backends.new.runtime.registry import action, mutation, query
 from backends.new.runtime.scheduler import Cron
 from backends.new.runtime.schema import jobs
 from banyan.logs import get_logger
+from banyan.tasks import cancel_and_wait, uncancellable
 
 log = get_logger("new.jobs")
 
@@ -214,9 +215,7 @@ async def drain(ctx: ActionCtx, args: dict[str, Any]) -> dict[str, int]:
             running -= finished
             ran += len(finished)
     except asyncio.CancelledError:
-        for task in running:
-            task.cancel()
-        await asyncio.gather(*running, return_exceptions=True)
+        await cancel_and_wait(running)
         raise
 
 
@@ -252,7 +251,7 @@ async def run_job(runtime: Runtime, job: q.ClaimedJob) -> str:
     except asyncio.CancelledError:
         beat.cancel()
         released = {**outcome, "outcome": "released"}
-        await q.uncancellable(runtime.run_mutation("jobs.finish", released, None))
+        await uncancellable(runtime.run_mutation("jobs.finish", released, None))
         raise
     except Exception as exc:
         error = q.describe(exc)
@@ -262,7 +261,7 @@ async def run_job(runtime: Runtime, job: q.ClaimedJob) -> str:
         outcome.update(outcome="succeeded", result=result)
     finally:
         beat.cancel()
-    status: str = await q.uncancellable(runtime.run_mutation("jobs.finish", outcome, None))
+    status: str = await uncancellable(runtime.run_mutation("jobs.finish", outcome, None))
     return status
 
 

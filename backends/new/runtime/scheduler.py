@@ -23,6 +23,7 @@ from backends.common.clock import now_ms
 from backends.new.runtime import schema
 from backends.new.runtime.engine import Runtime
 from banyan.logs import get_logger
+from banyan.tasks import cancel_and_wait
 
 log = get_logger("new.scheduler")
 
@@ -81,10 +82,7 @@ class SchedulerRunner:
         }
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait([self._task])
 
     async def _loop(self) -> None:
         while True:
