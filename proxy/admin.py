@@ -253,6 +253,7 @@ async def status_body(state: ProxyState) -> dict[str, Any]:
                 "tripped": asdict(guard.tripped) if guard.tripped else None,
             },
         }
+    breaker = getattr(state.shadow, "breaker", None)  # the parity hook is optional
     mirror = None
     if state.mirror is not None and state.mirror.engine is not None:
         mirror = asdict(await state.mirror.stats())
@@ -276,5 +277,6 @@ async def status_body(state: ProxyState) -> dict[str, Any]:
         },
         "rollbacks": state.breaches,
         "mirror": mirror,
+        "shadow_breakers": breaker.status() if breaker is not None else {},
         "open_websockets": len(state.bridges),
     }

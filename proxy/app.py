@@ -34,7 +34,7 @@ from proxy.audit import AuditLog, default_path, diff_flagsets
 from proxy.board_mirror import WHITEBOARD_PREFIX, BoardMirrorTap
 from proxy.fence import WriteFence
 from proxy.flag_edit import EDIT_LISTENERS, rollback
-from proxy.flags import Feature, FlagSet, FlagStore
+from proxy.flags import BackendSpec, Feature, FlagSet, FlagStore
 from proxy.forward import (
     Exchange,
     UpstreamError,
@@ -44,6 +44,7 @@ from proxy.forward import (
     request_body,
     timeout_of,
 )
+from proxy.gaps import IdleGaps
 from proxy.guards import Breach, GuardBoard
 from proxy.headers import FALLBACK, mark, request_id_of, upstream_headers
 from proxy.health import HealthProbe
@@ -94,6 +95,7 @@ class ProxyState:
     bridges: BridgeRegistry = field(default_factory=BridgeRegistry)
     guards: GuardBoard = field(default_factory=GuardBoard)
     fence: WriteFence = field(default_factory=WriteFence)
+    gaps: IdleGaps = field(default_factory=IdleGaps)
     audit: AuditLog | None = None
     mirror: MirrorQueue | None = None
     shadow: ShadowHook | None = None
@@ -249,7 +251,23 @@ async def handle(request: web.Request) -> web.StreamResponse:
         await state.fence.wait(pending)
     if _is_upgrade(request):
         return await _websocket(state, request, decision, feature, backend.url, request_id)
+    state.gaps.enter()  # background work (shadow copies) waits while users' requests run
+    try:
+        return await _http(state, request, request_id, decision, feature, backend, user)
+    finally:
+        state.gaps.leave()
 
+
+async def _http(
+    state: ProxyState,
+    request: web.Request,
+    request_id: str,
+    decision: Decision,
+    feature: Feature | None,
+    backend: BackendSpec,
+    user: str | None,
+) -> web.StreamResponse:
+    assert state.session is not None
     method = request.method
     headers = upstream_headers(request, request_id)
     mirror_write = feature is not None and feature.writes != "skip" and method not in SAFE_METHODS

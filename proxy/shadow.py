@@ -47,6 +47,7 @@ from parity.noise import NoiseLearner, endpoint_key
 from parity.report import render_html, render_json
 from parity.store import ParityRecorder, ParityStore
 from parity.ws_capture import LiveAnswers, TutorTurns, WhiteboardReplica
+from proxy.breaker import ShadowBreaker
 from proxy.fence import Release, WriteFence
 from proxy.flags import Feature
 from proxy.forward import Exchange
@@ -140,6 +141,7 @@ class Shadow:
         self.taps = 0  # WebSocket taps not yet closed (each compares once its socket ends)
         # Read copies on their way to a candidate, per user: a write copy waits for them.
         self.reads = WriteFence()
+        self.breaker = ShadowBreaker()
         self.state: ProxyState | None = None
         self.session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -223,6 +225,8 @@ class Shadow:
             return self._skip_reserved(request, feature.name, endpoint, "body_too_large")
         if self.inflight >= self.max_inflight:
             return self._skip_reserved(request, feature.name, endpoint, "too_many_in_flight")
+        if not self.breaker.allows(decision.shadow):
+            return self._skip_reserved(request, feature.name, endpoint, "candidate_failing")
         reserved = request.get(RESERVED)
         if reserved is None:
             self.reserve(feature, decision, request)
@@ -302,12 +306,16 @@ class Shadow:
         try:
             assert decision.shadow is not None and self.state is not None
             await self.state.fence.wait(earlier)
+            await self.state.gaps.wait()  # the users' requests first
             try:
                 candidate = await self._send(decision.shadow, exchange, headers, body, feature)
             finally:
                 if release is not None:
                     release()
                     release = None
+            self.breaker.observe(
+                decision.shadow, failed=candidate.error not in (None, "body_too_large")
+            )
             if candidate.error == "body_too_large":
                 self._skip(feature.name, endpoint, "body_too_large")
                 return

@@ -145,6 +145,29 @@ async def test_the_users_answer_never_depends_on_the_candidate(
         assert feature["mismatched"] == 3
 
 
+async def test_a_candidate_that_keeps_failing_is_given_a_rest(
+    make_stack: Any, tmp_path: Path
+) -> None:
+    async with make_stack(features(timeout=0.3), shadow=make_shadow(tmp_path)) as stack:
+        shadow: Shadow = stack.state.shadow
+        shadow.breaker.threshold, shadow.breaker.cooldown = 3, 60
+        dead = f"http://127.0.0.1:{free_port()}"
+        stack.flags.write_text(stack.flags.read_text().replace(stack.new_url, dead))
+        assert stack.state.store.reload_now()
+        async with httpx.AsyncClient(base_url=stack.url) as client:
+            for _ in range(3):
+                assert (await client.get("/api/a")).json()["backend"] == "legacy"
+            await settle(stack, 3)
+            answers = [await client.get("/api/b") for _ in range(5)]
+            status = (await client.get("/_proxy/status")).json()
+    assert all(a.status_code == 200 and a.json()["backend"] == "legacy" for a in answers)
+    assert status["shadow_breakers"] == {
+        "new": {"state": "open", "failures_in_a_row": 3, "opened": 1}
+    }
+    skipped = stack.state.metrics.shadow_skipped
+    assert skipped.get("api", "candidate_failing") == 5
+
+
 async def test_oversize_bodies_are_skipped_and_counted(make_stack: Any, tmp_path: Path) -> None:
     small = SHADOW.format(noise=0, timeout=2, extra="").replace(
         "shadow_timeout: 2}", "shadow_timeout: 2, max_body_bytes: 10}"

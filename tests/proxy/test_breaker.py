@@ -1,0 +1,47 @@
+"""The shadow breaker: opens after failures in a row, probes after a rest, closes on an answer."""
+
+from __future__ import annotations
+
+from proxy.breaker import ShadowBreaker
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_opens_after_threshold_failures_in_a_row() -> None:
+    clock = Clock()
+    breaker = ShadowBreaker(threshold=3, cooldown=5, clock=clock)
+    for _ in range(2):
+        assert breaker.allows("new")
+        breaker.observe("new", failed=True)
+    breaker.observe("new", failed=False)  # an answer resets the count
+    for _ in range(3):
+        assert breaker.allows("new")
+        breaker.observe("new", failed=True)
+    assert not breaker.allows("new")
+    assert breaker.status() == {"new": {"state": "open", "failures_in_a_row": 3, "opened": 1}}
+    assert breaker.allows("legacy")  # one circuit per candidate
+
+
+def test_one_probe_after_the_cooldown_then_closed_or_open_again() -> None:
+    clock = Clock()
+    breaker = ShadowBreaker(threshold=1, cooldown=5, clock=clock)
+    breaker.observe("new", failed=True)
+    clock.now += 4.9
+    assert not breaker.allows("new")
+    clock.now += 0.2
+    assert breaker.status()["new"]["state"] == "probing"
+    assert breaker.allows("new")  # the probe
+    assert not breaker.allows("new")  # only one at a time
+    breaker.observe("new", failed=True)
+    assert breaker.status()["new"] == {"state": "open", "failures_in_a_row": 2, "opened": 2}
+    clock.now += 5.1
+    assert breaker.allows("new")
+    breaker.observe("new", failed=False)
+    assert breaker.status()["new"]["state"] == "closed"
+    assert breaker.allows("new") and breaker.allows("new")
