@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -15,6 +16,23 @@ def percentile(samples: Sequence[float], q: float) -> float:
     ordered = sorted(samples)
     index = min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))
     return ordered[index]
+
+
+@contextmanager
+def quiet_collector() -> Iterator[None]:
+    """Keep the garbage collector of the measuring process still while it measures.
+
+    The load generator is the instrument, not the system under test: a full collection in it
+    (tens of milliseconds once its heap has grown) would be counted as latency of whatever requests
+    were in flight. Its heap is frozen, collection paused for the measurement, then resumed."""
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.unfreeze()
 
 
 class Timings:

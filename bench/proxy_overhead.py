@@ -25,7 +25,7 @@ import aiohttp
 
 from banyan.processes import PYTHON_CLI, start, stop_all
 from banyan.testing import free_port
-from bench.common import markdown_table, percentile
+from bench.common import markdown_table, percentile, quiet_collector
 
 FLAGS = """\
 version: 1
@@ -62,6 +62,11 @@ async def throughput(url: str, concurrency: int, duration: float) -> float:
 
 
 async def latency(url: str, rate: float, duration: float) -> list[float]:
+    with quiet_collector():
+        return await _latency(url, rate, duration)
+
+
+async def _latency(url: str, rate: float, duration: float) -> list[float]:
     samples: list[float] = []
     connector = aiohttp.TCPConnector(limit=64)
     async with aiohttp.ClientSession(connector=connector) as session:

@@ -2,17 +2,21 @@
 
 In one run, with a primary that answers in ~1 ms and three candidates — healthy (same speed), 10x
 slower, and hanging (cut at the shadow timeout) — the primary's p50/p99 as the client sees it is
-measured at a fixed rate with the feature unshadowed and shadowed (100% sampling). Then
+measured at a fixed rate with the feature unshadowed and shadowed (100% sampling). Every run starts
+with a 2 s warm-up after its flag change, and the runs are repeated in ``--rounds`` rounds whose
+median is printed: on a shared machine one 10 s p99 moves by a third from run to run. Then
 ``--memory-requests`` (100,000) shadowed requests are sent with the hanging candidate and the
 proxy's resident memory is printed every 20%: it must stay flat.
 
-    .venv/bin/python -m bench.shadow_overhead [--rate 400] [--duration 10] [--memory-requests 100000]
+    .venv/bin/python -m bench.shadow_overhead [--rate 400] [--duration 10] [--rounds 3]
+        [--memory-requests 100000]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import sys
 import tempfile
 import time
@@ -54,6 +58,11 @@ async def set_mode(flags: Path, legacy: str, new: str, mode: str, proxy: str) ->
     raise RuntimeError("the proxy did not pick up the flag change")
 
 
+def median_of(pairs: list[tuple[float, float]]) -> tuple[float, float]:
+    """The median p50 and the median p99 of a run's rounds."""
+    return statistics.median(p for p, _ in pairs), statistics.median(p for _, p in pairs)
+
+
 async def flood(url: str, count: int, concurrency: int = 64) -> None:
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -93,21 +102,30 @@ async def main_async(args: argparse.Namespace) -> None:
                 env={"BANYAN_PARITY_DB": f"sqlite+aiosqlite:///{Path(tmp) / 'parity.db'}"},
             )
             children.append(proxy)
+            runs = [("legacy (no shadow)", "legacy", healthy)] + [
+                (f"shadow, {name} candidate", "shadow", candidate)
+                for name, candidate in (
+                    ("healthy", healthy),
+                    ("10x slower", slow),
+                    ("hanging", hanging),
+                )
+            ]
+            figures: dict[str, list[tuple[float, float]]] = {name: [] for name, _, _ in runs}
+            for _ in range(args.rounds):  # rounds of every run, so drift over time hits them alike
+                for name, mode, candidate in runs:
+                    await set_mode(flags, primary.url, candidate.url, mode, proxy.url)
+                    await latency(proxy.url, args.rate, 2)  # warm up: connections, first copies
+                    samples = await latency(proxy.url, args.rate, args.duration)
+                    figures[name].append((percentile(samples, 0.5), percentile(samples, 0.99)))
             rows = []
-            await latency(proxy.url, args.rate, 2)  # warm up
-            baseline = await latency(proxy.url, args.rate, args.duration)
-            base50, base99 = percentile(baseline, 0.5), percentile(baseline, 0.99)
-            rows.append(["legacy (no shadow)", round(base50, 3), round(base99, 3), "—", "—"])
-            for name, candidate in (
-                ("healthy", healthy),
-                ("10x slower", slow),
-                ("hanging", hanging),
-            ):
-                await set_mode(flags, primary.url, candidate.url, "shadow", proxy.url)
-                samples = await latency(proxy.url, args.rate, args.duration)
-                p50, p99 = percentile(samples, 0.5), percentile(samples, 0.99)
-                rows.append([f"shadow, {name} candidate", round(p50, 3), round(p99, 3),
-                             f"{(p50 / base50 - 1) * 100:+.1f}%", f"{(p99 / base99 - 1) * 100:+.1f}%"])  # fmt: skip
+            base50, base99 = median_of(figures[runs[0][0]])
+            for name, _, _ in runs:
+                p50, p99 = median_of(figures[name])
+                versus = name != runs[0][0]
+                rows.append([name, round(p50, 3), round(p99, 3),
+                             f"{(p50 / base50 - 1) * 100:+.1f}%" if versus else "—",
+                             f"{(p99 / base99 - 1) * 100:+.1f}%" if versus else "—"])  # fmt: skip
+            print(f"median of {args.rounds} rounds of {args.duration:g} s at {args.rate:g} req/s")
             print(
                 markdown_table(
                     ["run", "primary p50 ms", "p99 ms", "p50 vs legacy", "p99 vs legacy"], rows
@@ -138,6 +156,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rate", type=float, default=400.0)
     parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--memory-requests", type=int, default=100_000)
     asyncio.run(main_async(parser.parse_args()))
 

@@ -11,6 +11,8 @@ import asyncio
 import uvloop
 from aiohttp import web
 
+from banyan.serving import settle_heap
+
 BODY = b'{"id":"3f1c","title":"Fractions","folder_id":null,"message_count":4}'
 
 
@@ -38,9 +40,11 @@ if __name__ == "__main__":
     parser.add_argument("--hang", action="store_true")
     args = parser.parse_args()
     uvloop.install()
+    app = make_app(args.delay_ms, args.hang)
+    settle_heap()  # as every Banyan server does once started (banyan/serving.py)
     print(f"banyan tiny listening on http://127.0.0.1:{args.port}", flush=True)
     web.run_app(
-        make_app(args.delay_ms, args.hang),
+        app,
         host="127.0.0.1",
         port=args.port,
         print=None,

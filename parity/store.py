@@ -106,6 +106,9 @@ noise = Table(
     Column("count", BigInteger, nullable=False, default=0),
 )
 
+# Items aggregated between two yields to the event loop while a batch is written.
+AGGREGATE_CHUNK = 50
+
 # Latency buckets: bucket b holds latencies in (GROWTH**(b-1), GROWTH**b] ms; ~5% resolution.
 GROWTH = 1.05
 
@@ -130,21 +133,30 @@ def percentile_from_buckets(buckets: dict[int, int], q: float) -> float | None:
     return round(bucket_bound(max(buckets)), 3)
 
 
-def _upsert(
-    engine: AsyncEngine, table: Table, keys: list[str], rows: list[dict[str, Any]], add: list[str]
-) -> Any:
-    if engine.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
+_UPSERTS: dict[tuple[str, str], Any] = {}
 
-        statement = pg_insert(table).values(rows)
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        statement = sqlite_insert(table).values(rows)  # type: ignore[assignment]
-    return statement.on_conflict_do_update(
-        index_elements=keys,
-        set_={column: table.c[column] + statement.excluded[column] for column in add},
-    )
+def _upsert(engine: AsyncEngine, table: Table, keys: list[str], add: list[str]) -> Any:
+    """``INSERT ... ON CONFLICT (keys) DO UPDATE SET c = c + excluded.c`` for each ``add`` column,
+    to execute with a list of rows. One statement object per dialect and table, so SQLAlchemy
+    compiles it once: compiling a fresh multi-row statement on every flush held the proxy's event
+    loop for milliseconds, which users saw as latency."""
+    cache_key = (engine.dialect.name, table.name)
+    statement = _UPSERTS.get(cache_key)
+    if statement is None:
+        if engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            inserting = pg_insert(table)
+        else:
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            inserting = sqlite_insert(table)  # type: ignore[assignment]
+        statement = _UPSERTS[cache_key] = inserting.on_conflict_do_update(
+            index_elements=keys,
+            set_={column: table.c[column] + inserting.excluded[column] for column in add},
+        )
+    return statement
 
 
 @dataclass
@@ -185,7 +197,9 @@ class ParityStore:
 
     async def write(self, items: list[ComparisonRecord | NoiseRecord | SkipRecord]) -> None:
         batch = _Batch()
-        for item in items:
+        for n, item in enumerate(items):
+            if n and not n % AGGREGATE_CHUNK:
+                await asyncio.sleep(0)  # let requests in between: this runs on the proxy's loop
             if isinstance(item, ComparisonRecord):
                 self._add_comparison(batch, item)
             elif isinstance(item, NoiseRecord):
@@ -276,9 +290,9 @@ class ParityStore:
                         engine,
                         counters,
                         ["feature", "endpoint", "hour"],
-                        rows,
                         ["compared", "matched", "mismatched", "errors", "skipped"],
-                    )
+                    ),
+                    rows,
                 )
             if batch.fields:
                 rows = [
@@ -287,12 +301,9 @@ class ParityStore:
                 ]
                 await conn.execute(
                     _upsert(
-                        engine,
-                        fields,
-                        ["feature", "endpoint", "path", "kind", "hour"],
-                        rows,
-                        ["count"],
-                    )
+                        engine, fields, ["feature", "endpoint", "path", "kind", "hour"], ["count"]
+                    ),
+                    rows,
                 )
             if batch.latency:
                 rows = [
@@ -300,13 +311,12 @@ class ParityStore:
                     for (f, b, k, h), n in batch.latency.items()
                 ]
                 await conn.execute(
-                    _upsert(
-                        engine, latency, ["feature", "backend", "bucket", "hour"], rows, ["count"]
-                    )
+                    _upsert(engine, latency, ["feature", "backend", "bucket", "hour"], ["count"]),
+                    rows,
                 )
             if batch.noise:
                 rows = [{"endpoint": e, "path": p, "count": n} for (e, p), n in batch.noise.items()]
-                await conn.execute(_upsert(engine, noise, ["endpoint", "path"], rows, ["count"]))
+                await conn.execute(_upsert(engine, noise, ["endpoint", "path"], ["count"]), rows)
             if batch.examples:
                 wanted = {(x["feature"], x["endpoint"], x["path"]) for x in batch.examples}
                 have: dict[tuple[str, str, str], int] = defaultdict(int)
@@ -547,7 +557,7 @@ class ParityRecorder:
         store: ParityStore,
         *,
         max_queue: int = 10_000,
-        batch: int = 200,
+        batch: int = 1000,
         flush_interval: float = 0.5,
     ) -> None:
         self.store = store
@@ -573,19 +583,18 @@ class ParityRecorder:
         self._task = asyncio.create_task(self._run(), name="parity-recorder")
 
     async def _run(self) -> None:
+        """Once something is queued, let ``flush_interval`` seconds of results gather, then write
+        everything queued, ``batch`` items per transaction."""
         while True:
-            first = await self.queue.get()
-            items = [first]
-            deadline = asyncio.get_running_loop().time() + self.flush_interval
-            while len(items) < self.batch:
-                timeout = deadline - asyncio.get_running_loop().time()
-                if timeout <= 0:
+            items = [await self.queue.get()]
+            await asyncio.sleep(self.flush_interval)
+            while True:
+                while not self.queue.empty() and len(items) < self.batch:
+                    items.append(self.queue.get_nowait())
+                await self._write(items)
+                if self.queue.empty():
                     break
-                try:
-                    items.append(await asyncio.wait_for(self.queue.get(), timeout))
-                except TimeoutError:
-                    break
-            await self._write(items)
+                items = []
 
     async def _write(self, items: list[Any]) -> None:
         try:
