@@ -14,6 +14,7 @@ transaction per batch. Everything stored has been redacted (``parity/redact.py``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import time
@@ -550,7 +551,12 @@ def build_report(
 
 
 class ParityRecorder:
-    """Non-blocking intake on the request path; batched writes in the background."""
+    """Non-blocking intake on the request path; batched writes in the background.
+
+    Results gather for ``flush_interval`` seconds (or until ``batch`` are waiting) and are then
+    written ``batch`` per transaction. Each write costs the proxy's event loop a few milliseconds
+    whatever its size, so writing seldom keeps users' requests from queueing behind it; a report
+    calls :meth:`flush` first, so it is never stale."""
 
     def __init__(
         self,
@@ -558,7 +564,7 @@ class ParityRecorder:
         *,
         max_queue: int = 10_000,
         batch: int = 1000,
-        flush_interval: float = 0.5,
+        flush_interval: float = 2.0,
     ) -> None:
         self.store = store
         self.queue: asyncio.Queue[ComparisonRecord | NoiseRecord | SkipRecord] = asyncio.Queue(
@@ -569,32 +575,34 @@ class ParityRecorder:
         self.dropped = 0
         self.written = 0
         self._task: asyncio.Task[None] | None = None
+        self._queued = asyncio.Event()  # something waits to be written
+        self._full = asyncio.Event()  # a batch waits: write now
+        self._writing = asyncio.Lock()  # items leave the queue only under it
 
     def record(self, item: ComparisonRecord | NoiseRecord | SkipRecord) -> bool:
         try:
             self.queue.put_nowait(item)
-            return True
         except asyncio.QueueFull:
             self.dropped += 1
             return False
+        if not self._queued.is_set():
+            self._queued.set()
+        if self.queue.qsize() >= self.batch and not self._full.is_set():
+            self._full.set()
+        return True
 
     async def start(self) -> None:
         await self.store.open()
         self._task = asyncio.create_task(self._run(), name="parity-recorder")
 
     async def _run(self) -> None:
-        """Once something is queued, let ``flush_interval`` seconds of results gather, then write
-        everything queued, ``batch`` items per transaction."""
         while True:
-            items = [await self.queue.get()]
-            await asyncio.sleep(self.flush_interval)
-            while True:
-                while not self.queue.empty() and len(items) < self.batch:
-                    items.append(self.queue.get_nowait())
-                await self._write(items)
-                if self.queue.empty():
-                    break
-                items = []
+            await self._queued.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._full.wait(), self.flush_interval)
+            self._queued.clear()
+            self._full.clear()
+            await self.flush()
 
     async def _write(self, items: list[Any]) -> None:
         try:
@@ -604,13 +612,16 @@ class ParityRecorder:
             log.exception("parity_write_failed", items=len(items))
 
     async def flush(self) -> None:
-        items = []
-        while not self.queue.empty():
-            items.append(self.queue.get_nowait())
-        if items:
-            await self._write(items)
+        """Write everything recorded so far (including what a write in progress holds)."""
+        async with self._writing:
+            while not self.queue.empty():
+                items: list[ComparisonRecord | NoiseRecord | SkipRecord] = []
+                while not self.queue.empty() and len(items) < self.batch:
+                    items.append(self.queue.get_nowait())
+                await self._write(items)
 
     async def stop(self) -> None:
-        await cancel_and_wait([self._task])
+        async with self._writing:  # a write in progress ends first; then nothing is in hand
+            await cancel_and_wait([self._task])
         await self.flush()
         await self.store.close()

@@ -361,6 +361,9 @@ class Shadow:
     ) -> None:
         assert self.state is not None and decision.shadow is not None
         outcome = "error" if result.error else "match" if result.match else "mismatch"
+        if outcome == "match":  # only counts and latencies are kept of a match: drop the bodies
+            primary, candidate = _bare(primary), _bare(candidate)
+            headers, body = {}, None
         self.state.metrics.shadow.inc(feature.name, outcome)
         guard = self.state.guards.get(feature.name)
         if guard is not None:
@@ -425,6 +428,11 @@ class Shadow:
             response = web.Response(text=render_json(data), content_type="application/json")
         mark(response.headers, "_proxy", "proxy", request_id_of(request))
         return response
+
+
+def _bare(answer: Response) -> Response:
+    """An answer without its headers and body, for a record that does not keep them."""
+    return Response(answer.status, {}, b"", answer.latency_ms, answer.error)
 
 
 def _asks_for_everything(frame: bytes) -> bool | None:
