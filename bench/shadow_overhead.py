@@ -126,6 +126,9 @@ async def main_async(args: argparse.Namespace) -> None:
                              f"{(p50 / base50 - 1) * 100:+.1f}%" if versus else "—",
                              f"{(p99 / base99 - 1) * 100:+.1f}%" if versus else "—"])  # fmt: skip
             print(f"median of {args.rounds} rounds of {args.duration:g} s at {args.rate:g} req/s")
+            for name, _, _ in runs:
+                each = ", ".join(f"{p50:.2f}/{p99:.2f}" for p50, p99 in figures[name])
+                print(f"  {name}: p50/p99 ms by round: {each}")
             print(
                 markdown_table(
                     ["run", "primary p50 ms", "p99 ms", "p50 vs legacy", "p99 vs legacy"], rows
