@@ -20,7 +20,7 @@ from dataclasses import dataclass
 class _Circuit:
     failures: int = 0  # failed copies in a row
     open_until: float | None = None  # set while open
-    probing: bool = False  # a probe copy is on its way
+    probing: bool = False  # a probe copy is on its way (until ``open_until``)
     opened: int = 0  # how many times it opened
 
 
@@ -42,9 +42,11 @@ class ShadowBreaker:
         circuit = self._circuits.get(backend)
         if circuit is None or circuit.open_until is None:
             return True
-        if circuit.probing or self.clock() < circuit.open_until:
+        now = self.clock()
+        if now < circuit.open_until:
             return False
         circuit.probing = True
+        circuit.open_until = now + self.cooldown  # a probe that never reports is replaced then
         return True
 
     def observe(self, backend: str, *, failed: bool) -> None:

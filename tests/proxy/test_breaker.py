@@ -45,3 +45,17 @@ def test_one_probe_after_the_cooldown_then_closed_or_open_again() -> None:
     breaker.observe("new", failed=False)
     assert breaker.status()["new"]["state"] == "closed"
     assert breaker.allows("new") and breaker.allows("new")
+
+
+def test_a_probe_that_never_reports_is_replaced_after_a_cooldown() -> None:
+    clock = Clock()
+    breaker = ShadowBreaker(threshold=1, cooldown=5, clock=clock)
+    breaker.observe("new", failed=True)
+    clock.now += 5
+    assert breaker.allows("new")  # the probe, lost (its copy never reports)
+    clock.now += 4.9
+    assert not breaker.allows("new")
+    clock.now += 0.2
+    assert breaker.allows("new")
+    breaker.observe("new", failed=False)
+    assert breaker.status()["new"] == {"state": "closed", "failures_in_a_row": 0, "opened": 1}
