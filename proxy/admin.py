@@ -254,6 +254,7 @@ async def status_body(state: ProxyState) -> dict[str, Any]:
             },
         }
     breaker = getattr(state.shadow, "breaker", None)  # the parity hook is optional
+    sender = getattr(state.shadow, "sender", None)
     mirror = None
     if state.mirror is not None and state.mirror.engine is not None:
         mirror = asdict(await state.mirror.stats())
@@ -278,5 +279,6 @@ async def status_body(state: ProxyState) -> dict[str, Any]:
         "rollbacks": state.breaches,
         "mirror": mirror,
         "shadow_breakers": breaker.status() if breaker is not None else {},
+        "shadow_sender": sender.status() if sender is not None else None,
         "open_websockets": len(state.bridges),
     }

@@ -3,7 +3,9 @@
 In ``shadow`` mode the primary answers the user. For a sampled share of requests (``parity.sample``
 percent, decided from the request id so a retry is sampled the same way) the proxy sends a copy to
 the candidate after the primary answered — the user never waits for it — and cuts the candidate at
-``parity.shadow_timeout``. Writes are copied only with ``writes: mirror`` (same
+``parity.shadow_timeout``. The copy itself is sent by a helper process
+(:mod:`proxy.copy_sender`), so sending and reading it costs the proxy's event loop one small
+message each way. Writes are copied only with ``writes: mirror`` (same
 ``Idempotency-Key``); a write that is not compared (sampled out, too many in flight) goes to the
 candidate through the durable mirror queue instead. One user's copies reach the candidate in the
 order the user sent them: a copy waits for that user's earlier writes still on their way to the
@@ -48,6 +50,7 @@ from parity.report import render_html, render_json
 from parity.store import ParityRecorder, ParityStore
 from parity.ws_capture import LiveAnswers, TutorTurns, WhiteboardReplica
 from proxy.breaker import ShadowBreaker
+from proxy.copy_sender import CopySender
 from proxy.fence import Release, WriteFence
 from proxy.flags import Feature
 from proxy.forward import Exchange
@@ -79,20 +82,6 @@ def sampled(request_id: str, percent: float, salt: str = "") -> bool:
         int.from_bytes(hashlib.sha256((salt + request_id).encode()).digest()[:8], "big") % 10_000
     )
     return bucket < percent * 100
-
-
-async def read_up_to(stream: aiohttp.StreamReader, limit: int) -> bytes:
-    """The whole body, or its first ``limit`` bytes when it is longer (``read(n)`` alone returns
-    whatever has arrived so far: the first chunk of a streamed answer)."""
-    parts: list[bytes] = []
-    size = 0
-    while size < limit:
-        chunk = await stream.read(limit - size)
-        if not chunk:
-            break
-        parts.append(chunk)
-        size += len(chunk)
-    return b"".join(parts)
 
 
 Caller = tuple[str | None, str]  # (user, client address): whose copies wait in one line
@@ -131,9 +120,15 @@ def _hold(fence: WriteFence, backend: str, lines: list[Caller]) -> Release:
 
 class Shadow:
     def __init__(
-        self, recorder: ParityRecorder, *, max_inflight: int = 64, quiet_seconds: float = 0.5
+        self,
+        recorder: ParityRecorder,
+        *,
+        max_inflight: int = 64,
+        quiet_seconds: float = 0.5,
+        sender: CopySender | None = None,
     ) -> None:
         self.recorder = recorder
+        self.sender = sender or CopySender(max_inflight)
         self.learner = NoiseLearner()
         self.max_inflight = max_inflight
         self.quiet_seconds = quiet_seconds
@@ -154,12 +149,14 @@ class Shadow:
             connector=aiohttp.TCPConnector(limit=self.max_inflight, keepalive_timeout=30),
             auto_decompress=False,
         )
+        self.sender.start(self.session)
         await self.recorder.start()
         for endpoint, path, count in await self.recorder.store.noise_counts():
             self.learner.load(endpoint, path, count)
 
     async def stop(self) -> None:
         await cancel_and_wait(list(self._tasks))
+        await self.sender.stop()
         await self.recorder.stop()
         if self.session is not None:
             await self.session.close()
@@ -262,34 +259,16 @@ class Shadow:
         body: bytes,
         feature: Feature,
     ) -> Response:
-        assert self.state is not None and self.session is not None
+        assert self.state is not None
         spec = self.state.flags.backends[backend]
-        limit = feature.parity.max_body_bytes
-        started = time.perf_counter()
-        try:
-            async with self.session.request(
-                exchange.method,
-                spec.url + exchange.path_qs,
-                headers=headers,
-                data=body or None,
-                allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=feature.parity.shadow_timeout),
-            ) as answer:
-                head = (time.perf_counter() - started) * 1000
-                raw = await read_up_to(answer.content, limit + 1)
-                if len(raw) > limit:
-                    return Response(answer.status, {}, b"", head, error="body_too_large")
-                return Response(
-                    answer.status, {k.lower(): v for k, v in answer.headers.items()}, raw, head
-                )
-        except TimeoutError:
-            return Response(
-                0, {}, b"", (time.perf_counter() - started) * 1000, error="candidate timed out"
-            )
-        except (aiohttp.ClientError, OSError) as exc:
-            return Response(
-                0, {}, b"", (time.perf_counter() - started) * 1000, error=f"{type(exc).__name__}"
-            )
+        return await self.sender.send(
+            exchange.method,
+            spec.url + exchange.path_qs,
+            headers,
+            body,
+            feature.parity.shadow_timeout,
+            feature.parity.max_body_bytes,
+        )
 
     async def _compare_http(
         self,
@@ -753,4 +732,10 @@ def parity_url(flags_path: str | Path) -> str:
 
 
 def shadow_from_env(flags_path: str | Path) -> Shadow:
-    return Shadow(ParityRecorder(ParityStore(parity_url(flags_path))))
+    """The proxy's shadow: parity store from ``BANYAN_PARITY_DB`` (else next to the flag file);
+    copies leave from a helper process unless ``BANYAN_SHADOW_SENDER=inline``."""
+    inline = os.environ.get("BANYAN_SHADOW_SENDER", "process") == "inline"
+    return Shadow(
+        ParityRecorder(ParityStore(parity_url(flags_path))),
+        sender=CopySender(in_process=inline),
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 
 from banyan.testing import free_port
 from parity.store import ParityRecorder, ParityStore
-from proxy.shadow import Shadow, sampled
+from proxy.shadow import Shadow, sampled, shadow_from_env
 
 SHADOW = """\
   api:
@@ -164,6 +165,9 @@ async def test_a_candidate_that_keeps_failing_is_given_a_rest(
     assert status["shadow_breakers"] == {
         "new": {"state": "open", "failures_in_a_row": 3, "opened": 1}
     }
+    sender = status["shadow_sender"]
+    assert sender["mode"] == "helper" and sender["helpers_started"] == 1
+    assert sender["helper_pid"] not in (None, os.getpid()) and sender["copies_lost"] == 0
     skipped = stack.state.metrics.shadow_skipped
     assert skipped.get("api", "candidate_failing") == 5
 
@@ -267,3 +271,12 @@ async def test_a_write_copy_waits_for_the_users_earlier_read(
             await settle(stack, 2)
     assert [r["method"] for r in forwarded(stack.new)] == ["GET", "POST"]
     assert stack.state.fence.waits == 1  # the create's copy waited for the list's copy
+
+
+def test_copies_leave_from_a_helper_unless_asked_to_stay_in_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("BANYAN_SHADOW_SENDER", raising=False)
+    assert not shadow_from_env(tmp_path / "flags.yaml").sender.in_process
+    monkeypatch.setenv("BANYAN_SHADOW_SENDER", "inline")
+    assert shadow_from_env(tmp_path / "flags.yaml").sender.status()["mode"] == "in_process"

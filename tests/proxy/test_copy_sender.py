@@ -1,0 +1,207 @@
+"""The copy sender: copies leave from a real helper process and come back as answers; when the
+helper dies or cannot start, copies are sent in-process and nothing hangs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from banyan.testing import free_port, serve
+from proxy import copy_sender
+from proxy.copy_sender import Channel, CopySender, serve_jobs
+
+BIG = bytes(range(256)) * 4096  # 1 MiB: many reads on either side of the socket pair
+
+
+def candidate_app() -> web.Application:
+    async def echo(request: web.Request) -> web.Response:
+        body = await request.read()
+        return web.json_response(
+            {"method": request.method, "path": request.path_qs, "body": body.decode() or None},
+            headers={"X-Seen-Key": request.headers.get("Idempotency-Key", "")},
+            status=201 if request.method == "POST" else 200,
+        )
+
+    async def big(_: web.Request) -> web.Response:
+        return web.Response(body=BIG, content_type="application/octet-stream")
+
+    async def hang(_: web.Request) -> web.Response:
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    app = web.Application()
+    app.router.add_get("/big", big)
+    app.router.add_get("/hang", hang)
+    app.router.add_route("*", "/{tail:.*}", echo)
+    return app
+
+
+@pytest.fixture
+async def candidate() -> AsyncIterator[str]:
+    async with serve(candidate_app()) as url:
+        yield url
+
+
+@pytest.fixture
+async def sender() -> AsyncIterator[CopySender]:
+    async with aiohttp.ClientSession(auto_decompress=False) as session:
+        made = CopySender(max_inflight=8)
+        made.start(session)
+        try:
+            yield made
+        finally:
+            await made.stop()
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+async def test_a_copy_goes_through_the_helper_process(candidate: str, sender: CopySender) -> None:
+    answer = await sender.send(
+        "POST", candidate + "/api/items?x=1", {"Idempotency-Key": "k-1"}, b"hello", 5, 1000
+    )
+    assert sender.helper_pid is not None and sender.helper_pid != os.getpid()
+    assert alive(sender.helper_pid)
+    assert answer.status == 201 and answer.error is None
+    assert answer.headers["x-seen-key"] == "k-1"  # header names come back lower-case
+    assert answer.body == b'{"method": "POST", "path": "/api/items?x=1", "body": "hello"}'
+    assert answer.latency_ms > 0
+    assert sender.started == 1
+
+
+async def test_many_copies_at_once_each_get_their_own_answer(
+    candidate: str, sender: CopySender
+) -> None:
+    answers = await asyncio.gather(
+        *(sender.send("GET", f"{candidate}/n/{i}", {}, b"", 5, 1000) for i in range(40))
+    )
+    assert [a.body.split(b'"path": "')[1].split(b'"')[0] for a in answers] == [
+        f"/n/{i}".encode() for i in range(40)
+    ]
+    assert sender.started == 1  # one helper for all of them
+
+
+async def test_large_bodies_cross_the_socket_pair_whole(candidate: str, sender: CopySender) -> None:
+    answer = await sender.send("GET", candidate + "/big", {}, b"", 5, len(BIG))
+    assert answer.body == BIG
+    over = await sender.send("GET", candidate + "/big", {}, b"", 5, len(BIG) - 1)
+    assert over.error == "body_too_large" and over.body == b""
+
+
+async def test_timeouts_and_refusals_come_back_as_errors(
+    candidate: str, sender: CopySender
+) -> None:
+    hung = await sender.send("GET", candidate + "/hang", {}, b"", 0.3, 1000)
+    assert hung.error == "candidate timed out" and hung.status == 0
+    assert 250 < hung.latency_ms < 3000
+    refused = await sender.send("GET", f"http://127.0.0.1:{free_port()}/x", {}, b"", 2, 1000)
+    assert refused.error == "ClientConnectorError"
+
+
+async def test_stop_ends_the_helper(candidate: str) -> None:
+    async with aiohttp.ClientSession() as session:
+        made = CopySender()
+        made.start(session)
+        await made.send("GET", candidate + "/x", {}, b"", 5, 1000)
+        pid = made.helper_pid
+        assert pid is not None
+        await made.stop()
+        assert made.helper_pid is None
+        assert not alive(pid)
+
+
+async def test_a_helper_that_dies_fails_its_copies_then_is_replaced(
+    candidate: str, sender: CopySender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(copy_sender, "FIRST_RETRY_SECONDS", 0.3)
+    sender._retry_after = 0.3
+    await sender.send("GET", candidate + "/warm", {}, b"", 5, 1000)
+    first = sender.helper_pid
+    assert first is not None
+    in_flight = asyncio.ensure_future(sender.send("GET", candidate + "/hang", {}, b"", 30, 1000))
+    await asyncio.sleep(0.3)
+    os.kill(first, signal.SIGKILL)
+    lost = await asyncio.wait_for(in_flight, 5)
+    assert lost.error == "copy sender exited" and sender.lost == 1
+    assert sender.helper_pid is None
+    # until the retry is due, copies are sent in-process, and answered all the same
+    meanwhile = await sender.send("GET", candidate + "/meanwhile", {}, b"", 5, 1000)
+    assert meanwhile.status == 200 and sender.helper_pid is None
+    await asyncio.sleep(0.4)
+    again = await sender.send("GET", candidate + "/again", {}, b"", 5, 1000)
+    assert again.status == 200
+    assert sender.helper_pid not in (None, first) and sender.started == 2
+
+
+async def test_a_helper_that_cannot_start_leaves_copies_in_process(
+    candidate: str, sender: CopySender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python")
+    answer = await sender.send("GET", candidate + "/x", {}, b"", 5, 1000)
+    assert answer.status == 200 and sender.started == 0
+    assert sender._retry_at > 0 and sender._retry_after == 2 * copy_sender.FIRST_RETRY_SECONDS
+
+
+async def test_in_process_mode_starts_no_helper(candidate: str) -> None:
+    async with aiohttp.ClientSession() as session:
+        made = CopySender(in_process=True)
+        made.start(session)
+        answer = await made.send("GET", candidate + "/x", {}, b"", 5, 1000)
+        assert answer.status == 200 and made.helper_pid is None and made.started == 0
+        await made.stop()
+
+
+async def test_a_hung_helper_cannot_hold_a_copy_forever(
+    candidate: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(copy_sender, "GRACE_SECONDS", 0.2)
+    async with aiohttp.ClientSession() as session:
+        made = CopySender()
+        made.start(session)
+        await made.send("GET", candidate + "/warm", {}, b"", 5, 1000)
+        pid = made.helper_pid
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)  # a helper that no longer answers (but still exists)
+        try:
+            answer = await asyncio.wait_for(
+                made.send("GET", candidate + "/x", {}, b"", 0.2, 1000), 5
+            )
+            assert answer.error == "candidate timed out"
+        finally:
+            os.kill(pid, signal.SIGCONT)
+            await made.stop()
+
+
+async def test_serve_jobs_answers_on_its_socket_and_ends_when_it_closes(candidate: str) -> None:
+    """The helper's loop, run in this process over a socket pair."""
+    ours, theirs = socket.socketpair()
+    serving = asyncio.ensure_future(serve_jobs(theirs.detach(), 4))
+    answers: asyncio.Queue[Any] = asyncio.Queue()
+    channel = Channel(answers.put_nowait, lambda: None)
+    loop = asyncio.get_running_loop()
+    await loop.create_unix_connection(lambda: channel, sock=ours)
+    channel.send((7, "PUT", candidate + "/a", {}, b"x", 5.0, 1000))
+    channel.send((8, "GET", candidate + "/big", {}, b"", 5.0, len(BIG)))
+    got = {}
+    for _ in range(2):
+        message = await asyncio.wait_for(answers.get(), 5)
+        got[message[0]] = message
+    assert got[7][1] == 200 and b'"method": "PUT"' in got[7][3]
+    assert got[8][3] == BIG and got[8][5] is None
+    channel.close()
+    await asyncio.wait_for(serving, 5)
