@@ -3,12 +3,16 @@
 In one run, with a primary that answers in ~1 ms and three candidates — healthy (same speed), 10x
 slower, and hanging (cut at the shadow timeout) — the primary's p50/p99 as the client sees it is
 measured at a fixed rate with the feature unshadowed and shadowed (100% sampling). Every run starts
-with a 2 s warm-up after its flag change, and the runs are repeated in ``--rounds`` rounds whose
-median is printed: on a shared machine one 10 s p99 moves by a third from run to run. Then
+with a 2 s warm-up after its flag change, and the runs are repeated in ``--rounds`` rounds, taking
+turns so that drift over time hits them alike; p50 and p99 are over every request of a run's rounds
+(on a shared machine one 10 s p99 moves by a third from round to round, so each round's figures are
+printed too). Beside latency, the CPU time the proxy and its copy sender (the helper process that
+sends the copies, ``proxy/copy_sender.py``) spent per request: the cost of shadowing that does
+not depend on how busy the machine is. Then
 ``--memory-requests`` (100,000) shadowed requests are sent with the hanging candidate and the
 proxy's resident memory is printed every 20%: it must stay flat.
 
-    .venv/bin/python -m bench.shadow_overhead [--rate 400] [--duration 10] [--rounds 3]
+    .venv/bin/python -m bench.shadow_overhead [--rate 400] [--duration 10] [--rounds 5]
         [--memory-requests 100000]
 """
 
@@ -16,10 +20,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
+import os
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -58,9 +63,43 @@ async def set_mode(flags: Path, legacy: str, new: str, mode: str, proxy: str) ->
     raise RuntimeError("the proxy did not pick up the flag change")
 
 
-def median_of(pairs: list[tuple[float, float]]) -> tuple[float, float]:
-    """The median p50 and the median p99 of a run's rounds."""
-    return statistics.median(p for p, _ in pairs), statistics.median(p for _, p in pairs)
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of process ``pid`` so far (0.0 for no process)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def helper_pid(proxy: str) -> int | None:
+    """The proxy's copy sender process, once it has one."""
+    async with aiohttp.ClientSession() as session:
+        async with session.get(proxy + "/_proxy/status") as response:
+            sender = (await response.json()).get("shadow_sender") or {}
+    pid = sender.get("helper_pid")
+    return int(pid) if pid else None
+
+
+@dataclass
+class Run:
+    """One configuration's figures over all its rounds."""
+
+    samples: list[float] = field(default_factory=list)
+    rounds: list[tuple[float, float]] = field(default_factory=list)
+    proxy_cpu: float = 0.0  # seconds
+    helper_cpu: float = 0.0
+
+    def add(self, samples: list[float], proxy_cpu: float, helper_cpu: float) -> None:
+        self.samples += samples
+        self.rounds.append((percentile(samples, 0.5), percentile(samples, 0.99)))
+        self.proxy_cpu += proxy_cpu
+        self.helper_cpu += helper_cpu
+
+    def per_request_us(self, seconds: float) -> float:
+        return seconds / max(1, len(self.samples)) * 1e6
 
 
 async def flood(url: str, count: int, concurrency: int = 64) -> None:
@@ -110,33 +149,43 @@ async def main_async(args: argparse.Namespace) -> None:
                     ("hanging", hanging),
                 )
             ]
-            figures: dict[str, list[tuple[float, float]]] = {name: [] for name, _, _ in runs}
+            figures = {name: Run() for name, _, _ in runs}
+            pid = proxy.process.pid
             for _ in range(args.rounds):  # rounds of every run, so drift over time hits them alike
                 for name, mode, candidate in runs:
                     await set_mode(flags, primary.url, candidate.url, mode, proxy.url)
                     await latency(proxy.url, args.rate, 2)  # warm up: connections, first copies
+                    helper = await helper_pid(proxy.url)
+                    before = cpu_seconds(pid), cpu_seconds(helper)
                     samples = await latency(proxy.url, args.rate, args.duration)
-                    figures[name].append((percentile(samples, 0.5), percentile(samples, 0.99)))
+                    await asyncio.sleep(1.2)  # the last copies are answered (or cut at 1 s)
+                    figures[name].add(
+                        samples, cpu_seconds(pid) - before[0], cpu_seconds(helper) - before[1]
+                    )
+            base = figures[runs[0][0]]
+            base50, base99 = percentile(base.samples, 0.5), percentile(base.samples, 0.99)
             rows = []
-            base50, base99 = median_of(figures[runs[0][0]])
             for name, _, _ in runs:
-                p50, p99 = median_of(figures[name])
+                run = figures[name]
+                p50, p99 = percentile(run.samples, 0.5), percentile(run.samples, 0.99)
                 versus = name != runs[0][0]
                 rows.append([name, round(p50, 3), round(p99, 3),
                              f"{(p50 / base50 - 1) * 100:+.1f}%" if versus else "—",
-                             f"{(p99 / base99 - 1) * 100:+.1f}%" if versus else "—"])  # fmt: skip
-            print(f"median of {args.rounds} rounds of {args.duration:g} s at {args.rate:g} req/s")
-            for name, _, _ in runs:
-                each = ", ".join(f"{p50:.2f}/{p99:.2f}" for p50, p99 in figures[name])
-                print(f"  {name}: p50/p99 ms by round: {each}")
+                             f"{(p99 / base99 - 1) * 100:+.1f}%" if versus else "—",
+                             round(run.per_request_us(run.proxy_cpu)),
+                             round(run.per_request_us(run.helper_cpu))])  # fmt: skip
             print(
-                markdown_table(
-                    ["run", "primary p50 ms", "p99 ms", "p50 vs legacy", "p99 vs legacy"], rows
-                )
+                f"{args.rounds} rounds of {args.duration:g} s at {args.rate:g} req/s"
+                " (percentiles over every request of a run's rounds)"
             )
+            for name, _, _ in runs:
+                each = ", ".join(f"{p50:.2f}/{p99:.2f}" for p50, p99 in figures[name].rounds)
+                print(f"  {name}: p50/p99 ms by round: {each}")
+            headers = ["run", "primary p50 ms", "p99 ms", "p50 vs legacy", "p99 vs legacy"]
+            headers += ["proxy CPU µs/req", "copy sender CPU µs/req"]
+            print(markdown_table(headers, rows))
             print()
             await set_mode(flags, primary.url, hanging.url, "shadow", proxy.url)
-            pid = proxy.process.pid
             step = args.memory_requests // 5
             readings = [rss_kib(pid)]
             started = time.monotonic()
@@ -159,7 +208,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rate", type=float, default=400.0)
     parser.add_argument("--duration", type=float, default=10.0)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--memory-requests", type=int, default=100_000)
     asyncio.run(main_async(parser.parse_args()))
 

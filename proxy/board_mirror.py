@@ -138,5 +138,7 @@ class BoardMirrorTap:
         self.closed_at = time.monotonic()
         try:
             await asyncio.wait_for(asyncio.shield(self._task), self.linger + 2)
-        except (TimeoutError, asyncio.CancelledError):
-            self._task.cancel()
+        except TimeoutError:
+            await cancel_and_wait([self._task])
+        except asyncio.CancelledError:
+            self._task.cancel()  # the caller is going away: no waiting for the task here

@@ -718,8 +718,10 @@ class WebSocketTap:
             self.outbox.put_nowait(None)
         try:
             await asyncio.wait_for(asyncio.shield(self._task), self.shadow.quiet_seconds + 2)
-        except (TimeoutError, asyncio.CancelledError):
-            self._task.cancel()
+        except TimeoutError:
+            await cancel_and_wait([self._task])
+        except asyncio.CancelledError:
+            self._task.cancel()  # the caller is going away: no waiting for the task here
         finally:
             self.shadow.taps -= 1
 
