@@ -4,9 +4,9 @@ In one run, with a primary that answers in ~1 ms and three candidates — health
 slower, and hanging (cut at the shadow timeout) — the primary's p50/p99 as the client sees it is
 measured at a fixed rate with the feature unshadowed and shadowed (100% sampling). Every run starts
 with a 2 s warm-up after its flag change, and the runs are repeated in ``--rounds`` rounds, taking
-turns so that drift over time hits them alike; p50 and p99 are over every request of a run's rounds
-(on a shared machine one 10 s p99 moves by a third from round to round, so each round's figures are
-printed too). Beside latency, the CPU time the proxy and its copy sender (the helper process that
+turns so that drift over time hits them alike; the median of a run's per-round p50 and p99 is
+printed with every round's figures (on a shared machine one 10 s p99 moves by a third from round to
+round, and one disturbed round would decide a p99 taken over all rounds' requests at once). Beside latency, the CPU time the proxy and its copy sender (the helper process that
 sends the copies, ``proxy/copy_sender.py``) spent per request: the cost of shadowing that does
 not depend on how busy the machine is. Then
 ``--memory-requests`` (100,000) shadowed requests are sent with the hanging candidate and the
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -87,19 +88,26 @@ async def helper_pid(proxy: str) -> int | None:
 class Run:
     """One configuration's figures over all its rounds."""
 
-    samples: list[float] = field(default_factory=list)
+    requests: int = 0
     rounds: list[tuple[float, float]] = field(default_factory=list)
     proxy_cpu: float = 0.0  # seconds
     helper_cpu: float = 0.0
 
     def add(self, samples: list[float], proxy_cpu: float, helper_cpu: float) -> None:
-        self.samples += samples
+        self.requests += len(samples)
         self.rounds.append((percentile(samples, 0.5), percentile(samples, 0.99)))
         self.proxy_cpu += proxy_cpu
         self.helper_cpu += helper_cpu
 
+    def medians(self) -> tuple[float, float]:
+        """The median of the rounds' p50s and of their p99s."""
+        return (
+            statistics.median(p50 for p50, _ in self.rounds),
+            statistics.median(p99 for _, p99 in self.rounds),
+        )
+
     def per_request_us(self, seconds: float) -> float:
-        return seconds / max(1, len(self.samples)) * 1e6
+        return seconds / max(1, self.requests) * 1e6
 
 
 async def flood(url: str, count: int, concurrency: int = 64) -> None:
@@ -162,22 +170,18 @@ async def main_async(args: argparse.Namespace) -> None:
                     figures[name].add(
                         samples, cpu_seconds(pid) - before[0], cpu_seconds(helper) - before[1]
                     )
-            base = figures[runs[0][0]]
-            base50, base99 = percentile(base.samples, 0.5), percentile(base.samples, 0.99)
+            base50, base99 = figures[runs[0][0]].medians()
             rows = []
             for name, _, _ in runs:
                 run = figures[name]
-                p50, p99 = percentile(run.samples, 0.5), percentile(run.samples, 0.99)
+                p50, p99 = run.medians()
                 versus = name != runs[0][0]
                 rows.append([name, round(p50, 3), round(p99, 3),
                              f"{(p50 / base50 - 1) * 100:+.1f}%" if versus else "—",
                              f"{(p99 / base99 - 1) * 100:+.1f}%" if versus else "—",
                              round(run.per_request_us(run.proxy_cpu)),
                              round(run.per_request_us(run.helper_cpu))])  # fmt: skip
-            print(
-                f"{args.rounds} rounds of {args.duration:g} s at {args.rate:g} req/s"
-                " (percentiles over every request of a run's rounds)"
-            )
+            print(f"median of {args.rounds} rounds of {args.duration:g} s at {args.rate:g} req/s")
             for name, _, _ in runs:
                 each = ", ".join(f"{p50:.2f}/{p99:.2f}" for p50, p99 in figures[name].rounds)
                 print(f"  {name}: p50/p99 ms by round: {each}")

@@ -298,6 +298,7 @@ class Shadow:
             if candidate.error == "body_too_large":
                 self._skip(feature.name, endpoint, "body_too_large")
                 return
+            await self.state.gaps.wait()  # reading the answer is the loop's work too
             rules = Rules.from_config(feature.parity)
             if exchange.method in SAFE and sampled(
                 exchange.request_id, feature.parity.noise_sample, "noise"
