@@ -67,11 +67,15 @@ async def _drain(stream: asyncio.StreamReader) -> None:
         pass
 
 
-async def stop(process: asyncio.subprocess.Process, *, timeout: float = 15.0) -> None:
-    """SIGTERM, wait for a graceful exit, then SIGKILL."""
+async def stop(
+    process: asyncio.subprocess.Process, *, timeout: float = 15.0, terminate: bool = True
+) -> None:
+    """SIGTERM (unless ``terminate`` is False: the process was told to end some other way), wait
+    for a graceful exit, then SIGKILL."""
     if process.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGTERM)
+        if terminate:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
         try:
             await asyncio.wait_for(process.wait(), timeout)
         except TimeoutError:

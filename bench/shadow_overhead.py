@@ -5,10 +5,11 @@ slower, and hanging (cut at the shadow timeout) — the primary's p50/p99 as the
 measured at a fixed rate with the feature unshadowed and shadowed (100% sampling). Every run starts
 with a 2 s warm-up after its flag change, and the runs are repeated in ``--rounds`` rounds, taking
 turns so that drift over time hits them alike; the median of a run's per-round p50 and p99 is
-printed with every round's figures (on a shared machine one 10 s p99 moves by a third from round to
-round, and one disturbed round would decide a p99 taken over all rounds' requests at once). Beside latency, the CPU time the proxy and its copy sender (the helper process that
-sends the copies, ``proxy/copy_sender.py``) spent per request: the cost of shadowing that does
-not depend on how busy the machine is. Then
+printed with every round's figures (on a shared machine one 10 s p99 moves by a third from round
+to round, and one disturbed round would decide a p99 taken over all rounds' requests at once).
+Beside latency, the CPU time the proxy and its copy sender (the helper process that sends the
+copies, ``proxy/copy_sender.py``) spent per request: the cost of shadowing that depends much less
+on how busy the machine is. Then
 ``--memory-requests`` (100,000) shadowed requests are sent with the hanging candidate and the
 proxy's resident memory is printed every 20%: it must stay flat.
 

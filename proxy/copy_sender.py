@@ -35,6 +35,7 @@ from typing import Any, cast
 import aiohttp
 
 from banyan.logs import get_logger
+from banyan.processes import stop as stop_process
 from banyan.tasks import cancel_and_wait
 from parity.compare import Response
 
@@ -142,7 +143,7 @@ class Channel(asyncio.Protocol):
 
 def _expire(future: asyncio.Future[Response], started: float) -> None:
     if not future.done():
-        future.set_result(_failed(started, "candidate timed out"))
+        future.set_result(_failed(started, "copy sender did not answer"))
 
 
 class CopySender:
@@ -278,13 +279,9 @@ class CopySender:
         await cancel_and_wait(list(self._reapers))
 
 
-async def _reap(process: asyncio.subprocess.Process, patience: float = 5.0) -> None:
-    try:
-        await asyncio.wait_for(process.wait(), patience)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        await process.wait()
+async def _reap(process: asyncio.subprocess.Process) -> None:
+    """Wait for a helper told to end by its socket closing (killed if it has not in 5 s)."""
+    await stop_process(process, timeout=5.0, terminate=False)
 
 
 # -- the helper process -------------------------------------------------------------------------
