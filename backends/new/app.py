@@ -87,14 +87,16 @@ def create_app(
         app[SCHEDULER] = runner
         ready["ready"] = True
 
-    async def shutdown(_: web.Application) -> None:
-        if runtime.live is not None:
-            await runtime.live.close()
-
-    async def cleanup(app: web.Application) -> None:
+    async def shutdown(app: web.Application) -> None:
+        # The scheduler stops first, while everything its jobs use (the model client, closed at
+        # cleanup) still works: a job cut by the stop is run again later, never failed by it.
         runner = app.get(SCHEDULER)
         if runner is not None:
             await runner.stop()
+        if runtime.live is not None:
+            await runtime.live.close()
+
+    async def cleanup(_: web.Application) -> None:
         await runtime.engine.dispose()
 
     app.on_startup.append(startup)
