@@ -46,6 +46,11 @@ GRACE_SECONDS = 2.0  # how much longer than the copy's own timeout the proxy wai
 FIRST_RETRY_SECONDS = 1.0
 LAST_RETRY_SECONDS = 60.0
 PARENT_CHECK_SECONDS = 2.0
+# The errors of a copy the helper lost (it died, or stopped answering): they say nothing of the
+# candidate, so the shadow counts such a copy as skipped, never as the candidate's failure.
+HELPER_EXITED = "copy sender exited"
+HELPER_SILENT = "copy sender did not answer"
+SENDER_ERRORS = frozenset({HELPER_EXITED, HELPER_SILENT})
 
 # (job id, method, url, headers, body, timeout seconds, body limit in bytes)
 Job = tuple[int, str, str, dict[str, str], bytes, float, int]
@@ -143,7 +148,7 @@ class Channel(asyncio.Protocol):
 
 def _expire(future: asyncio.Future[Response], started: float) -> None:
     if not future.done():
-        future.set_result(_failed(started, "copy sender did not answer"))
+        future.set_result(_failed(started, HELPER_SILENT))
 
 
 class CopySender:
@@ -261,7 +266,7 @@ class CopySender:
         for future in self._pending.values():
             if not future.done():
                 self.lost += 1
-                future.set_result(Response(0, {}, b"", 0.0, error="copy sender exited"))
+                future.set_result(Response(0, {}, b"", 0.0, error=HELPER_EXITED))
         if process is not None:
             self._failed_start(f"the helper (pid {process.pid}) exited")
             reaper = asyncio.ensure_future(_reap(process))

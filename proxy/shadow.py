@@ -50,7 +50,7 @@ from parity.report import render_html, render_json
 from parity.store import ParityRecorder, ParityStore
 from parity.ws_capture import LiveAnswers, TutorTurns, WhiteboardReplica
 from proxy.breaker import ShadowBreaker
-from proxy.copy_sender import CopySender
+from proxy.copy_sender import SENDER_ERRORS, CopySender
 from proxy.fence import Release, WriteFence
 from proxy.flags import Feature
 from proxy.forward import Exchange
@@ -292,6 +292,9 @@ class Shadow:
                 if release is not None:
                     release()
                     release = None
+            if candidate.error in SENDER_ERRORS:  # our helper lost the copy, not the candidate
+                self._skip(feature.name, endpoint, "copy_sender_failed")
+                return
             self.breaker.observe(
                 decision.shadow, failed=candidate.error not in (None, "body_too_large")
             )

@@ -280,3 +280,35 @@ def test_copies_leave_from_a_helper_unless_asked_to_stay_in_process(
     assert not shadow_from_env(tmp_path / "flags.yaml").sender.in_process
     monkeypatch.setenv("BANYAN_SHADOW_SENDER", "inline")
     assert shadow_from_env(tmp_path / "flags.yaml").sender.status()["mode"] == "in_process"
+
+
+async def test_a_copy_the_helper_loses_is_skipped_not_blamed_on_the_candidate(
+    make_stack: Any, tmp_path: Path
+) -> None:
+    import signal
+
+    async with make_stack(features(timeout=5), shadow=make_shadow(tmp_path)) as stack:
+        shadow: Shadow = stack.state.shadow
+        stack.new.delay = 2.0  # the copy is still in the helper's hands when it dies
+        async with httpx.AsyncClient(base_url=stack.url) as client:
+            assert (await client.get("/api/a")).json()["backend"] == "legacy"
+            for _ in range(200):
+                if shadow.sender.status()["in_flight"] == 1:
+                    break
+                await asyncio.sleep(0.02)
+            pid = shadow.sender.helper_pid
+            assert pid is not None and pid != os.getpid()
+            os.kill(pid, signal.SIGKILL)
+            skipped = stack.state.metrics.shadow_skipped
+            for _ in range(200):
+                if skipped.get("api", "copy_sender_failed") == 1 and shadow.inflight == 0:
+                    break
+                await asyncio.sleep(0.02)
+            status = (await client.get("/_proxy/status")).json()
+        await shadow.recorder.flush()
+        data = await shadow.recorder.store.summary()
+    assert skipped.get("api", "copy_sender_failed") == 1
+    assert status["shadow_sender"]["copies_lost"] == 1
+    assert status["shadow_breakers"].get("new", {}).get("failures_in_a_row", 0) == 0
+    feature = data["features"][0]
+    assert feature["errors"] == 0 and feature["compared"] == 0 and feature["skipped"] == 1
