@@ -4,9 +4,10 @@ A single ``task.cancel()`` followed by ``await task`` can wait forever: on Pytho
 ``asyncio.wait_for`` returns the result instead of raising when the cancellation arrives in the
 same loop iteration as the awaited thing completes, and a loop built on it (wait for a wake-up
 event or a timeout, then go round again) lives on as if nothing was asked. :func:`cancel_and_wait`
-cancels again every ``nudge`` seconds until each task has ended. :func:`uncancellable` is its
-counterpart for the few steps that must finish even when their caller is cancelled (recording a
-job's outcome), however many times it is cancelled meanwhile.
+cancels again every ``nudge`` seconds until each task has ended; :func:`finish_or_cancel` first
+gives tasks told to end some other way (an event, a flag) a grace period to end by themselves.
+:func:`uncancellable` is their counterpart for the few steps that must finish even when their
+caller is cancelled (recording a job's outcome), however many times it is cancelled meanwhile.
 """
 
 from __future__ import annotations
@@ -31,6 +32,18 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any] | None], nudge: fl
     for task in everyone:
         if not task.cancelled():
             task.exception()
+
+
+async def finish_or_cancel(
+    tasks: Iterable[asyncio.Future[Any] | None], grace: float, nudge: float = 0.5
+) -> None:
+    """Give ``tasks`` (told to end some other way) ``grace`` seconds to end by themselves, then
+    :func:`cancel_and_wait` those still running. Waiting does not cancel them, and every task's
+    error is collected, like :func:`cancel_and_wait`'s."""
+    everyone = [task for task in tasks if task is not None]
+    if everyone:
+        await asyncio.wait(everyone, timeout=grace)
+    await cancel_and_wait(everyone, nudge)
 
 
 async def uncancellable(work: Awaitable[T]) -> T:

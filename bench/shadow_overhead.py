@@ -5,7 +5,7 @@ slower, and hanging (cut at the shadow timeout) — the primary's p50/p99 as the
 measured at a fixed rate with the feature unshadowed and shadowed (100% sampling). Every run starts
 with a 2 s warm-up after its flag change, and the runs are repeated in ``--rounds`` rounds, taking
 turns so that drift over time hits them alike; the median of a run's per-round p50 and p99 is
-printed with every round's figures (on a shared machine one 10 s p99 moves by a third from round
+printed with every round's figures (on a shared machine one round's p99 moves by a third from round
 to round, and one disturbed round would decide a p99 taken over all rounds' requests at once).
 Beside latency, the CPU time the proxy and its copy sender (the helper process that sends the
 copies, ``proxy/copy_sender.py``) spent per request: the cost of shadowing that depends much less
@@ -13,7 +13,7 @@ on how busy the machine is. Then
 ``--memory-requests`` (100,000) shadowed requests are sent with the hanging candidate and the
 proxy's resident memory is printed every 20%: it must stay flat.
 
-    .venv/bin/python -m bench.shadow_overhead [--rate 400] [--duration 10] [--rounds 5]
+    .venv/bin/python -m bench.shadow_overhead [--rate 400] [--duration 8] [--rounds 9]
         [--memory-requests 100000]
 """
 
@@ -212,8 +212,8 @@ async def main_async(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rate", type=float, default=400.0)
-    parser.add_argument("--duration", type=float, default=10.0)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--duration", type=float, default=8.0)
+    parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--memory-requests", type=int, default=100_000)
     asyncio.run(main_async(parser.parse_args()))
 

@@ -134,7 +134,7 @@ def percentile_from_buckets(buckets: dict[int, int], q: float) -> float | None:
     return round(bucket_bound(max(buckets)), 3)
 
 
-_UPSERTS: dict[tuple[str, str], Any] = {}
+_UPSERTS: dict[tuple[str, str, tuple[str, ...], tuple[str, ...]], Any] = {}
 
 
 def _upsert(engine: AsyncEngine, table: Table, keys: list[str], add: list[str]) -> Any:
@@ -142,7 +142,7 @@ def _upsert(engine: AsyncEngine, table: Table, keys: list[str], add: list[str]) 
     to execute with a list of rows. One statement object per dialect and table, so SQLAlchemy
     compiles it once: compiling a fresh multi-row statement on every flush held the proxy's event
     loop for milliseconds, which users saw as latency."""
-    cache_key = (engine.dialect.name, table.name)
+    cache_key = (engine.dialect.name, table.name, tuple(keys), tuple(add))
     statement = _UPSERTS.get(cache_key)
     if statement is None:
         if engine.dialect.name == "postgresql":

@@ -29,7 +29,8 @@ import socket
 import struct
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, cast
 
 import aiohttp
@@ -52,6 +53,23 @@ HELPER_EXITED = "copy sender exited"
 HELPER_SILENT = "copy sender did not answer"
 SENDER_ERRORS = frozenset({HELPER_EXITED, HELPER_SILENT})
 
+
+@dataclass(frozen=True, slots=True)
+class Copy:
+    """One request copy to send, and how long and how much of its answer to wait for."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes
+    timeout: float  # seconds, for the whole exchange
+    limit: int  # the largest answer body kept, in bytes
+
+    def as_job(self, job_id: int) -> Job:
+        return (job_id, self.method, self.url, self.headers, self.body, self.timeout, self.limit)
+
+
+# On the wire, plain tuples (cheaper to pickle than a class):
 # (job id, method, url, headers, body, timeout seconds, body limit in bytes)
 Job = tuple[int, str, str, dict[str, str], bytes, float, int]
 # (job id, status, headers, body, head latency ms, error)
@@ -72,30 +90,23 @@ async def read_up_to(stream: aiohttp.StreamReader, limit: int) -> bytes:
     return b"".join(parts)
 
 
-async def send_copy(
-    session: aiohttp.ClientSession,
-    method: str,
-    url: str,
-    headers: Mapping[str, str],
-    body: bytes,
-    timeout: float,
-    limit: int,
-) -> Response:
-    """Send one copy and read its answer; a body over ``limit`` comes back empty with the error
-    ``body_too_large``, a timeout or a refused connection as an error, never as an exception."""
+async def send_copy(session: aiohttp.ClientSession, copy: Copy) -> Response:
+    """Send one copy and read its answer; a body over ``copy.limit`` comes back empty with the
+    error ``body_too_large``, a timeout or a refused connection as an error, never as an
+    exception."""
     started = time.perf_counter()
     try:
         async with session.request(
-            method,
-            url,
-            headers=headers,
-            data=body or None,
+            copy.method,
+            copy.url,
+            headers=copy.headers,
+            data=copy.body or None,
             allow_redirects=False,
-            timeout=aiohttp.ClientTimeout(total=timeout),
+            timeout=aiohttp.ClientTimeout(total=copy.timeout),
         ) as answer:
             head = (time.perf_counter() - started) * 1000
-            raw = await read_up_to(answer.content, limit + 1)
-            if len(raw) > limit:
+            raw = await read_up_to(answer.content, copy.limit + 1)
+            if len(raw) > copy.limit:
                 return Response(answer.status, {}, b"", head, error="body_too_large")
             return Response(
                 answer.status, {k.lower(): v for k, v in answer.headers.items()}, raw, head
@@ -187,27 +198,19 @@ class CopySender:
     def helper_pid(self) -> int | None:
         return self._process.pid if self._process is not None and self._channel else None
 
-    async def send(
-        self,
-        method: str,
-        url: str,
-        headers: Mapping[str, str],
-        body: bytes,
-        timeout: float,
-        limit: int,
-    ) -> Response:
+    async def send(self, copy: Copy) -> Response:
         channel = self._channel or await self._helper()
         if channel is None:
             assert self._session is not None, "start() the sender first"
-            return await send_copy(self._session, method, url, headers, body, timeout, limit)
+            return await send_copy(self._session, copy)
         loop = asyncio.get_running_loop()
         job_id = next(self._ids)
         future: asyncio.Future[Response] = loop.create_future()
         self._pending[job_id] = future
         # the helper cuts the copy at its timeout; this only guards against a helper that hangs
-        timer = loop.call_later(timeout + GRACE_SECONDS, _expire, future, time.perf_counter())
+        timer = loop.call_later(copy.timeout + GRACE_SECONDS, _expire, future, time.perf_counter())
         try:
-            channel.send((job_id, method, url, dict(headers), body, timeout, limit))
+            channel.send(copy.as_job(job_id))
             return await future
         finally:
             timer.cancel()
@@ -305,7 +308,7 @@ async def serve_jobs(fd: int, max_inflight: int) -> None:
     async def run(channel: Channel, job: Job) -> None:
         job_id, method, url, headers, body, timeout, limit = job
         try:
-            answer = await send_copy(session, method, url, headers, body, timeout, limit)
+            answer = await send_copy(session, Copy(method, url, headers, body, timeout, limit))
         except Exception as exc:  # a bug here must cost one copy, not the helper
             answer = Response(0, {}, b"", 0.0, error=type(exc).__name__)
         if channel.transport is not None and not channel.transport.is_closing():

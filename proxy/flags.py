@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from banyan.logs import get_logger
-from banyan.tasks import cancel_and_wait
+from banyan.tasks import finish_or_cancel
 from proxy.routing import RouteError, Router, covers, parse_route
 
 Mode = Literal["legacy", "shadow", "canary", "new"]
@@ -697,10 +697,7 @@ class FlagStore:
         if self._stop is not None:
             self._stop.set()
         tasks, self._tasks = self._tasks, []
-        if not tasks:
-            return
-        _done, pending = await asyncio.wait(tasks, timeout=1.0)  # the stop event ends them
-        await cancel_and_wait(pending)
+        await finish_or_cancel(tasks, 1.0)  # the stop event ends them
 
     async def _poll(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

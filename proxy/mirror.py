@@ -45,7 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backends.common.engines import make_engine
 from banyan.logs import get_logger
-from banyan.tasks import cancel_and_wait
+from banyan.tasks import cancel_and_wait, finish_or_cancel
 from parity.redact import redact_url
 from proxy.routing import user_from_authorization
 
@@ -158,9 +158,7 @@ class MirrorQueue:
         if self._worker is not None:
             self._stopping = True  # let a round in flight store its outcome, briefly
             self._wake.set()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._worker), self.stop_grace)
-            await cancel_and_wait([self._worker])
+            await finish_or_cancel([self._worker], self.stop_grace)
         if self.engine is not None:
             await self.engine.dispose()
         for release in self._releases.values():

@@ -50,7 +50,7 @@ from parity.report import render_html, render_json
 from parity.store import ParityRecorder, ParityStore
 from parity.ws_capture import LiveAnswers, TutorTurns, WhiteboardReplica
 from proxy.breaker import ShadowBreaker
-from proxy.copy_sender import SENDER_ERRORS, CopySender
+from proxy.copy_sender import SENDER_ERRORS, Copy, CopySender
 from proxy.fence import Release, WriteFence
 from proxy.flags import Feature
 from proxy.forward import Exchange
@@ -262,12 +262,14 @@ class Shadow:
         assert self.state is not None
         spec = self.state.flags.backends[backend]
         return await self.sender.send(
-            exchange.method,
-            spec.url + exchange.path_qs,
-            headers,
-            body,
-            feature.parity.shadow_timeout,
-            feature.parity.max_body_bytes,
+            Copy(
+                exchange.method,
+                spec.url + exchange.path_qs,
+                dict(headers),
+                body,
+                feature.parity.shadow_timeout,
+                feature.parity.max_body_bytes,
+            )
         )
 
     async def _compare_http(

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from banyan.tasks import cancel_and_wait, uncancellable
+from banyan.tasks import cancel_and_wait, finish_or_cancel, uncancellable
 
 
 async def test_a_task_that_swallows_a_cancellation_is_cancelled_again() -> None:
@@ -77,3 +77,34 @@ async def test_a_cancelled_caller_does_not_report_the_work_error() -> None:
     caller.cancel()
     with pytest.raises(asyncio.CancelledError):
         await caller
+
+
+async def test_a_task_that_ends_within_its_grace_is_not_cancelled() -> None:
+    stop = asyncio.Event()
+
+    async def worker() -> str:
+        await stop.wait()
+        await asyncio.sleep(0.05)  # the last round, finished after being told to stop
+        return "finished"
+
+    task = asyncio.create_task(worker())
+    await asyncio.sleep(0)
+    stop.set()
+    await asyncio.wait_for(finish_or_cancel([task, None], grace=5), 5)
+    assert not task.cancelled() and task.result() == "finished"
+
+
+async def test_a_task_that_overstays_its_grace_is_cancelled_and_errors_are_collected() -> None:
+    async def deaf() -> None:
+        await asyncio.sleep(60)
+
+    async def failing() -> None:
+        raise RuntimeError("boom")
+
+    slow, broken = asyncio.create_task(deaf()), asyncio.create_task(failing())
+    await asyncio.sleep(0)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await asyncio.wait_for(finish_or_cancel([slow, broken], grace=0.1), 5)
+    assert slow.cancelled() and 0.1 <= loop.time() - started < 2
+    assert isinstance(broken.exception(), RuntimeError)

@@ -4,6 +4,7 @@ helper dies or cannot start, copies are sent in-process and nothing hangs."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -17,7 +18,7 @@ from aiohttp import web
 
 from banyan.testing import free_port, serve
 from proxy import copy_sender
-from proxy.copy_sender import Channel, CopySender, serve_jobs
+from proxy.copy_sender import Channel, Copy, CopySender, serve_jobs
 
 BIG = bytes(range(256)) * 4096  # 1 MiB: many reads on either side of the socket pair
 
@@ -51,15 +52,22 @@ async def candidate() -> AsyncIterator[str]:
         yield url
 
 
-@pytest.fixture
-async def sender() -> AsyncIterator[CopySender]:
+@contextlib.asynccontextmanager
+async def running_sender(**options: Any) -> AsyncIterator[CopySender]:
+    """A started :class:`CopySender` with its own client session, stopped on the way out."""
     async with aiohttp.ClientSession(auto_decompress=False) as session:
-        made = CopySender(max_inflight=8)
+        made = CopySender(**options)
         made.start(session)
         try:
             yield made
         finally:
             await made.stop()
+
+
+@pytest.fixture
+async def sender() -> AsyncIterator[CopySender]:
+    async with running_sender(max_inflight=8) as made:
+        yield made
 
 
 def alive(pid: int) -> bool:
@@ -73,7 +81,7 @@ def alive(pid: int) -> bool:
 
 async def test_a_copy_goes_through_the_helper_process(candidate: str, sender: CopySender) -> None:
     answer = await sender.send(
-        "POST", candidate + "/api/items?x=1", {"Idempotency-Key": "k-1"}, b"hello", 5, 1000
+        Copy("POST", candidate + "/api/items?x=1", {"Idempotency-Key": "k-1"}, b"hello", 5, 1000)
     )
     assert sender.helper_pid is not None and sender.helper_pid != os.getpid()
     assert alive(sender.helper_pid)
@@ -88,7 +96,7 @@ async def test_many_copies_at_once_each_get_their_own_answer(
     candidate: str, sender: CopySender
 ) -> None:
     answers = await asyncio.gather(
-        *(sender.send("GET", f"{candidate}/n/{i}", {}, b"", 5, 1000) for i in range(40))
+        *(sender.send(Copy("GET", f"{candidate}/n/{i}", {}, b"", 5, 1000)) for i in range(40))
     )
     assert [a.body.split(b'"path": "')[1].split(b'"')[0] for a in answers] == [
         f"/n/{i}".encode() for i in range(40)
@@ -97,32 +105,29 @@ async def test_many_copies_at_once_each_get_their_own_answer(
 
 
 async def test_large_bodies_cross_the_socket_pair_whole(candidate: str, sender: CopySender) -> None:
-    answer = await sender.send("GET", candidate + "/big", {}, b"", 5, len(BIG))
+    answer = await sender.send(Copy("GET", candidate + "/big", {}, b"", 5, len(BIG)))
     assert answer.body == BIG
-    over = await sender.send("GET", candidate + "/big", {}, b"", 5, len(BIG) - 1)
+    over = await sender.send(Copy("GET", candidate + "/big", {}, b"", 5, len(BIG) - 1))
     assert over.error == "body_too_large" and over.body == b""
 
 
 async def test_timeouts_and_refusals_come_back_as_errors(
     candidate: str, sender: CopySender
 ) -> None:
-    hung = await sender.send("GET", candidate + "/hang", {}, b"", 0.3, 1000)
+    hung = await sender.send(Copy("GET", candidate + "/hang", {}, b"", 0.3, 1000))
     assert hung.error == "candidate timed out" and hung.status == 0
     assert 250 < hung.latency_ms < 3000
-    refused = await sender.send("GET", f"http://127.0.0.1:{free_port()}/x", {}, b"", 2, 1000)
+    refused = await sender.send(Copy("GET", f"http://127.0.0.1:{free_port()}/x", {}, b"", 2, 1000))
     assert refused.error == "ClientConnectorError"
 
 
-async def test_stop_ends_the_helper(candidate: str) -> None:
-    async with aiohttp.ClientSession() as session:
-        made = CopySender()
-        made.start(session)
-        await made.send("GET", candidate + "/x", {}, b"", 5, 1000)
-        pid = made.helper_pid
-        assert pid is not None
-        await made.stop()
-        assert made.helper_pid is None
-        assert not alive(pid)
+async def test_stop_ends_the_helper(candidate: str, sender: CopySender) -> None:
+    await sender.send(Copy("GET", candidate + "/x", {}, b"", 5, 1000))
+    pid = sender.helper_pid
+    assert pid is not None
+    await sender.stop()
+    assert sender.helper_pid is None
+    assert not alive(pid)
 
 
 async def test_a_helper_that_dies_fails_its_copies_then_is_replaced(
@@ -130,20 +135,22 @@ async def test_a_helper_that_dies_fails_its_copies_then_is_replaced(
 ) -> None:
     monkeypatch.setattr(copy_sender, "FIRST_RETRY_SECONDS", 0.3)
     sender._retry_after = 0.3
-    await sender.send("GET", candidate + "/warm", {}, b"", 5, 1000)
+    await sender.send(Copy("GET", candidate + "/warm", {}, b"", 5, 1000))
     first = sender.helper_pid
     assert first is not None
-    in_flight = asyncio.ensure_future(sender.send("GET", candidate + "/hang", {}, b"", 30, 1000))
+    in_flight = asyncio.ensure_future(
+        sender.send(Copy("GET", candidate + "/hang", {}, b"", 30, 1000))
+    )
     await asyncio.sleep(0.3)
     os.kill(first, signal.SIGKILL)
     lost = await asyncio.wait_for(in_flight, 5)
-    assert lost.error == "copy sender exited" and sender.lost == 1
+    assert lost.error == copy_sender.HELPER_EXITED and sender.lost == 1
     assert sender.helper_pid is None
     # until the retry is due, copies are sent in-process, and answered all the same
-    meanwhile = await sender.send("GET", candidate + "/meanwhile", {}, b"", 5, 1000)
+    meanwhile = await sender.send(Copy("GET", candidate + "/meanwhile", {}, b"", 5, 1000))
     assert meanwhile.status == 200 and sender.helper_pid is None
     await asyncio.sleep(0.4)
-    again = await sender.send("GET", candidate + "/again", {}, b"", 5, 1000)
+    again = await sender.send(Copy("GET", candidate + "/again", {}, b"", 5, 1000))
     assert again.status == 200
     assert sender.helper_pid not in (None, first) and sender.started == 2
 
@@ -152,39 +159,32 @@ async def test_a_helper_that_cannot_start_leaves_copies_in_process(
     candidate: str, sender: CopySender, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sys, "executable", "/nonexistent/python")
-    answer = await sender.send("GET", candidate + "/x", {}, b"", 5, 1000)
+    answer = await sender.send(Copy("GET", candidate + "/x", {}, b"", 5, 1000))
     assert answer.status == 200 and sender.started == 0
     assert sender._retry_at > 0 and sender._retry_after == 2 * copy_sender.FIRST_RETRY_SECONDS
 
 
 async def test_in_process_mode_starts_no_helper(candidate: str) -> None:
-    async with aiohttp.ClientSession() as session:
-        made = CopySender(in_process=True)
-        made.start(session)
-        answer = await made.send("GET", candidate + "/x", {}, b"", 5, 1000)
-        assert answer.status == 200 and made.helper_pid is None and made.started == 0
-        await made.stop()
+    async with running_sender(in_process=True) as made:
+        answer = await made.send(Copy("GET", candidate + "/x", {}, b"", 5, 1000))
+    assert answer.status == 200 and made.helper_pid is None and made.started == 0
 
 
 async def test_a_hung_helper_cannot_hold_a_copy_forever(
-    candidate: str, monkeypatch: pytest.MonkeyPatch
+    candidate: str, sender: CopySender, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(copy_sender, "GRACE_SECONDS", 0.2)
-    async with aiohttp.ClientSession() as session:
-        made = CopySender()
-        made.start(session)
-        await made.send("GET", candidate + "/warm", {}, b"", 5, 1000)
-        pid = made.helper_pid
-        assert pid is not None
-        os.kill(pid, signal.SIGSTOP)  # a helper that no longer answers (but still exists)
-        try:
-            answer = await asyncio.wait_for(
-                made.send("GET", candidate + "/x", {}, b"", 0.2, 1000), 5
-            )
-            assert answer.error == "copy sender did not answer"
-        finally:
-            os.kill(pid, signal.SIGCONT)
-            await made.stop()
+    await sender.send(Copy("GET", candidate + "/warm", {}, b"", 5, 1000))
+    pid = sender.helper_pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)  # a helper that no longer answers (but still exists)
+    try:
+        answer = await asyncio.wait_for(
+            sender.send(Copy("GET", candidate + "/x", {}, b"", 0.2, 1000)), 5
+        )
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert answer.error == copy_sender.HELPER_SILENT
 
 
 async def test_serve_jobs_answers_on_its_socket_and_ends_when_it_closes(candidate: str) -> None:
