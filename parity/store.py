@@ -139,9 +139,9 @@ _UPSERTS: dict[tuple[str, str, tuple[str, ...], tuple[str, ...]], Any] = {}
 
 def _upsert(engine: AsyncEngine, table: Table, keys: list[str], add: list[str]) -> Any:
     """``INSERT ... ON CONFLICT (keys) DO UPDATE SET c = c + excluded.c`` for each ``add`` column,
-    to execute with a list of rows. One statement object per dialect and table, so SQLAlchemy
-    compiles it once: compiling a fresh multi-row statement on every flush held the proxy's event
-    loop for milliseconds, which users saw as latency."""
+    to execute with a list of rows. One statement object per dialect, table and columns, so
+    SQLAlchemy compiles it once: compiling a fresh multi-row statement on every flush held the
+    proxy's event loop for milliseconds, which users saw as latency."""
     cache_key = (engine.dialect.name, table.name, tuple(keys), tuple(add))
     statement = _UPSERTS.get(cache_key)
     if statement is None:
