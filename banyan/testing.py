@@ -2,7 +2,8 @@
 
 ``serve(app)`` runs an aiohttp application on 127.0.0.1 with port 0 inside the current event loop
 and yields its base URL; leaving the block stops the server. ``free_port()`` finds a port that is
-free right now (for processes that must be told a port up front).
+free right now (for processes that must be told a port up front). ``ManualClock`` stands in for a
+component's clock where a test moves time itself.
 """
 
 from __future__ import annotations
@@ -31,3 +32,13 @@ async def serve(app: web.Application, host: str = "127.0.0.1") -> AsyncIterator[
         yield url
     finally:
         await runner.cleanup()
+
+
+class ManualClock:
+    """A clock that reads ``now`` and moves only when a test moves it (``clock.now += 5``)."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
+from banyan.testing import ManualClock
 from proxy.breaker import ShadowBreaker
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_opens_after_threshold_failures_in_a_row() -> None:
-    clock = Clock()
+    clock = ManualClock(100.0)
     breaker = ShadowBreaker(threshold=3, cooldown=5, clock=clock)
     for _ in range(2):
         assert breaker.allows("new")
@@ -29,7 +22,7 @@ def test_opens_after_threshold_failures_in_a_row() -> None:
 
 
 def test_one_probe_after_the_cooldown_then_closed_or_open_again() -> None:
-    clock = Clock()
+    clock = ManualClock(100.0)
     breaker = ShadowBreaker(threshold=1, cooldown=5, clock=clock)
     breaker.observe("new", failed=True)
     clock.now += 4.9
@@ -48,7 +41,7 @@ def test_one_probe_after_the_cooldown_then_closed_or_open_again() -> None:
 
 
 def test_a_probe_that_never_reports_is_replaced_after_a_cooldown() -> None:
-    clock = Clock()
+    clock = ManualClock(100.0)
     breaker = ShadowBreaker(threshold=1, cooldown=5, clock=clock)
     breaker.observe("new", failed=True)
     clock.now += 5

@@ -3,14 +3,7 @@
 import io
 
 from backends.datatools.progress import Progress, format_eta
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from banyan.testing import ManualClock
 
 
 class TtyStream(io.StringIO):
@@ -25,7 +18,7 @@ def test_format_eta() -> None:
 
 
 def test_plain_lines_throttled_with_rate_and_eta() -> None:
-    clock = FakeClock()
+    clock = ManualClock(0.0)
     out = io.StringIO()
     bar = Progress("users", 100, stream=out, clock=clock, min_interval=1.0, width=10)
     clock.now = 1.0
@@ -43,7 +36,7 @@ def test_plain_lines_throttled_with_rate_and_eta() -> None:
 
 
 def test_tty_redraws_in_place_and_empty_total() -> None:
-    clock = FakeClock()
+    clock = ManualClock(0.0)
     out = TtyStream()
     bar = Progress("none", 0, stream=out, clock=clock)
     assert bar.eta() is None and bar.rate() == 0.0

@@ -14,19 +14,11 @@ from backends.legacy.app import create_app
 from backends.legacy.cache import TTLCache, cache_of, metric_lines
 from backends.legacy.db import Database
 from backends.legacy.state import STATE, LegacyState
-from banyan.testing import serve
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from banyan.testing import ManualClock, serve
 
 
 def test_entries_expire_after_their_ttl_and_are_counted() -> None:
-    clock = Clock()
+    clock = ManualClock(100.0)
     cache = TTLCache(ttl=5, clock=clock)
     assert cache.get("k") == (False, None)
     cache.put("k", 1, ["t"])
@@ -46,7 +38,7 @@ def test_invalidation_drops_only_the_tagged_entries() -> None:
 
 
 def test_prune_and_a_full_cache_evict() -> None:
-    clock = Clock()
+    clock = ManualClock(100.0)
     cache = TTLCache(ttl=1, max_entries=2, clock=clock)
     cache.put("a", 1)
     clock.now += 0.5
