@@ -160,6 +160,34 @@ class ProxyState:
 
     # -- after each exchange ---------------------------------------------------------------------
 
+    def enqueue_mirror(
+        self,
+        feature: Feature,
+        exchange: Exchange,
+        headers: Any,
+        target: str,
+        user: str | None,
+        ip: str,
+    ) -> None:
+        """Re-apply a successful write to the other store, durably; the user's next request to
+        that store (and their next copy to it) waits for it (:mod:`proxy.fence`)."""
+        if self.mirror is None or exchange.request_capture is None:
+            return
+        body = exchange.request_capture.value()
+        if body is None:
+            self.mirror.skipped_too_large += 1
+            return
+        self.mirror.submit(
+            feature=feature.name,
+            target=target,
+            method=exchange.method,
+            path_qs=exchange.path_qs,
+            headers=dict(headers),
+            body=body,
+            idempotency_key=headers.get("Idempotency-Key", ""),
+            release=self.fence.hold(target, user, ip),
+        )
+
     def observe(self, exchange: Exchange, feature: Feature | None) -> None:
         status = str(exchange.status or (504 if exchange.error == "timeout" else 502))
         self.metrics.requests.inc(exchange.feature, exchange.backend, status)
@@ -326,7 +354,7 @@ async def _http(
             compared = state.shadow.submit(feature, decision, request, exchange, headers)
         target = mirror_target(feature, decision, exchange.backend)
         if mirror_write and target is not None and 200 <= exchange.status < 300 and not compared:
-            _mirror(state, feature, exchange, headers, target, user, request.remote or "")
+            state.enqueue_mirror(feature, exchange, headers, target, user, request.remote or "")
     return response
 
 
@@ -378,35 +406,6 @@ async def _fallback(
         )
     except UpstreamError:
         return None
-
-
-def _mirror(
-    state: ProxyState,
-    feature: Feature,
-    exchange: Exchange,
-    headers: Any,
-    target: str,
-    user: str | None,
-    ip: str,
-) -> None:
-    """Re-apply a successful write to the other store, durably; the user's next request to that
-    store waits for it (:mod:`proxy.fence`)."""
-    if state.mirror is None or exchange.request_capture is None:
-        return
-    body = exchange.request_capture.value()
-    if body is None:
-        state.mirror.skipped_too_large += 1
-        return
-    state.mirror.submit(
-        feature=feature.name,
-        target=target,
-        method=exchange.method,
-        path_qs=exchange.path_qs,
-        headers=dict(headers),
-        body=body,
-        idempotency_key=headers.get("Idempotency-Key", ""),
-        release=state.fence.hold(target, user, ip),
-    )
 
 
 def _access(state: ProxyState, exchange: Exchange, status: int) -> None:

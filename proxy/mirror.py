@@ -73,7 +73,7 @@ mirror_writes = Table(
 INTAKE_BATCH = 200
 
 
-def _retry(method: str, status: int) -> bool:
+def not_yet(method: str, status: int) -> bool:
     """Whether an answer means "not yet": server trouble, or a 401/404 from a target that has not
     received an earlier write yet — the registration that creates the user (mirrored in another
     lane, the caller had no token) or the record this write refers to. A DELETE that finds nothing
@@ -388,7 +388,7 @@ class MirrorQueue:
                 timeout=self.timeout,
             ) as response:
                 await response.read()
-                if _retry(row["method"], response.status):
+                if not_yet(row["method"], response.status):
                     return f"{row['target']} answered {response.status}"
         except (aiohttp.ClientError, TimeoutError) as exc:
             return f"{type(exc).__name__}: {exc}"

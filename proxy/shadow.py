@@ -7,7 +7,9 @@ the candidate after the primary answered — the user never waits for it — and
 (:mod:`proxy.copy_sender`), so sending and reading it costs the proxy's event loop one small
 message each way. Writes are copied only with ``writes: mirror`` (same
 ``Idempotency-Key``); a write that is not compared (sampled out, too many in flight) goes to the
-candidate through the durable mirror queue instead. One user's copies reach the candidate in the
+candidate through the durable mirror queue instead, and so does a compared write whose copy got no
+answer (timed out, refused, lost by the copy sender) or a "not yet" one (5xx, 401, 404): the
+queue re-sends it with the same key until the candidate's store has it. One user's copies reach the candidate in the
 order the user sent them: a copy waits for that user's earlier writes still on their way to the
 candidate (:mod:`proxy.fence`), so a read never overtakes the create it reads, and a write's copy
 also waits for the user's earlier reads still on their way (:attr:`Shadow.reads`), so a list read
@@ -55,6 +57,7 @@ from proxy.fence import Release, WriteFence
 from proxy.flags import Feature
 from proxy.forward import Exchange
 from proxy.headers import mark, request_id_of
+from proxy.mirror import not_yet
 from proxy.routing import Decision, user_from_authorization
 
 if TYPE_CHECKING:
@@ -230,6 +233,7 @@ class Shadow:
             reserved = request[RESERVED]
         earlier, release, lapse = reserved
         lapse.cancel()  # the comparison releases the hold itself, whatever happens
+        writer = caller_of(request) if request.method not in SAFE else None
         primary = Response(
             exchange.status,
             {k.lower(): v for k, v in (exchange.response_headers or {}).items()},
@@ -247,6 +251,7 @@ class Shadow:
                 primary,
                 endpoint,
                 (earlier, release),
+                writer,
             )
         )
         return True
@@ -282,7 +287,11 @@ class Shadow:
         primary: Response,
         endpoint: str,
         order: tuple[list[asyncio.Future[None]], Release | None] = ([], None),
+        writer: Caller | None = None,
     ) -> None:
+        """Send the copy (after the caller's earlier copies), then compare and record. A write's
+        copy (``writer``: who wrote) that may not have reached the candidate's store goes to the
+        mirror queue as well, before the next copy in the caller's line may leave."""
         earlier, release = order
         try:
             assert decision.shadow is not None and self.state is not None
@@ -290,6 +299,8 @@ class Shadow:
             await self.state.gaps.wait()  # the users' requests first
             try:
                 candidate = await self._send(decision.shadow, exchange, headers, body, feature)
+                if writer is not None and undelivered(exchange.method, primary.status, candidate):
+                    self.state.enqueue_mirror(feature, exchange, headers, decision.shadow, *writer)
             finally:
                 if release is not None:
                     release()
@@ -413,6 +424,16 @@ class Shadow:
             response = web.Response(text=render_json(data), content_type="application/json")
         mark(response.headers, "_proxy", "proxy", request_id_of(request))
         return response
+
+
+def undelivered(method: str, primary_status: int, candidate: Response) -> bool:
+    """Whether a write the primary took (2xx) may be missing from the candidate's store: its copy
+    got no answer (timed out, refused, lost by the copy sender) or one that means "not yet"."""
+    if not 200 <= primary_status < 300:
+        return False
+    if candidate.error is not None:
+        return candidate.error != "body_too_large"  # that one was answered
+    return not_yet(method, candidate.status)
 
 
 def _bare(answer: Response) -> Response:

@@ -270,10 +270,10 @@ async def test_releases_follow_every_end_of_a_write(
 
 
 def test_not_yet_answers_are_retried_and_a_missing_delete_is_done() -> None:
-    from proxy.mirror import _retry
+    from proxy.mirror import not_yet
 
-    assert _retry("POST", 503) and _retry("PUT", 429) and _retry("PATCH", 408)
-    assert _retry("POST", 401)  # the user's registration has not landed there yet
-    assert _retry("POST", 404) and _retry("PATCH", 404)  # nor the record this write refers to
-    assert not _retry("DELETE", 404)  # already gone: what the delete wanted
-    assert not _retry("POST", 400) and not _retry("POST", 409) and not _retry("POST", 201)
+    assert not_yet("POST", 503) and not_yet("PUT", 429) and not_yet("PATCH", 408)
+    assert not_yet("POST", 401)  # the user's registration has not landed there yet
+    assert not_yet("POST", 404) and not_yet("PATCH", 404)  # nor the record this write refers to
+    assert not not_yet("DELETE", 404)  # already gone: what the delete wanted
+    assert not not_yet("POST", 400) and not not_yet("POST", 409) and not not_yet("POST", 201)

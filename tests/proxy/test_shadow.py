@@ -12,8 +12,9 @@ import jwt
 import pytest
 
 from banyan.testing import free_port
+from parity.compare import Response
 from parity.store import ParityRecorder, ParityStore
-from proxy.shadow import Shadow, sampled, shadow_from_env
+from proxy.shadow import Shadow, sampled, shadow_from_env, undelivered
 
 SHADOW = """\
   api:
@@ -282,16 +283,69 @@ def test_copies_leave_from_a_helper_unless_asked_to_stay_in_process(
     assert shadow_from_env(tmp_path / "flags.yaml").sender.status()["mode"] == "in_process"
 
 
+async def wait_for_mirror(stack: Any, delivered: int) -> None:
+    for _ in range(300):
+        if stack.state.mirror.delivered >= delivered:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{stack.state.mirror.delivered} of {delivered} mirror writes delivered")
+
+
+async def test_a_write_copy_without_an_answer_reaches_the_candidate_through_the_mirror(
+    make_stack: Any, tmp_path: Path
+) -> None:
+    mirrored = features(timeout=0.3, extra="    writes: mirror\n")
+    alice = {"Authorization": "Bearer " + jwt.encode({"sub": "alice"}, "k" * 32)}
+    async with make_stack(mirrored, shadow=make_shadow(tmp_path)) as stack:
+        stack.new.delay = 0.6  # the copy is cut at 0.3 s: did the candidate store it? unknown
+        async with httpx.AsyncClient(base_url=stack.url) as client:
+            created = await client.post("/api/sessions", json={"t": 1}, headers=alice)
+            data = await settle(stack, 1)
+            await wait_for_mirror(stack, 1)
+            await asyncio.sleep(0.7)  # the cut copy's handler, still sleeping, records it too
+    key = forwarded(stack.legacy)[0]["headers"]["idempotency-key"]
+    assert created.status_code == 200 and data["features"][0]["errors"] == 1
+    posts = [r for r in forwarded(stack.new) if r["method"] == "POST"]
+    assert len(posts) == 2  # the copy, then the mirror queue's delivery: one key, one record
+    assert all(r["headers"]["idempotency-key"] == key for r in posts)
+
+
+async def test_a_write_copy_the_candidate_answered_is_not_mirrored_again(
+    make_stack: Any, tmp_path: Path
+) -> None:
+    mirrored = features(extra="    writes: mirror\n")
+    async with make_stack(mirrored, shadow=make_shadow(tmp_path)) as stack:
+        async with httpx.AsyncClient(base_url=stack.url) as client:
+            await client.post("/api/sessions", json={"t": 1})
+            await settle(stack, 1)
+        await asyncio.sleep(0.3)
+    assert stack.state.mirror.delivered == 0
+    assert [r["method"] for r in forwarded(stack.new)] == ["POST"]
+
+
+def test_which_write_copies_may_have_missed_the_candidates_store() -> None:
+    def answer(status: int = 0, error: str | None = None) -> Response:
+        return Response(status, {}, b"", 1.0, error)
+
+    assert undelivered("POST", 201, answer(error="candidate timed out"))
+    assert undelivered("POST", 200, answer(error="ClientConnectorError"))
+    assert undelivered("PUT", 200, answer(503)) and undelivered("POST", 200, answer(404))
+    assert not undelivered("POST", 500, answer(error="candidate timed out"))  # user's failed
+    assert not undelivered("POST", 200, answer(200, "body_too_large"))  # it did answer
+    assert not undelivered("POST", 201, answer(409)) and not undelivered("DELETE", 200, answer(404))
+
+
 async def test_a_copy_the_helper_loses_is_skipped_not_blamed_on_the_candidate(
     make_stack: Any, tmp_path: Path
 ) -> None:
     import signal
 
-    async with make_stack(features(timeout=5), shadow=make_shadow(tmp_path)) as stack:
+    mirrored = features(timeout=5, extra="    writes: mirror\n")
+    async with make_stack(mirrored, shadow=make_shadow(tmp_path)) as stack:
         shadow: Shadow = stack.state.shadow
-        stack.new.delay = 2.0  # the copy is still in the helper's hands when it dies
+        stack.new.delay = 1.0  # the copy is still in the helper's hands when it dies
         async with httpx.AsyncClient(base_url=stack.url) as client:
-            assert (await client.get("/api/a")).json()["backend"] == "legacy"
+            assert (await client.post("/api/a", json={})).json()["backend"] == "legacy"
             for _ in range(200):
                 if shadow.sender.status()["in_flight"] == 1:
                     break
@@ -305,6 +359,7 @@ async def test_a_copy_the_helper_loses_is_skipped_not_blamed_on_the_candidate(
                     break
                 await asyncio.sleep(0.02)
             status = (await client.get("/_proxy/status")).json()
+            await wait_for_mirror(stack, 1)  # the write the helper took with it is not lost
         await shadow.recorder.flush()
         data = await shadow.recorder.store.summary()
     assert skipped.get("api", "copy_sender_failed") == 1
@@ -312,3 +367,5 @@ async def test_a_copy_the_helper_loses_is_skipped_not_blamed_on_the_candidate(
     assert status["shadow_breakers"].get("new", {}).get("failures_in_a_row", 0) == 0
     feature = data["features"][0]
     assert feature["errors"] == 0 and feature["compared"] == 0 and feature["skipped"] == 1
+    key = forwarded(stack.legacy)[0]["headers"]["idempotency-key"]
+    assert any(r["headers"]["idempotency-key"] == key for r in forwarded(stack.new))
