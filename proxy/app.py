@@ -460,7 +460,7 @@ async def _websocket(
     tap: FrameTap | None = None
     if feature is not None and state.shadow is not None and decision.mode == "shadow":
         tap = state.shadow.websocket_tap(feature, decision, request, headers)
-    elif feature is not None:
+    if tap is None and feature is not None:  # a socket not compared still writes through
         tap = _mirror_tap(state, request, feature, decision, headers)
     try:
         await run_bridge(bridge, state.bridges, tap=tap)

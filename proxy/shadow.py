@@ -3,20 +3,22 @@
 In ``shadow`` mode the primary answers the user. For a sampled share of requests (``parity.sample``
 percent, decided from the request id so a retry is sampled the same way) the proxy sends a copy to
 the candidate after the primary answered — the user never waits for it — and cuts the candidate at
-``parity.shadow_timeout``. The copy itself is sent by a helper process
-(:mod:`proxy.copy_sender`), so sending and reading it costs the proxy's event loop one small
-message each way. Writes are copied only with ``writes: mirror`` (same
-``Idempotency-Key``); a write that is not compared (sampled out, too many in flight) goes to the
-candidate through the durable mirror queue instead, and so does a compared write whose copy got no
-answer (timed out, refused, lost by the copy sender) or a "not yet" one (5xx, 401, 404): the
-queue re-sends it with the same key until the candidate's store has it. One user's copies reach the candidate in the
-order the user sent them: a copy waits for that user's earlier writes still on their way to the
-candidate (:mod:`proxy.fence`), so a read never overtakes the create it reads, and a write's copy
-also waits for the user's earlier reads still on their way (:attr:`Shadow.reads`), so a list read
-just before a create is not answered by a candidate that already holds the new item. Bodies over
-``parity.max_body_bytes`` are not compared, and counted. For ``parity.noise_sample`` percent of
-shadowed safe requests the primary is asked a second time and the differences between its two
-answers are learned as noise.
+``parity.shadow_timeout``. The copy itself is sent by a helper process (:mod:`proxy.copy_sender`),
+so sending and reading it costs the proxy's event loop one small message each way.
+
+Writes are copied only with ``writes: mirror`` (same ``Idempotency-Key``). A write that is not
+compared (sampled out, too many in flight) goes to the candidate through the durable mirror queue
+instead, and so does a compared write whose copy got no answer (timed out, refused, lost by the
+copy sender) or a "not yet" one (5xx, 401, 404): the queue re-sends it with the same key until
+the candidate's store has it.
+
+One user's copies reach the candidate in the order the user sent them: a copy waits for that
+user's earlier writes still on their way to the candidate (:mod:`proxy.fence`), so a read never
+overtakes the create it reads, and a write's copy also waits for the user's earlier reads still on
+their way (:attr:`Shadow.reads`), so a list read just before a create is not answered by a
+candidate that already holds the new item. Bodies over ``parity.max_body_bytes`` are not compared,
+and counted. For ``parity.noise_sample`` percent of shadowed safe requests the primary is asked a
+second time and the differences between its two answers are learned as noise.
 
 WebSockets: a tap tees the client's frames to a candidate connection, opened only once the user's
 earlier writes reached the candidate; while frames wait in the tap, they count as writes on their
@@ -24,8 +26,8 @@ way, so the user's next HTTP copy (a snapshot, a read of the room) cannot overta
 turns are compared turn by turn (assembled text, event sequence, the stored messages), whiteboards
 by document once the room is quiet, ``/ws/live`` by each subscription's first answer (and the errors
 to unreadable frames); a subscribe, like an ask, stays in line until the candidate answered it.
-Every result goes to the parity recorder, the metrics and the
-feature's guard.
+A socket that is not sampled still writes through to the candidate, by the mirror taps of
+:mod:`proxy.app`. Every result goes to the parity recorder, the metrics and the feature's guard.
 """
 
 from __future__ import annotations

@@ -58,11 +58,11 @@ def make_stack(tmp_path: Path) -> Callable[..., Any]:
 
 @asynccontextmanager
 async def real_backends_behind_proxy(
-    tmp_path: Path, flags_template: str, **fields: str
+    tmp_path: Path, flags_template: str, *, shadow: Any = None, **fields: str
 ) -> AsyncIterator[dict[str, str]]:
     """The real legacy and new backends (SQLite under ``tmp_path``) behind a real proxy whose flag
-    file is ``flags_template`` filled with their URLs (and ``fields``); yields the base URLs by
-    name: ``proxy``, ``legacy``, ``new``."""
+    file is ``flags_template`` filled with their URLs (and ``fields``), with ``shadow`` as its
+    parity side if given; yields the base URLs by name: ``proxy``, ``legacy``, ``new``."""
     from backends.legacy.app import create_app as legacy_app
     from backends.new.app import create_app as new_app
 
@@ -71,5 +71,5 @@ async def real_backends_behind_proxy(
     async with serve(legacy) as legacy_url, serve(new) as new_url:
         flags = tmp_path / "flags.yaml"
         flags.write_text(flags_template.format(legacy=legacy_url, new=new_url, **fields))
-        async with serve(create_app(flags, access_log=False)) as proxy_url:
+        async with serve(create_app(flags, access_log=False, shadow=shadow)) as proxy_url:
             yield {"proxy": proxy_url, "legacy": legacy_url, "new": new_url}

@@ -19,6 +19,7 @@ from aiohttp import WSMessage, WSMsgType
 
 from backends.model.server import create_app as model_app
 from banyan.testing import serve
+from proxy.shadow import shadow_from_env
 from proxy.turn_mirror import TurnMirrorTap, credentials, tutor_session
 from tests.proxy.conftest import real_backends_behind_proxy
 
@@ -107,3 +108,35 @@ def test_paths_credentials_and_frames_that_are_not_turns() -> None:
     assert sent[0]["path_qs"] == "/api/sessions/s/messages"
     assert sent[0]["headers"]["Idempotency-Key"] == "tutor-turn:q1"
     assert json.loads(sent[0]["body"]) == {"role": "user", "content": "hi"}
+
+
+async def test_a_shadowed_socket_not_sampled_still_mirrors_its_turns_to_the_candidate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In shadow mode with ``parity.sample: 0`` no socket is teed for comparison: its turns must
+    still reach the candidate's store, as the feature's unsampled HTTP writes do."""
+    shadowed = FLAGS.replace("mode: new", "mode: shadow\n    parity: {{sample: 0}}")
+    async with serve(model_app()) as model_url:
+        monkeypatch.setenv("OPENAI_BASE_URL", model_url + "/v1")
+        shadow = shadow_from_env(tmp_path / "flags.yaml")
+        async with real_backends_behind_proxy(tmp_path, shadowed, shadow=shadow) as urls:
+            async with httpx.AsyncClient(base_url=urls["proxy"], timeout=10) as http:
+                body = {"email": "unsampled@example.com", "password": "password-1", "name": "U"}
+                token = (await http.post("/api/auth/register", json=body)).json()["token"]
+                auth = {"Authorization": f"Bearer {token}"}
+                created = await http.post("/api/sessions", json={"title": "t"}, headers=auth)
+                sid = created.json()["id"]
+                ws_url = urls["proxy"].replace("http", "ws") + f"/ws/tutor/{sid}?token={token}"
+                async with aiohttp.ClientSession() as session, session.ws_connect(ws_url) as ws:
+                    turn = await _turn(ws, "What is a fraction?")
+            async with httpx.AsyncClient(base_url=urls["new"], timeout=10) as new:
+                items: list[dict[str, Any]] = []
+                for _ in range(600):
+                    got = await new.get(f"/api/sessions/{sid}/messages", headers=auth)
+                    items = got.json().get("items", []) if got.status_code == 200 else []
+                    if len(items) >= 2:
+                        break
+                    await asyncio.sleep(0.05)
+    assert [(m["role"], m["content"]) for m in items] == [
+        (m["role"], m["content"]) for m in (turn["question"], turn["answer"])
+    ]
