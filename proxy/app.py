@@ -19,6 +19,7 @@ import os
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -77,7 +78,12 @@ class ShadowHook(Protocol):
     ) -> bool: ...
 
     def websocket_tap(
-        self, feature: Feature, decision: Decision, request: web.Request, headers: Any
+        self,
+        feature: Feature,
+        decision: Decision,
+        request: web.Request,
+        headers: Any,
+        fallback: Callable[[], FrameTap | None] | None = None,
     ) -> FrameTap | None: ...
 
     async def start(self, state: ProxyState) -> None: ...
@@ -459,7 +465,12 @@ async def _websocket(
     gauge.inc(decision.feature, decision.backend)
     tap: FrameTap | None = None
     if feature is not None and state.shadow is not None and decision.mode == "shadow":
-        tap = state.shadow.websocket_tap(feature, decision, request, headers)
+        shadowed = feature
+
+        def fallback() -> FrameTap | None:  # the candidate could not be reached: write through
+            return _mirror_tap(state, request, shadowed, decision, headers)
+
+        tap = state.shadow.websocket_tap(feature, decision, request, headers, fallback)
     if tap is None and feature is not None:  # a socket not compared still writes through
         tap = _mirror_tap(state, request, feature, decision, headers)
     try:

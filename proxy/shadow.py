@@ -9,8 +9,7 @@ so sending and reading it costs the proxy's event loop one small message each wa
 Writes are copied only with ``writes: mirror`` (same ``Idempotency-Key``). A write that is not
 compared (sampled out, too many in flight) goes to the candidate through the durable mirror queue
 instead, and so does a compared write whose copy got no answer (timed out, refused, lost by the
-copy sender) or a "not yet" one (5xx, 401, 404): the queue re-sends it with the same key until
-the candidate's store has it.
+copy sender): the queue re-sends it with the same key until the candidate's store has it.
 
 One user's copies reach the candidate in the order the user sent them: a copy waits for that
 user's earlier writes still on their way to the candidate (:mod:`proxy.fence`), so a read never
@@ -37,7 +36,7 @@ import contextlib
 import hashlib
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,7 +58,6 @@ from proxy.fence import Release, WriteFence
 from proxy.flags import Feature
 from proxy.forward import Exchange
 from proxy.headers import mark, request_id_of
-from proxy.mirror import not_yet
 from proxy.routing import Decision, user_from_authorization
 
 if TYPE_CHECKING:
@@ -76,6 +74,7 @@ RESERVED: web.RequestKey[tuple[list[asyncio.Future[None]], Release, asyncio.Time
 # How long a closing tap waits for the lagging candidate (finished turns, converging documents).
 CONVERGE_SECONDS = 1.5
 EMPTY_STATE = b"\x00"  # the Yjs state vector of an empty document
+FALLBACK_FRAMES = 1000  # frames a tap keeps until the candidate's socket is open
 
 
 def sampled(request_id: str, percent: float, salt: str = "") -> bool:
@@ -301,7 +300,7 @@ class Shadow:
             await self.state.gaps.wait()  # the users' requests first
             try:
                 candidate = await self._send(decision.shadow, exchange, headers, body, feature)
-                if writer is not None and undelivered(exchange.method, primary.status, candidate):
+                if writer is not None and undelivered(primary.status, candidate):
                     self.state.enqueue_mirror(feature, exchange, headers, decision.shadow, *writer)
             finally:
                 if release is not None:
@@ -387,8 +386,16 @@ class Shadow:
     # -- WebSockets ------------------------------------------------------------------------------
 
     def websocket_tap(
-        self, feature: Feature, decision: Decision, request: web.Request, headers: Any
+        self,
+        feature: Feature,
+        decision: Decision,
+        request: web.Request,
+        headers: Any,
+        fallback: Callable[[], Any] | None = None,
     ) -> Any:
+        """A tap comparing this socket on the candidate, or None (not sampled, not comparable).
+        ``fallback`` makes the tap that writes the socket through to the candidate's store when
+        the candidate's socket cannot be opened (see :meth:`WebSocketTap.fall_back`)."""
         if decision.shadow is None or not sampled(request_id_of(request), feature.parity.sample):
             return None
         path = request.path
@@ -412,6 +419,7 @@ class Shadow:
             dict(headers),
             kind,
             lines=lines,
+            fallback=fallback,
         )
         return tap
 
@@ -428,14 +436,14 @@ class Shadow:
         return response
 
 
-def undelivered(method: str, primary_status: int, candidate: Response) -> bool:
-    """Whether a write the primary took (2xx) may be missing from the candidate's store: its copy
-    got no answer (timed out, refused, lost by the copy sender) or one that means "not yet"."""
+def undelivered(primary_status: int, candidate: Response) -> bool:
+    """Whether a write the primary took (2xx) may be missing from the candidate's store because
+    its copy got no answer (timed out, refused, lost by the copy sender). An answer, whatever its
+    status, is the candidate's verdict on the write: a difference to report, not a delivery to
+    retry (a 404 for a record created before the feature was shadowed is the backfill's work)."""
     if not 200 <= primary_status < 300:
         return False
-    if candidate.error is not None:
-        return candidate.error != "body_too_large"  # that one was answered
-    return not_yet(method, candidate.status)
+    return candidate.error not in (None, "body_too_large")  # too large: it did answer
 
 
 def _bare(answer: Response) -> Response:
@@ -478,6 +486,7 @@ class WebSocketTap:
         headers: dict[str, str],
         kind: str,
         lines: list[Caller] | None = None,
+        fallback: Callable[[], Any] | None = None,
     ) -> None:
         self.shadow = shadow
         self.feature = feature
@@ -510,6 +519,12 @@ class WebSocketTap:
         # right after the answer never reaches the candidate before its copy of the turn.
         self._asks = 0
         self._turns_held: dict[str, Release] = {}
+        # Until the candidate's socket is open, the frames both ways are kept (at most
+        # FALLBACK_FRAMES), for the write-through tap made if it cannot be opened.
+        self._make_fallback = fallback
+        self._early: list[tuple[bool, WSMessage]] | None = [] if fallback else None
+        self.fallback: Any = None
+        self._ended = False  # the candidate's side is over: no frame is queued for it any more
         self._task = asyncio.ensure_future(self._run())
 
     def _pending(self) -> list[asyncio.Future[None]]:
@@ -520,7 +535,32 @@ class WebSocketTap:
             self.shadow.reads, candidate, self.lines
         )
 
+    def _keep(self, from_client: bool, message: WSMessage) -> None:
+        if self.fallback is not None:
+            (self.fallback.from_client if from_client else self.fallback.from_upstream)(message)
+        elif self._early is not None:
+            if len(self._early) < FALLBACK_FRAMES:
+                self._early.append((from_client, message))
+            else:
+                self._early = None
+                log.warning("shadow_websocket_early_frames_dropped", feature=self.feature.name)
+
+    def fall_back(self) -> None:
+        """The candidate's socket could not be opened, so none of this socket's frames reached
+        it: write the socket through to the candidate's store instead (a tutor's finished turns,
+        a room's document, through the mirror queue), from its first frame on."""
+        early, self._early = self._early, None
+        if self._make_fallback is None or early is None:
+            return
+        tap = self._make_fallback()
+        if tap is None:
+            return
+        for from_client, message in early:
+            (tap.from_client if from_client else tap.from_upstream)(message)
+        self.fallback = tap
+
     def from_client(self, message: WSMessage) -> None:
+        self._keep(True, message)
         self.last_frame = time.monotonic()
         if self.kind == "whiteboard" and message.type == WSMsgType.BINARY:
             self.primary_board.apply(message.data)
@@ -530,7 +570,7 @@ class WebSocketTap:
                 self.fresh_client = _asks_for_everything(message.data)
         elif self.kind == "live" and message.type == WSMsgType.TEXT:
             self.primary_live.sent(message.data)
-        if self.outbox.full():
+        if self._ended or self.outbox.full():
             return
         state, candidate = self.shadow.state, self.decision.shadow
         assert state is not None and candidate is not None
@@ -540,6 +580,7 @@ class WebSocketTap:
         )
 
     def from_upstream(self, message: WSMessage) -> None:
+        self._keep(False, message)
         self.last_frame = time.monotonic()
         if self.kind == "tutor" and message.type == WSMsgType.TEXT:
             turn = self.primary_turns.feed(message.data)
@@ -596,6 +637,7 @@ class WebSocketTap:
             async with session.ws_connect(
                 url, headers=self.headers, timeout=aiohttp.ClientWSTimeout(ws_close=2)
             ) as ws:
+                self._early = None  # frames reach the candidate from here on
                 reader = asyncio.ensure_future(self._read(ws))
                 try:
                     while True:
@@ -628,7 +670,9 @@ class WebSocketTap:
                 "shadow_websocket_failed", feature=self.feature.name, error=type(exc).__name__
             )
             self.shadow._skip(self.feature.name, self.endpoint, "candidate_unavailable")
+            self.fall_back()
         finally:
+            self._ended = True
             while not self.outbox.empty():
                 left = self.outbox.get_nowait()
                 if left is not None:
@@ -751,8 +795,13 @@ class WebSocketTap:
             await cancel_and_wait([self._task])
         except asyncio.CancelledError:
             self._task.cancel()  # the caller is going away: no waiting for the task here
+            if self.fallback is not None:
+                self.shadow._spawn(self.fallback.close())
+            return
         finally:
             self.shadow.taps -= 1
+        if self.fallback is not None:
+            await self.fallback.close()
 
 
 def parity_url(flags_path: str | Path) -> str:

@@ -4,7 +4,8 @@
 answer to a request matching a :class:`Fault` (method and a path regex) is rewritten: its status
 replaced, a header set, or JSON fields changed, added or removed at simple paths (``$.a.b``,
 ``$.items[0].c``). WebSockets are relayed too; a fault with ``method="WS"`` rewrites the JSON text
-frames of type ``frame_type`` the backend sends on matching paths. It stands in for a candidate
+frames of type ``frame_type`` the backend sends on matching paths, or with a ``status`` refuses the
+upgrade with it. It stands in for a candidate
 backend with known differences, so a test can check that shadow mode reports each one at its
 exact place and nothing else. Injected faults only: it lives in tests/, never in the product.
 """
@@ -102,6 +103,9 @@ class FaultFront:
     async def relay_socket(self, request: web.Request) -> web.StreamResponse:
         assert self.session is not None
         fault = next((f for f in self.faults if f.matches("WS", request.path)), None)
+        if fault is not None and fault.status is not None:
+            self.applied.append(("WS", request.path))
+            return web.json_response({"error": {"code": "injected"}}, status=fault.status)
         headers = {k: v for k, v in request.headers.items() if k.lower() == "authorization"}
         client = web.WebSocketResponse()
         await client.prepare(request)

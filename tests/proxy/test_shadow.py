@@ -11,7 +11,7 @@ import httpx
 import jwt
 import pytest
 
-from banyan.testing import free_port
+from banyan.testing import free_port, serve
 from parity.compare import Response
 from parity.store import ParityRecorder, ParityStore
 from proxy.shadow import Shadow, sampled, shadow_from_env, undelivered
@@ -327,12 +327,11 @@ def test_which_write_copies_may_have_missed_the_candidates_store() -> None:
     def answer(status: int = 0, error: str | None = None) -> Response:
         return Response(status, {}, b"", 1.0, error)
 
-    assert undelivered("POST", 201, answer(error="candidate timed out"))
-    assert undelivered("POST", 200, answer(error="ClientConnectorError"))
-    assert undelivered("PUT", 200, answer(503)) and undelivered("POST", 200, answer(404))
-    assert not undelivered("POST", 500, answer(error="candidate timed out"))  # user's failed
-    assert not undelivered("POST", 200, answer(200, "body_too_large"))  # it did answer
-    assert not undelivered("POST", 201, answer(409)) and not undelivered("DELETE", 200, answer(404))
+    assert undelivered(201, answer(error="candidate timed out"))
+    assert undelivered(200, answer(error="ClientConnectorError"))
+    assert not undelivered(500, answer(error="candidate timed out"))  # the user's write failed
+    assert not undelivered(200, answer(200, "body_too_large"))  # it did answer
+    assert not undelivered(200, answer(503)) and not undelivered(201, answer(404))  # verdicts
 
 
 async def test_a_copy_the_helper_loses_is_skipped_not_blamed_on_the_candidate(
@@ -369,3 +368,64 @@ async def test_a_copy_the_helper_loses_is_skipped_not_blamed_on_the_candidate(
     assert feature["errors"] == 0 and feature["compared"] == 0 and feature["skipped"] == 1
     key = forwarded(stack.legacy)[0]["headers"]["idempotency-key"]
     assert any(r["headers"]["idempotency-key"] == key for r in forwarded(stack.new))
+
+
+async def test_a_socket_the_candidate_refuses_is_written_through_to_its_store(
+    tmp_path: Path,
+) -> None:
+    """The candidate refuses the tutor socket (503): none of its frames reach it, so the turns
+    answered by the primary reach the candidate's store through the mirror queue instead."""
+    import aiohttp
+
+    from backends.contract.shadow import shadow_flags
+    from backends.contract.targets import model_server, serve_backend, sqlite_url
+    from proxy.app import create_app
+    from tests.proxy.fault_front import Fault, FaultFront
+
+    async with (
+        model_server(),
+        serve_backend("legacy", sqlite_url(tmp_path, "legacy")) as legacy,
+        serve_backend("new", sqlite_url(tmp_path, "new")) as new,
+    ):
+        front = FaultFront(new, [Fault("WS", r"/ws/tutor/.*", status=503)])
+        async with serve(front.app) as refusing_new:
+            flags = tmp_path / "flags.yaml"
+            flags.write_text(shadow_flags(legacy, refusing_new, "legacy"))
+            shadow = make_shadow(tmp_path)
+            async with serve(create_app(flags, access_log=False, shadow=shadow)) as url:
+                async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+                    body = {"email": "refused@example.com", "password": "password-1", "name": "R"}
+                    token = (await http.post("/api/auth/register", json=body)).json()["token"]
+                    auth = {"Authorization": f"Bearer {token}"}
+                    created = await http.post("/api/sessions", json={"title": "t"}, headers=auth)
+                    sid = created.json()["id"]
+                    ws_url = url.replace("http", "ws") + f"/ws/tutor/{sid}?token={token}"
+                    assert shadow.state is not None
+                    skipped = shadow.state.metrics.shadow_skipped
+                    turns = []
+                    async with aiohttp.ClientSession() as session:
+                        async with session.ws_connect(ws_url) as ws:
+                            for text in ("What is a fraction?", "And a decimal?"):
+                                for _ in range(200):  # the second ask: once the candidate refused
+                                    if not turns or skipped.get("tutor", "candidate_unavailable"):
+                                        break
+                                    await asyncio.sleep(0.02)
+                                await ws.send_json({"type": "ask", "text": text})
+                                while (done := await ws.receive_json(timeout=10))["type"] != "done":
+                                    pass
+                                turns += [done["question"], done["answer"]]
+                async with httpx.AsyncClient(base_url=new, timeout=10) as direct:
+                    items: list[dict[str, Any]] = []
+                    for _ in range(300):
+                        got = await direct.get(f"/api/sessions/{sid}/messages", headers=auth)
+                        items = got.json().get("items", []) if got.status_code == 200 else []
+                        if len(items) >= 4:
+                            break
+                        await asyncio.sleep(0.05)
+                user = jwt.decode(token, options={"verify_signature": False})["sub"]
+                # the frames that came after the candidate refused hold nobody's copies
+                held = shadow.state.fence.pending("new", user, "127.0.0.1")
+    assert ("WS", f"/ws/tutor/{sid}") in front.applied
+    assert skipped.get("tutor", "candidate_unavailable") == 1
+    assert [(m["role"], m["content"]) for m in items] == [(m["role"], m["content"]) for m in turns]
+    assert held == []
