@@ -80,7 +80,9 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
 
 
 async def both_settled(stack: Stack, token: str, document_id: str) -> None:
-    """Wait until each backend has processed its copy of the document."""
+    """Wait until each backend has processed its copy of the document and its job has recorded
+    the outcome (a store marks the document ready just before its job succeeded: a read of the
+    job in between would compare two moments, not two behaviours)."""
     headers = {"Authorization": f"Bearer {token}"}
     for base in (stack.legacy, stack.new):
         async with httpx.AsyncClient(base_url=base, headers=headers, timeout=10) as direct:
@@ -88,7 +90,15 @@ async def both_settled(stack: Stack, token: str, document_id: str) -> None:
                 if (await direct.get(f"/api/documents/{document_id}")).status_code == 200:
                     break
                 await asyncio.sleep(0.02)
-            assert (await wait_settled(direct, document_id))["status"] == "ready"
+            settled = await wait_settled(direct, document_id)
+            assert settled["status"] == "ready"
+            job: dict[str, Any] = {}
+            for _ in range(500):
+                job = (await direct.get(f"/api/jobs/{settled['job_id']}")).json()
+                if job.get("status") == "succeeded":
+                    break
+                await asyncio.sleep(0.02)
+            assert job.get("status") == "succeeded", (base, job)
 
 
 async def on_both(stack: Stack, token: str, path: str, *, items: bool = False) -> None:
