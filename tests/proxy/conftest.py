@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import httpx
 import pytest
 
 from banyan.testing import serve
@@ -73,3 +76,44 @@ async def real_backends_behind_proxy(
         flags.write_text(flags_template.format(legacy=legacy_url, new=new_url, **fields))
         async with serve(create_app(flags, access_log=False, shadow=shadow)) as proxy_url:
             yield {"proxy": proxy_url, "legacy": legacy_url, "new": new_url}
+
+
+async def tutor_session_of(http: httpx.AsyncClient, email: str) -> tuple[str, dict[str, str], str]:
+    """Register ``email`` through ``http`` and open a study session: (token, auth headers, id)."""
+    body = {"email": email, "password": "password-1", "name": "T"}
+    token = (await http.post("/api/auth/register", json=body)).json()["token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    session = (await http.post("/api/sessions", json={"title": "t"}, headers=auth)).json()
+    return token, auth, session["id"]
+
+
+async def tutor_turn(ws: aiohttp.ClientWebSocketResponse, text: str) -> dict[str, Any]:
+    """Ask ``text`` over a tutor socket; its ``done`` frame (the stored question and answer)."""
+    await ws.send_json({"type": "ask", "text": text})
+    while True:
+        frame: dict[str, Any] = await ws.receive_json(timeout=10)
+        if frame["type"] == "done":
+            return frame
+        assert frame["type"] == "token", frame
+
+
+async def stored_messages(
+    base_url: str, session_id: str, auth: dict[str, str], at_least: int
+) -> list[tuple[str, str]]:
+    """(role, content) of a session's messages on one backend, read directly, once it holds
+    ``at_least`` of them (the mirror queue retries with backoff while earlier writes land), or
+    what it holds after 30 s."""
+    items: list[dict[str, Any]] = []
+    async with httpx.AsyncClient(base_url=base_url, timeout=10) as direct:
+        for _ in range(600):
+            got = await direct.get(f"/api/sessions/{session_id}/messages", headers=auth)
+            items = got.json().get("items", []) if got.status_code == 200 else []
+            if len(items) >= at_least:
+                break
+            await asyncio.sleep(0.05)
+    return [(m["role"], m["content"]) for m in items]
+
+
+def turn_messages(*turns: dict[str, Any]) -> list[tuple[str, str]]:
+    """(role, content) of the question and answer of each ``done`` frame, in order."""
+    return [(m["role"], m["content"]) for t in turns for m in (t["question"], t["answer"])]

@@ -380,6 +380,7 @@ async def test_a_socket_the_candidate_refuses_is_written_through_to_its_store(
     from backends.contract.shadow import shadow_flags
     from backends.contract.targets import model_server, serve_backend, sqlite_url
     from proxy.app import create_app
+    from tests.proxy.conftest import stored_messages, turn_messages, tutor_session_of, tutor_turn
     from tests.proxy.fault_front import Fault, FaultFront
 
     async with (
@@ -394,11 +395,7 @@ async def test_a_socket_the_candidate_refuses_is_written_through_to_its_store(
             shadow = make_shadow(tmp_path)
             async with serve(create_app(flags, access_log=False, shadow=shadow)) as url:
                 async with httpx.AsyncClient(base_url=url, timeout=10) as http:
-                    body = {"email": "refused@example.com", "password": "password-1", "name": "R"}
-                    token = (await http.post("/api/auth/register", json=body)).json()["token"]
-                    auth = {"Authorization": f"Bearer {token}"}
-                    created = await http.post("/api/sessions", json={"title": "t"}, headers=auth)
-                    sid = created.json()["id"]
+                    token, auth, sid = await tutor_session_of(http, "refused@example.com")
                     ws_url = url.replace("http", "ws") + f"/ws/tutor/{sid}?token={token}"
                     assert shadow.state is not None
                     skipped = shadow.state.metrics.shadow_skipped
@@ -410,22 +407,12 @@ async def test_a_socket_the_candidate_refuses_is_written_through_to_its_store(
                                     if not turns or skipped.get("tutor", "candidate_unavailable"):
                                         break
                                     await asyncio.sleep(0.02)
-                                await ws.send_json({"type": "ask", "text": text})
-                                while (done := await ws.receive_json(timeout=10))["type"] != "done":
-                                    pass
-                                turns += [done["question"], done["answer"]]
-                async with httpx.AsyncClient(base_url=new, timeout=10) as direct:
-                    items: list[dict[str, Any]] = []
-                    for _ in range(300):
-                        got = await direct.get(f"/api/sessions/{sid}/messages", headers=auth)
-                        items = got.json().get("items", []) if got.status_code == 200 else []
-                        if len(items) >= 4:
-                            break
-                        await asyncio.sleep(0.05)
+                                turns.append(await tutor_turn(ws, text))
+                on_new = await stored_messages(new, sid, auth, 4)
                 user = jwt.decode(token, options={"verify_signature": False})["sub"]
                 # the frames that came after the candidate refused hold nobody's copies
                 held = shadow.state.fence.pending("new", user, "127.0.0.1")
     assert ("WS", f"/ws/tutor/{sid}") in front.applied
     assert skipped.get("tutor", "candidate_unavailable") == 1
-    assert [(m["role"], m["content"]) for m in items] == [(m["role"], m["content"]) for m in turns]
+    assert on_new == turn_messages(*turns)
     assert held == []

@@ -6,7 +6,6 @@ queue; a real aiohttp WebSocket client asks, and legacy is read directly afterwa
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,7 +20,13 @@ from backends.model.server import create_app as model_app
 from banyan.testing import serve
 from proxy.shadow import shadow_from_env
 from proxy.turn_mirror import TurnMirrorTap, credentials, tutor_session
-from tests.proxy.conftest import real_backends_behind_proxy
+from tests.proxy.conftest import (
+    real_backends_behind_proxy,
+    stored_messages,
+    turn_messages,
+    tutor_session_of,
+    tutor_turn,
+)
 
 FLAGS = """\
 version: 1
@@ -49,36 +54,15 @@ async def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
             yield urls
 
 
-async def _turn(ws: aiohttp.ClientWebSocketResponse, text: str) -> dict[str, Any]:
-    await ws.send_json({"type": "ask", "text": text})
-    while True:
-        frame = await ws.receive_json(timeout=10)
-        if frame["type"] == "done":
-            return frame
-        assert frame["type"] == "token", frame
-
-
 async def test_turns_over_the_socket_reach_legacy_in_order(stack: dict[str, str]) -> None:
     async with httpx.AsyncClient(base_url=stack["proxy"], timeout=10) as http:
-        body = {"email": "turns@example.com", "password": "password-1", "name": "T"}
-        token = (await http.post("/api/auth/register", json=body)).json()["token"]
-        auth = {"Authorization": f"Bearer {token}"}
-        sid = (await http.post("/api/sessions", json={"title": "t"}, headers=auth)).json()["id"]
+        token, auth, sid = await tutor_session_of(http, "turns@example.com")
         ws_url = stack["proxy"].replace("http", "ws") + f"/ws/tutor/{sid}?token={token}"
         async with aiohttp.ClientSession() as session, session.ws_connect(ws_url) as ws:
-            first = await _turn(ws, "What is a fraction?")
-            second = await _turn(ws, "And a decimal?")
-        on_new = [first["question"], first["answer"], second["question"], second["answer"]]
-
-    async with httpx.AsyncClient(base_url=stack["legacy"], timeout=10) as legacy:
-        items: list[dict[str, Any]] = []
-        for _ in range(600):  # the mirror queue retries with backoff while earlier writes land
-            got = await legacy.get(f"/api/sessions/{sid}/messages", headers=auth)
-            items = got.json().get("items", []) if got.status_code == 200 else []
-            if len(items) >= 4:
-                break
-            await asyncio.sleep(0.05)
-    assert [(m["role"], m["content"]) for m in items] == [(m["role"], m["content"]) for m in on_new]
+            first = await tutor_turn(ws, "What is a fraction?")
+            second = await tutor_turn(ws, "And a decimal?")
+    on_legacy = await stored_messages(stack["legacy"], sid, auth, 4)
+    assert on_legacy == turn_messages(first, second)
 
 
 def test_paths_credentials_and_frames_that_are_not_turns() -> None:
@@ -121,22 +105,9 @@ async def test_a_shadowed_socket_not_sampled_still_mirrors_its_turns_to_the_cand
         shadow = shadow_from_env(tmp_path / "flags.yaml")
         async with real_backends_behind_proxy(tmp_path, shadowed, shadow=shadow) as urls:
             async with httpx.AsyncClient(base_url=urls["proxy"], timeout=10) as http:
-                body = {"email": "unsampled@example.com", "password": "password-1", "name": "U"}
-                token = (await http.post("/api/auth/register", json=body)).json()["token"]
-                auth = {"Authorization": f"Bearer {token}"}
-                created = await http.post("/api/sessions", json={"title": "t"}, headers=auth)
-                sid = created.json()["id"]
+                token, auth, sid = await tutor_session_of(http, "unsampled@example.com")
                 ws_url = urls["proxy"].replace("http", "ws") + f"/ws/tutor/{sid}?token={token}"
                 async with aiohttp.ClientSession() as session, session.ws_connect(ws_url) as ws:
-                    turn = await _turn(ws, "What is a fraction?")
-            async with httpx.AsyncClient(base_url=urls["new"], timeout=10) as new:
-                items: list[dict[str, Any]] = []
-                for _ in range(600):
-                    got = await new.get(f"/api/sessions/{sid}/messages", headers=auth)
-                    items = got.json().get("items", []) if got.status_code == 200 else []
-                    if len(items) >= 2:
-                        break
-                    await asyncio.sleep(0.05)
-    assert [(m["role"], m["content"]) for m in items] == [
-        (m["role"], m["content"]) for m in (turn["question"], turn["answer"])
-    ]
+                    turn = await tutor_turn(ws, "What is a fraction?")
+            on_new = await stored_messages(urls["new"], sid, auth, 2)
+    assert on_new == turn_messages(turn)
