@@ -66,11 +66,12 @@ if TYPE_CHECKING:
 log = get_logger("proxy.shadow")
 SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 JSON_HEADERS = {"content-type": "application/json"}
+Caller = tuple[str | None, str]  # (user, client address): whose copies wait in one line
 # request key: (the caller's copies on their way when it came, this copy's release, the timer
-# that releases it if no comparison ever takes it over)
-RESERVED: web.RequestKey[tuple[list[asyncio.Future[None]], Release, asyncio.TimerHandle]] = (
-    web.RequestKey("banyan_shadow_reserved", tuple)
-)
+# that releases it if no comparison ever takes it over, the caller)
+RESERVED: web.RequestKey[
+    tuple[list[asyncio.Future[None]], Release, asyncio.TimerHandle, Caller]
+] = web.RequestKey("banyan_shadow_reserved", tuple)
 # How long a closing tap waits for the lagging candidate (finished turns, converging documents).
 CONVERGE_SECONDS = 1.5
 EMPTY_STATE = b"\x00"  # the Yjs state vector of an empty document
@@ -86,9 +87,6 @@ def sampled(request_id: str, percent: float, salt: str = "") -> bool:
         int.from_bytes(hashlib.sha256((salt + request_id).encode()).digest()[:8], "big") % 10_000
     )
     return bucket < percent * 100
-
-
-Caller = tuple[str | None, str]  # (user, client address): whose copies wait in one line
 
 
 def caller_of(request: web.Request) -> Caller:
@@ -185,14 +183,15 @@ class Shadow:
         takes the hold over; when it is never called (the primary failed), the hold lapses after
         the feature's shadow timeout."""
         assert self.state is not None and decision.shadow is not None
-        lines = lines_of(request.path, caller_of(request))
+        caller = caller_of(request)
+        lines = lines_of(request.path, caller)
         fence = self.reads if request.method in SAFE else self.state.fence
         earlier = _pending(self.state.fence, decision.shadow, lines)
         if request.method not in SAFE:
             earlier += _pending(self.reads, decision.shadow, lines)
         release = _hold(fence, decision.shadow, lines)
         lapse = asyncio.get_running_loop().call_later(feature.parity.shadow_timeout + 1, release)
-        request[RESERVED] = (earlier, release, lapse)
+        request[RESERVED] = (earlier, release, lapse, caller)
 
     def _skip_reserved(
         self, request: web.Request, feature: str, endpoint: str, reason: str
@@ -232,9 +231,9 @@ class Shadow:
         if reserved is None:
             self.reserve(feature, decision, request)
             reserved = request[RESERVED]
-        earlier, release, lapse = reserved
+        earlier, release, lapse, caller = reserved
         lapse.cancel()  # the comparison releases the hold itself, whatever happens
-        writer = caller_of(request) if request.method not in SAFE else None
+        writer = caller if request.method not in SAFE else None
         primary = Response(
             exchange.status,
             {k.lower(): v for k, v in (exchange.response_headers or {}).items()},
@@ -451,6 +450,11 @@ def _bare(answer: Response) -> Response:
     return Response(answer.status, {}, b"", answer.latency_ms, answer.error)
 
 
+def _feed(tap: Any, from_client: bool, message: WSMessage) -> None:
+    """Hand a frame to ``tap`` from the side it came from."""
+    (tap.from_client if from_client else tap.from_upstream)(message)
+
+
 def _asks_for_everything(frame: bytes) -> bool | None:
     """For a client's whiteboard frame: True for a sync step 1 with an empty state vector, False
     for one with a state, None for any other frame."""
@@ -537,7 +541,7 @@ class WebSocketTap:
 
     def _keep(self, from_client: bool, message: WSMessage) -> None:
         if self.fallback is not None:
-            (self.fallback.from_client if from_client else self.fallback.from_upstream)(message)
+            _feed(self.fallback, from_client, message)
         elif self._early is not None:
             if len(self._early) < FALLBACK_FRAMES:
                 self._early.append((from_client, message))
@@ -556,7 +560,7 @@ class WebSocketTap:
         if tap is None:
             return
         for from_client, message in early:
-            (tap.from_client if from_client else tap.from_upstream)(message)
+            _feed(tap, from_client, message)
         self.fallback = tap
 
     def from_client(self, message: WSMessage) -> None:
