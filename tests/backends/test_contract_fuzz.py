@@ -241,7 +241,10 @@ def test_garbage_bytes(backend: Backend, endpoint: tuple[str, str, tuple[str, ..
 @pytest.mark.parametrize("endpoint", [e for e in ENDPOINTS if "{" in e[1]], ids=endpoint_id)
 def test_random_path_ids(backend: Backend, endpoint: tuple[str, str, tuple[str, ...]]) -> None:
     method, template, _ = endpoint
-    segment = st.text(st.characters(min_codepoint=32, max_codepoint=0x2FF), min_size=1, max_size=40)
+    # "." and ".." are not ids: URL normalisation removes them, leaving another endpoint's path
+    segment = st.text(
+        st.characters(min_codepoint=32, max_codepoint=0x2FF), min_size=1, max_size=40
+    ).filter(lambda text: text not in (".", ".."))
 
     @EXAMPLES
     @given(random_id=segment | st.uuids().map(str))
