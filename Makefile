@@ -22,7 +22,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy banyan proxy parity backends bench
+	$(BIN)/mypy banyan bench
 
 pytest: $(STAMP)
 	rm -f .coverage .coverage.*

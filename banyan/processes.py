@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 READY_TIMEOUT = 60.0
-PYTHON_CLI = [sys.executable, "-m", "proxy.cli"]
+PYTHON_CLI = [sys.executable, "-m", "banyan.proxy.cli"]
 
 
 @dataclass

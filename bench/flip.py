@@ -21,9 +21,9 @@ import aiohttp
 from aiohttp import web
 
 from banyan.processes import PYTHON_CLI, start, stop
+from banyan.proxy.flag_edit import set_mode
 from banyan.testing import serve
 from bench.common import markdown_table, percentile
-from proxy.flag_edit import set_mode
 
 FLAGS = """\
 version: 1

@@ -18,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from parity.report import render_html
-from parity.store import HOUR, ParityStore, counters, examples, fields, latency
+from banyan.parity.report import render_html
+from banyan.parity.store import HOUR, ParityStore, counters, examples, fields, latency
 
 FEATURES, ENDPOINTS, HOURS = 12, 20, 48
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import aiohttp
 from pycrdt import Doc, Map
 
-from backends.common.whiteboard.client import WhiteboardClient
+from banyan.backends.common.whiteboard.client import WhiteboardClient
 from banyan.processes import running_stack
 from bench.common import markdown_table, percentile
 

@@ -8,7 +8,7 @@ turns so that drift over time hits them alike; the median of a run's per-round p
 printed with every round's figures (on a shared machine one round's p99 moves by a third from round
 to round, and one disturbed round would decide a p99 taken over all rounds' requests at once).
 Beside latency, the CPU time the proxy and its copy sender (the helper process that sends the
-copies, ``proxy/copy_sender.py``) spent per request: the cost of shadowing that depends much less
+copies, ``banyan/proxy/copy_sender.py``) spent per request: the cost of shadowing that depends much less
 on how busy the machine is. Then
 ``--memory-requests`` (100,000) shadowed requests are sent with the hanging candidate and the
 proxy's resident memory is printed every 20%: it must stay flat.

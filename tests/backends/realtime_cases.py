@@ -23,9 +23,9 @@ import pytest
 from aiohttp import web
 from pycrdt import Doc, Map
 
-from backends.common.whiteboard.client import WhiteboardClient
-from backends.common.whiteboard.rooms import RoomManager
-from backends.model.server import create_app as model_app
+from banyan.backends.common.whiteboard.client import WhiteboardClient
+from banyan.backends.common.whiteboard.rooms import RoomManager
+from banyan.backends.model.server import create_app as model_app
 from banyan.testing import serve
 
 MakeApp = Callable[..., web.Application]

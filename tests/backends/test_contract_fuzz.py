@@ -26,7 +26,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backends.common import tokens
+from banyan.backends.common import tokens
 from banyan.testing import serve
 
 EXAMPLES = settings(
@@ -144,7 +144,7 @@ def backend(
         factory = importlib.import_module(f"backends.{kind}.app").create_app
     except (ImportError, AttributeError) as exc:
         pytest.skip(f"backends.{kind}.app.create_app is not available yet: {exc!r}")
-    model = importlib.import_module("backends.model.server")
+    model = importlib.import_module("banyan.backends.model.server")
     workdir: Path = tmp_path_factory.mktemp(f"fuzz-{kind}")
     loop = LoopThread()
     model_cm = serve(model.create_app())

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from backends.model.server import create_app as model_app
+from banyan.backends.model.server import create_app as model_app
 from banyan.processes import PYTHON_CLI, Child, start, stop
 from banyan.testing import serve
 

@@ -20,11 +20,11 @@ import pytest
 from aiohttp import web
 from pycrdt import Doc, Map
 
-from backends.common import fanout
-from backends.common.whiteboard.client import WhiteboardClient
-from backends.legacy.app import create_app as legacy_app
-from backends.model.server import create_app as model_app
-from backends.new.app import create_app as new_app
+from banyan.backends.common import fanout
+from banyan.backends.common.whiteboard.client import WhiteboardClient
+from banyan.backends.legacy.app import create_app as legacy_app
+from banyan.backends.model.server import create_app as model_app
+from banyan.backends.new.app import create_app as new_app
 from banyan.pg import postgres_available, temp_database
 from banyan.processes import PYTHON_CLI, start, stop_all
 from banyan.testing import serve

@@ -18,14 +18,14 @@ from typing import Any
 import httpx
 import pytest
 
-from backends.common.clock import iso, now_ms
-from backends.legacy.app import create_app as legacy_app
-from backends.model.server import create_app as model_app
-from backends.new.app import create_app as new_app
+from banyan.backends.common.clock import iso, now_ms
+from banyan.backends.legacy.app import create_app as legacy_app
+from banyan.backends.model.server import create_app as model_app
+from banyan.backends.new.app import create_app as new_app
+from banyan.parity.store import ParityRecorder, ParityStore
+from banyan.proxy.app import STATE, create_app
+from banyan.proxy.shadow import Shadow
 from banyan.testing import serve
-from parity.store import ParityRecorder, ParityStore
-from proxy.app import STATE, create_app
-from proxy.shadow import Shadow
 
 FLAGS = """\
 version: 1

@@ -6,7 +6,7 @@ backend. Real clients (``traffic.py``) keep doing session CRUD over HTTP with ``
 tutor turns over ``/ws/tutor/{id}`` and whiteboard edits from three pycrdt editors over
 ``/ws/whiteboard/{room}``.
 
-The plan, edited into the flag file as an engineer does (``proxy.flag_edit``, the code behind
+The plan, edited into the flag file as an engineer does (``banyan.proxy.flag_edit``, the code behind
 ``banyan flags set``): for each feature of ``PLAN``, legacy -> shadow -> canary 10% -> canary 50%
 -> new. Then the front starts answering 503 for the sessions feature: its error-rate guard rolls it
 back to legacy. To diagnose, the engineer shadows sessions again with the fault still on until the
@@ -33,10 +33,10 @@ import aiohttp
 import pytest
 
 from banyan.processes import PYTHON_CLI, running_stack, start, stop
+from banyan.proxy.flag_edit import EditResult, rollback, set_mode
+from banyan.proxy.flags_cli import main as flags_cli
+from banyan.proxy.flags_history import log_path, read_history
 from banyan.testing import serve
-from proxy.flag_edit import EditResult, rollback, set_mode
-from proxy.flags_cli import main as flags_cli
-from proxy.flags_history import log_path, read_history
 from tests.e2e.fault_front import FaultFront
 from tests.e2e.traffic import Editor, Tally, User, call, session_worker, tutor_worker
 

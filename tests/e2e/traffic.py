@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 from pycrdt import Array, Map, Text
 
-from backends.common.whiteboard.client import WhiteboardClient
+from banyan.backends.common.whiteboard.client import WhiteboardClient
 
 ATTEMPTS = 8
 RETRY_STATUSES = frozenset({502, 503, 504})

@@ -14,9 +14,9 @@ import httpx
 import pytest
 from pycrdt import Doc, Map
 
-from backends.common.whiteboard.client import WhiteboardClient
-from backends.contract.client import register
-from backends.contract.targets import Target, open_target
+from banyan.backends.common.whiteboard.client import WhiteboardClient
+from banyan.backends.contract.client import register
+from banyan.backends.contract.targets import Target, open_target
 from tests.interop.conftest import NodeClient
 
 pytestmark = pytest.mark.parametrize("target_name", ["legacy", "new", "proxy-legacy", "proxy-new"])

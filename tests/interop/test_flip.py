@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from backends.contract.client import PASSWORD, register
-from backends.contract.targets import open_target, proxy_flags
+from banyan.backends.contract.client import PASSWORD, register
+from banyan.backends.contract.targets import open_target, proxy_flags
 from tests.interop.conftest import NodeClient
 
 WAIT = 15.0

@@ -12,10 +12,10 @@ import pytest
 from aiohttp import web
 from pycrdt import Array, Doc, Map
 
-from backends.common.whiteboard.client import WhiteboardClient
-from backends.common.whiteboard.rooms import RoomManager
-from backends.common.whiteboard.socket import serve_whiteboard
-from backends.common.whiteboard.store import MemoryRoomStore
+from banyan.backends.common.whiteboard.client import WhiteboardClient
+from banyan.backends.common.whiteboard.rooms import RoomManager
+from banyan.backends.common.whiteboard.socket import serve_whiteboard
+from banyan.backends.common.whiteboard.store import MemoryRoomStore
 from banyan.testing import serve
 from tests.interop.conftest import NodeClient
 

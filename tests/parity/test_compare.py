@@ -1,4 +1,5 @@
-"""Tests for parity/compare.py and parity/paths.py: injected differences found at exact paths."""
+"""Tests for banyan/parity/compare.py and banyan/parity/paths.py: injected differences found at
+exact paths."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from typing import Any
 import brotli
 import pytest
 
-from parity import paths
-from parity.compare import Response, Rules, compare
+from banyan.parity import paths
+from banyan.parity.compare import Response, Rules, compare
 
 JSON = {"content-type": "application/json"}
 
@@ -151,7 +152,7 @@ def test_paths() -> None:
 
 
 def test_event_streams_are_compared_event_by_event_with_the_rules() -> None:
-    from parity.compare import Response, Rules, compare, parse_events
+    from banyan.parity.compare import Response, Rules, compare, parse_events
 
     sse = {"content-type": "text/event-stream"}
     first = (

@@ -1,13 +1,13 @@
-"""Tests for parity/noise.py and parity/redact.py."""
+"""Tests for banyan/parity/noise.py and banyan/parity/redact.py."""
 
 from __future__ import annotations
 
 import itertools
 import json
 
-from parity.compare import Response, compare
-from parity.noise import NoiseLearner, endpoint_key
-from parity.redact import (
+from banyan.parity.compare import Response, compare
+from banyan.parity.noise import NoiseLearner, endpoint_key
+from banyan.parity.redact import (
     REDACTED,
     redact_body,
     redact_headers,

@@ -1,4 +1,5 @@
-"""Tests for parity/store.py, parity/report.py and parity/cli.py on SQLite and PostgreSQL."""
+"""Tests for banyan/parity/store.py, banyan/parity/report.py and banyan/parity/cli.py on SQLite and
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ import pytest
 from aiohttp import web
 from sqlalchemy import select
 
+from banyan.parity import cli
+from banyan.parity.compare import Response, compare
+from banyan.parity.models import ComparisonRecord, NoiseRecord, SkipRecord
+from banyan.parity.report import render_html, render_text
+from banyan.parity.store import ParityRecorder, ParityStore, examples, percentile_from_buckets
 from banyan.pg import postgres_available, temp_database
 from banyan.testing import serve
-from parity import cli
-from parity.compare import Response, compare
-from parity.models import ComparisonRecord, NoiseRecord, SkipRecord
-from parity.report import render_html, render_text
-from parity.store import ParityRecorder, ParityStore, examples, percentile_from_buckets
 
 JSON = {"content-type": "application/json"}
 

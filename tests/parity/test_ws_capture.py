@@ -1,4 +1,4 @@
-"""Tests for parity/ws_capture.py: tutor turns and whiteboard replicas from raw frames."""
+"""Tests for banyan/parity/ws_capture.py: tutor turns and whiteboard replicas from raw frames."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 
 from pycrdt import Doc, Map
 
-from backends.common.whiteboard import protocol
-from parity.ws_capture import TutorTurns, WhiteboardReplica
+from banyan.backends.common.whiteboard import protocol
+from banyan.parity.ws_capture import TutorTurns, WhiteboardReplica
 
 
 def frames(*items: dict[str, object]) -> list[str]:
@@ -62,7 +62,7 @@ def test_replica_follows_updates_from_both_sides() -> None:
 
 
 def test_live_answers_are_keyed_by_subscribe_and_order() -> None:
-    from parity.ws_capture import LiveAnswers
+    from banyan.parity.ws_capture import LiveAnswers
 
     live = LiveAnswers()
     assert live.sent("{not json") is None

@@ -13,8 +13,8 @@ import aiohttp
 import httpx
 import pytest
 
+from banyan.proxy.app import STATE, ProxyState, create_app
 from banyan.testing import serve
-from proxy.app import STATE, ProxyState, create_app
 from tests.proxy.upstreams import Recorder, flags_yaml
 
 ALL_LEGACY = """\
@@ -66,8 +66,8 @@ async def real_backends_behind_proxy(
     """The real legacy and new backends (SQLite under ``tmp_path``) behind a real proxy whose flag
     file is ``flags_template`` filled with their URLs (and ``fields``), with ``shadow`` as its
     parity side if given; yields the base URLs by name: ``proxy``, ``legacy``, ``new``."""
-    from backends.legacy.app import create_app as legacy_app
-    from backends.new.app import create_app as new_app
+    from banyan.backends.legacy.app import create_app as legacy_app
+    from banyan.backends.new.app import create_app as new_app
 
     legacy = legacy_app(f"sqlite+aiosqlite:///{tmp_path / 'legacy.db'}")
     new = new_app(f"sqlite+aiosqlite:///{tmp_path / 'new.db'}")

@@ -1,4 +1,4 @@
-"""Tests for proxy/admin.py: status, flags, PUT, explain, metrics, audit and access rules."""
+"""Tests for banyan/proxy/admin.py: status, flags, PUT, explain, metrics, audit and access rules."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests for proxy/audit.py: append-only JSON lines, diffs of flag sets, history."""
+"""Tests for banyan/proxy/audit.py: append-only JSON lines, diffs of flag sets, history."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from proxy.audit import AuditLog, default_path, diff_flagsets
-from proxy.flags import Feature, FlagSet
+from banyan.proxy.audit import AuditLog, default_path, diff_flagsets
+from banyan.proxy.flags import Feature, FlagSet
 
 
 def flagset(*features: Feature, digest: str = "d1") -> FlagSet:

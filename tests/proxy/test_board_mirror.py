@@ -1,4 +1,4 @@
-"""Tests of proxy/board_mirror.py: a whiteboard edited on new, with ``writes: mirror``, is on
+"""Tests of banyan/proxy/board_mirror.py: a whiteboard edited on new, with ``writes: mirror``, is on
 legacy too — even after every editor has left — so a rollback loses no drawing."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import httpx
 import pytest
 from pycrdt import Doc, Map
 
-from backends.common.whiteboard.client import WhiteboardClient
+from banyan.backends.common.whiteboard.client import WhiteboardClient
+from banyan.proxy.board_mirror import BoardMirrorTap
 from banyan.testing import free_port
-from proxy.board_mirror import BoardMirrorTap
 from tests.proxy.conftest import real_backends_behind_proxy
 
 FLAGS = """\

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from banyan.proxy.breaker import ShadowBreaker
 from banyan.testing import ManualClock
-from proxy.breaker import ShadowBreaker
 
 
 def test_opens_after_threshold_failures_in_a_row() -> None:

@@ -1,4 +1,4 @@
-"""Tests for proxy/cli.py: the ``banyan`` dispatcher."""
+"""Tests for banyan/proxy/cli.py: the ``banyan`` dispatcher."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from proxy import cli
+from banyan.proxy import cli
 
 
 def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
@@ -34,6 +34,9 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_module_entry_point_runs() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "proxy.cli", "--version"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "banyan.proxy.cli", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0 and done.stdout.startswith("banyan ")

@@ -16,9 +16,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from banyan.proxy import copy_sender
+from banyan.proxy.copy_sender import Channel, Copy, CopySender, serve_jobs
 from banyan.testing import free_port, serve
-from proxy import copy_sender
-from proxy.copy_sender import Channel, Copy, CopySender, serve_jobs
 
 BIG = bytes(range(256)) * 4096  # 1 MiB: many reads on either side of the socket pair
 

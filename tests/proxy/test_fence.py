@@ -1,10 +1,11 @@
-"""Tests for proxy/fence.py: one user's writes on their way to a backend, and waiting for them."""
+"""Tests for banyan/proxy/fence.py: one user's writes on their way to a backend, and waiting for
+them."""
 
 from __future__ import annotations
 
 import asyncio
 
-from proxy.fence import WriteFence
+from banyan.proxy.fence import WriteFence
 
 
 async def test_a_request_waits_for_the_writes_on_their_way_before_it() -> None:

@@ -1,4 +1,5 @@
-"""Tests for FlagStore in proxy/flags.py: real files, a real watcher, every way a file changes."""
+"""Tests for FlagStore in banyan/proxy/flags.py: real files, a real watcher, every way a file
+changes."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from proxy.flags import FlagError, FlagSet, FlagStore, _signature
+from banyan.proxy.flags import FlagError, FlagSet, FlagStore, _signature
 
 GOOD = """\
 version: 1

@@ -1,4 +1,5 @@
-"""Tests for proxy/flags.py: parsing, defaults and every validation rule with its line number."""
+"""Tests for banyan/proxy/flags.py: parsing, defaults and every validation rule with its line
+number."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.flags import (
+from banyan.proxy.flags import (
     BackendSpec,
     FlagError,
     FlagSet,

@@ -1,4 +1,5 @@
-"""Tests for proxy/flags_cli.py and proxy/flag_edit.py: the CLI in-process, edits that keep
+"""Tests for banyan/proxy/flags_cli.py and banyan/proxy/flag_edit.py: the CLI in-process, edits
+that keep
 comments, atomic and locked writes, edit listeners, and one real ``banyan flags check`` process."""
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ import pytest
 import structlog
 
 from banyan import logs
-from proxy import flag_edit
-from proxy.flag_edit import EDIT_LISTENERS, rollback, set_fields, set_mode, write_atomically
-from proxy.flags import FlagError, FlagStore, load_flags
-from proxy.flags_cli import main
-from proxy.routing import bucket_of
+from banyan.proxy import flag_edit
+from banyan.proxy.flag_edit import EDIT_LISTENERS, rollback, set_fields, set_mode, write_atomically
+from banyan.proxy.flags import FlagError, FlagStore, load_flags
+from banyan.proxy.flags_cli import main
+from banyan.proxy.routing import bucket_of
 
 REPO_FLAGS = Path(__file__).resolve().parents[2] / "flags.yaml"
 
@@ -340,7 +341,7 @@ async def test_a_cli_edit_reaches_a_running_store(repo_copy: Path) -> None:
 
 def test_banyan_flags_check_as_a_process(small: Path) -> None:
     script = Path(sys.executable).with_name("banyan")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "proxy.cli"]
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "banyan.proxy.cli"]
     done = subprocess.run(
         [*command, "flags", "check", str(small)], capture_output=True, text=True, timeout=60
     )

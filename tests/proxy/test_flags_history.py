@@ -1,4 +1,5 @@
-"""Tests for proxy/flags_history.py and ``banyan flags history``: the log a running proxy writes,
+"""Tests for banyan/proxy/flags_history.py and ``banyan flags history``: the log a running proxy
+writes,
 read back line by line; corrupt lines reported with their number and skipped; readable lines."""
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from proxy.audit import AuditLog
-from proxy.flag_edit import set_fields, set_mode
-from proxy.flags_cli import main
-from proxy.flags_history import (
+from banyan.proxy.audit import AuditLog
+from banyan.proxy.flag_edit import set_fields, set_mode
+from banyan.proxy.flags_cli import main
+from banyan.proxy.flags_history import (
     HistoryError,
     describe_change,
     format_entry,
@@ -214,7 +215,7 @@ async def test_a_cli_edit_from_another_process_is_audited_once_as_cli(
     make_stack: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     async with make_stack(FEATURES) as stack:
-        command = [sys.executable, "-m", "proxy.cli", "flags", "set", "sessions", "new"]
+        command = [sys.executable, "-m", "banyan.proxy.cli", "flags", "set", "sessions", "new"]
         done = await asyncio.to_thread(
             subprocess.run, [*command, "--file", str(stack.flags)], capture_output=True, timeout=60
         )

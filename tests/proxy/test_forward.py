@@ -1,4 +1,4 @@
-"""Tests for proxy/forward.py and the HTTP path of proxy/app.py, over real sockets."""
+"""Tests for banyan/proxy/forward.py and the HTTP path of banyan/proxy/app.py, over real sockets."""
 
 from __future__ import annotations
 

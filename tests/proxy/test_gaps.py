@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from proxy.gaps import IdleGaps
+from banyan.proxy.gaps import IdleGaps
 
 
 async def test_no_wait_when_no_request_is_in_progress() -> None:

@@ -1,9 +1,9 @@
-"""Tests for proxy/guards.py: sliding windows, minimum evidence, one breach per guard."""
+"""Tests for banyan/proxy/guards.py: sliding windows, minimum evidence, one breach per guard."""
 
 from __future__ import annotations
 
-from proxy.flags import GuardConfig
-from proxy.guards import FeatureGuard, GuardBoard
+from banyan.proxy.flags import GuardConfig
+from banyan.proxy.guards import FeatureGuard, GuardBoard
 
 
 def test_error_rate_needs_evidence_then_trips_once() -> None:

@@ -1,11 +1,11 @@
-"""Tests for proxy/headers.py rules that the end-to-end tests do not reach."""
+"""Tests for banyan/proxy/headers.py rules that the end-to-end tests do not reach."""
 
 from __future__ import annotations
 
 from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from proxy.headers import downstream_headers, request_id_of, upstream_headers
+from banyan.proxy.headers import downstream_headers, request_id_of, upstream_headers
 
 
 def test_request_id_is_kept_only_when_sane() -> None:

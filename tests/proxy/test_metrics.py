@@ -1,10 +1,10 @@
-"""Tests for proxy/metrics.py: the Prometheus text format."""
+"""Tests for banyan/proxy/metrics.py: the Prometheus text format."""
 
 from __future__ import annotations
 
 import pytest
 
-from proxy.metrics import ProxyMetrics, Registry
+from banyan.proxy.metrics import ProxyMetrics, Registry
 
 
 def test_counters_gauges_and_histograms_render() -> None:

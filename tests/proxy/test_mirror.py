@@ -1,4 +1,4 @@
-"""Tests for proxy/mirror.py: durable delivery, retries, dead letters, restarts."""
+"""Tests for banyan/proxy/mirror.py: durable delivery, retries, dead letters, restarts."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from banyan.proxy.mirror import MirrorQueue
 from banyan.testing import free_port, serve
-from proxy.mirror import MirrorQueue
 
 
 class Recorder:
@@ -126,7 +126,7 @@ async def test_pending_writes_survive_a_restart(
         # the backoff of 5 s is still running: force the due time, as an operator retry would
         from sqlalchemy import update
 
-        from proxy.mirror import mirror_writes
+        from banyan.proxy.mirror import mirror_writes
 
         assert second.engine is not None
         async with second.engine.begin() as conn:
@@ -270,7 +270,7 @@ async def test_releases_follow_every_end_of_a_write(
 
 
 def test_not_yet_answers_are_retried_and_a_missing_delete_is_done() -> None:
-    from proxy.mirror import not_yet
+    from banyan.proxy.mirror import not_yet
 
     assert not_yet("POST", 503) and not_yet("PUT", 429) and not_yet("PATCH", 408)
     assert not_yet("POST", 401)  # the user's registration has not landed there yet

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import jwt
 
-from proxy.routing import bucket_of
+from banyan.proxy.routing import bucket_of
 
 MIRRORED = """\
   api:

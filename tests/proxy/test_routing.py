@@ -1,4 +1,5 @@
-"""Tests for proxy/routing.py: the route table, canary stickiness, cohorts and JWT subjects."""
+"""Tests for banyan/proxy/routing.py: the route table, canary stickiness, cohorts and JWT
+subjects."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.flags import parse_flags
-from proxy.routing import (
+from banyan.proxy.flags import parse_flags
+from banyan.proxy.routing import (
     BUCKETS,
     Decision,
     RouteError,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import httpx
 
+from banyan.proxy.server_cli import main
 from banyan.testing import free_port
-from proxy.server_cli import main
 
 
 def _flags(tmp_path: Path) -> Path:
@@ -26,7 +26,7 @@ def _flags(tmp_path: Path) -> Path:
 
 def _start(args: list[str]) -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "proxy.cli", "proxy", *args],
+        [sys.executable, "-m", "banyan.proxy.cli", "proxy", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

@@ -11,10 +11,10 @@ import httpx
 import jwt
 import pytest
 
+from banyan.parity.compare import Response
+from banyan.parity.store import ParityRecorder, ParityStore
+from banyan.proxy.shadow import Shadow, sampled, shadow_from_env, undelivered
 from banyan.testing import free_port, serve
-from parity.compare import Response
-from parity.store import ParityRecorder, ParityStore
-from proxy.shadow import Shadow, sampled, shadow_from_env, undelivered
 
 SHADOW = """\
   api:
@@ -225,7 +225,7 @@ async def test_whiteboard_documents_are_compared_when_quiet(
     import aiohttp
     from pycrdt import Map
 
-    from backends.common.whiteboard.client import WhiteboardClient
+    from banyan.backends.common.whiteboard.client import WhiteboardClient
 
     shadow = make_shadow(tmp_path)
     shadow.quiet_seconds = 0.2
@@ -377,9 +377,9 @@ async def test_a_socket_the_candidate_refuses_is_written_through_to_its_store(
     answered by the primary reach the candidate's store through the mirror queue instead."""
     import aiohttp
 
-    from backends.contract.shadow import shadow_flags
-    from backends.contract.targets import model_server, serve_backend, sqlite_url
-    from proxy.app import create_app
+    from banyan.backends.contract.shadow import shadow_flags
+    from banyan.backends.contract.targets import model_server, serve_backend, sqlite_url
+    from banyan.proxy.app import create_app
     from tests.proxy.conftest import stored_messages, turn_messages, tutor_session_of, tutor_turn
     from tests.proxy.fault_front import Fault, FaultFront
 

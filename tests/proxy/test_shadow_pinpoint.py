@@ -19,13 +19,13 @@ import aiohttp
 import httpx
 import pytest
 
-from backends.contract.client import PASSWORD, unique_email
-from backends.contract.shadow import parity_problems, shadow_flags, verdict
-from backends.contract.targets import model_server, serve_backend, sqlite_url
+from banyan.backends.contract.client import PASSWORD, unique_email
+from banyan.backends.contract.shadow import parity_problems, shadow_flags, verdict
+from banyan.backends.contract.targets import model_server, serve_backend, sqlite_url
+from banyan.parity.store import ParityRecorder, ParityStore
+from banyan.proxy.app import create_app
+from banyan.proxy.shadow import Shadow
 from banyan.testing import serve
-from parity.store import ParityRecorder, ParityStore
-from proxy.app import create_app
-from proxy.shadow import Shadow
 from tests.proxy.fault_front import REMOVE, Fault, FaultFront
 
 ID = r"[0-9a-f-]{36}"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import httpx
 
+from banyan.proxy import stack
 from banyan.testing import free_port
-from proxy import stack
 
 
 def test_plan_follows_the_flag_file(tmp_path: Path) -> None:
@@ -42,7 +42,7 @@ def test_up_starts_and_stops_the_stack(tmp_path: Path) -> None:
     )
     port, model_port = free_port(), free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "proxy.cli", "up", "--flags", str(flags), "--port", str(port),
+        [sys.executable, "-m", "banyan.proxy.cli", "up", "--flags", str(flags), "--port", str(port),
          "--model-port", str(model_port), "--data-dir", str(tmp_path / "data")],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

@@ -1,4 +1,5 @@
-"""Tests of proxy/turn_mirror.py: tutor turns answered over the WebSocket by new reach legacy.
+"""Tests of banyan/proxy/turn_mirror.py: tutor turns answered over the WebSocket by new reach
+legacy.
 
 Real parts throughout: the model server, both backends on SQLite, the proxy with its durable mirror
 queue; a real aiohttp WebSocket client asks, and legacy is read directly afterwards.
@@ -16,10 +17,10 @@ import httpx
 import pytest
 from aiohttp import WSMessage, WSMsgType
 
-from backends.model.server import create_app as model_app
+from banyan.backends.model.server import create_app as model_app
+from banyan.proxy.shadow import shadow_from_env
+from banyan.proxy.turn_mirror import TurnMirrorTap, credentials, tutor_session
 from banyan.testing import serve
-from proxy.shadow import shadow_from_env
-from proxy.turn_mirror import TurnMirrorTap, credentials, tutor_session
 from tests.proxy.conftest import (
     real_backends_behind_proxy,
     stored_messages,

@@ -1,4 +1,5 @@
-"""Tests for proxy/websocket.py through the running proxy: frames, closes, refusals, cleanup."""
+"""Tests for banyan/proxy/websocket.py through the running proxy: frames, closes, refusals,
+cleanup."""
 
 from __future__ import annotations
 

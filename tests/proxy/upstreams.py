@@ -17,11 +17,11 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from backends.common.tutor.events import Done, Token
-from backends.common.tutor.socket import TutorHub, serve_tutor
-from backends.common.whiteboard.rooms import RoomManager
-from backends.common.whiteboard.socket import serve_whiteboard
-from backends.common.whiteboard.store import MemoryRoomStore
+from banyan.backends.common.tutor.events import Done, Token
+from banyan.backends.common.tutor.socket import TutorHub, serve_tutor
+from banyan.backends.common.whiteboard.rooms import RoomManager
+from banyan.backends.common.whiteboard.socket import serve_whiteboard
+from banyan.backends.common.whiteboard.store import MemoryRoomStore
 
 GZIP_BODY = gzip.compress(json.dumps({"compressed": True, "data": "x" * 500}).encode(), mtime=0)
 

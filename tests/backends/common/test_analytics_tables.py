@@ -1,4 +1,5 @@
-"""Tests of backends/common/analytics_tables.py on a real SQLite store: rows, summaries, rollups."""
+"""Tests of banyan/backends/common/analytics_tables.py on a real SQLite store: rows, summaries,
+rollups."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import pytest
 from sqlalchemy import MetaData, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from backends.common import analytics_tables as at
-from backends.common.analytics import HOUR_MS, Event
-from backends.common.ids import derived_id
+from banyan.backends.common import analytics_tables as at
+from banyan.backends.common.analytics import HOUR_MS, Event
+from banyan.backends.common.ids import derived_id
 
 T0 = 1_795_000_000_000 - 1_795_000_000_000 % HOUR_MS
 

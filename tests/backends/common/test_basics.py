@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from backends.common import clock, ids, pagination, passwords
-from backends.common.errors import ValidationError
+from banyan.backends.common import clock, ids, pagination, passwords
+from banyan.backends.common.errors import ValidationError
 
 
 def test_password_hash_verifies_only_the_right_password() -> None:

@@ -1,8 +1,8 @@
-"""Tests of backends/common/cache_metrics.py: the cache's Prometheus families."""
+"""Tests of banyan/backends/common/cache_metrics.py: the cache's Prometheus families."""
 
 from __future__ import annotations
 
-from backends.common import cache_metrics
+from banyan.backends.common import cache_metrics
 
 
 def test_families_with_help_type_and_backend_label() -> None:

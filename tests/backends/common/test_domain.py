@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from backends.common import analytics, documents, quizzes
-from backends.common.errors import PayloadTooLarge, UnsupportedMediaType, ValidationError
+from banyan.backends.common import analytics, documents, quizzes
+from banyan.backends.common.errors import PayloadTooLarge, UnsupportedMediaType, ValidationError
 
 
 def make_pdf(text: str) -> bytes:

@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from aiohttp import web
 
-from backends.common import fanout
-from backends.common.fanout import Bus, Message, decode, encode
+from banyan.backends.common import fanout
+from banyan.backends.common.fanout import Bus, Message, decode, encode
 from banyan.testing import serve
 from tests.backends.common.redis_front import RedisFront, require_redis, unique_prefix
 

@@ -1,13 +1,14 @@
-"""Tests of backends/common/jobs.py: settings from the environment, the backoff, error texts and
+"""Tests of banyan/backends/common/jobs.py: settings from the environment, the backoff, error texts
+and
 the job object."""
 
 from __future__ import annotations
 
 import pytest
 
-from backends.common import jobs as q
-from backends.common.documents import ExtractionError
-from backends.common.errors import UpstreamFailed
+from banyan.backends.common import jobs as q
+from banyan.backends.common.documents import ExtractionError
+from banyan.backends.common.errors import UpstreamFailed
 
 
 def test_settings_from_the_environment_and_overrides() -> None:

@@ -12,7 +12,7 @@ import jsonschema
 import openai
 import pytest
 
-from backends.common.llm import (
+from banyan.backends.common.llm import (
     LLM,
     LLMError,
     LLMOutputError,
@@ -23,7 +23,7 @@ from backends.common.llm import (
     schema_name,
     settings_from_env,
 )
-from backends.model.server import create_app
+from banyan.backends.model.server import create_app
 from banyan.testing import free_port, serve
 
 MESSAGES = [

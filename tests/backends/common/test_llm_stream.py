@@ -1,4 +1,4 @@
-"""Tests of how ``backends/common/llm.py`` reads a chat completion's server-sent events."""
+"""Tests of how ``banyan/backends/common/llm.py`` reads a chat completion's server-sent events."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from backends.common.llm import LLMOutputError, LLMUnavailable, _stream_tokens
+from banyan.backends.common.llm import LLMOutputError, LLMUnavailable, _stream_tokens
 
 
 def data(value: object) -> str:

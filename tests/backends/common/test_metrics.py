@@ -1,4 +1,5 @@
-"""Tests of backends/common/metrics.py: the request counter, collectors (sync, async, failing)
+"""Tests of banyan/backends/common/metrics.py: the request counter, collectors (sync, async,
+failing)
 and the exposition format, on a real aiohttp server."""
 
 from __future__ import annotations
@@ -6,7 +7,7 @@ from __future__ import annotations
 import httpx
 from aiohttp import web
 
-from backends.common import metrics
+from banyan.backends.common import metrics
 from banyan.testing import serve
 
 

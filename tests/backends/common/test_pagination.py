@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, select
 
-from backends.common.errors import ValidationError
-from backends.common.pagination import (
+from banyan.backends.common.errors import ValidationError
+from banyan.backends.common.pagination import (
     Cursor,
     decode_cursor,
     encode_cursor,

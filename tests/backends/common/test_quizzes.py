@@ -1,16 +1,17 @@
-"""Tests of backends/common/quizzes.py: request rules, source texts, rendering; generation against
+"""Tests of banyan/backends/common/quizzes.py: request rules, source texts, rendering; generation
+against
 the real model server."""
 
 from __future__ import annotations
 
 import pytest
 
-from backends.common import quizzes
-from backends.common.agents import catalog
-from backends.common.agents.framework import AgentContext, AgentRunner
-from backends.common.errors import ValidationError
-from backends.common.llm import LLM, LLMSettings
-from backends.model.server import create_app
+from banyan.backends.common import quizzes
+from banyan.backends.common.agents import catalog
+from banyan.backends.common.agents.framework import AgentContext, AgentRunner
+from banyan.backends.common.errors import ValidationError
+from banyan.backends.common.llm import LLM, LLMSettings
+from banyan.backends.model.server import create_app
 from banyan.testing import serve
 
 QUESTIONS = [

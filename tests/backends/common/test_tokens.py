@@ -1,4 +1,5 @@
-"""Tests for backends/common/tokens.py: issuing, pinning the algorithm, expiry, bearer parsing."""
+"""Tests for banyan/backends/common/tokens.py: issuing, pinning the algorithm, expiry, bearer
+parsing."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import time
 import jwt
 import pytest
 
-from backends.common import tokens
-from backends.common.errors import Unauthorized
+from banyan.backends.common import tokens
+from banyan.backends.common.errors import Unauthorized
 
 
 def test_issue_then_verify_round_trips_claims() -> None:

@@ -1,4 +1,4 @@
-"""Tests of backends/common/uploads.py: the multipart rules a client of either backend meets,
+"""Tests of banyan/backends/common/uploads.py: the multipart rules a client of either backend meets,
 on a real aiohttp server with raw multipart bodies."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import httpx
 import pytest
 from aiohttp import web
 
-from backends.common.errors import error_middleware
-from backends.common.uploads import DRAIN_LIMIT, read_upload
+from banyan.backends.common.errors import error_middleware
+from banyan.backends.common.uploads import DRAIN_LIMIT, read_upload
 from banyan.testing import serve
 
 

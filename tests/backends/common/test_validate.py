@@ -1,4 +1,5 @@
-"""Tests for backends/common/validate.py and errors.py: exact contract messages over real HTTP."""
+"""Tests for banyan/backends/common/validate.py and errors.py: exact contract messages over real
+HTTP."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import httpx
 import pytest
 from aiohttp import web
 
-from backends.common import validate as v
-from backends.common.errors import (
+from banyan.backends.common import validate as v
+from banyan.backends.common.errors import (
     ApiError,
     NotFound,
     PayloadTooLarge,

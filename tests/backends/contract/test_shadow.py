@@ -9,13 +9,13 @@ import httpx
 import pytest
 import yaml
 
-from backends.contract.shadow import (
+from banyan.backends.contract.shadow import (
     REPOSITORY_FLAGS,
     parity_problems,
     shadow_flags,
     wait_on_both,
 )
-from proxy.flags import parse_flags
+from banyan.proxy.flags import parse_flags
 
 
 def test_every_repository_feature_is_shadowed_with_its_parity_rules() -> None:

@@ -15,9 +15,9 @@ import httpx
 import pytest
 from sqlalchemy import insert
 
-from backends.datatools.cli import main
-from backends.legacy.app import create_app
-from backends.legacy.db import Database, StudySession
+from banyan.backends.datatools.cli import main
+from banyan.backends.legacy.app import create_app
+from banyan.backends.legacy.db import Database, StudySession
 from banyan.pg import postgres_available, temp_database
 from banyan.testing import serve
 

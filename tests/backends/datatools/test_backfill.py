@@ -8,10 +8,10 @@ import io
 import httpx
 import pytest
 
-from backends.datatools.backfill import backfill
-from backends.datatools.cli import main
-from backends.datatools.verify import verify
-from backends.new.app import create_app as create_new
+from banyan.backends.datatools.backfill import backfill
+from banyan.backends.datatools.cli import main
+from banyan.backends.datatools.verify import verify
+from banyan.backends.new.app import create_app as create_new
 from banyan.testing import serve
 from tests.backends.datatools.conftest import PASSWORD, Stores, fill_legacy, run_cli
 

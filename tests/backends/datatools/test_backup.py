@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from backends.datatools.backup import sqlite_path
-from backends.datatools.cli import main
+from banyan.backends.datatools.backup import sqlite_path
+from banyan.backends.datatools.cli import main
 from banyan.pg import postgres_available, temp_database
 from tests.backends.datatools.conftest import fill_legacy, run_cli
 

@@ -1,8 +1,8 @@
-"""Tests for backends.datatools.progress."""
+"""Tests for banyan.backends.datatools.progress."""
 
 import io
 
-from backends.datatools.progress import Progress, format_eta
+from banyan.backends.datatools.progress import Progress, format_eta
 from banyan.testing import ManualClock
 
 

@@ -8,10 +8,10 @@ import json
 import pytest
 from sqlalchemy import delete, insert, update
 
-from backends.datatools.backfill import backfill
-from backends.datatools.stores import open_engine
-from backends.datatools.verify import verify
-from backends.new.runtime.schema import messages, sessions
+from banyan.backends.datatools.backfill import backfill
+from banyan.backends.datatools.stores import open_engine
+from banyan.backends.datatools.verify import verify
+from banyan.backends.new.runtime.schema import messages, sessions
 from tests.backends.datatools.conftest import Stores, run_cli
 
 

@@ -7,9 +7,9 @@ import io
 from pycrdt import Doc, Map, Text
 from sqlalchemy import MetaData, Table, insert, select
 
-from backends.datatools.backfill import TableResult, backfill
-from backends.datatools.stores import open_engine
-from backends.datatools.verify import verify
+from banyan.backends.datatools.backfill import TableResult, backfill
+from banyan.backends.datatools.stores import open_engine
+from banyan.backends.datatools.verify import verify
 from tests.backends.datatools.conftest import Stores
 
 

@@ -1,4 +1,5 @@
-"""Tests of backends/legacy/analytics.py over HTTP: ingest, replay, cached summaries, the rollup."""
+"""Tests of banyan/backends/legacy/analytics.py over HTTP: ingest, replay, cached summaries, the
+rollup."""
 
 from __future__ import annotations
 
@@ -12,12 +13,12 @@ import pytest
 from aiohttp import web
 from sqlalchemy import func, select
 
-from backends.common import analytics_tables as at
-from backends.common.clock import iso, now_ms
-from backends.legacy import analytics
-from backends.legacy.app import create_app
-from backends.legacy.cache import cache_of
-from backends.legacy.state import STATE, LegacyState
+from banyan.backends.common import analytics_tables as at
+from banyan.backends.common.clock import iso, now_ms
+from banyan.backends.legacy import analytics
+from banyan.backends.legacy.app import create_app
+from banyan.backends.legacy.cache import cache_of
+from banyan.backends.legacy.state import STATE, LegacyState
 from banyan.testing import serve
 
 

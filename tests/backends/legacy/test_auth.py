@@ -1,4 +1,4 @@
-"""Tests of backends/legacy/auth.py: the identity cache, and revocations seen through it."""
+"""Tests of banyan/backends/legacy/auth.py: the identity cache, and revocations seen through it."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import httpx
 import pytest
 from sqlalchemy import insert
 
-from backends.common import tokens
-from backends.legacy.app import create_app
-from backends.legacy.auth import Caller, Identities, identities
-from backends.legacy.db import REVOKED
-from backends.legacy.state import STATE
+from banyan.backends.common import tokens
+from banyan.backends.legacy.app import create_app
+from banyan.backends.legacy.auth import Caller, Identities, identities
+from banyan.backends.legacy.db import REVOKED
+from banyan.backends.legacy.state import STATE
 from banyan.testing import serve
 
 ALICE = Caller("u-1", "a@x.io", "A", 1)

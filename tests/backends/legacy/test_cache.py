@@ -1,4 +1,5 @@
-"""Tests of backends/legacy/cache.py: TTL, tags, the load/invalidate race, pruning, metrics; and
+"""Tests of banyan/backends/legacy/cache.py: TTL, tags, the load/invalidate race, pruning, metrics;
+and
 that pruning and the analytics rollup run on the app's job queue by themselves."""
 
 from __future__ import annotations
@@ -9,11 +10,11 @@ from pathlib import Path
 import httpx
 from sqlalchemy import func, select
 
-from backends.legacy import analytics, jobs
-from backends.legacy.app import create_app
-from backends.legacy.cache import TTLCache, cache_of, metric_lines
-from backends.legacy.db import Database
-from backends.legacy.state import STATE, LegacyState
+from banyan.backends.legacy import analytics, jobs
+from banyan.backends.legacy.app import create_app
+from banyan.backends.legacy.cache import TTLCache, cache_of, metric_lines
+from banyan.backends.legacy.db import Database
+from banyan.backends.legacy.state import STATE, LegacyState
 from banyan.testing import ManualClock, serve
 
 

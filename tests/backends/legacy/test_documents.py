@@ -1,4 +1,5 @@
-"""Tests of legacy documents (backends/legacy/documents.py) beyond the contract suite: a document
+"""Tests of legacy documents (banyan/backends/legacy/documents.py) beyond the contract suite: a
+document
 deleted while its job runs stays deleted, and its job ends without writing anything back; the
 document of a job that died with its worker settles as failed."""
 
@@ -13,10 +14,10 @@ import httpx
 import pytest
 from aiohttp import web
 
-from backends.legacy.app import create_app
-from backends.legacy.documents import settle_documents
-from backends.legacy.state import STATE
-from backends.model.server import create_app as model_app
+from banyan.backends.legacy.app import create_app
+from banyan.backends.legacy.documents import settle_documents
+from banyan.backends.legacy.state import STATE
+from banyan.backends.model.server import create_app as model_app
 from banyan.testing import serve
 
 

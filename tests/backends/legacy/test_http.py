@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from backends.legacy.app import create_app
+from banyan.backends.legacy.app import create_app
 from banyan.testing import serve
 
 

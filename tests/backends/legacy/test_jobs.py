@@ -1,4 +1,5 @@
-"""Tests of the legacy job queue (backends/legacy/jobs.py) on a real SQLite store: priorities,
+"""Tests of the legacy job queue (banyan/backends/legacy/jobs.py) on a real SQLite store:
+priorities,
 retries with backoff, dead letters, leases of a worker that died, release on a clean stop,
 heartbeats, periodic jobs and pruning. Job kinds used here are registered by this module."""
 
@@ -12,11 +13,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from backends.common import jobs as q
-from backends.common.clock import now_ms
-from backends.legacy import jobs, migrations
-from backends.legacy.db import Database
-from backends.legacy.state import LegacyState
+from banyan.backends.common import jobs as q
+from banyan.backends.common.clock import now_ms
+from banyan.backends.legacy import jobs, migrations
+from banyan.backends.legacy.db import Database
+from banyan.backends.legacy.state import LegacyState
 
 SEEN: list[str] = []
 FAILS: dict[str, int] = {}

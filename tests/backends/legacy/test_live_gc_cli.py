@@ -10,9 +10,9 @@ from pathlib import Path
 import aiohttp
 import httpx
 
-from backends.legacy import gc
-from backends.legacy.app import create_app
-from backends.legacy.state import STATE
+from banyan.backends.legacy import gc
+from banyan.backends.legacy.app import create_app
+from banyan.backends.legacy.state import STATE
 from banyan.testing import serve
 
 

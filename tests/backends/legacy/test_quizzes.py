@@ -1,4 +1,5 @@
-"""Tests of backends/legacy/quizzes.py over HTTP with the real model server behind the agents."""
+"""Tests of banyan/backends/legacy/quizzes.py over HTTP with the real model server behind the
+agents."""
 
 from __future__ import annotations
 
@@ -14,11 +15,11 @@ import pytest
 from aiohttp import web
 from sqlalchemy import func, select
 
-from backends.legacy import quizzes
-from backends.legacy.agents import runner_of
-from backends.legacy.app import create_app
-from backends.legacy.state import STATE
-from backends.model.server import create_app as model_app
+from banyan.backends.legacy import quizzes
+from banyan.backends.legacy.agents import runner_of
+from banyan.backends.legacy.app import create_app
+from banyan.backends.legacy.state import STATE
+from banyan.backends.model.server import create_app as model_app
 from banyan.testing import serve
 
 

@@ -1,5 +1,6 @@
-"""Tests of the legacy tutor and whiteboard modules (``backends/legacy/tutor.py``,
-``backends/legacy/whiteboard.py``) beyond the contract: see :mod:`tests.backends.realtime_cases`."""
+"""Tests of the legacy tutor and whiteboard modules (``banyan/backends/legacy/tutor.py``,
+``banyan/backends/legacy/whiteboard.py``) beyond the contract: see
+:mod:`tests.backends.realtime_cases`."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from backends.common.whiteboard.rooms import RoomManager
-from backends.legacy.app import create_app
-from backends.legacy.whiteboard import ROOMS
+from banyan.backends.common.whiteboard.rooms import RoomManager
+from banyan.backends.legacy.app import create_app
+from banyan.backends.legacy.whiteboard import ROOMS
 from tests.backends import realtime_cases as cases
 
 

@@ -10,7 +10,7 @@ import aiohttp
 import httpx
 import pytest
 
-from backends.legacy.app import create_app
+from banyan.backends.legacy.app import create_app
 from banyan.pg import postgres_available, temp_database
 from banyan.testing import serve
 

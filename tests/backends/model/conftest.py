@@ -8,7 +8,7 @@ from typing import Any
 import openai
 import pytest
 
-from backends.model.server import create_app
+from banyan.backends.model.server import create_app
 from banyan.testing import serve
 
 

@@ -10,14 +10,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from backends.model.cli import build_parser
+from banyan.backends.model.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_model_command_serves_on_port_zero() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "proxy.cli", "model", "--port", "0", "--seed", "3"],
+        [sys.executable, "-m", "banyan.proxy.cli", "model", "--port", "0", "--seed", "3"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -1,4 +1,4 @@
-"""Tests of backends.model.embeddings: unit length, determinism, shared words point alike."""
+"""Tests of banyan.backends.model.embeddings: unit length, determinism, shared words point alike."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import base64
 import math
 import struct
 
-from backends.model.embeddings import embed, to_base64
+from banyan.backends.model.embeddings import embed, to_base64
 
 
 def _dot(a: list[float], b: list[float]) -> float:

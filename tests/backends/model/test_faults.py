@@ -1,4 +1,4 @@
-"""Tests of backends.model.faults: header parsing, reproducible rates, malformed JSON."""
+"""Tests of banyan.backends.model.faults: header parsing, reproducible rates, malformed JSON."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from backends.model.faults import (
+from banyan.backends.model.faults import (
     FaultPlan,
     FaultSettings,
     RequestFaults,

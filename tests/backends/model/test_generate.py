@@ -1,10 +1,10 @@
-"""Tests of backends.model.generate: digests, tokens and tutor prose."""
+"""Tests of banyan.backends.model.generate: digests, tokens and tutor prose."""
 
 from __future__ import annotations
 
 import pytest
 
-from backends.model.generate import (
+from banyan.backends.model.generate import (
     DEFAULT_MAX_TOKENS,
     DEFAULT_MIN_TOKENS,
     Draw,

@@ -12,8 +12,8 @@ import jsonschema
 import openai
 import pytest
 
-from backends.common.agents.catalog import PLANNER, QUIZ_WRITER
-from backends.model.server import create_app
+from banyan.backends.common.agents.catalog import PLANNER, QUIZ_WRITER
+from banyan.backends.model.server import create_app
 from banyan.testing import serve
 from tests.backends.model.conftest import client_for
 

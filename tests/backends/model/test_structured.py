@@ -1,4 +1,5 @@
-"""Tests of backends.model.structured: schema instances are valid, deterministic and relevant."""
+"""Tests of banyan.backends.model.structured: schema instances are valid, deterministic and
+relevant."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backends.common.agents.catalog import default_registry
-from backends.model.generate import Draw
-from backends.model.structured import instance, json_mode_object
+from banyan.backends.common.agents.catalog import default_registry
+from banyan.backends.model.generate import Draw
+from banyan.backends.model.structured import instance, json_mode_object
 
 TEXT = "Explain how volcanoes erupt when magma pressure builds under the crust."
 

@@ -1,4 +1,5 @@
-"""Tests of backends/new/functions/analytics.py: per-user cache invalidation, the rollup (batched,
+"""Tests of banyan/backends/new/functions/analytics.py: per-user cache invalidation, the rollup
+(batched,
 concurrent, exact), retention pruning and racing keyed batches — on SQLite and PostgreSQL."""
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from backends.common import analytics
-from backends.common import analytics_tables as at
-from backends.common.clock import iso, now_ms
-from backends.common.ids import user_id_for
-from backends.new.app import RUNTIME, create_app
-from backends.new.runtime.engine import Runtime
-from backends.new.runtime.schema import analytics as tables
+from banyan.backends.common import analytics
+from banyan.backends.common import analytics_tables as at
+from banyan.backends.common.clock import iso, now_ms
+from banyan.backends.common.ids import user_id_for
+from banyan.backends.new.app import RUNTIME, create_app
+from banyan.backends.new.runtime.engine import Runtime
+from banyan.backends.new.runtime.schema import analytics as tables
 from banyan.pg import postgres_available, temp_database
 from banyan.testing import serve
 

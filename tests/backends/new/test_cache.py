@@ -1,4 +1,5 @@
-"""Tests of backends/new/functions/cache.py: pruning as a periodic job, counters on ``/metrics``;
+"""Tests of banyan/backends/new/functions/cache.py: pruning as a periodic job, counters on
+``/metrics``;
 and that the analytics rollup runs on the job queue by itself."""
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ from pathlib import Path
 import httpx
 from sqlalchemy import func, select
 
-from backends.new.app import RUNTIME, create_app
-from backends.new.runtime.schema import analytics, jobs
+from banyan.backends.new.app import RUNTIME, create_app
+from banyan.backends.new.runtime.schema import analytics, jobs
 from banyan.testing import serve
 
 

@@ -1,4 +1,4 @@
-"""Tests of new-backend documents (backends/new/functions/documents.py) beyond the contract
+"""Tests of new-backend documents (banyan/backends/new/functions/documents.py) beyond the contract
 suite: a document deleted while its job runs stays deleted."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from backends.new.app import RUNTIME, create_app
+from banyan.backends.new.app import RUNTIME, create_app
 from tests.backends.legacy.test_documents import dead_job_settles, deleted_mid_job
 
 

@@ -1,4 +1,5 @@
-"""Tests of the new backend's job queue (backends/new/functions/jobs.py) on a real runtime and
+"""Tests of the new backend's job queue (banyan/backends/new/functions/jobs.py) on a real runtime
+and
 SQLite store: enqueue inside a mutation, drains in priority order, retries scheduled on the
 persisted scheduler, dead letters, lease takeover, release on cancel, the tick cron and periodic
 jobs. The ``testjobs.*`` functions are registered by this module."""
@@ -13,16 +14,16 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from backends.common import jobs as q
-from backends.common import validate as v
-from backends.common.clock import now_ms
-from backends.new.functions import jobs
-from backends.new.functions.common import anything
-from backends.new.runtime import schema
-from backends.new.runtime.context import ActionCtx, MutationCtx
-from backends.new.runtime.engine import Runtime, make_engine
-from backends.new.runtime.registry import action, mutation, registry
-from backends.new.runtime.scheduler import SchedulerRunner
+from banyan.backends.common import jobs as q
+from banyan.backends.common import validate as v
+from banyan.backends.common.clock import now_ms
+from banyan.backends.new.functions import jobs
+from banyan.backends.new.functions.common import anything
+from banyan.backends.new.runtime import schema
+from banyan.backends.new.runtime.context import ActionCtx, MutationCtx
+from banyan.backends.new.runtime.engine import Runtime, make_engine
+from banyan.backends.new.runtime.registry import action, mutation, registry
+from banyan.backends.new.runtime.scheduler import SchedulerRunner
 
 SEEN: list[str] = []
 FAILS: dict[str, int] = {}

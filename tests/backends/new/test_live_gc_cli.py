@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 import httpx
 
-from backends.new.app import RUNTIME, create_app
+from banyan.backends.new.app import RUNTIME, create_app
 from banyan.testing import serve
 
 

@@ -1,4 +1,5 @@
-"""Tests of backends/new/functions/quizzes.py over HTTP with the real model server: replays never
+"""Tests of banyan/backends/new/functions/quizzes.py over HTTP with the real model server: replays
+never
 ask the model, a failing model stores nothing, racing keyed creates store one quiz, cached reads."""
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from backends.common.ids import user_id_for
-from backends.model.server import create_app as model_app
-from backends.new.app import RUNTIME, create_app
-from backends.new.functions.agents import runner_of
-from backends.new.runtime.engine import Runtime
-from backends.new.runtime.schema import quizzes as tables
+from banyan.backends.common.ids import user_id_for
+from banyan.backends.model.server import create_app as model_app
+from banyan.backends.new.app import RUNTIME, create_app
+from banyan.backends.new.functions.agents import runner_of
+from banyan.backends.new.runtime.engine import Runtime
+from banyan.backends.new.runtime.schema import quizzes as tables
 from banyan.testing import serve
 
 

@@ -1,5 +1,5 @@
-"""Tests of the new backend's tutor and whiteboard (``backends/new/realtime.py``,
-``backends/new/functions/{tutor,whiteboard}.py``) beyond the contract: see
+"""Tests of the new backend's tutor and whiteboard (``banyan/backends/new/realtime.py``,
+``banyan/backends/new/functions/{tutor,whiteboard}.py``) beyond the contract: see
 :mod:`tests.backends.realtime_cases`."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from backends.common.whiteboard.rooms import RoomManager
-from backends.new.app import RUNTIME, create_app
-from backends.new.functions.whiteboard import rooms_of as runtime_rooms
+from banyan.backends.common.whiteboard.rooms import RoomManager
+from banyan.backends.new.app import RUNTIME, create_app
+from banyan.backends.new.functions.whiteboard import rooms_of as runtime_rooms
 from tests.backends import realtime_cases as cases
 
 

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from backends.common import validate as v
-from backends.common.errors import ApiError
-from backends.new.runtime import schema
-from backends.new.runtime.context import MutationCtx, QueryCtx, tables_read
-from backends.new.runtime.engine import Runtime, make_engine
-from backends.new.runtime.registry import Registry
-from backends.new.runtime.scheduler import Cron, SchedulerRunner
+from banyan.backends.common import validate as v
+from banyan.backends.common.errors import ApiError
+from banyan.backends.new.runtime import schema
+from banyan.backends.new.runtime.context import MutationCtx, QueryCtx, tables_read
+from banyan.backends.new.runtime.engine import Runtime, make_engine
+from banyan.backends.new.runtime.registry import Registry
+from banyan.backends.new.runtime.scheduler import Cron, SchedulerRunner
 
 ran: list[str] = []
 reg = Registry()
@@ -138,7 +138,7 @@ async def test_a_result_read_before_a_write_it_raced_is_not_cached(runtime: Runt
 
 
 def test_invalidation_drops_only_the_readers_of_written_tables() -> None:
-    from backends.new.runtime import cache as cache_module
+    from banyan.backends.new.runtime import cache as cache_module
 
     cache = cache_module.QueryCache()
     cache.put("a", {"users", "revoked_tokens"}, 1)
@@ -204,7 +204,7 @@ async def test_failing_call_is_retried_then_dead(runtime: Runtime) -> None:
 
 
 def test_cache_prunes_expired_and_bounds_size() -> None:
-    from backends.new.runtime.cache import QueryCache
+    from banyan.backends.new.runtime.cache import QueryCache
 
     cache = QueryCache(ttl=-1, max_entries=2)
     for i in range(3):

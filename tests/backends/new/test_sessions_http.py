@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from backends.new.app import create_app
+from banyan.backends.new.app import create_app
 from banyan.pg import postgres_available, temp_database
 from banyan.testing import serve
 

@@ -1,4 +1,5 @@
-"""Tests for backends/common/agents: every agent against the real model server, through the real
+"""Tests for banyan/backends/common/agents: every agent against the real model server, through the
+real
 ``openai`` client, including the faults the model server injects on request."""
 
 from __future__ import annotations
@@ -9,11 +10,16 @@ from collections.abc import AsyncIterator
 import jsonschema
 import pytest
 
-from backends.common.agents import catalog
-from backends.common.agents.framework import Agent, AgentContext, AgentOutputError, AgentRunner
-from backends.common.errors import UpstreamFailed, UpstreamTimeout, ValidationError
-from backends.common.llm import LLM, LLMSettings
-from backends.model.server import create_app
+from banyan.backends.common.agents import catalog
+from banyan.backends.common.agents.framework import (
+    Agent,
+    AgentContext,
+    AgentOutputError,
+    AgentRunner,
+)
+from banyan.backends.common.errors import UpstreamFailed, UpstreamTimeout, ValidationError
+from banyan.backends.common.llm import LLM, LLMSettings
+from banyan.backends.model.server import create_app
 from banyan.testing import free_port, serve
 
 

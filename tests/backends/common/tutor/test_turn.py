@@ -1,4 +1,4 @@
-"""Tests for backends/common/tutor/turn.py against the real model server and openai client.
+"""Tests for banyan/backends/common/tutor/turn.py against the real model server and openai client.
 
 ``load`` and ``store`` are the backend's seams; here they keep the session in a dict, the way a
 backend's store would, so the test sees exactly what a turn persists.
@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from backends.common.errors import NotFound, UpstreamFailed
-from backends.common.llm import LLM, LLMSettings
-from backends.common.tutor.events import Done, Token
-from backends.common.tutor.prompt import HistoryMessage
-from backends.common.tutor.turn import SessionState, run_turn
-from backends.model.server import create_app
+from banyan.backends.common.errors import NotFound, UpstreamFailed
+from banyan.backends.common.llm import LLM, LLMSettings
+from banyan.backends.common.tutor.events import Done, Token
+from banyan.backends.common.tutor.prompt import HistoryMessage
+from banyan.backends.common.tutor.turn import SessionState, run_turn
+from banyan.backends.model.server import create_app
 from banyan.testing import free_port, serve
 
 

@@ -1,4 +1,4 @@
-"""Tests for backends/common/tutor: the WS protocol and the HTTP answer, over real sockets.
+"""Tests for banyan/backends/common/tutor: the WS protocol and the HTTP answer, over real sockets.
 
 The turn runner here stands in for a backend's (which stores messages and calls the model): it
 streams the question's words back, and fails on purpose for the words ``fail`` and ``failmid``.
@@ -16,10 +16,10 @@ import httpx
 import pytest
 from aiohttp import web
 
-from backends.common.errors import UpstreamFailed, error_middleware
-from backends.common.tutor.events import Done, Token, TurnEvent, answer_http
-from backends.common.tutor.prompt import HISTORY_TURNS, HistoryMessage, build_messages
-from backends.common.tutor.socket import MAX_FRAME_BYTES, TutorHub, serve_tutor
+from banyan.backends.common.errors import UpstreamFailed, error_middleware
+from banyan.backends.common.tutor.events import Done, Token, TurnEvent, answer_http
+from banyan.backends.common.tutor.prompt import HISTORY_TURNS, HistoryMessage, build_messages
+from banyan.backends.common.tutor.socket import MAX_FRAME_BYTES, TutorHub, serve_tutor
 from banyan.testing import serve
 
 

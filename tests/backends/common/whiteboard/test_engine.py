@@ -1,4 +1,4 @@
-"""Tests for backends/common/whiteboard: real aiohttp server, real y-websocket clients."""
+"""Tests for banyan/backends/common/whiteboard: real aiohttp server, real y-websocket clients."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ import pytest
 from aiohttp import web
 from pycrdt import Array, Doc, Map, Text
 
-from backends.common.whiteboard import protocol
-from backends.common.whiteboard.client import WhiteboardClient
-from backends.common.whiteboard.rooms import RoomManager
-from backends.common.whiteboard.snapshot import doc_from_update, doc_to_json
-from backends.common.whiteboard.socket import serve_whiteboard
-from backends.common.whiteboard.store import MemoryRoomStore
+from banyan.backends.common.whiteboard import protocol
+from banyan.backends.common.whiteboard.client import WhiteboardClient
+from banyan.backends.common.whiteboard.rooms import RoomManager
+from banyan.backends.common.whiteboard.snapshot import doc_from_update, doc_to_json
+from banyan.backends.common.whiteboard.socket import serve_whiteboard
+from banyan.backends.common.whiteboard.store import MemoryRoomStore
 from banyan.testing import serve
 
 

@@ -1,4 +1,5 @@
-"""Rooms shared between replicas (backends/common/whiteboard/replicas.py): two real room managers
+"""Rooms shared between replicas (banyan/backends/common/whiteboard/replicas.py): two real room
+managers
 on one store, each with its own real bus on the real Redis (skipped loudly without it).
 
 The peers here record the frames a room sends them; :class:`GatedStore` is an injected fault (a
@@ -14,13 +15,13 @@ from contextlib import asynccontextmanager
 import pytest
 from pycrdt import Doc, Map
 
-from backends.common.fanout import Bus
-from backends.common.whiteboard import awareness, protocol
-from backends.common.whiteboard.replicas import lacks, origin_of, read_state_vector
-from backends.common.whiteboard.room import Room
-from backends.common.whiteboard.rooms import RoomManager
-from backends.common.whiteboard.snapshot import doc_from_update
-from backends.common.whiteboard.store import MemoryRoomStore
+from banyan.backends.common.fanout import Bus
+from banyan.backends.common.whiteboard import awareness, protocol
+from banyan.backends.common.whiteboard.replicas import lacks, origin_of, read_state_vector
+from banyan.backends.common.whiteboard.room import Room
+from banyan.backends.common.whiteboard.rooms import RoomManager
+from banyan.backends.common.whiteboard.snapshot import doc_from_update
+from banyan.backends.common.whiteboard.store import MemoryRoomStore
 from tests.backends.common.redis_front import require_redis, unique_prefix
 
 

@@ -11,15 +11,15 @@ from pycrdt import Doc, Map, Text
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from backends.common.errors import NotFound, ValidationError
-from backends.common.whiteboard import service
-from backends.common.whiteboard.rooms import RoomManager
-from backends.common.whiteboard.sqlstore import SqlRoomStore, define_tables
-from backends.common.whiteboard.store import SnapshotInfo
-from backends.new.functions.whiteboard import RuntimeRoomStore
-from backends.new.runtime import schema
-from backends.new.runtime.engine import Runtime, make_engine
-from backends.new.runtime.registry import registry
+from banyan.backends.common.errors import NotFound, ValidationError
+from banyan.backends.common.whiteboard import service
+from banyan.backends.common.whiteboard.rooms import RoomManager
+from banyan.backends.common.whiteboard.sqlstore import SqlRoomStore, define_tables
+from banyan.backends.common.whiteboard.store import SnapshotInfo
+from banyan.backends.new.functions.whiteboard import RuntimeRoomStore
+from banyan.backends.new.runtime import schema
+from banyan.backends.new.runtime.engine import Runtime, make_engine
+from banyan.backends.new.runtime.registry import registry
 from banyan.pg import postgres_available, temp_database
 
 

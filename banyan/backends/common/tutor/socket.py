@@ -1,0 +1,218 @@
+"""The ``/ws/tutor/{session_id}`` protocol (JSON text frames), shared by both backends.
+
+Client frames: ``{"type": "ask", "text", "id"?}`` and ``{"type": "ping"}``. Server frames:
+``{"type": "token", "turn", "text"}`` for each streamed token, ``{"type": "done", "turn",
+"question", "answer"}`` when a turn is stored, ``{"type": "error", "turn", "code", "message"}``,
+``{"type": "pong"}``, and ``{"type": "turn", "question", "answer"}`` when another connection to the
+same session completed a turn. Turn ids are the client's ``id`` or ``t1``, ``t2``... per connection.
+
+Turns are queued and answered in order, one at a time per connection. A malformed or unknown frame
+gets an ``error`` frame and the connection stays open; a frame over the size limit closes with 1009.
+When the client goes away mid-stream, the running turn is cancelled and every task is awaited.
+The caller authenticates and checks the session before calling :func:`serve_tutor`.
+
+When the app has a fan-out bus (:mod:`banyan.backends.common.fanout`), the hub also publishes each
+``turn`` notice on the session's channel and relays the other replicas' notices to its own
+connections, so a turn reaches every connection of the session whichever replica serves it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Hashable
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from banyan.backends.common.errors import ApiError
+from banyan.backends.common.fanout import Bus, Message, bus_of
+from banyan.backends.common.tutor.events import Done, Token, TurnRunner
+from banyan.backends.common.tutor.prompt import MAX_QUESTION_CHARS
+from banyan.logs import get_logger
+from banyan.tasks import cancel_and_wait
+
+log = get_logger("tutor.socket")
+
+MAX_FRAME_BYTES = 64 * 1024
+MAX_QUEUED_TURNS = 16
+
+
+class TutorHub:
+    """Open tutor connections per session, to tell each about the others' turns."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[str, set[web.WebSocketResponse]] = {}
+        self.bus: Bus | None = None
+        self._remote: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+        self._courier: asyncio.Task[None] | None = None
+
+    def share(self, bus: Bus) -> None:
+        """Tell the other replicas on ``bus`` of this replica's turns, and hear theirs."""
+        self.bus = bus
+
+    def _channel(self, session_id: str) -> str:
+        assert self.bus is not None
+        return self.bus.channel("tutor", session_id)
+
+    async def join(self, session_id: str, ws: web.WebSocketResponse) -> None:
+        """:meth:`add`, subscribing to the session's channel for its first connection here."""
+        first = session_id not in self._sessions
+        self.add(session_id, ws)
+        if first and self.bus is not None:
+            await self.bus.subscribe(
+                self._channel(session_id), lambda message: self._heard(session_id, message)
+            )
+
+    async def leave(self, session_id: str, ws: web.WebSocketResponse) -> None:
+        """:meth:`remove`, leaving the session's channel with its last connection here."""
+        self.remove(session_id, ws)
+        if self.bus is not None and session_id not in self._sessions:
+            await self.bus.unsubscribe(self._channel(session_id))
+
+    def _heard(self, session_id: str, message: Message) -> None:
+        try:
+            frame = json.loads(message.body)
+        except ValueError:
+            return
+        if message.kind != "turn" or not isinstance(frame, dict) or frame.get("type") != "turn":
+            return
+        self._remote.put_nowait((session_id, frame))
+        if self._courier is None or self._courier.done():
+            self._courier = asyncio.create_task(self._deliver_remote(), name="tutor-remote")
+
+    async def _deliver_remote(self) -> None:
+        while not self._remote.empty():
+            session_id, frame = self._remote.get_nowait()
+            await self._send_local(session_id, frame, skip=None)
+
+    def add(self, session_id: str, ws: web.WebSocketResponse) -> None:
+        self._sessions.setdefault(session_id, set()).add(ws)
+
+    def remove(self, session_id: str, ws: web.WebSocketResponse) -> None:
+        peers = self._sessions.get(session_id)
+        if peers is not None:
+            peers.discard(ws)
+            if not peers:
+                del self._sessions[session_id]
+
+    def connections(self, session_id: str) -> int:
+        return len(self._sessions.get(session_id, ()))
+
+    async def broadcast(self, session_id: str, frame: dict[str, Any], skip: Hashable) -> None:
+        """Send ``frame`` to the session's other connections, here and on other replicas."""
+        if self.bus is not None:
+            self.bus.publish(self._channel(session_id), "turn", json.dumps(frame).encode())
+        await self._send_local(session_id, frame, skip)
+
+    async def _send_local(
+        self, session_id: str, frame: dict[str, Any], skip: Hashable | None
+    ) -> None:
+        for ws in list(self._sessions.get(session_id, ())):
+            if ws is not skip and not ws.closed:
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    await ws.send_json(frame)
+
+    async def close_all(self, code: int = 1001) -> None:
+        await cancel_and_wait([self._courier])
+        for peers in list(self._sessions.values()):
+            for ws in list(peers):
+                await ws.close(code=code, message=b"server shutting down")
+
+
+def _error(turn: str | None, code: str, message: str) -> dict[str, Any]:
+    return {"type": "error", "turn": turn, "code": code, "message": message}
+
+
+def parse_frame(raw: str) -> tuple[str, dict[str, Any]] | dict[str, Any]:
+    """Validate a client frame: ``(type, frame)`` when good, else the error frame to send."""
+    try:
+        frame = json.loads(raw)
+    except ValueError:
+        return _error(None, "invalid_json", "frame is not valid JSON")
+    if not isinstance(frame, dict):
+        return _error(None, "validation_error", "frame: must be a JSON object")
+    kind = frame.get("type")
+    if kind == "ping":
+        return "ping", frame
+    if kind != "ask":
+        return _error(None, "unknown_type", "type: must be one of ask, ping")
+    text = frame.get("text")
+    turn = frame.get("id")
+    if turn is not None and (not isinstance(turn, str) or not 1 <= len(turn) <= 100):
+        return _error(None, "validation_error", "id: must be a string of 1 to 100 characters")
+    if not isinstance(text, str):
+        return _error(turn, "validation_error", "text: must be a string")
+    if not text.strip():
+        return _error(turn, "validation_error", "text: must not be empty")
+    if len(text) > MAX_QUESTION_CHARS:
+        return _error(
+            turn, "validation_error", f"text: must be at most {MAX_QUESTION_CHARS} characters"
+        )
+    return "ask", frame
+
+
+async def serve_tutor(
+    request: web.Request,
+    *,
+    user_id: str,
+    session_id: str,
+    runner: TurnRunner,
+    hub: TutorHub,
+    heartbeat: float = 20.0,
+) -> web.WebSocketResponse:
+    ws = web.WebSocketResponse(heartbeat=heartbeat, max_msg_size=MAX_FRAME_BYTES)
+    await ws.prepare(request)
+    if hub.bus is None and (bus := bus_of(request.app)) is not None:
+        hub.share(bus)
+    await hub.join(session_id, ws)
+    turns: asyncio.Queue[tuple[str, str]] = asyncio.Queue(MAX_QUEUED_TURNS)
+
+    async def work() -> None:
+        while True:
+            turn, text = await turns.get()
+            try:
+                async for event in runner(user_id, session_id, text):
+                    if isinstance(event, Token):
+                        await ws.send_json({"type": "token", "turn": turn, "text": event.text})
+                    elif isinstance(event, Done):
+                        done = {"question": event.question, "answer": event.answer}
+                        await ws.send_json({"type": "done", "turn": turn, **done})
+                        await hub.broadcast(session_id, {"type": "turn", **done}, skip=ws)
+            except ApiError as exc:
+                await ws.send_json(_error(turn, exc.code, exc.message))
+            except (ConnectionError, RuntimeError):
+                return  # the client went away while we were writing
+
+    worker = asyncio.create_task(work(), name=f"tutor-turns:{session_id}")
+    counter = 0
+    try:
+        async for message in ws:
+            if message.type == WSMsgType.TEXT:
+                parsed = parse_frame(message.data)
+                if isinstance(parsed, dict):
+                    await ws.send_json(parsed)
+                    continue
+                kind, frame = parsed
+                if kind == "ping":
+                    await ws.send_json({"type": "pong"})
+                    continue
+                counter += 1
+                turn = frame.get("id") or f"t{counter}"
+                try:
+                    turns.put_nowait((turn, frame["text"].strip()))
+                except asyncio.QueueFull:
+                    await ws.send_json(
+                        _error(turn, "too_many_turns", f"at most {MAX_QUEUED_TURNS} queued turns")
+                    )
+            elif message.type == WSMsgType.BINARY:
+                await ws.send_json(_error(None, "validation_error", "frames must be JSON text"))
+            elif message.type == WSMsgType.ERROR:
+                break
+    finally:
+        await cancel_and_wait([worker])
+        await hub.leave(session_id, ws)
+        if not ws.closed:
+            await ws.close()
+    return ws

@@ -1,0 +1,9 @@
+"""``banyan legacy --port P [--host H] [--db URL]``."""
+
+from __future__ import annotations
+
+from banyan.backends.common.server import backend_main
+
+
+def main(argv: list[str]) -> int:
+    return backend_main("legacy", 8001, argv)

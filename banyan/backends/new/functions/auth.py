@@ -1,0 +1,132 @@
+"""Accounts and tokens: register and login are actions (password hashing is slow work done outside
+any transaction); user creation and token revocation are mutations; identity is a query."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sqlalchemy import bindparam, exists, select
+from sqlalchemy.exc import IntegrityError
+
+from banyan.backends.common import idempotency, ids, passwords, render, tokens
+from banyan.backends.common import validate as v
+from banyan.backends.common.clock import iso, now_ms
+from banyan.backends.common.errors import Conflict, Unauthorized
+from banyan.backends.new.functions.common import CALLER, KEY, OPTIONAL_KEY
+from banyan.backends.new.runtime.context import ActionCtx, MutationCtx, QueryCtx
+from banyan.backends.new.runtime.http import Reply
+from banyan.backends.new.runtime.registry import action, mutation, query
+from banyan.backends.new.runtime.schema import revoked_tokens, users
+
+_DUMMY: list[str] = []
+IS_REVOKED = exists().where(revoked_tokens.c.jti == bindparam("jti"))
+IDENTITY = select(users, IS_REVOKED.label("revoked")).where(users.c.id == bindparam("sub"))
+REVOKED_ONLY = select(IS_REVOKED)
+USER_BY_EMAIL = select(users).where(users.c.email == bindparam("email"))
+
+
+def user_json(row: dict[str, Any]) -> dict[str, Any]:
+    return render.user(row["id"], row["email"], row["name"], row["created_ms"])
+
+
+def token_body(row: dict[str, Any]) -> dict[str, Any]:
+    token, claims = tokens.issue(row["id"])
+    return {"user": user_json(row), "token": token, "expires_at": iso(claims.exp * 1000)}
+
+
+@query("auth.identity", {"sub": v.string(), "jti": v.string()}, cache=True)
+async def identity(ctx: QueryCtx, args: dict[str, Any]) -> dict[str, Any] | None:
+    """The token's user, or None; refused when the token was revoked. One statement (the user's
+    row with a "revoked" flag), a second only when the user is missing."""
+    found = (await ctx.read(IDENTITY, args)).mappings().first()
+    row = dict(found) if found else None
+    revoked = row.pop("revoked") if row else (await ctx.read(REVOKED_ONLY, args)).scalar()
+    if revoked:
+        raise Unauthorized("token has been revoked", code="token_revoked")
+    return row
+
+
+@query("auth.userByEmail", {"email": v.string()})
+async def user_by_email(ctx: QueryCtx, args: dict[str, Any]) -> dict[str, Any] | None:
+    email = args["email"].strip().lower()
+    row = (await ctx.read(USER_BY_EMAIL, {"email": email})).mappings().first()
+    return dict(row) if row else None
+
+
+@mutation(
+    "auth.createUser",
+    {
+        "id": v.string(),
+        "email": v.string(),
+        "name": v.string(),
+        "password_hash": v.string(),
+        "idem_key_hash": v.nullable(v.string()),
+    },
+)
+async def create_user(ctx: MutationCtx, args: dict[str, Any]) -> dict[str, Any]:
+    row = {**args, "created_ms": now_ms()}
+    await ctx.write(users.insert().values(**row))
+    return row
+
+
+@action(
+    "auth.register",
+    {"email": v.string(), "password": v.string(strip=False), "name": v.string(), **KEY},
+    optional=OPTIONAL_KEY,
+)
+async def register(ctx: ActionCtx, args: dict[str, Any]) -> Reply:
+    key = args.get("idempotency_key")
+    existing = await ctx.run_query("auth.userByEmail", {"email": args["email"]})
+    if existing is not None:
+        replay = (
+            key is not None
+            and existing["idem_key_hash"] == idempotency.key_hash(key)
+            and await asyncio.to_thread(
+                passwords.verify_password, args["password"], existing["password_hash"]
+            )
+        )
+        if not replay:
+            raise Conflict("an account with this email exists", code="email_taken")
+        return Reply(token_body(existing), 201, dict(idempotency.REPLAYED))
+    hashed = await asyncio.to_thread(passwords.hash_password, args["password"])
+    try:
+        row = await ctx.run_mutation(
+            "auth.createUser",
+            {
+                "id": ids.user_id_for(args["email"]),
+                "email": args["email"],
+                "name": args["name"],
+                "password_hash": hashed,
+                "idem_key_hash": idempotency.key_hash(key) if key else None,
+            },
+        )
+    except IntegrityError:
+        raise Conflict("an account with this email exists", code="email_taken") from None
+    return Reply(token_body(row), 201)
+
+
+@action("auth.login", {"email": v.string(), "password": v.string(strip=False)})
+async def login(ctx: ActionCtx, args: dict[str, Any]) -> dict[str, Any]:
+    row = await ctx.run_query("auth.userByEmail", {"email": args["email"]})
+    if not _DUMMY:
+        _DUMMY.append(passwords.hash_password("no such user, same cost"))
+    stored = row["password_hash"] if row else _DUMMY[0]
+    ok = await asyncio.to_thread(passwords.verify_password, args["password"], stored)
+    if row is None or not ok:
+        raise Unauthorized("email or password is incorrect", code="invalid_credentials")
+    return token_body(row)
+
+
+@mutation("auth.logout", {**CALLER})
+async def logout(ctx: MutationCtx, args: dict[str, Any]) -> Reply:
+    caller = args["caller"]
+    if not (await ctx.read(REVOKED_ONLY, {"jti": caller["jti"]})).scalar():
+        row = {"jti": caller["jti"], "exp_ms": int(caller["exp"]) * 1000}
+        await ctx.write(revoked_tokens.insert(), row)
+    return Reply(status=204)
+
+
+@query("auth.me", {**CALLER})
+async def me(ctx: QueryCtx, args: dict[str, Any]) -> dict[str, Any]:
+    return {"user": user_json(args["caller"])}

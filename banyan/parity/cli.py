@@ -1,0 +1,164 @@
+"""``banyan parity report`` and ``banyan parity replay``.
+
+The store is ``--db`` (default ``BANYAN_PARITY_DB``, else ``parity.db`` beside the flag file).
+``replay`` re-sends a stored example's request to both backends named in the flag file and compares
+again with the feature's rules: exit 0 when they now agree, 1 when they still differ. Stored
+requests are redacted, so credentials are supplied again with ``--token`` (or
+``BANYAN_REPLAY_TOKEN``) as a bearer token.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from banyan.parity.compare import Response, Rules, compare
+from banyan.parity.report import render_html, render_json, render_text
+from banyan.parity.store import ParityStore
+
+REDACTED_HEADERS = {"authorization", "cookie", "proxy-authorization", "x-api-key"}
+
+
+def default_db(flags: str) -> str:
+    return (
+        os.environ.get("BANYAN_PARITY_DB")
+        or f"sqlite+aiosqlite:///{Path(flags).resolve().parent / 'parity.db'}"
+    )
+
+
+def parse_since(text: str | None, now: float | None = None) -> float | None:
+    """``1h``, ``30m``, ``2d``, ``45s`` ago, or an ISO timestamp; None when not given."""
+    if not text:
+        return None
+    now = time.time() if now is None else now
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", text.strip())
+    if match:
+        scale = {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+        return now - float(match.group(1)) * scale
+    from banyan.backends.common.clock import parse_iso
+
+    return parse_iso(text) / 1000
+
+
+async def report(args: argparse.Namespace) -> int:
+    store = ParityStore(args.db or default_db(args.flags))
+    try:
+        await store.open()
+        data = await store.summary(feature=args.feature, since=parse_since(args.since))
+    finally:
+        await store.close()
+    render = {"text": render_text, "json": render_json, "html": render_html}[args.format]
+    print(render(data))
+    return 0
+
+
+def _backends(flags: str) -> dict[str, str]:
+    import yaml
+
+    data = yaml.safe_load(Path(flags).read_text()) or {}
+    out = {}
+    for name, spec in (data.get("backends") or {}).items():
+        out[name] = spec["url"] if isinstance(spec, dict) else str(spec)
+    return out
+
+
+def _rules(flags: str, feature: str) -> Rules:
+    from banyan.proxy.flags import load_flags
+
+    found = load_flags(flags).feature(feature)
+    return Rules.from_config(found.parity) if found else Rules()
+
+
+async def replay(args: argparse.Namespace) -> int:
+    store = ParityStore(args.db or default_db(args.flags))
+    try:
+        await store.open()
+        example = await store.example(args.id)
+    finally:
+        await store.close()
+    if example is None:
+        print(f"banyan parity: no stored example #{args.id}", file=sys.stderr)
+        return 2
+    backends = _backends(args.flags)
+    headers = {
+        k: v for k, v in example["request"]["headers"].items() if k.lower() not in REDACTED_HEADERS
+    }
+    headers = {k: v for k, v in headers.items() if k.lower() not in ("host", "content-length")}
+    token = args.token or os.environ.get("BANYAN_REPLAY_TOKEN")
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    body = example["request"]["body"].encode() if example["request"]["body"] else None
+    answers: dict[str, Response] = {}
+    async with aiohttp.ClientSession(auto_decompress=False) as session:
+        for role in ("primary", "candidate"):
+            backend = example[f"{role}_backend"]
+            started = time.perf_counter()
+            try:
+                async with session.request(
+                    example["method"],
+                    backends[backend] + example["url"],
+                    headers=headers,
+                    data=body,
+                ) as r:
+                    raw = await r.read()
+                    answers[role] = Response(
+                        r.status, dict(r.headers), raw, (time.perf_counter() - started) * 1000
+                    )
+            except aiohttp.ClientError as exc:
+                answers[role] = Response(0, {}, b"", error=f"{type(exc).__name__}: {exc}")
+    result = compare(
+        answers["primary"], answers["candidate"], _rules(args.flags, example["feature"])
+    )
+    summary = {
+        "example": example["id"],
+        "request": f"{example['method']} {example['url']}",
+        "still_differs": not result.match,
+        "differences": [d.as_dict() for d in result.differences],
+    }
+    print(json.dumps(summary, indent=2, default=str) if args.json else _replay_text(summary))
+    return 1 if not result.match else 0
+
+
+def _replay_text(summary: dict[str, Any]) -> str:
+    lines = [f"replay #{summary['example']}: {summary['request']}"]
+    if not summary["still_differs"]:
+        lines.append("the backends now agree")
+    for d in summary["differences"]:
+        lines.append(
+            f"  {d['kind']:<8} {d['path']}: {json.dumps(d['primary'], default=str)} != {json.dumps(d['candidate'], default=str)}"
+        )
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="banyan parity")
+    sub = parser.add_subparsers(dest="command", required=True)
+    rep = sub.add_parser("report", help="print the parity report")
+    rep.add_argument("--format", choices=("text", "json", "html"), default="text")
+    rep.add_argument("--feature")
+    rep.add_argument("--since", help="e.g. 1h, 30m, 2d, or an ISO timestamp")
+    rep.add_argument("--db")
+    rep.add_argument("--flags", default=os.environ.get("BANYAN_FLAGS", "flags.yaml"))
+    rpl = sub.add_parser("replay", help="re-send a stored mismatch to both backends")
+    rpl.add_argument("id", type=int)
+    rpl.add_argument("--db")
+    rpl.add_argument("--flags", default=os.environ.get("BANYAN_FLAGS", "flags.yaml"))
+    rpl.add_argument("--token")
+    rpl.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "report":
+        return asyncio.run(report(args))
+    return asyncio.run(replay(args))

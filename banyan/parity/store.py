@@ -1,0 +1,627 @@
+"""The parity store: bounded counters, a few example diffs each, latency histograms, noise.
+
+SQLAlchemy async; a SQLite file by default, PostgreSQL by URL. The store never grows with traffic:
+it keeps counters per (feature, endpoint, hour), per (feature, endpoint, path, kind, hour) and per
+(feature, backend, latency bucket, hour), at most ``examples_per_path`` example diffs per
+(feature, endpoint, path), and learned noise per (endpoint, path). A million comparisons are a
+few thousand rows, so reports stay fast.
+
+:class:`ParityRecorder` takes records on the request path without blocking (a bounded queue that
+drops and counts when full) and writes them in batches, aggregated in memory first, one
+transaction per batch. Everything stored has been redacted (``banyan/parity/redact.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    func,
+    select,
+)
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from banyan.backends.common.engines import make_engine
+from banyan.logs import get_logger
+from banyan.parity.models import ComparisonRecord, NoiseRecord, SkipRecord
+from banyan.parity.redact import redact_body, redact_headers
+from banyan.tasks import cancel_and_wait
+
+log = get_logger("banyan.parity.store")
+metadata = MetaData()
+HOUR = 3600
+
+counters = Table(
+    "parity_counters",
+    metadata,
+    Column("feature", String(200), primary_key=True),
+    Column("endpoint", String(500), primary_key=True),
+    Column("hour", BigInteger, primary_key=True),
+    Column("compared", BigInteger, nullable=False, default=0),
+    Column("matched", BigInteger, nullable=False, default=0),
+    Column("mismatched", BigInteger, nullable=False, default=0),
+    Column("errors", BigInteger, nullable=False, default=0),
+    Column("skipped", BigInteger, nullable=False, default=0),
+)
+fields = Table(
+    "parity_fields",
+    metadata,
+    Column("feature", String(200), primary_key=True),
+    Column("endpoint", String(500), primary_key=True),
+    Column("path", String(500), primary_key=True),
+    Column("kind", String(20), primary_key=True),
+    Column("hour", BigInteger, primary_key=True),
+    Column("count", BigInteger, nullable=False, default=0),
+)
+latency = Table(
+    "parity_latency",
+    metadata,
+    Column("feature", String(200), primary_key=True),
+    Column("backend", String(20), primary_key=True),
+    Column("bucket", Integer, primary_key=True),
+    Column("hour", BigInteger, primary_key=True),
+    Column("count", BigInteger, nullable=False, default=0),
+)
+examples = Table(
+    "parity_examples",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("feature", String(200), nullable=False),
+    Column("endpoint", String(500), nullable=False),
+    Column("path", String(500), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("method", String(10), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("request", Text, nullable=False),
+    Column("primary_backend", String(20), nullable=False),
+    Column("candidate_backend", String(20), nullable=False),
+    Column("primary_answer", Text, nullable=False),
+    Column("candidate_answer", Text, nullable=False),
+    Column("differences", Text, nullable=False),
+    Index("ix_parity_examples_lookup", "feature", "endpoint", "path"),
+)
+noise = Table(
+    "parity_noise",
+    metadata,
+    Column("endpoint", String(500), primary_key=True),
+    Column("path", String(500), primary_key=True),
+    Column("count", BigInteger, nullable=False, default=0),
+)
+
+# Items aggregated between two yields to the event loop while a batch is written.
+AGGREGATE_CHUNK = 50
+
+# Latency buckets: bucket b holds latencies in (GROWTH**(b-1), GROWTH**b] ms; ~5% resolution.
+GROWTH = 1.05
+
+
+def bucket_of(ms: float) -> int:
+    return math.ceil(math.log(max(ms, 0.01), GROWTH))
+
+
+def bucket_bound(bucket: int) -> float:
+    return GROWTH**bucket
+
+
+def percentile_from_buckets(buckets: dict[int, int], q: float) -> float | None:
+    total = sum(buckets.values())
+    if not total:
+        return None
+    rank, seen = q * total, 0
+    for bucket in sorted(buckets):
+        seen += buckets[bucket]
+        if seen >= rank:
+            return round(bucket_bound(bucket), 3)
+    return round(bucket_bound(max(buckets)), 3)
+
+
+_UPSERTS: dict[tuple[str, str, tuple[str, ...], tuple[str, ...]], Any] = {}
+
+
+def _upsert(engine: AsyncEngine, table: Table, keys: list[str], add: list[str]) -> Any:
+    """``INSERT ... ON CONFLICT (keys) DO UPDATE SET c = c + excluded.c`` for each ``add`` column,
+    to execute with a list of rows. One statement object per dialect, table and columns, so
+    SQLAlchemy compiles it once: compiling a fresh multi-row statement on every flush held the
+    proxy's event loop for milliseconds, which users saw as latency."""
+    cache_key = (engine.dialect.name, table.name, tuple(keys), tuple(add))
+    statement = _UPSERTS.get(cache_key)
+    if statement is None:
+        if engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            inserting = pg_insert(table)
+        else:
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            inserting = sqlite_insert(table)  # type: ignore[assignment]
+        statement = _UPSERTS[cache_key] = inserting.on_conflict_do_update(
+            index_elements=keys,
+            set_={column: table.c[column] + inserting.excluded[column] for column in add},
+        )
+    return statement
+
+
+@dataclass
+class _Batch:
+    counters: dict[tuple[str, str, int], dict[str, int]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(int))
+    )
+    fields: dict[tuple[str, str, str, str, int], int] = field(
+        default_factory=lambda: defaultdict(int)
+    )
+    latency: dict[tuple[str, str, int, int], int] = field(default_factory=lambda: defaultdict(int))
+    noise: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+    examples: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _answer(response: Any, redact: Iterable[str]) -> dict[str, Any]:
+    return {
+        "status": response.status,
+        "headers": redact_headers(dict(response.headers)),
+        "body": redact_body(response.body, redact),
+        "latency_ms": round(response.latency_ms, 3),
+        "error": response.error,
+    }
+
+
+class ParityStore:
+    def __init__(self, url: str, *, examples_per_path: int = 5) -> None:
+        self.url = url
+        self.examples_per_path = examples_per_path
+        self.engine: AsyncEngine = make_engine(url)  # SQLite: WAL and a busy timeout
+
+    async def open(self) -> None:
+        async with self.engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def write(self, items: list[ComparisonRecord | NoiseRecord | SkipRecord]) -> None:
+        batch = _Batch()
+        for n, item in enumerate(items):
+            if n and not n % AGGREGATE_CHUNK:
+                await asyncio.sleep(0)  # let requests in between: this runs on the proxy's loop
+            if isinstance(item, ComparisonRecord):
+                self._add_comparison(batch, item)
+            elif isinstance(item, NoiseRecord):
+                for pattern in item.patterns:
+                    batch.noise[(item.endpoint, pattern)] += 1
+            else:
+                hour = int(time.time()) // HOUR * HOUR
+                batch.counters[(item.feature, item.endpoint, hour)]["skipped"] += 1
+        await self._flush(batch)
+
+    def _add_comparison(self, batch: _Batch, record: ComparisonRecord) -> None:
+        hour = int(record.at) // HOUR * HOUR
+        result = record.comparison
+        row = batch.counters[(record.feature, record.endpoint, hour)]
+        row["compared"] += 1
+        if result.error:
+            row["errors"] += 1
+        elif result.match:
+            row["matched"] += 1
+        else:
+            row["mismatched"] += 1
+        for backend, answer in (
+            (record.primary_backend, record.primary),
+            (record.candidate_backend, record.candidate),
+        ):
+            if answer.error is None:
+                batch.latency[(record.feature, backend, bucket_of(answer.latency_ms), hour)] += 1
+        seen_paths: set[tuple[str, str]] = set()
+        for difference in result.differences:
+            key = (difference.pattern, difference.kind)
+            if key in seen_paths:
+                continue
+            seen_paths.add(key)
+            batch.fields[
+                (record.feature, record.endpoint, difference.pattern, difference.kind, hour)
+            ] += 1
+            batch.examples.append(
+                {
+                    "feature": record.feature,
+                    "endpoint": record.endpoint,
+                    "path": difference.pattern,
+                    "kind": difference.kind,
+                    "at": record.at,
+                    "method": record.method,
+                    "url": record.path,
+                    "request": json.dumps(
+                        {
+                            "headers": redact_headers(dict(record.request_headers)),
+                            "body": redact_body(record.request_body or b"", record.redact),
+                        }
+                    ),
+                    "primary_backend": record.primary_backend,
+                    "candidate_backend": record.candidate_backend,
+                    "primary_answer": json.dumps(_answer(record.primary, record.redact)),
+                    "candidate_answer": json.dumps(_answer(record.candidate, record.redact)),
+                    "differences": json.dumps(
+                        [
+                            {
+                                **d.as_dict(),
+                                "primary": _short(d.primary),
+                                "candidate": _short(d.candidate),
+                            }
+                            for d in result.differences[:50]
+                        ],
+                        default=str,
+                    ),
+                }
+            )
+
+    async def _flush(self, batch: _Batch) -> None:
+        engine = self.engine
+        async with engine.begin() as conn:
+            if batch.counters:
+                rows = [
+                    {
+                        "feature": f,
+                        "endpoint": e,
+                        "hour": h,
+                        **{
+                            c: v.get(c, 0)
+                            for c in ("compared", "matched", "mismatched", "errors", "skipped")
+                        },
+                    }
+                    for (f, e, h), v in batch.counters.items()
+                ]
+                await conn.execute(
+                    _upsert(
+                        engine,
+                        counters,
+                        ["feature", "endpoint", "hour"],
+                        ["compared", "matched", "mismatched", "errors", "skipped"],
+                    ),
+                    rows,
+                )
+            if batch.fields:
+                rows = [
+                    {"feature": f, "endpoint": e, "path": p, "kind": k, "hour": h, "count": n}
+                    for (f, e, p, k, h), n in batch.fields.items()
+                ]
+                await conn.execute(
+                    _upsert(
+                        engine, fields, ["feature", "endpoint", "path", "kind", "hour"], ["count"]
+                    ),
+                    rows,
+                )
+            if batch.latency:
+                rows = [
+                    {"feature": f, "backend": b, "bucket": k, "hour": h, "count": n}
+                    for (f, b, k, h), n in batch.latency.items()
+                ]
+                await conn.execute(
+                    _upsert(engine, latency, ["feature", "backend", "bucket", "hour"], ["count"]),
+                    rows,
+                )
+            if batch.noise:
+                rows = [{"endpoint": e, "path": p, "count": n} for (e, p), n in batch.noise.items()]
+                await conn.execute(_upsert(engine, noise, ["endpoint", "path"], ["count"]), rows)
+            if batch.examples:
+                wanted = {(x["feature"], x["endpoint"], x["path"]) for x in batch.examples}
+                have: dict[tuple[str, str, str], int] = defaultdict(int)
+                for feature, endpoint, path, count in (
+                    await conn.execute(
+                        select(
+                            examples.c.feature, examples.c.endpoint, examples.c.path, func.count()
+                        )
+                        .where(examples.c.feature.in_({w[0] for w in wanted}))
+                        .group_by(examples.c.feature, examples.c.endpoint, examples.c.path)
+                    )
+                ).all():
+                    have[(feature, endpoint, path)] = count
+                keep = []
+                for example in batch.examples:
+                    key = (example["feature"], example["endpoint"], example["path"])
+                    if have[key] < self.examples_per_path:
+                        have[key] += 1
+                        keep.append(example)
+                if keep:
+                    await conn.execute(examples.insert(), keep)
+
+    async def noise_counts(self) -> list[tuple[str, str, int]]:
+        async with self.engine.connect() as conn:
+            return [
+                tuple(r)
+                for r in (
+                    await conn.execute(select(noise.c.endpoint, noise.c.path, noise.c.count))
+                ).all()
+            ]
+
+    async def example(self, example_id: int) -> dict[str, Any] | None:
+        async with self.engine.connect() as conn:
+            row = (
+                (await conn.execute(select(examples).where(examples.c.id == example_id)))
+                .mappings()
+                .first()
+            )
+        return _example(dict(row)) if row else None
+
+    async def summary(
+        self, *, feature: str | None = None, since: float | None = None
+    ) -> dict[str, Any]:
+        """The report data (schema ``banyan.parity/v1``), from counters only."""
+        since_hour = int(since) // HOUR * HOUR if since else 0
+        async with self.engine.connect() as conn:
+            where_c = [counters.c.hour >= since_hour] + (
+                [counters.c.feature == feature] if feature else []
+            )
+            count_rows = (
+                await conn.execute(
+                    select(
+                        counters.c.feature,
+                        counters.c.endpoint,
+                        func.sum(counters.c.compared),
+                        func.sum(counters.c.matched),
+                        func.sum(counters.c.mismatched),
+                        func.sum(counters.c.errors),
+                        func.sum(counters.c.skipped),
+                    )
+                    .where(and_(*where_c))
+                    .group_by(counters.c.feature, counters.c.endpoint)
+                )
+            ).all()
+            where_f = [fields.c.hour >= since_hour] + (
+                [fields.c.feature == feature] if feature else []
+            )
+            field_rows = (
+                await conn.execute(
+                    select(
+                        fields.c.feature,
+                        fields.c.endpoint,
+                        fields.c.path,
+                        fields.c.kind,
+                        func.sum(fields.c.count),
+                    )
+                    .where(and_(*where_f))
+                    .group_by(fields.c.feature, fields.c.endpoint, fields.c.path, fields.c.kind)
+                )
+            ).all()
+            where_l = [latency.c.hour >= since_hour] + (
+                [latency.c.feature == feature] if feature else []
+            )
+            latency_rows = (
+                await conn.execute(
+                    select(
+                        latency.c.feature,
+                        latency.c.backend,
+                        latency.c.bucket,
+                        func.sum(latency.c.count),
+                    )
+                    .where(and_(*where_l))
+                    .group_by(latency.c.feature, latency.c.backend, latency.c.bucket)
+                )
+            ).all()
+            where_e = [examples.c.at >= since_hour] + (
+                [examples.c.feature == feature] if feature else []
+            )
+            example_rows = (
+                (await conn.execute(select(examples).where(and_(*where_e)).order_by(examples.c.id)))
+                .mappings()
+                .all()
+            )
+            noise_rows = (
+                await conn.execute(select(noise.c.endpoint, noise.c.path, noise.c.count))
+            ).all()
+        return build_report(
+            count_rows, field_rows, latency_rows, [dict(r) for r in example_rows], noise_rows
+        )
+
+
+def _short(value: Any, limit: int = 500) -> Any:
+    text = json.dumps(value, default=str)
+    return value if len(text) <= limit else text[:limit] + "…"
+
+
+def _example(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "feature": row["feature"],
+        "endpoint": row["endpoint"],
+        "path": row["path"],
+        "kind": row["kind"],
+        "at": row["at"],
+        "method": row["method"],
+        "url": row["url"],
+        "request": json.loads(row["request"]),
+        "primary_backend": row["primary_backend"],
+        "candidate_backend": row["candidate_backend"],
+        "primary": json.loads(row["primary_answer"]),
+        "candidate": json.loads(row["candidate_answer"]),
+        "differences": json.loads(row["differences"]),
+    }
+
+
+def build_report(
+    count_rows: Iterable[Any],
+    field_rows: Iterable[Any],
+    latency_rows: Iterable[Any],
+    example_rows: list[dict[str, Any]],
+    noise_rows: Iterable[Any],
+    *,
+    noise_threshold: int = 2,
+) -> dict[str, Any]:
+    features: dict[str, dict[str, Any]] = {}
+
+    def feature_entry(name: str) -> dict[str, Any]:
+        return features.setdefault(
+            name,
+            {
+                "feature": name,
+                "compared": 0,
+                "matched": 0,
+                "mismatched": 0,
+                "errors": 0,
+                "skipped": 0,
+                "endpoints": {},
+                "latency": {},
+            },
+        )
+
+    for name, endpoint, compared, matched, mismatched, errors, skipped in count_rows:
+        entry = feature_entry(name)
+        endpoint_entry = entry["endpoints"].setdefault(
+            endpoint, {"endpoint": endpoint, "top_fields": []}
+        )
+        for key, value in (
+            ("compared", compared),
+            ("matched", matched),
+            ("mismatched", mismatched),
+            ("errors", errors),
+            ("skipped", skipped),
+        ):
+            endpoint_entry[key] = int(value or 0)
+            entry[key] += int(value or 0)
+    by_path: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in example_rows:
+        by_path[(row["feature"], row["endpoint"], row["path"])].append(_example(row))
+    for name, endpoint, path, kind, count in field_rows:
+        endpoint_entry = feature_entry(name)["endpoints"].setdefault(
+            endpoint, {"endpoint": endpoint, "top_fields": [], "compared": 0, "mismatched": 0}
+        )
+        endpoint_entry["top_fields"].append(
+            {
+                "path": path,
+                "kind": kind,
+                "count": int(count),
+                "examples": [
+                    e for e in by_path.get((name, endpoint, path), []) if e["kind"] == kind
+                ],
+            }
+        )
+    buckets: dict[tuple[str, str], dict[int, int]] = defaultdict(dict)
+    for name, backend, bucket, count in latency_rows:
+        buckets[(name, backend)][int(bucket)] = int(count)
+    for (name, backend), values in buckets.items():
+        feature_entry(name)["latency"][backend] = {
+            "count": sum(values.values()),
+            "p50": percentile_from_buckets(values, 0.50),
+            "p95": percentile_from_buckets(values, 0.95),
+            "p99": percentile_from_buckets(values, 0.99),
+        }
+    noise_by_endpoint: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for endpoint, path, count in noise_rows:
+        if int(count) >= noise_threshold:
+            noise_by_endpoint[endpoint].append(
+                {"endpoint": endpoint, "path": path, "count": int(count)}
+            )
+    out = []
+    for name in sorted(features):
+        entry = features[name]
+        compared = entry["compared"]
+        endpoints = []
+        for endpoint_entry in sorted(entry["endpoints"].values(), key=lambda e: e["endpoint"]):
+            c = endpoint_entry.get("compared", 0)
+            endpoint_entry["mismatch_rate"] = (
+                round(endpoint_entry.get("mismatched", 0) / c, 6) if c else 0.0
+            )
+            endpoint_entry["top_fields"].sort(key=lambda f: (-f["count"], f["path"]))
+            endpoints.append(endpoint_entry)
+        out.append(
+            {
+                **{k: v for k, v in entry.items() if k != "endpoints"},
+                "match_rate": round(entry["matched"] / compared, 6) if compared else None,
+                "mismatch_rate": round(entry["mismatched"] / compared, 6) if compared else None,
+                "endpoints": endpoints,
+                "noise": [n for e in endpoints for n in noise_by_endpoint.get(e["endpoint"], [])],
+            }
+        )
+    return {"schema": "banyan.parity/v1", "generated_at": time.time(), "features": out}
+
+
+class ParityRecorder:
+    """Non-blocking intake on the request path; batched writes in the background.
+
+    Results gather for ``flush_interval`` seconds (or until ``batch`` are waiting) and are then
+    written ``batch`` per transaction. Each write costs the proxy's event loop a few milliseconds
+    whatever its size, so writing seldom keeps users' requests from queueing behind it; a report
+    calls :meth:`flush` first, so it is never stale."""
+
+    def __init__(
+        self,
+        store: ParityStore,
+        *,
+        max_queue: int = 10_000,
+        batch: int = 1000,
+        flush_interval: float = 2.0,
+    ) -> None:
+        self.store = store
+        self.queue: asyncio.Queue[ComparisonRecord | NoiseRecord | SkipRecord] = asyncio.Queue(
+            max_queue
+        )
+        self.batch = batch
+        self.flush_interval = flush_interval
+        self.dropped = 0
+        self.written = 0
+        self._task: asyncio.Task[None] | None = None
+        self._queued = asyncio.Event()  # something waits to be written
+        self._full = asyncio.Event()  # a batch waits: write now
+        self._writing = asyncio.Lock()  # items leave the queue only under it
+
+    def record(self, item: ComparisonRecord | NoiseRecord | SkipRecord) -> bool:
+        try:
+            self.queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self.dropped += 1
+            return False
+        if not self._queued.is_set():
+            self._queued.set()
+        if self.queue.qsize() >= self.batch and not self._full.is_set():
+            self._full.set()
+        return True
+
+    async def start(self) -> None:
+        await self.store.open()
+        self._task = asyncio.create_task(self._run(), name="parity-recorder")
+
+    async def _run(self) -> None:
+        while True:
+            await self._queued.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._full.wait(), self.flush_interval)
+            self._queued.clear()
+            self._full.clear()
+            await self.flush()
+
+    async def _write(self, items: list[Any]) -> None:
+        try:
+            await self.store.write(items)
+            self.written += len(items)
+        except Exception:
+            log.exception("parity_write_failed", items=len(items))
+
+    async def flush(self) -> None:
+        """Write everything recorded so far (including what a write in progress holds)."""
+        async with self._writing:
+            while not self.queue.empty():
+                items: list[ComparisonRecord | NoiseRecord | SkipRecord] = []
+                while not self.queue.empty() and len(items) < self.batch:
+                    items.append(self.queue.get_nowait())
+                await self._write(items)
+
+    async def stop(self) -> None:
+        async with self._writing:  # a write in progress ends first; then nothing is in hand
+            await cancel_and_wait([self._task])
+        await self.flush()
+        await self.store.close()

@@ -1,0 +1,227 @@
+"""Editing the flag file without losing its comments: set a mode, change fields, roll back.
+
+Owns every write to ``flags.yaml`` made by Banyan itself (the CLI, the admin API, guards). Edits go
+through ``ruamel.yaml`` in round-trip mode so comments, key order and quoting survive; the edited
+text is validated with :func:`banyan.proxy.flags.parse_flags` BEFORE it is written (an invalid
+result
+raises :class:`FlagError` and leaves the file alone); the write is atomic (temporary file in the
+same directory + ``os.replace``; a symlinked flag file has its target replaced, the link stays).
+Writers in several processes are serialised by an advisory lock on a ``.<name>.lock`` file.
+``EDIT_LISTENERS`` receive one dict per changed feature so the audit log can record who did what.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import io
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.util import load_yaml_guess_indent
+
+from banyan.proxy.audit import feature_settings
+from banyan.proxy.flags import MODES, FlagError, FlagSet, emit, parse_flags
+
+EditListener = Callable[[dict[str, Any]], None]
+EDIT_LISTENERS: list[EditListener] = []
+
+
+def _log(level: str, event: str, **fields: Any) -> None:
+    emit("flag_edit", level, event, **fields)
+
+
+class EditResult(NamedTuple):
+    """The whole file before and after an edit; ``digest`` is the new flags version hash."""
+
+    before: str
+    after: str
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.after.encode("utf-8")).hexdigest()
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
+
+
+def _mapping_indent(text: str) -> int:
+    """The smallest indentation of a nested mapping key: how the author indents."""
+    widths = []
+    for line in text.splitlines():
+        stripped = line.lstrip(" ")
+        width = len(line) - len(stripped)
+        if width and stripped and not stripped.startswith(("#", "-")):
+            widths.append(width)
+    return min(widths) if widths else 2
+
+
+def _yaml_for(text: str) -> YAML:
+    """A round-trip YAML instance that writes with the same indentation as ``text``."""
+    yaml = YAML(typ="rt")
+    yaml.preserve_quotes = True
+    yaml.width = 4096  # never re-wrap long lines
+    mapping = _mapping_indent(text)
+    try:
+        _, sequence, offset = load_yaml_guess_indent(text)
+    except Exception:  # unparsable: the load that follows reports it properly
+        sequence, offset = None, None
+    if offset is None or sequence is None:  # no block sequence to learn from
+        sequence, offset = mapping + 2, mapping
+    yaml.indent(mapping=mapping, sequence=sequence, offset=offset)
+    return yaml
+
+
+def _target(path: Path) -> Path:
+    """The file to replace: the symlink's final target, so the link itself survives."""
+    return Path(os.path.realpath(path))
+
+
+@contextlib.contextmanager
+def _locked(target: Path) -> Iterator[None]:
+    lock_path = target.with_name(f".{target.name}.lock")
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def write_atomically(path: str | Path, text: str) -> None:
+    """Replace the file (or a symlink's target) in one step; readers see old or new, never half."""
+    target = _target(Path(path))
+    try:
+        mode = os.stat(target).st_mode & 0o7777
+    except FileNotFoundError:
+        mode = 0o644
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _settings(flags: FlagSet | None, name: str) -> dict[str, Any] | None:
+    feature = flags.feature(name) if flags is not None else None
+    return feature_settings(feature) if feature is not None else None
+
+
+def _merge(node: CommentedMap, changes: Mapping[str, Any]) -> None:
+    """Apply ``changes`` to a ruamel mapping: None deletes, dicts merge into mappings; a new
+    ``percent`` goes right after ``mode``, other new keys at the end."""
+    for key, value in changes.items():
+        if value is None:
+            node.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(node.get(key), CommentedMap):
+            _merge(node[key], value)
+        elif key in node:
+            node[key] = value
+        elif key == "percent" and "mode" in node:
+            node.insert(list(node.keys()).index("mode") + 1, key, value)
+        else:
+            node[key] = value
+
+
+def _edit(
+    path: str | Path,
+    features: list[str] | None,
+    changes: Mapping[str, Any],
+    *,
+    source: str,
+) -> EditResult:
+    """Apply ``changes`` to the named features (None = every feature), validate, write, notify."""
+    path = Path(path)
+    where = str(path)
+    target = _target(path)
+    with _locked(target):
+        before = target.read_text(encoding="utf-8")
+        yaml = _yaml_for(before)
+        try:
+            data = yaml.load(before)
+        except Exception as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = mark.line + 1 if mark is not None else 1
+            raise FlagError(where, line, f"YAML syntax error: {exc}") from None
+        table = data.get("features") if isinstance(data, CommentedMap) else None
+        if not isinstance(table, CommentedMap):
+            raise FlagError(where, 1, "the file has no features to edit")
+        names = list(table.keys()) if features is None else features
+        for name in names:
+            entry = table.get(name)
+            if not isinstance(entry, CommentedMap):
+                raise FlagError(where, table.lc.line + 1, f"no feature named {name!r}")
+            _merge(entry, changes)
+        buffer = io.StringIO()
+        yaml.dump(data, buffer)
+        after = buffer.getvalue()
+        new = parse_flags(after, where)  # raises: nothing is written
+        result = EditResult(before, after)
+        if not result.changed:
+            return result
+        try:
+            old: FlagSet | None = parse_flags(before, where)
+        except FlagError:
+            old = None
+        write_atomically(target, after)
+    _log("info", "flags_edited", source=source, file=where, features=names, digest=result.digest)
+    for name in names:
+        before_settings, after_settings = _settings(old, name), _settings(new, name)
+        if before_settings == after_settings:
+            continue
+        event = {
+            "source": source,
+            "feature": name,
+            "before": before_settings,
+            "after": after_settings,
+            "digest": result.digest,
+        }
+        for listener in list(EDIT_LISTENERS):
+            try:
+                listener(event)
+            except Exception:
+                _log("exception", "flag_edit_listener_failed", listener=repr(listener))
+    return result
+
+
+def set_fields(
+    path: str | Path, feature: str, changes: Mapping[str, Any], *, source: str = "cli"
+) -> EditResult:
+    """Change keys of one feature (nested dicts merge into parity/guards; None removes a key)."""
+    return _edit(path, [feature], changes, source=source)
+
+
+def set_mode(
+    path: str | Path,
+    feature: str,
+    mode: str,
+    percent: float | None = None,
+    *,
+    source: str = "cli",
+) -> EditResult:
+    """Switch a feature's mode (and canary percent); returns the file text before and after."""
+    if mode not in MODES:
+        raise FlagError(str(path), 0, f"mode {mode!r} is not one of {', '.join(MODES)}")
+    changes: dict[str, Any] = {"mode": mode}
+    if percent is not None:
+        changes["percent"] = int(percent) if float(percent).is_integer() else float(percent)
+    return _edit(path, [feature], changes, source=source)
+
+
+def rollback(path: str | Path, feature: str | None, *, source: str = "cli") -> EditResult:
+    """Send a feature (None: every feature) back to mode legacy."""
+    return _edit(path, None if feature is None else [feature], {"mode": "legacy"}, source=source)

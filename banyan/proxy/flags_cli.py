@@ -1,0 +1,199 @@
+"""``banyan flags``: check, set, roll back, explain the flag file and show its history.
+
+Owns the command-line face of :mod:`banyan.proxy.flags` (validation), :mod:`banyan.proxy.flag_edit`
+(edits that
+keep comments), :mod:`banyan.proxy.routing` (why a path goes where it goes) and
+:mod:`banyan.proxy.flags_history` (the audit log). The file defaults to ``$BANYAN_FLAGS`` or
+``flags.yaml``. Exit codes: 0 success, 1 invalid file, refused edit, or a missing or corrupt
+audit log, 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from banyan.logs import configure
+from banyan.proxy.audit import AuditLog
+from banyan.proxy.flag_edit import EDIT_LISTENERS, EditListener, EditResult, rollback, set_mode
+from banyan.proxy.flags import MODES, FlagError, load_flags
+from banyan.proxy.flags_history import HistoryError, format_entry, log_path, read_history
+from banyan.proxy.routing import Router, user_from_authorization
+
+
+def _default_file() -> str:
+    return os.environ.get("BANYAN_FLAGS", "flags.yaml")
+
+
+def _pairs(values: Sequence[str] | None, what: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for item in values or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"banyan flags explain: --{what} wants NAME=VALUE, got {item!r}")
+        pairs[key] = value
+    return pairs
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="banyan flags", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    check = commands.add_parser("check", help="validate a flag file (exit 1 with file:line)")
+    check.add_argument("file", nargs="?", default=None)
+
+    set_ = commands.add_parser("set", help="set a feature's mode (and canary percent)")
+    set_.add_argument("feature")
+    set_.add_argument("mode", choices=MODES)
+    set_.add_argument("--percent", type=float, default=None)
+    set_.add_argument("--file", default=None)
+
+    back = commands.add_parser("rollback", help="send a feature (or --all) back to legacy")
+    target = back.add_mutually_exclusive_group(required=True)
+    target.add_argument("feature", nargs="?", default=None)
+    target.add_argument("--all", action="store_true")
+    back.add_argument("--file", default=None)
+
+    explain = commands.add_parser("explain", help="which backend serves a request, and why")
+    explain.add_argument("--path", required=True)
+    explain.add_argument("--user", default=None, help="the JWT sub of the caller")
+    explain.add_argument("--token", default=None, help="a JWT; its sub is used as --user")
+    explain.add_argument("--header", action="append", metavar="NAME=VALUE")
+    explain.add_argument("--cookie", action="append", metavar="NAME=VALUE")
+    explain.add_argument("--ip", default="127.0.0.1")
+    explain.add_argument("--file", default=None)
+    explain.add_argument("--json", action="store_true")
+
+    history = commands.add_parser("history", help="flag changes from the audit log, newest last")
+    history.add_argument("--audit", default=None, help="the log (default: the proxy's for --file)")
+    history.add_argument("--feature", default=None)
+    history.add_argument("--limit", type=_count, default=None, help="only the newest N changes")
+    history.add_argument("--json", action="store_true", help="the raw JSON lines")
+    history.add_argument("--file", default=None)
+    return parser
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative")
+    return value
+
+
+def _check(file: str) -> int:
+    flags = load_flags(file)
+    print(f"{file}: valid ({len(flags.features)} features, digest {flags.digest})")
+    return 0
+
+
+def _report_edit(file: str, what: str, result: EditResult) -> int:
+    if result.changed:
+        print(f"{file}: {what} (digest {result.digest})")
+    else:
+        print(f"{file}: {what}: already so, file unchanged")
+    return 0
+
+
+def _explain(args: argparse.Namespace, file: str) -> int:
+    flags = load_flags(file)
+    router = Router(flags)
+    user = args.user or user_from_authorization(None, args.token)
+    decision = router.decide(
+        args.path,
+        user=user,
+        headers=_pairs(args.header, "header"),
+        cookies=_pairs(args.cookie, "cookie"),
+        client_ip=args.ip,
+        request_id="cli",
+    )
+    if args.json:
+        out = {
+            "path": args.path,
+            "feature": decision.feature,
+            "backend": decision.backend,
+            "mode": decision.mode,
+            "reason": decision.reason,
+            "shadow": decision.shadow,
+            "user": user,
+            "digest": flags.digest,
+        }
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"feature: {decision.feature}")
+    print(f"backend: {decision.backend}")
+    print(f"mode:    {decision.mode}")
+    print(f"reason:  {decision.reason}")
+    if decision.shadow:
+        print(f"shadow:  {decision.shadow}")
+    return 0
+
+
+def _history(args: argparse.Namespace, file: str) -> int:
+    path = log_path(file, args.audit)
+    try:
+        history = read_history(path, feature=args.feature, limit=args.limit)
+    except HistoryError as exc:
+        print(f"banyan flags history: {exc}", file=sys.stderr)
+        return 1
+    for entry in history.entries:
+        print(entry.raw if args.json else format_entry(entry.data))
+    if not history.entries and not args.json:
+        print(f"{path}: no changes" + (f" of {args.feature}" if args.feature else ""))
+    for problem in history.problems:
+        print(problem, file=sys.stderr)
+    return 1 if history.problems else 0
+
+
+def _audit_edits(file: str) -> EditListener:
+    """Record this command's edits in the proxy's audit log as ``cli`` (a proxy watching the file
+    then skips its own ``file`` entries for them)."""
+    log = AuditLog(log_path(file))
+
+    def listener(change: dict[str, Any]) -> None:
+        if not log.has_entry(change["feature"], change["digest"]):  # a proxy in this process did
+            log.append(
+                source="cli",
+                feature=change["feature"],
+                before=change.get("before"),
+                after=change.get("after"),
+                digest=change["digest"],
+            )
+
+    return listener
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of ``banyan flags``."""
+    configure()
+    args = _parser().parse_args(argv)
+    file = getattr(args, "file", None) or _default_file()
+    listener = _audit_edits(file)
+    EDIT_LISTENERS.append(listener)
+    try:
+        if args.command == "check":
+            return _check(file)
+        if args.command == "set":
+            result = set_mode(file, args.feature, args.mode, args.percent, source="cli")
+            what = f"{args.feature} -> {args.mode}"
+            if args.percent is not None:
+                what += f" {args.percent:g}%"
+            return _report_edit(file, what, result)
+        if args.command == "rollback":
+            feature = None if args.all else args.feature
+            result = rollback(file, feature, source="cli")
+            return _report_edit(file, f"{feature or 'all features'} -> legacy", result)
+        if args.command == "history":
+            return _history(args, file)
+        return _explain(args, file)
+    except FlagError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    finally:
+        EDIT_LISTENERS.remove(listener)

@@ -1,0 +1,452 @@
+"""The durable mirror queue: writes served by one backend, re-applied to the other.
+
+With ``writes: mirror`` a successful unsafe request answered by one backend is also sent to the
+other with the same ``Idempotency-Key`` (for a POST the proxy generates one when the client sent
+none; PUT, PATCH and DELETE are idempotent as they are), so both stores hold the same records and a
+flip back loses nothing (which writes go where: :func:`banyan.proxy.app.mirror_target`). Each such
+write is
+first stored here (SQLite file or any SQLAlchemy URL), then delivered by a background worker;
+failures — server errors, and a 401 or 404 that means an earlier write (the user's registration, the
+record written to) has not reached the target yet — are retried with exponential backoff
+(``base_delay * 2**attempt``, capped) and, after ``max_attempts``, kept as ``dead`` for an operator
+to see in ``/_proxy/status`` and the metrics — never dropped silently. Delivered entries are
+deleted. A write may carry a ``release`` callback (its :mod:`banyan.proxy.fence` hold): it is
+called once
+the write is delivered, dead, skipped or the queue stops, so the user's next request to the target
+stops waiting for it. Bodies larger than ``max_body`` are not mirrored and are counted as
+``skipped_too_large``.
+
+The stored request keeps the client's ``Authorization`` header: the other backend must act as the
+same user. The queue's file therefore deserves the same protection as the stores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from sqlalchemy import (
+    Column,
+    Float,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+    select,
+)
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from banyan.backends.common.engines import make_engine
+from banyan.logs import get_logger
+from banyan.parity.redact import redact_url
+from banyan.proxy.routing import user_from_authorization
+from banyan.tasks import cancel_and_wait, finish_or_cancel
+
+log = get_logger("banyan.proxy.mirror")
+
+metadata = MetaData()
+mirror_writes = Table(
+    "banyan_mirror_writes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("feature", String(200), nullable=False),
+    Column("target", String(20), nullable=False),
+    Column("method", String(10), nullable=False),
+    Column("path_qs", Text, nullable=False),
+    Column("headers", Text, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("idempotency_key", String(200), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_at", Float, nullable=False, index=True),
+    Column("status", String(10), nullable=False, index=True),  # pending | dead
+    Column("last_error", Text),
+    Column("created_at", Float, nullable=False),
+)
+
+INTAKE_BATCH = 200
+
+
+def not_yet(method: str, status: int) -> bool:
+    """Whether an answer means "not yet": server trouble, or a 401/404 from a target that has not
+    received an earlier write yet — the registration that creates the user (mirrored in another
+    lane, the caller had no token) or the record this write refers to. A DELETE that finds nothing
+    is done."""
+    if status >= 500 or status in (408, 429):
+        return True
+    if status == 404:
+        return method.upper() != "DELETE"
+    return status == 401
+
+
+def _lane_of(headers_json: str) -> str:
+    """The delivery lane of a stored write: its user (JWT ``sub``), else its credentials."""
+    auth = json.loads(headers_json).get("authorization", "")
+    return user_from_authorization(auth, None) or auth
+
+
+FORWARDED_HEADERS = ("authorization", "content-type", "cookie", "accept", "x-request-id")
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorStats:
+    pending: int
+    dead: int
+    delivered: int
+    retried: int
+    skipped_too_large: int
+
+
+class MirrorQueue:
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_attempts: int = 8,
+        base_delay: float = 0.2,
+        max_delay: float = 30.0,
+        max_body: int = 1_048_576,
+        poll_interval: float = 0.1,
+        timeout: float = 10.0,
+        lanes: int = 16,
+    ) -> None:
+        self.url = url
+        self.max_attempts = max_attempts
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.max_body = max_body
+        self.poll_interval = poll_interval
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self.lanes = lanes
+        self.engine: AsyncEngine | None = None
+        self.backends: dict[str, str] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._intake: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._intake_task: asyncio.Task[None] | None = None
+        self._releases: dict[int, Callable[[], None]] = {}
+        self._stopping = False
+        self.stop_grace = 2.0
+        self.delivered = 0
+        self.retried = 0
+        self.skipped_too_large = 0
+
+    async def start(self, session: aiohttp.ClientSession, backends: Mapping[str, str]) -> None:
+        self._session = session
+        self.backends = dict(backends)
+        self.engine = make_engine(self.url)  # SQLite: WAL, reads never block a write
+        async with self.engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+        self._worker = asyncio.create_task(self._run(), name="mirror-queue")
+        self._intake_task = asyncio.create_task(self._take_in(), name="mirror-intake")
+
+    def set_backends(self, backends: Mapping[str, str]) -> None:
+        self.backends = dict(backends)
+
+    async def stop(self) -> None:
+        if self._intake_task is not None:
+            while not self._intake.empty():  # persist what was submitted before stopping
+                await self.enqueue(**self._intake.get_nowait())
+            await cancel_and_wait([self._intake_task])
+        if self._worker is not None:
+            self._stopping = True  # let a round in flight store its outcome, briefly
+            self._wake.set()
+            await finish_or_cancel([self._worker], self.stop_grace)
+        if self.engine is not None:
+            await self.engine.dispose()
+        for release in self._releases.values():
+            release()
+        self._releases.clear()
+
+    def submit(self, **write: Any) -> None:
+        """Queue a write from the request path without waiting; writes are stored in the order
+        they were submitted (an update mirrored after its create stays after it)."""
+        self._intake.put_nowait(write)
+
+    async def _take_in(self) -> None:
+        """Store submitted writes, every write waiting at that moment in one transaction."""
+        while True:
+            batch = [await self._intake.get()]
+            while not self._intake.empty() and len(batch) < INTAKE_BATCH:
+                batch.append(self._intake.get_nowait())
+            try:
+                await self._store(batch)
+            except Exception:
+                log.exception("mirror_store_failed", paths=[w.get("path_qs") for w in batch])
+                for write in batch:
+                    release = write.get("release")
+                    if release is not None:
+                        release()
+
+    async def enqueue(
+        self,
+        *,
+        feature: str,
+        target: str,
+        method: str,
+        path_qs: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        idempotency_key: str,
+        release: Callable[[], None] | None = None,
+    ) -> bool:
+        """Store a write for delivery to ``target``; False (and counted) when too large."""
+        write = {
+            "feature": feature,
+            "target": target,
+            "method": method,
+            "path_qs": path_qs,
+            "headers": headers,
+            "body": body,
+            "idempotency_key": idempotency_key,
+            "release": release,
+        }
+        return bool(await self._store([write]))
+
+    async def _store(self, writes: list[dict[str, Any]]) -> int:
+        """Insert writes in order in one transaction; too large ones are skipped (and counted)."""
+        kept_writes = []
+        for write in writes:
+            release = write.get("release")
+            if len(write["body"]) > self.max_body:
+                self.skipped_too_large += 1
+                log.warning(
+                    "mirror_skipped_too_large",
+                    feature=write["feature"],
+                    path=redact_url(write["path_qs"]),
+                    size=len(write["body"]),
+                )
+                if release is not None:
+                    release()
+            else:
+                kept_writes.append(write)
+        if not kept_writes:
+            return 0
+        now = time.time()
+        assert self.engine is not None
+        async with self.engine.begin() as conn:
+            for write in kept_writes:
+                headers = write["headers"]
+                kept = {k.lower(): v for k, v in headers.items() if k.lower() in FORWARDED_HEADERS}
+                if write["idempotency_key"]:
+                    kept["idempotency-key"] = write["idempotency_key"]
+                result = await conn.execute(
+                    mirror_writes.insert().values(
+                        feature=write["feature"],
+                        target=write["target"],
+                        method=write["method"],
+                        path_qs=write["path_qs"],
+                        headers=json.dumps(kept),
+                        body=write["body"],
+                        idempotency_key=write["idempotency_key"],
+                        attempts=0,
+                        next_at=now,
+                        status="pending",
+                        created_at=now,
+                    )
+                )
+                release = write.get("release")
+                if release is not None and result.inserted_primary_key is not None:
+                    self._releases[int(result.inserted_primary_key[0])] = release
+        self._wake.set()
+        return len(kept_writes)
+
+    async def _run(self) -> None:
+        """Deliver due writes; sleep until the next one is due or a new one arrives (no polling
+        of the database while the queue is empty)."""
+        while not self._stopping:
+            self._wake.clear()  # before looking: a write enqueued from now on wakes us again
+            try:
+                await self.deliver_due()
+                wait = await self._seconds_to_next()
+            except Exception:
+                log.exception("mirror_worker_error")
+                wait = self.poll_interval * 10
+            if (wait is None or wait > 0) and not self._stopping:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait)
+
+    async def _seconds_to_next(self) -> float | None:
+        """Seconds until the earliest pending write is due (0 if one is due now), None if none."""
+        assert self.engine is not None
+        async with self.engine.connect() as conn:
+            earliest = (
+                await conn.execute(
+                    select(func.min(mirror_writes.c.next_at)).where(
+                        mirror_writes.c.status == "pending"
+                    )
+                )
+            ).scalar()
+        if earliest is None:
+            return None
+        return max(0.0, float(earliest) - time.time())
+
+    async def deliver_due(self, limit: int = 500) -> bool:
+        """One round of delivery; True if any write was attempted.
+
+        Writes are grouped in lanes, one per target and user (the JWT ``sub`` of the stored
+        ``Authorization``). Lanes are delivered side by side (at most ``lanes`` at once); within a
+        lane writes go one after the other in id order, and a lane stops at its first write that
+        is not due yet or fails, so one user's writes never overtake each other — a message is
+        never mirrored before the session it belongs to. The round's outcome is stored in one
+        transaction; a write's ``release`` is called as soon as the target has it."""
+        assert self.engine is not None
+        async with self.engine.connect() as conn:
+            rows = (
+                (
+                    await conn.execute(
+                        select(mirror_writes)
+                        .where(mirror_writes.c.status == "pending")
+                        .order_by(mirror_writes.c.id)
+                        .limit(limit)
+                    )
+                )
+                .mappings()
+                .all()
+            )
+        now = time.time()
+        lanes: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        blocked: set[tuple[str, str]] = set()
+        for found in rows:
+            lane = (found["target"], _lane_of(found["headers"]))
+            if lane in blocked:
+                continue
+            if found["next_at"] > now:
+                blocked.add(lane)  # an earlier write of this lane waits for its retry
+                continue
+            lanes.setdefault(lane, []).append(dict(found))
+        if not lanes:
+            return False
+        delivered: list[int] = []
+        failed: list[tuple[dict[str, Any], str]] = []
+        gate = asyncio.Semaphore(self.lanes)
+
+        async def run_lane(lane_rows: list[dict[str, Any]]) -> None:
+            async with gate:
+                for row in lane_rows:
+                    error = await self._send(row)
+                    if error is not None:
+                        failed.append((row, error))
+                        return
+                    delivered.append(row["id"])
+                    self._release(row["id"])
+
+        await asyncio.gather(*(run_lane(lane_rows) for lane_rows in lanes.values()))
+        dead: list[int] = []
+        async with self.engine.begin() as conn:
+            if delivered:
+                await conn.execute(mirror_writes.delete().where(mirror_writes.c.id.in_(delivered)))
+            for row, error in failed:
+                attempts = row["attempts"] + 1
+                self.retried += 1
+                if attempts >= self.max_attempts:
+                    dead.append(row["id"])
+                delay = min(self.max_delay, self.base_delay * 2 ** row["attempts"])
+                await conn.execute(
+                    mirror_writes.update()
+                    .where(mirror_writes.c.id == row["id"])
+                    .values(
+                        attempts=attempts,
+                        next_at=time.time() + delay,
+                        status="dead" if row["id"] in dead else "pending",
+                        last_error=error,
+                    )
+                )
+        self.delivered += len(delivered)  # counted once the deletion is committed
+        for row, error in failed:
+            is_dead = row["id"] in dead
+            if is_dead:
+                self._release(row["id"])
+            log.warning(
+                "mirror_dead" if is_dead else "mirror_retry",
+                feature=row["feature"],
+                path=redact_url(row["path_qs"]),
+                attempts=row["attempts"] + 1,
+                error=error,
+            )
+        return True
+
+    async def _send(self, row: dict[str, Any]) -> str | None:
+        """Deliver one stored write; None when the target has it, else why not."""
+        assert self._session is not None
+        base = self.backends.get(row["target"])
+        if base is None:
+            return f"no backend named {row['target']}"
+        try:
+            async with self._session.request(
+                row["method"],
+                base + row["path_qs"],
+                headers=json.loads(row["headers"]),
+                data=row["body"],
+                timeout=self.timeout,
+            ) as response:
+                await response.read()
+                if not_yet(row["method"], response.status):
+                    return f"{row['target']} answered {response.status}"
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return None
+
+    def _release(self, row_id: int) -> None:
+        release = self._releases.pop(row_id, None)
+        if release is not None:
+            release()
+
+    async def stats(self) -> MirrorStats:
+        assert self.engine is not None
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(mirror_writes.c.status, mirror_writes.c.id))).all()
+        pending = sum(1 for status, _ in rows if status == "pending")
+        return MirrorStats(
+            pending=pending,
+            dead=len(rows) - pending,
+            delivered=self.delivered,
+            retried=self.retried,
+            skipped_too_large=self.skipped_too_large,
+        )
+
+    async def dead_letters(self, limit: int = 50) -> list[dict[str, Any]]:
+        assert self.engine is not None
+        async with self.engine.connect() as conn:
+            rows = (
+                (
+                    await conn.execute(
+                        select(
+                            mirror_writes.c.id,
+                            mirror_writes.c.feature,
+                            mirror_writes.c.target,
+                            mirror_writes.c.method,
+                            mirror_writes.c.path_qs,
+                            mirror_writes.c.attempts,
+                            mirror_writes.c.last_error,
+                        )
+                        .where(mirror_writes.c.status == "dead")
+                        .order_by(mirror_writes.c.id)
+                        .limit(limit)
+                    )
+                )
+                .mappings()
+                .all()
+            )
+        return [dict(r) for r in rows]
+
+    async def retry_dead(self) -> int:
+        """Give every dead write a fresh set of attempts (after an operator fixed the cause)."""
+        assert self.engine is not None
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                mirror_writes.update()
+                .where(mirror_writes.c.status == "dead")
+                .values(status="pending", attempts=0, next_at=time.time())
+            )
+        self._wake.set()
+        return int(result.rowcount or 0)

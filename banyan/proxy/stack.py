@@ -1,0 +1,179 @@
+"""``banyan up``: the whole stack in one command — model server, legacy, new and the proxy.
+
+Each part runs as its own process (``python -m banyan.proxy.cli <part> ...``) so it behaves exactly
+as it
+does in production. The backends' ports come from the flag file's ``backends`` URLs, so the proxy
+and the processes always agree. Stores are SQLite files in ``--data-dir`` (default ``.banyan/``
+beside the flag file). The first process to exit, or Ctrl-C / SIGTERM, stops the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import os
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import yaml
+
+from banyan import processes
+
+MODULES = {
+    "model": "banyan.backends.model.cli",
+    "legacy": "banyan.backends.legacy.cli",
+    "new": "banyan.backends.new.cli",
+    "proxy": "banyan.proxy.server_cli",
+}
+
+
+@dataclass
+class Part:
+    name: str
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    process: asyncio.subprocess.Process | None = None
+    url: str | None = None
+
+
+def _port_of(url: str, fallback: int) -> int:
+    return urlsplit(url).port or fallback
+
+
+def _backend_urls(flags_path: Path) -> dict[str, str]:
+    data = yaml.safe_load(flags_path.read_text()) or {}
+    urls: dict[str, str] = {}
+    for name, spec in (data.get("backends") or {}).items():
+        urls[name] = spec["url"] if isinstance(spec, dict) else str(spec)
+    return urls
+
+
+def available(module: str) -> bool:
+    """Whether a part's command module is installed (a checkout may not have every part yet)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def plan(args: argparse.Namespace) -> list[Part]:
+    """The processes ``banyan up`` starts, in start order."""
+    flags_path = Path(args.flags).resolve()
+    data_dir = Path(args.data_dir).resolve() if args.data_dir else flags_path.parent / ".banyan"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    urls = _backend_urls(flags_path)
+    py = [sys.executable, "-m", "banyan.proxy.cli"]
+    host = args.host
+    model_url = f"http://{host}:{args.model_port}/v1"
+    backend_env = {"OPENAI_BASE_URL": os.environ.get("OPENAI_BASE_URL", model_url)}
+    parts: list[Part] = []
+    if "OPENAI_BASE_URL" not in os.environ:
+        parts.append(Part("model", [*py, "model", "--host", host, "--port", str(args.model_port)]))
+    parts.append(
+        Part(
+            "legacy",
+            [
+                *py,
+                "legacy",
+                "--host",
+                host,
+                "--port",
+                str(_port_of(urls.get("legacy", ""), 8001)),
+                "--db",
+                f"sqlite+aiosqlite:///{data_dir / 'legacy.db'}",
+            ],
+            backend_env,
+        )
+    )
+    parts.append(
+        Part(
+            "new",
+            [
+                *py,
+                "new",
+                "--host",
+                host,
+                "--port",
+                str(_port_of(urls.get("new", ""), 8002)),
+                "--db",
+                f"sqlite+aiosqlite:///{data_dir / 'new.db'}",
+            ],
+            backend_env,
+        )
+    )
+    parts.append(
+        Part(
+            "proxy",
+            [*py, "proxy", "--flags", str(flags_path), "--host", host, "--port", str(args.port)],
+            {
+                "BANYAN_PARITY_DB": os.environ.get(
+                    "BANYAN_PARITY_DB", f"sqlite+aiosqlite:///{data_dir / 'parity.db'}"
+                ),
+                "BANYAN_MIRROR_DB": os.environ.get(
+                    "BANYAN_MIRROR_DB", f"sqlite+aiosqlite:///{data_dir / 'mirror.db'}"
+                ),
+            },
+        )
+    )
+    missing = [p.name for p in parts if not available(MODULES[p.name])]
+    for name in missing:
+        print(f"banyan up: {name} is not part of this checkout yet; not started", flush=True)
+    return [p for p in parts if p.name not in missing]  # fmt: skip
+
+
+async def _start(part: Part) -> None:
+    child = await processes.start(part.name, part.argv, env=part.env, quiet=False)
+    part.process, part.url = child.process, child.url
+    print(f"  {part.name:<7} {part.url}", flush=True)
+
+
+async def _stop(parts: list[Part]) -> None:
+    await asyncio.gather(*(processes.stop(p.process) for p in reversed(parts) if p.process))
+
+
+async def run_stack(parts: list[Part]) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print("banyan up: starting the stack", flush=True)
+    try:
+        for part in parts:
+            await _start(part)
+        print("banyan up: ready — point the frontend at the proxy", flush=True)
+        waits = [asyncio.ensure_future(p.process.wait()) for p in parts if p.process]
+        stopper = asyncio.ensure_future(stop.wait())
+        done, _ = await asyncio.wait([*waits, stopper], return_when=asyncio.FIRST_COMPLETED)
+        for task in [*waits, stopper]:
+            task.cancel()
+        exited = [p for p in parts if p.process and p.process.returncode is not None]
+        for part in exited:
+            print(f"banyan up: {part.name} exited ({part.process.returncode})", file=sys.stderr)  # type: ignore[union-attr]
+        return 1 if exited and stopper not in done else 0
+    except (RuntimeError, TimeoutError) as exc:
+        print(f"banyan up: {exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        await _stop(parts)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="banyan up", description=__doc__)
+    parser.add_argument("--flags", default=os.environ.get("BANYAN_FLAGS", "flags.yaml"))
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080, help="proxy port")
+    parser.add_argument("--model-port", type=int, default=8003)
+    parser.add_argument("--data-dir", default=None, help="where the SQLite stores live")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    if not Path(args.flags).is_file():
+        print(f"banyan up: flag file {args.flags} not found", file=sys.stderr)
+        return 2
+    return asyncio.run(run_stack(plan(args)))

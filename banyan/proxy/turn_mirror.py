@@ -1,0 +1,108 @@
+"""Lossless rollback for the live tutor: turns answered over ``/ws/tutor/{id}`` are mirrored.
+
+HTTP writes of a ``writes: mirror`` feature are re-applied to the other store by the durable mirror
+queue (:mod:`banyan.proxy.mirror`). A tutor turn over the WebSocket is a write too — the backend
+stores the
+question and the answer as two messages — but it crosses the proxy as frames. This tap watches the
+frames the serving backend sends; each ``done`` frame becomes two message appends on the other
+store (``POST /api/sessions/{id}/messages``, question then answer, in the order the turns ended)
+with an ``Idempotency-Key`` derived from the stored message's id, so a retried delivery stores
+nothing twice. After a rollback the session's history on the other store holds every turn, in
+order, with the same roles and texts (the message ids there are that store's own).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from aiohttp import WSMsgType
+from aiohttp.http_websocket import WSMessage
+
+from banyan.logs import get_logger
+
+log = get_logger("banyan.proxy.turn_mirror")
+
+TUTOR_SOCKET = re.compile(r"^/ws/tutor/(?P<session>[^/]+)$")
+Submit = Callable[..., None]
+
+
+def tutor_session(path: str) -> str | None:
+    """The session id of a tutor socket path, or None for any other path."""
+    found = TUTOR_SOCKET.match(path)
+    return found.group("session") if found else None
+
+
+def credentials(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
+    """The caller's ``Authorization`` value: the header, or a bearer built from ``?token=``."""
+    header = headers.get("Authorization")
+    if header:
+        return header
+    token = query.get("token")
+    return f"Bearer {token}" if token else None
+
+
+class TurnMirrorTap:
+    """A frame tap (:class:`banyan.proxy.websocket.FrameTap`) that mirrors finished tutor turns."""
+
+    def __init__(
+        self,
+        *,
+        feature: str,
+        target: str,
+        session_id: str,
+        authorization: str,
+        submit: Submit,
+        hold: Callable[[], Callable[[], None]],
+    ) -> None:
+        self.feature = feature
+        self.target = target
+        self.path = f"/api/sessions/{session_id}/messages"
+        self.authorization = authorization
+        self.submit = submit
+        self.hold = hold
+        self.mirrored = 0
+
+    def from_client(self, message: WSMessage) -> None:
+        return None
+
+    def from_upstream(self, message: WSMessage) -> None:
+        if message.type != WSMsgType.TEXT:
+            return
+        try:
+            frame = json.loads(message.data)
+        except ValueError:
+            return
+        if not isinstance(frame, dict) or frame.get("type") != "done":
+            return
+        for part in ("question", "answer"):
+            stored = frame.get(part)
+            if isinstance(stored, dict):
+                self._mirror(stored)
+
+    def _mirror(self, stored: dict[str, Any]) -> None:
+        role, content, message_id = stored.get("role"), stored.get("content"), stored.get("id")
+        if not (isinstance(role, str) and isinstance(content, str) and message_id):
+            log.warning("turn_mirror_skipped", feature=self.feature, reason="malformed message")
+            return
+        key = f"tutor-turn:{message_id}"
+        self.submit(
+            feature=self.feature,
+            target=self.target,
+            method="POST",
+            path_qs=self.path,
+            headers={
+                "Authorization": self.authorization,
+                "Content-Type": "application/json",
+                "Idempotency-Key": key,
+            },
+            body=json.dumps({"role": role, "content": content}).encode(),
+            idempotency_key=key,
+            release=self.hold(),
+        )
+        self.mirrored += 1
+
+    async def close(self) -> None:
+        return None
