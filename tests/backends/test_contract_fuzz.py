@@ -140,10 +140,7 @@ def backend(
     monkeypatch_module: pytest.MonkeyPatch,
 ) -> Iterator[Backend]:
     kind: str = request.param
-    try:
-        factory = importlib.import_module(f"backends.{kind}.app").create_app
-    except (ImportError, AttributeError) as exc:
-        pytest.skip(f"backends.{kind}.app.create_app is not available yet: {exc!r}")
+    factory = importlib.import_module(f"banyan.backends.{kind}.app").create_app
     model = importlib.import_module("banyan.backends.model.server")
     workdir: Path = tmp_path_factory.mktemp(f"fuzz-{kind}")
     loop = LoopThread()

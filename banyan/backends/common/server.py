@@ -54,6 +54,6 @@ def backend_main(service: str, default_port: int, argv: list[str]) -> int:
         help="Redis URL shared by the replicas of this backend (default $BANYAN_REDIS_URL)",
     )
     args = parser.parse_args(argv)
-    create_app = importlib.import_module(f"backends.{service}.app").create_app
+    create_app = importlib.import_module(f"banyan.backends.{service}.app").create_app
     run(service, lambda: create_app(args.db, redis_url=args.redis), args.host, args.port)
     return 0

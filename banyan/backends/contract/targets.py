@@ -68,13 +68,10 @@ class Target:
 
 
 def backend_factory(kind: str) -> Callable[..., web.Application]:
-    """``backends.<kind>.app.create_app``, or a skip naming why it cannot be imported."""
-    module_name = f"backends.{kind}.app"
-    try:
-        module = importlib.import_module(module_name)
-        factory: Callable[..., web.Application] = module.create_app
-    except (ImportError, AttributeError) as exc:
-        pytest.skip(f"{module_name}.create_app is not available yet: {exc!r}")
+    """``banyan.backends.<kind>.app.create_app``."""
+    factory: Callable[..., web.Application] = importlib.import_module(
+        f"banyan.backends.{kind}.app"
+    ).create_app
     return factory
 
 
@@ -129,7 +126,9 @@ async def serve_backend(kind: str, db_url: str, **options: Any) -> AsyncIterator
         app = factory(db_url, **options)
     except TypeError as exc:
         if options:
-            pytest.skip(f"backends.{kind}.app.create_app does not accept {sorted(options)}: {exc}")
+            pytest.skip(
+                f"banyan.backends.{kind}.app.create_app does not accept {sorted(options)}: {exc}"
+            )
         raise
     async with serve(app) as url:
         yield url
@@ -184,10 +183,7 @@ async def open_target(
             return
         if name in ("proxy-legacy", "proxy-new"):
             kind = name.removeprefix("proxy-")
-            try:
-                proxy_app = importlib.import_module("banyan.proxy.app")
-            except ImportError as exc:
-                pytest.skip(f"banyan.proxy.app is not available yet: {exc!r}")
+            proxy_app = importlib.import_module("banyan.proxy.app")
             legacy_url = await stack.enter_async_context(
                 serve_backend("legacy", sqlite_url(workdir, "legacy"), **options)
             )
