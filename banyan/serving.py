@@ -18,6 +18,9 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 AppFactory = Callable[[], Awaitable[web.Application]] | Callable[[], web.Application]
+# An application that needs its own server settings (the proxy: parser limits, request bodies
+# left encoded) names the runner to serve it with; others get aiohttp's AppRunner.
+RUNNER: web.AppKey[Callable[..., web.AppRunner]] = web.AppKey("banyan_runner")
 
 
 def install_uvloop() -> None:
@@ -38,7 +41,8 @@ async def start_site(
     shutdown_timeout: float = 10.0,
 ) -> tuple[web.AppRunner, str]:
     """Start ``app`` on ``host:port`` and return the runner and its base URL (port 0 resolved)."""
-    runner = web.AppRunner(
+    make_runner = app.get(RUNNER, web.AppRunner)
+    runner = make_runner(
         app, handle_signals=False, access_log=None, shutdown_timeout=shutdown_timeout
     )
     await runner.setup()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import time
 import uuid
@@ -25,7 +26,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import aiohttp
-import yarl
 from aiohttp import web
 
 from banyan.logs import get_logger
@@ -37,23 +37,28 @@ from banyan.proxy.fence import WriteFence
 from banyan.proxy.flag_edit import EDIT_LISTENERS, rollback
 from banyan.proxy.flags import BackendSpec, Feature, FlagSet, FlagStore
 from banyan.proxy.forward import (
+    UPSTREAM_FAILURES,
     Exchange,
+    RequestFault,
     UpstreamError,
+    fault_response,
     gateway_error,
-    open_upstream,
     relay,
     request_body,
-    timeout_of,
 )
+from banyan.proxy.front import ProxyRunner
 from banyan.proxy.gaps import IdleGaps
 from banyan.proxy.guards import Breach, GuardBoard
-from banyan.proxy.headers import FALLBACK, mark, request_id_of, upstream_headers
+from banyan.proxy.headers import Outbound, mark, outbound_of, request_id_of, upstream_headers
 from banyan.proxy.health import HealthProbe
+from banyan.proxy.limits import Limits, describe
 from banyan.proxy.metrics import ProxyMetrics
 from banyan.proxy.mirror import MirrorQueue
 from banyan.proxy.routing import Decision, user_from_authorization
 from banyan.proxy.turn_mirror import TurnMirrorTap, credentials, tutor_session
+from banyan.proxy.upstream import Body, Connection, Pool, Upstreams, send
 from banyan.proxy.websocket import BridgeRegistry, FrameTap, open_bridge, run_bridge
+from banyan.serving import RUNNER
 
 log = get_logger("proxy")
 
@@ -105,7 +110,9 @@ class ProxyState:
     audit: AuditLog | None = None
     mirror: MirrorQueue | None = None
     shadow: ShadowHook | None = None
-    session: aiohttp.ClientSession | None = None
+    session: aiohttp.ClientSession | None = None  # WebSockets, health probes, the mirror queue
+    limits: Limits = field(default_factory=Limits)
+    upstreams: Upstreams | None = None  # HTTP forwarding: one pool per backend
     health: HealthProbe | None = None
     requests: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
     breaches: list[dict[str, Any]] = field(default_factory=list)
@@ -201,7 +208,7 @@ class ProxyState:
             exchange.feature, exchange.backend, value=exchange.head_latency
         )
         self.requests[(exchange.feature, exchange.backend)] += 1
-        if exchange.error in ("connect", "timeout", "closed"):
+        if exchange.error in UPSTREAM_FAILURES:
             self.metrics.upstream_errors.inc(exchange.feature, exchange.backend, exchange.error)
         if feature is not None:
             guard = self.guards.get(feature.name)
@@ -301,12 +308,15 @@ async def _http(
     backend: BackendSpec,
     user: str | None,
 ) -> web.StreamResponse:
-    assert state.session is not None
     method = request.method
-    headers = upstream_headers(request, request_id)
+    exchange = Exchange(decision.feature, decision.backend, method, request.path_qs, request_id)
+    try:
+        outbound = exchange.outbound = _outbound(state, request, request_id)
+    except RequestFault as fault:
+        return _refuse(state, exchange, fault)
     mirror_write = feature is not None and feature.writes != "skip" and method not in SAFE_METHODS
-    if mirror_write and method == "POST" and "Idempotency-Key" not in headers:
-        headers["Idempotency-Key"] = uuid.uuid4().hex
+    if mirror_write and method == "POST" and "Idempotency-Key" not in request.headers:
+        outbound.add("Idempotency-Key", uuid.uuid4().hex)
     shadowing = (
         feature is not None
         and state.shadow is not None
@@ -321,46 +331,100 @@ async def _http(
         if feature is not None and (shadowing or mirror_write)
         else None
     )
-    body, request_capture = request_body(request, capture_limit)
-    exchange = Exchange(decision.feature, decision.backend, method, request.path_qs, request_id)
-    exchange.request_capture = request_capture
     try:
-        upstream = await open_upstream(
-            state.session,
-            method,
-            yarl.URL(backend.url + request.raw_path, encoded=True),
-            headers,
-            body,
-            timeout_of(backend),
-        )
+        body, exchange.request_capture = request_body(request, capture_limit)
+        pool, conn = await _open(state, backend, outbound, body)
+    except RequestFault as fault:
+        return _refuse(state, exchange, fault)
     except UpstreamError as exc:
-        fallback = await _fallback(state, request, decision, feature, headers, exc)
-        if fallback is None:
-            exchange.error = exc.kind
-            exchange.head_latency = time.perf_counter() - exchange.started
-            state.observe(exchange, feature)
-            refusal = gateway_error(exc, decision.backend)
-            mark(refusal.headers, decision.feature, decision.backend, request_id)
-            _access(state, exchange, refusal.status)
-            return refusal
-        upstream, exchange.backend, exchange.fallback = fallback, "legacy", True
+        opened = await _fallback(state, request, decision, feature, outbound, exc)
+        if opened is None:
+            return _failed(state, exchange, feature, exc)
+        pool, conn = opened
+        backend = state.flags.backends["legacy"]
+        exchange.backend, exchange.fallback = "legacy", True
         state.metrics.fallbacks.inc(decision.feature)
     response = await relay(
         request,
-        upstream,
+        pool,
+        conn,
         exchange,
+        read_timeout=backend.read_timeout,
         capture_limit=capture_limit if shadowing else None,
-        extra_headers={FALLBACK: "1"} if exchange.fallback else None,
+        fallback=exchange.fallback,
     )
-    state.observe(exchange, feature)
+    if exchange.error != "request":  # a body the client broke is not the backend's failure
+        state.observe(exchange, feature)
     _access(state, exchange, exchange.status)
-    if feature is not None and exchange.error is None:
+    if feature is not None and exchange.error is None and (shadowing or mirror_write):
+        headers = outbound.mapping()
         compared = False
         if shadowing and state.shadow is not None and not exchange.fallback:
             compared = state.shadow.submit(feature, decision, request, exchange, headers)
         target = mirror_target(feature, decision, exchange.backend)
         if mirror_write and target is not None and 200 <= exchange.status < 300 and not compared:
             state.enqueue_mirror(feature, exchange, headers, target, user, request.remote or "")
+    return response
+
+
+def _outbound(state: ProxyState, request: web.Request, request_id: str) -> Outbound:
+    limit = state.limits.max_target_bytes
+    if len(request.raw_path) > limit:
+        raise RequestFault(
+            414,
+            "request_target_too_long",
+            f"the request target is over {describe('max_target_bytes', limit)}",
+        )
+    return outbound_of(request, request_id, state.limits)
+
+
+async def _open(
+    state: ProxyState, backend: BackendSpec, outbound: Outbound, body: Body | None
+) -> tuple[Pool, Connection]:
+    """Send ``outbound`` to ``backend`` and wait for the answer's head."""
+    assert state.upstreams is not None
+    pool = state.upstreams.pool(backend.url)
+    # until the flag file's ``host:`` key lands on BackendSpec, every backend preserves Host
+    head = outbound.head(pool.origin, getattr(backend, "host", "preserve"))
+    conn = await send(
+        pool,
+        outbound.method,
+        head,
+        body,
+        connect_timeout=backend.connect_timeout,
+        read_timeout=backend.read_timeout,
+    )
+    return pool, conn
+
+
+def _refuse(state: ProxyState, exchange: Exchange, fault: RequestFault) -> web.Response:
+    """The request itself cannot be forwarded: a 4xx, counted against no backend."""
+    exchange.error = "request"
+    response = fault_response(fault)
+    response.force_close()  # what is left of a broken request cannot be read as the next one
+    mark(response.headers, exchange.feature, exchange.backend, exchange.request_id)
+    _access(state, exchange, fault.status)
+    return response
+
+
+def _failed(
+    state: ProxyState, exchange: Exchange, feature: Feature | None, exc: UpstreamError
+) -> web.Response:
+    """The backend could not answer: 502/504 naming the backend; the detail goes to the log."""
+    exchange.error = exc.kind
+    exchange.head_latency = time.perf_counter() - exchange.started
+    log.warning(
+        "upstream_failed",
+        request_id=exchange.request_id,
+        feature=exchange.feature,
+        backend=exchange.backend,
+        kind=exc.kind,
+        detail=exc.detail,
+    )
+    state.observe(exchange, feature)
+    response = gateway_error(exc, exchange.backend)
+    mark(response.headers, exchange.feature, exchange.backend, exchange.request_id)
+    _access(state, exchange, response.status)
     return response
 
 
@@ -386,9 +450,9 @@ async def _fallback(
     request: web.Request,
     decision: Decision,
     feature: Feature | None,
-    headers: Any,
+    outbound: Outbound,
     exc: UpstreamError,
-) -> aiohttp.ClientResponse | None:
+) -> tuple[Pool, Connection] | None:
     """A safe, bodiless request whose chosen new backend is unreachable goes to legacy."""
     if (
         feature is None
@@ -399,17 +463,8 @@ async def _fallback(
         or request.body_exists
     ):
         return None
-    legacy = state.flags.backends["legacy"]
-    assert state.session is not None
     try:
-        return await open_upstream(
-            state.session,
-            request.method,
-            yarl.URL(legacy.url + request.raw_path, encoded=True),
-            headers,
-            None,
-            timeout_of(legacy),
-        )
+        return await _open(state, state.flags.backends["legacy"], outbound, None)
     except UpstreamError:
         return None
 
@@ -535,6 +590,7 @@ async def _readyz(request: web.Request) -> web.Response:
 
 async def _startup(app: web.Application) -> None:
     state = app[STATE]
+    state.upstreams = Upstreams(state.limits)
     connector = aiohttp.TCPConnector(
         limit=1000, limit_per_host=0, keepalive_timeout=30, ttl_dns_cache=300
     )
@@ -583,6 +639,8 @@ async def _cleanup(app: web.Application) -> None:
     if state.mirror is not None:
         await state.mirror.stop()
     await state.store.stop()
+    if state.upstreams is not None:
+        state.upstreams.close()
     if state.session is not None:
         await state.session.close()
 
@@ -605,8 +663,10 @@ def create_app(
     shadow: ShadowHook | None = None,
     mirror: MirrorQueue | None = None,
     poll_interval: float | None = None,
+    limits: Limits | None = None,
 ) -> web.Application:
-    """The proxy for the flag file at ``flags_path`` (which must be valid right now)."""
+    """The proxy for the flag file at ``flags_path`` (which must be valid right now); header
+    ``limits`` default to the environment's (:meth:`Limits.from_env`)."""
     path = Path(flags_path).resolve()
     store = (
         FlagStore(path) if poll_interval is None else FlagStore(path, poll_interval=poll_interval)
@@ -619,9 +679,12 @@ def create_app(
         audit=AuditLog(default_path(path)),
         mirror=mirror if mirror is not None else MirrorQueue(mirror_url(path)),
         shadow=shadow,
+        limits=limits or Limits.from_env(),
     )
     app = web.Application(client_max_size=1024**4)
     app[STATE] = state
+    runner: Callable[..., web.AppRunner] = functools.partial(ProxyRunner, limits=state.limits)
+    app[RUNNER] = runner
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     admin.add_admin_routes(app, STATE)
