@@ -104,7 +104,7 @@ class Outbound:
     (policy ``backend``) and a backend URL's path prefix. ``before`` and ``after`` are the header
     lines around the client's ``Host`` line, already serialized."""
 
-    __slots__ = ("after", "before", "host", "host_name", "method", "target")
+    __slots__ = ("after", "before", "chunked", "host", "host_name", "method", "target")
 
     def __init__(
         self,
@@ -114,7 +114,9 @@ class Outbound:
         host_name: bytes,
         host: bytes | None,
         after: bytes,
+        chunked: bool = False,
     ) -> None:
+        self.chunked = chunked  # the body is framed chunked, as the client's was
         self.method = method
         self.target = target
         self.before = before
@@ -215,6 +217,7 @@ def outbound_of(request: web.Request, request_id: str, limits: Limits) -> Outbou
         host_name,
         host,
         b"".join(after),
+        chunked,
     )
 
 
