@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -91,7 +92,9 @@ def _redact_value(key: str, value: Any, depth: int = 0) -> Any:
     return value
 
 
-def redact_event(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+def redact_event(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     """structlog processor: every field of the event with credentials redacted."""
     for key, value in event.items():
         if key.startswith("_"):
@@ -100,7 +103,9 @@ def redact_event(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str,
     return event
 
 
-def _component(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+def _component(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     record = event.get("_record")
     if record is not None:
         event.setdefault("component", record.name)
