@@ -43,6 +43,8 @@ class RawUpstream:
     requests: list[RawRequest] = field(default_factory=list)
     answers: dict[str, bytes | Callable[[RawRequest], bytes]] = field(default_factory=dict)
     close_after_answer: bool = False
+    drop_second: bool = False  # close a connection at its second request, answering nothing
+    connections: int = 0
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     def answer_for(self, request: RawRequest) -> bytes:
@@ -77,6 +79,7 @@ class _Protocol(asyncio.Protocol):
         self.parser = HttpRequestParser(self)
         self.buffer = b""
         self.transport: asyncio.Transport | None = None
+        self.served = 0
         self._reset()
 
     def _reset(self) -> None:
@@ -88,6 +91,7 @@ class _Protocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.upstream.connections += 1
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -125,6 +129,11 @@ class _Protocol(asyncio.Protocol):
         )
         self._reset()
         upstream = self.upstream
+        assert self.transport is not None
+        self.served += 1
+        if upstream.drop_second and self.served == 2:
+            self.transport.close()  # as if it had closed while idle, just as the request came
+            return
         upstream.requests.append(request)
         upstream.arrived.set()
         assert self.transport is not None

@@ -342,3 +342,46 @@ async def test_a_body_the_client_broke_counts_against_no_backend(
     assert not any(labels[2].startswith("5") for labels in metrics.requests.values)
     if answer:  # the client may already be gone; if it reads, it reads a 400
         assert status_of(answer) == 400
+
+
+GUARDED = """\
+version: 1
+backends:
+  legacy: {legacy}
+  new: {new}
+features:
+  sessions:
+    routes: ["/api/sessions", "/api/sessions/**"]
+    mode: new
+    guards: {{max_error_rate: 0.01, window: 4}}
+default: legacy
+"""
+
+
+async def test_anonymous_gzip_posts_get_the_backends_401_and_roll_nothing_back(
+    tmp_path: Path,
+) -> None:
+    """Issue 14: four anonymous gzip POSTs were answered 502 (the body was decompressed and sent
+    with its gzip header), counted as new's failures, and rolled the feature back."""
+    from tests.proxy.conftest import real_backends_behind_proxy
+
+    # compressed 30 times: decompressed, it overran its Content-Length on the upstream connection
+    packed = gzip.compress(json.dumps({"title": "t" * 2000}).encode(), mtime=0)
+    async with real_backends_behind_proxy(tmp_path, GUARDED) as urls:
+        direct = await raw_exchange(urls["new"], gzip_post(packed))
+        through = [await raw_exchange(urls["proxy"], gzip_post(packed)) for _ in range(4)]
+    assert status_of(direct) == 401
+    assert [status_of(answer) for answer in through] == [401] * 4
+    assert "mode: new" in (tmp_path / "flags.yaml").read_text()  # no rollback
+
+
+def gzip_post(packed: bytes) -> bytes:
+    return request(
+        "POST /api/sessions HTTP/1.1",
+        "Host: tutor.example",
+        "Content-Type: application/json",
+        "Content-Encoding: gzip",
+        f"Content-Length: {len(packed)}",
+        "Connection: close",
+        body=packed,
+    )
