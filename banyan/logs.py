@@ -69,18 +69,30 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 # Cheap test before the patterns: text without any of these cannot hold what they match.
 _HINT = re.compile(r"(?i)auth|cookie|key|bearer|basic|eyJ|token|pass|secret|jwt|sig")
+# Fields only our own code fills, with values that cannot quote a request: not scanned.
+_OWN_FIELDS = frozenset({"timestamp", "level", "request_id", "duration_ms", "status"})
+_seen: dict[str, str] = {}  # short texts already redacted (feature names, paths, events...)
 
 
 def redact_text(text: str) -> str:
     """``text`` with every credential it quotes replaced by ``[REDACTED]``."""
-    if not _HINT.search(text):
-        return text
-    for pattern, replacement in _PATTERNS:
-        text = pattern.sub(replacement, text)
-    return text
+    known = _seen.get(text)
+    if known is not None:
+        return known
+    redacted = text
+    if _HINT.search(text):
+        for pattern, replacement in _PATTERNS:
+            redacted = pattern.sub(replacement, redacted)
+    if len(text) <= 256:
+        if len(_seen) >= 4096:
+            _seen.clear()
+        _seen[text] = redacted
+    return redacted
 
 
 def _redact_value(key: str, value: Any, depth: int = 0) -> Any:
+    if key in _OWN_FIELDS:
+        return value
     if key.lower() in SECRET_FIELDS:
         return REDACTED
     if isinstance(value, str):
