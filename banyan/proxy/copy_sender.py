@@ -36,10 +36,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
+from multidict import MultiDict
+
 from banyan.logs import get_logger
 from banyan.parity.compare import Response
 from banyan.processes import stop as stop_process
-from banyan.proxy.headers import decoded
+from banyan.proxy.headers import lowered
 from banyan.proxy.limits import Limits
 from banyan.proxy.upstream import Body, PoolSettings, UpstreamError, Upstreams, finish, send
 from banyan.tasks import cancel_and_wait
@@ -86,8 +88,8 @@ class Copy:
 # On the wire, plain tuples (cheaper to pickle than a class):
 # (job id, method, url, head, body, chunked, timeout seconds, body limit in bytes)
 Job = tuple[int, str, str, bytes, bytes, bool, float, int]
-# (job id, status, headers, body, head latency ms, error)
-Answer = tuple[int, int, dict[str, str], bytes, float, str | None]
+# (job id, status, header lines (lower-cased name, value), body, head latency ms, error)
+Answer = tuple[int, int, list[tuple[str, str]], bytes, float, str | None]
 _ERRORS = {
     "timeout": "candidate timed out",
     "connect": "candidate refused or unreachable",
@@ -120,8 +122,7 @@ async def send_copy(upstreams: Upstreams, copy: Copy) -> Response:
                 finish(pool, conn)
             if len(raw) > copy.limit:
                 return Response(conn.status, {}, b"", head, error="body_too_large")
-            headers = {k.lower(): v for k, v in decoded(conn.headers).items()}
-            return Response(conn.status, headers, raw, head)
+            return Response(conn.status, lowered(conn.headers), raw, head)
     except TimeoutError:
         return _failed(started, _ERRORS["timeout"])
     except UpstreamError as exc:
@@ -285,7 +286,7 @@ class CopySender:
         self._retry_after = FIRST_RETRY_SECONDS  # this helper works: a later death retries soon
         future = self._pending.get(job_id)
         if future is not None and not future.done():
-            future.set_result(Response(status, headers, body, head, error))
+            future.set_result(Response(status, MultiDict(headers), body, head, error))
 
     def _lost(self, channel: Channel) -> None:
         if channel is not self._channel:
@@ -338,7 +339,7 @@ async def serve_jobs(fd: int, max_inflight: int) -> None:
             message: Answer = (
                 job_id,
                 answer.status,
-                dict(answer.headers),
+                list(answer.headers.items()),
                 answer.body,
                 answer.latency_ms,
                 answer.error,

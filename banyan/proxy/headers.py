@@ -24,7 +24,7 @@ import itertools
 import os
 
 from aiohttp import web
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDict, CIMultiDictProxy, MultiDict
 
 from banyan.proxy.limits import Limits, describe
 from banyan.proxy.upstream.errors import RequestFault
@@ -303,6 +303,12 @@ def decoded(raw: list[tuple[bytes, bytes]]) -> CIMultiDict[str]:
     for name, value in raw:
         out.add(name.decode("latin-1"), value.decode("latin-1"))
     return out
+
+
+def lowered(raw: list[tuple[bytes, bytes]]) -> MultiDict[str]:
+    """Raw header lines as a text multidict with lower-cased names (every repetition kept): an
+    answer as parity compares it."""
+    return MultiDict((n.decode("latin-1").lower(), v.decode("latin-1")) for n, v in raw)
 
 
 def downstream_headers(upstream: CIMultiDictProxy[str] | CIMultiDict[str]) -> CIMultiDict[str]:

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import WSMessage, WSMsgType, web
+from multidict import MultiDict
 
 from banyan.logs import get_logger
 from banyan.parity.compare import Response, Rules, compare
@@ -244,7 +245,7 @@ class Shadow:
         writer = caller if request.method not in SAFE else None
         primary = Response(
             exchange.status,
-            {k.lower(): v for k, v in (exchange.response_headers or {}).items()},
+            MultiDict((k.lower(), v) for k, v in (exchange.response_headers or {}).items()),
             primary_body,
             exchange.round_trip * 1000,  # its own round trip, as the candidate's is measured
         )
