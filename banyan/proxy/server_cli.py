@@ -1,4 +1,7 @@
-"""``banyan proxy --flags F --host H --port P [--workers N] [--no-access-log]``.
+"""``banyan proxy --flags F --host H --port P [--workers N] [--no-access-log] [--max-* BYTES]``.
+
+The ``--max-*`` options set the header limits (:mod:`banyan.proxy.limits`); each defaults to its
+``BANYAN_MAX_*`` environment variable, else to the built-in default.
 
 With ``--workers N`` (N > 1) the parent forks N worker processes that bind the same port with
 ``SO_REUSEPORT``; the kernel spreads connections across them. Port 0 with several workers first
@@ -13,6 +16,7 @@ import os
 import signal
 import sys
 
+from banyan.proxy.limits import OPTION, Limits
 from banyan.serving import run
 from banyan.testing import free_port
 
@@ -27,7 +31,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-access-log", action="store_true", help="skip the per-request log line"
     )
+    defaults = Limits.from_env()
+    for name, option in OPTION.items():
+        parser.add_argument(
+            option,
+            dest=name,
+            type=int,
+            default=getattr(defaults, name),
+            help=f"{LIMIT_HELP[name]} (default {getattr(defaults, name)})",
+        )
     return parser
+
+
+LIMIT_HELP = {
+    "max_header_bytes": "bytes of all header lines of a request or an upstream answer",
+    "max_field_bytes": "bytes of one header line (name and value)",
+    "max_headers": "header lines in one request or answer",
+    "max_target_bytes": "bytes of a request target (path and query, or absolute URL)",
+}
+
+
+def limits_of(args: argparse.Namespace) -> Limits:
+    values = {name: getattr(args, name) for name in OPTION}
+    for name, value in values.items():
+        if value <= 0:
+            raise ValueError(f"{OPTION[name]} must be positive, not {value}")
+    return Limits(**values)
 
 
 def _factory(args: argparse.Namespace) -> object:
@@ -36,13 +65,20 @@ def _factory(args: argparse.Namespace) -> object:
         from banyan.proxy.shadow import shadow_from_env
 
         shadow = None if args.no_parity else shadow_from_env(args.flags)
-        return create_app(args.flags, access_log=not args.no_access_log, shadow=shadow)
+        return create_app(
+            args.flags, access_log=not args.no_access_log, shadow=shadow, limits=limits_of(args)
+        )
 
     return make
 
 
 def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+        limits_of(args)
+    except ValueError as exc:  # a limit (option or BANYAN_MAX_* variable) that is not positive
+        print(f"banyan proxy: {exc}", file=sys.stderr)
+        return 1
     from banyan.proxy.flags import FlagError, load_flags
 
     try:
