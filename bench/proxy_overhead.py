@@ -12,7 +12,9 @@ forwarder of twenty lines (``bench/bare_forwarder.py``) and ``banyan proxy`` wit
   the whole run at the rate, and wrk's latency distribution counts each request's own time only.
 
 Prints a markdown table, the ratio banyan/bare (throughput) and the p50 each proxy adds over a
-direct call. Needs ``wrk`` on PATH (``apt-get install -y wrk``).
+direct call, and the CPU each target's process spent per request during the throughput runs
+(from ``/proc``: what decides throughput on a machine with cores to spare, and a figure other load
+on a shared machine hardly moves). Needs ``wrk`` on PATH (``apt-get install -y wrk``).
 
     .venv/bin/python -m bench.proxy_overhead [--duration 10] [--rounds 1]
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import shutil
 import sys
@@ -61,6 +64,14 @@ class Run:
     rps: float
     p50: float  # ms
     p99: float  # ms
+    requests: int = 0
+    cpu_us: float = 0.0  # the target process's CPU per request, microseconds
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wrk_or_exit() -> str:
@@ -79,8 +90,9 @@ def parse(output: str) -> Run:
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
     p50 = re.search(r"^\s+50%\s+(\S+)", output, re.M)
     p99 = re.search(r"^\s+99%\s+(\S+)", output, re.M)
-    assert p50 is not None and p99 is not None, output
-    return Run(rps, _ms(p50.group(1)), _ms(p99.group(1)))
+    count = re.search(r"(\d+) requests in", output)
+    assert p50 is not None and p99 is not None and count is not None, output
+    return Run(rps, _ms(p50.group(1)), _ms(p99.group(1)), int(count.group(1)))
 
 
 async def wrk(url: str, *args: str) -> Run:
@@ -99,8 +111,12 @@ async def wrk(url: str, *args: str) -> Run:
     return parse(text)
 
 
-async def throughput(url: str, duration: float) -> Run:
-    return await wrk(url, "-t1", "-c32", f"-d{duration:g}s")
+async def throughput(url: str, duration: float, pid: int | None = None) -> Run:
+    before = cpu_seconds(pid) if pid else 0.0
+    run = await wrk(url, "-t1", "-c32", f"-d{duration:g}s")
+    if pid and run.requests:
+        run.cpu_us = (cpu_seconds(pid) - before) / run.requests * 1e6
+    return run
 
 
 async def paced(url: str, rate: float, connections: int, duration: float, tmp: Path) -> Run:
@@ -126,12 +142,17 @@ async def main_async(args: argparse.Namespace) -> None:
             banyan = await start("proxy", [*proxy, *args.proxy_args])
             children.append(banyan)
             targets = {"direct": upstream.url, "bare forwarder": bare.url, "banyan": banyan.url}
+            pids = {
+                "direct": upstream.process.pid,
+                "bare forwarder": bare.process.pid,
+                "banyan": banyan.process.pid,
+            }
             for url in targets.values():  # warm up connections and code paths
                 await throughput(url, 2)
             runs: dict[str, list[Run]] = {name: [] for name in targets}
             for _ in range(args.rounds):  # rounds take turns, so drift hits every target alike
                 for name, url in targets.items():
-                    runs[name].append(await throughput(url, args.duration))
+                    runs[name].append(await throughput(url, args.duration, pids[name]))
             bare_rps = _median([r.rps for r in runs["bare forwarder"]])
             rate = args.rate or bare_rps / 2
             latency = {
@@ -152,12 +173,13 @@ def report(runs: dict[str, list[Run]], latency: dict[str, Run], rate: float) -> 
     rows = []
     for name, measured in runs.items():
         rps = _median([r.rps for r in measured])
-        rows.append(
-            [name, round(rps), latency[name].p50, latency[name].p99, round(latency[name].rps)]
-        )
+        cpu_us = round(_median([r.cpu_us for r in measured]))
+        paced_run = latency[name]
+        rows.append([name, round(rps), cpu_us, paced_run.p50, paced_run.p99, round(paced_run.rps)])
     headers = [
         "target",
         "throughput req/s (wrk -t1 -c32)",
+        "process CPU µs/req",
         f"p50 ms @{rate:.0f}/s",
         "p99 ms",
         "paced req/s",
@@ -165,9 +187,11 @@ def report(runs: dict[str, list[Run]], latency: dict[str, Run], rate: float) -> 
     print(markdown_table(headers, rows))
     banyan = _median([r.rps for r in runs["banyan"]])
     bare = _median([r.rps for r in runs["bare forwarder"]])
+    cpu = {name: _median([r.cpu_us for r in measured]) for name, measured in runs.items()}
     direct_p50 = latency["direct"].p50
     print()
     print(f"banyan / bare throughput: {banyan / bare:.1%}")
+    print(f"bare / banyan CPU per request: {cpu['bare forwarder'] / cpu['banyan']:.1%}")
     print(f"banyan added p50 vs direct: {latency['banyan'].p50 - direct_p50:.3f} ms")
     print(f"bare added p50 vs direct: {latency['bare forwarder'].p50 - direct_p50:.3f} ms")
 

@@ -34,7 +34,7 @@ import aiohttp
 from banyan.processes import PYTHON_CLI, start, stop_all
 from banyan.testing import free_port
 from bench.common import markdown_table, percentile
-from bench.proxy_overhead import latency
+from bench.fixed_rate import latency
 from bench.realtime import rss_kib
 
 FLAGS = """\
