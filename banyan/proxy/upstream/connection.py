@@ -133,6 +133,9 @@ class Connection(asyncio.Protocol):
 
     def on_status(self, status: bytes) -> None:
         self.reason += status
+        if len(self.reason) > self.limits.max_field_bytes:
+            limit = describe("max_field_bytes", self.limits.max_field_bytes)
+            raise _TooLarge(f"the answer's status line is over {limit}")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         size = len(name) + len(value)
