@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from banyan.proxy.flags import FlagError, FlagSet, FlagStore, _signature
+from banyan.proxy.flags import FlagError, FlagSet, FlagStore
+from banyan.proxy.flags.store import file_signature
 
 GOOD = """\
 version: 1
@@ -212,7 +213,7 @@ async def test_check_rereads_once_more_after_a_change(tmp_path: Path) -> None:
     path.write_text(text("new"))
     assert store.check() is True  # seen; one more re-read is due on the next check
     path.write_text(text("canary"))
-    store._signature = _signature(path)  # as if stat had not moved (same mtime tick and size)
+    store._signature = file_signature(path)  # as if stat had not moved (same mtime tick and size)
     assert store.check() is True and mode_of(store) == "canary"
     assert store.check() is False
 
