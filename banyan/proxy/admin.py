@@ -139,7 +139,7 @@ def add_admin_routes(app: web.Application, key: web.AppKey[ProxyState]) -> None:
             )
         except FlagError as exc:
             return _json(request, {"error": {"code": "invalid_flags", "message": str(exc)}}, 400)
-        state.store.reload_now()
+        await state.store.reload()
         feature = state.flags.feature(name)
         return _json(
             request,

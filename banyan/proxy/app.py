@@ -39,6 +39,7 @@ from banyan.proxy.flags import BackendSpec, Feature, FlagSet, FlagStore
 from banyan.proxy.forward import (
     Exchange,
     UpstreamError,
+    error_response,
     gateway_error,
     open_upstream,
     relay,
@@ -51,7 +52,7 @@ from banyan.proxy.headers import FALLBACK, mark, request_id_of, upstream_headers
 from banyan.proxy.health import HealthProbe
 from banyan.proxy.metrics import ProxyMetrics
 from banyan.proxy.mirror import MirrorQueue
-from banyan.proxy.routing import Decision, user_from_authorization
+from banyan.proxy.routing import NOT_ROUTED, Decision, user_from_authorization
 from banyan.proxy.turn_mirror import TurnMirrorTap, credentials, tutor_session
 from banyan.proxy.websocket import BridgeRegistry, FrameTap, open_bridge, run_bridge
 
@@ -235,7 +236,7 @@ class ProxyState:
             log.exception("guard_rollback_failed", feature=breach.feature)
         finally:
             _GUARD_REASON[0] = None
-        self.store.reload_now()
+        await self.store.reload()
 
 
 _GUARD_REASON: list[str | None] = [None]
@@ -278,6 +279,10 @@ async def handle(request: web.Request) -> web.StreamResponse:
     assert state.session is not None
     request_id = request_id_of(request)
     decision, flags, user = _decide(state, request, request_id)
+    if decision is NOT_ROUTED:  # a backend's operator-only path (/metrics): never sent on
+        refusal = error_response(404, "not_found", decision.reason)
+        mark(refusal.headers, decision.feature, decision.backend, request_id)
+        return refusal
     feature = flags.feature(decision.feature) if decision.feature != "-" else None
     backend = flags.backends[decision.backend]
     pending = state.fence.pending(decision.backend, user, request.remote or "")
