@@ -31,7 +31,7 @@ from aiohttp import web
 from banyan.logs import get_logger
 from banyan.parity.redact import redact_url
 from banyan.proxy import admin
-from banyan.proxy.audit import AuditLog, default_path, diff_flagsets
+from banyan.proxy.audit import AuditLog, default_path
 from banyan.proxy.board_mirror import WHITEBOARD_PREFIX, BoardMirrorTap
 from banyan.proxy.fence import WriteFence
 from banyan.proxy.flag_edit import EDIT_LISTENERS, rollback
@@ -112,6 +112,7 @@ class ProxyState:
     breaches: list[dict[str, Any]] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
     _edit_digests: set[str] = field(default_factory=set)
+    _audit_writes: asyncio.Future[None] | None = None
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
     @property
@@ -133,19 +134,37 @@ class ProxyState:
         self._sync_guards(new)
         if self.mirror is not None:
             self.mirror.set_backends({n: b.url for n, b in new.backends.items()})
-        if (
-            self.audit is not None
-            and new.digest not in self._edit_digests
-            and self.audit.last_digest() != new.digest  # the CLI or another replica audited it
-        ):
-            self.audit.record_reload(old, new, source="file")
+        if self.audit is not None and new.digest not in self._edit_digests:
+            self._audit_reload(self.audit, old, new)
         self._edit_digests.discard(new.digest)
-        for name, before, after in diff_flagsets(old, new):
-            feature = new.feature(name)
-            if feature is None or before is None or after is None:
-                continue
-            if feature.websocket == "reconnect" and before.get("mode") != after.get("mode"):
+        for feature in new.features:  # no settings diff: one reload may hold 10,000 features
+            before = old.feature(feature.name) if feature.websocket == "reconnect" else None
+            if before is not None and before.mode != feature.mode:
+                name = feature.name
                 self.spawn(self.bridges.close_feature(name, 1012, "feature moved; reconnect"))
+
+    def _audit_reload(self, audit: AuditLog, old: FlagSet, new: FlagSet) -> None:
+        """Audit a reload in a worker thread (thousands of changed features must not hold the
+        loop), after the reloads before it; :meth:`audit_settled` waits for them."""
+        previous = self._audit_writes
+
+        def record() -> None:
+            if audit.last_digest() != new.digest:  # the CLI or another replica audited it
+                audit.record_reload(old, new, source="file")
+
+        async def write() -> None:
+            if previous is not None:
+                await asyncio.wait([previous])
+            await asyncio.to_thread(record)
+
+        self._audit_writes = asyncio.ensure_future(write())
+        self._tasks.add(self._audit_writes)
+        self._audit_writes.add_done_callback(self._tasks.discard)
+
+    async def audit_settled(self) -> None:
+        """Wait until every reload seen so far is in the audit log."""
+        if self._audit_writes is not None:
+            await asyncio.wait([self._audit_writes])
 
     def on_edit(self, change: dict[str, Any]) -> None:
         """An edit made by this process (CLI in-process, admin API, guard): audit it once."""

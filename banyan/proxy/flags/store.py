@@ -15,8 +15,9 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from banyan.tasks import finish_or_cancel
 Subscriber = Callable[[FlagSet, FlagSet], None]
 POLL_INTERVAL = 0.25  # seconds between cheap stat() checks; the watcher usually wins
 WATCH_DEBOUNCE_MS = 50
+PARSE_SWITCH_INTERVAL = 0.0005  # seconds: how long the loop may wait for the GIL during a parse
 
 Signature = tuple[str, int, int, int, int] | None
 
@@ -47,6 +49,20 @@ def file_signature(path: Path) -> Signature:
     except OSError:
         return None
     return (target, st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+@contextlib.contextmanager
+def _sharing_the_interpreter() -> Iterator[None]:
+    """While a flag file is parsed in a worker thread, the event loop waiting for the GIL gets it
+    within :data:`PARSE_SWITCH_INTERVAL` instead of Python's default 5 ms: a request needs the
+    GIL back after every socket call, so at 5 ms a few hand-offs add tens of milliseconds. Reads
+    are serialised (one store, one lock), and the previous interval is put back after."""
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(min(previous, PARSE_SWITCH_INTERVAL))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(previous)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +138,10 @@ class FlagStore:
     # -- one read: prepare (any thread), then settle (the loop) --------------------------------
 
     def _prepare(self) -> _Outcome:
+        with _sharing_the_interpreter():
+            return self._read_and_parse()
+
+    def _read_and_parse(self) -> _Outcome:
         generation = self._generation
         started = time.perf_counter()
         source = str(self.path)
