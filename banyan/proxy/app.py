@@ -35,7 +35,7 @@ from banyan.proxy.audit import AuditLog, default_path
 from banyan.proxy.board_mirror import WHITEBOARD_PREFIX, BoardMirrorTap
 from banyan.proxy.fence import WriteFence
 from banyan.proxy.flag_edit import EDIT_LISTENERS, rollback
-from banyan.proxy.flags import BackendSpec, Feature, FlagSet, FlagStore
+from banyan.proxy.flags import BackendSpec, Feature, FlagSet, FlagStore, GuardConfig
 from banyan.proxy.forward import (
     Exchange,
     UpstreamError,
@@ -180,8 +180,14 @@ class ProxyState:
             )
 
     def _sync_guards(self, flags: FlagSet) -> None:
+        # only guarded features: a feature without a rule never has a guard, and a file of
+        # 10,000 features must not cost 10,000 guard rebuilds on the loop
         self.guards.sync(
-            {f.name: (f"{f.mode}:{f.percent}:{f.primary}", f.guards) for f in flags.features}
+            {
+                f.name: (f"{f.mode}:{f.percent}:{f.primary}", f.guards)
+                for f in flags.features
+                if f.guards != _NO_GUARDS
+            }
         )
 
     # -- after each exchange ---------------------------------------------------------------------
@@ -259,6 +265,7 @@ class ProxyState:
 
 
 _GUARD_REASON: list[str | None] = [None]
+_NO_GUARDS = GuardConfig()
 
 
 def _edit_listener(state: ProxyState) -> Any:

@@ -64,6 +64,15 @@ NOT_ROUTED = Decision(
 )
 
 
+_NOBODY: frozenset[str] = frozenset()
+
+
+def _members(entries: tuple[str, ...] | None) -> frozenset[str]:
+    """A cohort as a set; the one shared empty set when there is none (a file of thousands of
+    features then holds no thousands of empty sets for the collector to walk)."""
+    return frozenset(entries) if entries else _NOBODY
+
+
 def _other(backend: str) -> str:
     return "new" if backend == "legacy" else "legacy"
 
@@ -118,8 +127,8 @@ class _Plan:
         kind, _, name = feature.stick_by.partition(":")
         self.stick_kind = kind
         self.stick_name = name
-        self.cohort_new = frozenset(feature.cohorts.get("new", ()))
-        self.cohort_legacy = frozenset(feature.cohorts.get("legacy", ()))
+        self.cohort_new = _members(feature.cohorts.get("new"))
+        self.cohort_legacy = _members(feature.cohorts.get("legacy"))
 
     def key(
         self,

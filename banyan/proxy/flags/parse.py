@@ -62,6 +62,10 @@ _PARITY_KEYS = (
 _GUARD_KEYS = ("max_mismatch_rate", "max_error_rate", "max_latency_ratio", "window")
 
 
+_DEFAULT_PARITY = ParityConfig()
+_DEFAULT_GUARDS = GuardConfig()
+
+
 def is_jsonpath(text: str) -> bool:
     """True when ``text`` is in the JSONPath subset Banyan accepts ($ .a ..a ['a b'] [N] [*])."""
     return bool(_JSONPATH.match(text))
@@ -224,6 +228,8 @@ def _feature(
             values[key] = _guards(reader, value, here)
     if not have_routes:
         reader.fail(key_node, f"{where}: missing 'routes'")
+    values.setdefault("parity", _DEFAULT_PARITY)  # shared: one object for every feature
+    values.setdefault("guards", _DEFAULT_GUARDS)  # without its own block
     feature = Feature(
         name=name, routes=tuple(r for r, _ in routes), line=line_of(key_node), **values
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import os
 import sys
@@ -33,6 +34,7 @@ Subscriber = Callable[[FlagSet, FlagSet], None]
 POLL_INTERVAL = 0.25  # seconds between cheap stat() checks; the watcher usually wins
 WATCH_DEBOUNCE_MS = 50
 PARSE_SWITCH_INTERVAL = 0.0005  # seconds: how long the loop may wait for the GIL during a parse
+_NEVER_FULL = 1 << 30  # a gen-2 threshold no parse reaches
 
 Signature = tuple[str, int, int, int, int] | None
 
@@ -53,16 +55,24 @@ def file_signature(path: Path) -> Signature:
 
 @contextlib.contextmanager
 def _sharing_the_interpreter() -> Iterator[None]:
-    """While a flag file is parsed in a worker thread, the event loop waiting for the GIL gets it
-    within :data:`PARSE_SWITCH_INTERVAL` instead of Python's default 5 ms: a request needs the
-    GIL back after every socket call, so at 5 ms a few hand-offs add tens of milliseconds. Reads
-    are serialised (one store, one lock), and the previous interval is put back after."""
+    """While a flag file is parsed in a worker thread, the event loop must get the GIL back
+    quickly. Two things stood in its way: full passes of the cyclic collector, which a parse of
+    thousands of features (hundreds of thousands of new objects) set off again and again, each
+    walking the whole growing node tree while holding the GIL for 0.2-0.5 s; and Python's 5 ms
+    switch interval, paid after every socket call of a request. So for the parse the oldest
+    generation is not collected (the young ones still are, in small steps, in the worker; the
+    node tree is freed by reference counting once dropped) and the interval shrinks to
+    :data:`PARSE_SWITCH_INTERVAL`; both are put back after. Reads are serialised (one lock per
+    store)."""
+    thresholds = gc.get_threshold()
     previous = sys.getswitchinterval()
+    gc.set_threshold(thresholds[0], thresholds[1], _NEVER_FULL)
     sys.setswitchinterval(min(previous, PARSE_SWITCH_INTERVAL))
     try:
         yield
     finally:
         sys.setswitchinterval(previous)
+        gc.set_threshold(*thresholds)
 
 
 @dataclass(frozen=True, slots=True)
