@@ -37,6 +37,7 @@ from ruamel.yaml.util import load_yaml_guess_indent
 from banyan.proxy.audit import feature_settings
 from banyan.proxy.flags import MODES, FlagError, FlagSet, emit, parse_flags, read_flag_bytes
 from banyan.proxy.flags.nodes import compose
+from banyan.proxy.flags.source import require_regular_file
 
 EditListener = Callable[[dict[str, Any]], None]
 EDIT_LISTENERS: list[EditListener] = []
@@ -214,6 +215,7 @@ def _edit(
     path = Path(path)
     where = str(path)
     target = _target(path)
+    require_regular_file(target)  # before the lock is created beside it
     with _locked(target):
         before, yaml, data = _load(where, read_flag_bytes(target))
         table = data.get("features") if isinstance(data, CommentedMap) else None

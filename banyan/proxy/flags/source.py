@@ -44,6 +44,10 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
+def _irregular(source: str, mode: int) -> FlagError:
+    return FlagError(source, 0, f"cannot read the file: it is {_kind(mode)}, not a regular file")
+
+
 def _too_big(source: str, size: str, limit: int) -> FlagError:
     return FlagError(
         source,
@@ -51,6 +55,19 @@ def _too_big(source: str, size: str, limit: int) -> FlagError:
         f"the file is {size} bytes, over the {limit}-byte limit for flag files "
         f"({MAX_BYTES_ENV} raises it)",
     )
+
+
+def require_regular_file(path: str | Path) -> None:
+    """Raise the same :class:`FlagError` as :func:`read_flag_bytes` unless ``path`` (symlinks
+    followed) is a regular file now: for writers, before they create anything beside it."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise FlagError(str(path), 0, f"cannot read the file: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(mode):
+        raise FlagError(
+            str(path), 0, f"cannot read the file: it is {_kind(mode)}, not a regular file"
+        )
 
 
 def read_flag_bytes(path: str | Path, max_bytes: int | None = None) -> bytes:
@@ -64,9 +81,7 @@ def read_flag_bytes(path: str | Path, max_bytes: int | None = None) -> bytes:
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise FlagError(
-                source, 0, f"cannot read the file: it is {_kind(info.st_mode)}, not a regular file"
-            )
+            raise _irregular(source, info.st_mode)
         if info.st_size > limit:
             raise _too_big(source, str(info.st_size), limit)
         chunks: list[bytes] = []
