@@ -7,8 +7,10 @@ proxy process starts on a good file; the case is put in place while one client p
 ``/healthz`` back to back until ``/_proxy/status`` shows the rejection (or, for the 10,000
 features, the apply) and one second more. Printed per case: probes, p50/p99/max ``/healthz`` ms
 (target: under 100 ms), the proxy's peak resident memory (target: under 300 MB), the time to the
-effect and ``last_error``. Then ``flags check`` (in this process, ``load_flags``) on 1,000 to
-20,000 features: seconds and microseconds per feature, which stay flat when the work is linear.
+effect and ``last_error``; and, for comparison, p50 / max of 2 s of probes on the good file just
+before (on a busy machine the scheduler alone makes outliers). Then ``flags check`` (in this
+process, ``load_flags``) on 1,000 to 20,000 features: seconds and microseconds per feature, which
+stay flat when the work is linear.
 
     .venv/bin/python -m bench.flag_reload [--cases NAME,...] [--sizes 1000,5000,10000,20000]
 """
@@ -48,7 +50,8 @@ async def one_case(name: str, workdir: Path, backend: str) -> Outcome:
         "proxy", [*PYTHON_CLI, "proxy", "--flags", str(flags), "--port", "0", "--no-access-log"]
     )
     try:
-        return await run_case(case, flags, proxy.url, proxy.process.pid, backend, backend)
+        pid = proxy.process.pid
+        return await run_case(case, flags, proxy.url, pid, backend, backend, baseline=2.0)
     finally:
         await stop(proxy.process)
         for leftover in workdir.iterdir():
@@ -57,7 +60,7 @@ async def one_case(name: str, workdir: Path, backend: str) -> Outcome:
 
 
 def row(outcome: Outcome) -> list[object]:
-    samples = outcome.healthz_ms
+    samples, quiet = outcome.healthz_ms, outcome.baseline_ms
     error = outcome.flags.get("last_error") or "(applied)"
     return [
         outcome.case,
@@ -65,6 +68,7 @@ def row(outcome: Outcome) -> list[object]:
         round(percentile(samples, 0.5), 1),
         round(percentile(samples, 0.99), 1),
         round(max(samples), 1),
+        f"{percentile(quiet, 0.5):.1f} / {max(quiet):.1f}",
         round(outcome.peak_kb / 1024, 1),
         round(outcome.effect_s, 2),
         error if len(error) <= 70 else error[:67] + "...",
@@ -90,7 +94,8 @@ async def main_async(args: argparse.Namespace) -> None:
         async with serve(upstream()) as backend:
             for name in names:
                 outcomes.append(await one_case(name, Path(tmp), backend))
-        headers = ["case", "probes", "p50 ms", "p99 ms", "max ms", "peak RSS MB", "effect s"]
+        headers = ["case", "probes", "p50 ms", "p99 ms", "max ms", "before: p50 / max ms"]
+        headers += ["peak RSS MB", "effect s"]
         print(markdown_table([*headers, "last_error"], [row(o) for o in outcomes]))
         print()
         sizes = [int(s) for s in args.sizes.split(",") if s]

@@ -2,10 +2,10 @@
 
 Owns the cases found against the proxy on loopback (issue 15): ``flags.yaml`` replaced by a
 symlink to ``/dev/zero``, by a FIFO, by a valid file of 20 MB, by 10,000 one-route features and by
-deeply nested YAML; how to put each in place (atomically where a file is written) and how to put a
-good file back; :func:`run_case`, which puts one case under a running proxy process while it
-probes ``/healthz`` and reads the process's resident memory; and :func:`memory_kb`. Nothing in the
-proxy imports this module.
+deeply nested YAML; how to build each beside the flag file and put it in place with one rename,
+and how to put a good file back; :func:`run_case`, which puts one case under a running proxy
+process while it probes ``/healthz`` and reads the process's resident memory; and
+:func:`memory_kb`. Nothing in the proxy imports this module.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-Placer = Callable[[Path, str, str], None]
+Stager = Callable[[Path, str, str], None]  # builds a case at a staging path
 
 
 def flags_text(legacy: str, new: str, features: str = "") -> str:
@@ -37,51 +37,61 @@ def many_features(count: int) -> str:
 
 def write_atomically(path: Path, text: str) -> None:
     """Replace whatever is at ``path`` with a regular file holding ``text``, in one rename."""
-    tmp = path.with_name(f".{path.name}.fault")
+    tmp = staging_path(path)
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
 
 
-def _replace_with(path: Path, make: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.fault")
-    if tmp.exists() or tmp.is_symlink():
-        tmp.unlink()
-    make(tmp)
-    os.replace(tmp, path)
+def staging_path(path: Path) -> Path:
+    """Where a case is built before one rename puts it in the flag file's place."""
+    return path.with_name(f".{path.name}.fault")
 
 
-def zero_symlink(path: Path, legacy: str, new: str) -> None:
+def zero_symlink(staging: Path, legacy: str, new: str) -> None:
     """``ln -s /dev/zero flags.yaml``: endless bytes."""
-    _replace_with(path, lambda tmp: tmp.symlink_to("/dev/zero"))
+    staging.symlink_to("/dev/zero")
 
 
-def fifo(path: Path, legacy: str, new: str) -> None:
+def fifo(staging: Path, legacy: str, new: str) -> None:
     """A named pipe with no writer: a blocking ``open()`` waits for ever."""
-    _replace_with(path, os.mkfifo)
+    os.mkfifo(staging)
 
 
-def twenty_megabytes(path: Path, legacy: str, new: str) -> None:
+def twenty_megabytes(staging: Path, legacy: str, new: str) -> None:
     """A valid flag file of about 20 MB (half a million one-route features)."""
-    write_atomically(path, flags_text(legacy, new, many_features(520_000)))
+    staging.write_text(flags_text(legacy, new, many_features(520_000)), encoding="utf-8")
 
 
-def ten_thousand_features(path: Path, legacy: str, new: str) -> None:
+def ten_thousand_features(staging: Path, legacy: str, new: str) -> None:
     """A valid flag file of 10,000 one-route features (~390 KB): it is applied."""
-    write_atomically(path, flags_text(legacy, new, many_features(10_000)))
+    staging.write_text(flags_text(legacy, new, many_features(10_000)), encoding="utf-8")
 
 
-def deep_nesting(path: Path, legacy: str, new: str) -> None:
+def deep_nesting(staging: Path, legacy: str, new: str) -> None:
     """100,000 nested flow lists: a recursive composer overflows the stack."""
     levels = 100_000
-    write_atomically(path, flags_text(legacy, new) + "x: " + "[" * levels + "]" * levels + "\n")
+    text = flags_text(legacy, new) + "x: " + "[" * levels + "]" * levels + "\n"
+    staging.write_text(text, encoding="utf-8")
 
 
 @dataclass(frozen=True, slots=True)
 class Case:
+    """One hostile file: built at a staging path first (however long that takes), then put in
+    the flag file's place with one rename (:meth:`place`), so only the proxy's reaction is timed."""
+
     name: str
-    place: Placer
+    stage: Stager
     applies: bool  # True: a valid file the proxy must apply; False: one it must reject
     expect: str  # a fragment of last_error when rejected (empty when it applies)
+
+    def build(self, path: Path, legacy: str, new: str) -> None:
+        staging = staging_path(path)
+        if staging.exists() or staging.is_symlink():
+            staging.unlink()
+        self.stage(staging, legacy, new)
+
+    def place(self, path: Path) -> None:
+        os.replace(staging_path(path), path)
 
 
 CASES: tuple[Case, ...] = (
@@ -111,6 +121,7 @@ class Outcome:
 
     case: str
     healthz_ms: list[float] = field(default_factory=list)
+    baseline_ms: list[float] = field(default_factory=list)  # before the case, on a good file
     statuses: list[int] = field(default_factory=list)
     flags: dict[str, Any] = field(default_factory=dict)
     peak_kb: int = 0
@@ -134,18 +145,27 @@ async def run_case(
     settle: float = 1.0,
     deadline: float = 180.0,
     hang: float = 10.0,
+    baseline: float = 0.0,
 ) -> Outcome:
     """Put ``case`` in place under the proxy at ``proxy_url`` (process ``pid``), probing
     ``/healthz`` one request at a time (``hang`` seconds before a probe counts as hung and raises)
-    until the flag status shows the case's effect, then ``settle`` seconds more."""
+    until the flag status shows the case's effect, then ``settle`` seconds more. With
+    ``baseline``, probe that many seconds first, on the good file: the machine's own noise."""
     outcome = Outcome(case.name)
+    await asyncio.to_thread(case.build, flags_path, legacy, new)
     async with httpx.AsyncClient(base_url=proxy_url, timeout=hang) as http:
+        until = time.monotonic() + baseline
+        while time.monotonic() < until:
+            sent = time.perf_counter()
+            (await http.get("/healthz")).raise_for_status()
+            outcome.baseline_ms.append((time.perf_counter() - sent) * 1000)
+            await asyncio.sleep(0.01)
         before = (await http.get("/_proxy/status")).json()["flags"]
         started = time.monotonic()
-        placing = asyncio.create_task(asyncio.to_thread(case.place, flags_path, legacy, new))
+        case.place(flags_path)  # one rename
         seen_at: float | None = None
         probes = 0
-        while seen_at is None or time.monotonic() < seen_at + settle or not placing.done():
+        while seen_at is None or time.monotonic() < seen_at + settle:
             if time.monotonic() > started + deadline:
                 raise TimeoutError(f"{case.name}: no effect within {deadline} s")
             sent = time.perf_counter()
@@ -154,13 +174,12 @@ async def run_case(
             outcome.statuses.append(answer.status_code)
             outcome.peak_kb = max(outcome.peak_kb, memory_kb(pid)[1])
             probes += 1
-            if seen_at is None and probes % 5 == 0 and placing.done():
+            if seen_at is None and probes % 5 == 0:
                 now = (await http.get("/_proxy/status")).json()["flags"]
                 if _seen(case, before, now):
                     seen_at = time.monotonic()
                     outcome.effect_s = seen_at - started
                     outcome.flags = now
             await asyncio.sleep(0.01)
-        await placing
     outcome.peak_kb = max(outcome.peak_kb, memory_kb(pid)[1])
     return outcome
