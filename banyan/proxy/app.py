@@ -155,7 +155,10 @@ class ProxyState:
         async def write() -> None:
             if previous is not None:
                 await asyncio.wait([previous])
-            await asyncio.to_thread(record)
+            try:
+                await asyncio.to_thread(record)
+            except Exception:  # the reload stands; only its audit line is missing
+                log.exception("audit_write_failed", digest=new.digest)
 
         self._audit_writes = asyncio.ensure_future(write())
         self._tasks.add(self._audit_writes)
