@@ -387,3 +387,15 @@ def test_any_bytes_are_a_flag_error_or_a_flag_set(data: bytes) -> None:
         parse_flags(data, "f")
     except FlagError as exc:
         assert str(exc).startswith("f:")
+
+
+def test_every_name_the_single_module_had_is_still_importable() -> None:
+    import banyan.proxy.flags as package
+
+    names = (
+        "Mode MODES WritesPolicy WebSocketPolicy BACKEND_NAMES FEATURE_KEYS emit BackendSpec "
+        "ParityConfig GuardConfig Feature FlagSet FlagError is_jsonpath parse_flags load_flags "
+        "Subscriber POLL_INTERVAL WATCH_DEBOUNCE_MS FlagStore Router RouteError covers parse_route"
+    )
+    missing = [name for name in names.split() if not hasattr(package, name)]
+    assert missing == []
