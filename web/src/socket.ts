@@ -27,6 +27,7 @@ export class JsonSocket {
   private stopped = false
   private failures = 0
   private everOpened = false
+  private moving = false // follow() is reopening on purpose: not a resumption
   private timer: ReturnType<typeof setTimeout> | null = null
   private waiters: Waiter[] = []
 
@@ -60,6 +61,7 @@ export class JsonSocket {
     const route = await routeOf(this.path)
     if (route === null || route === this.backend || !this.isOpen) return false
     this.detach(1000, 'following the route')
+    this.moving = true
     await this.open()
     return true
   }
@@ -105,7 +107,8 @@ export class JsonSocket {
     const ws = new WebSocket(socketUrl(this.path))
     this.ws = ws
     ws.onopen = () => {
-      const resumed = this.everOpened
+      const resumed = this.everOpened && !this.moving
+      this.moving = false
       this.busy = false
       this.everOpened = true
       this.failures = 0

@@ -18,7 +18,8 @@ export interface TutorView {
 
 export class TutorChannel {
   private readonly socket: JsonSocket
-  private readonly pending = new Map<string, string>() // turn id -> question, oldest first
+  // turns without an answer yet, oldest first: the question, and whether this socket has it
+  private readonly pending = new Map<string, { text: string; sent: boolean }>()
   private turns = 0
 
   constructor(
@@ -49,10 +50,10 @@ export class TutorChannel {
   async ask(text: string): Promise<string> {
     const turn = `q${Date.now().toString(36)}-${++this.turns}`
     const idle = this.pending.size === 0
-    this.pending.set(turn, text)
+    this.pending.set(turn, { text, sent: false })
     if (idle) await this.socket.follow()
     await this.socket.open()
-    this.socket.send({ type: 'ask', text, id: turn })
+    this.flush()
     return turn
   }
 
@@ -76,15 +77,23 @@ export class TutorChannel {
     }
   }
 
-  private async resume(): Promise<void> {
-    const messages = await this.view.reload().catch(() => [] as Message[])
-    for (const [turn, text] of this.pending) {
-      if (answered(messages, text)) {
-        this.pending.delete(turn) // stored before the cut; its answer is in the reloaded list
-        continue
-      }
-      this.socket.send({ type: 'ask', text, id: turn })
+  /** Send every pending question this socket does not have yet, in order. */
+  private flush(): void {
+    for (const [turn, entry] of this.pending) {
+      if (entry.sent || !this.socket.isOpen) continue
+      this.socket.send({ type: 'ask', text: entry.text, id: turn })
+      entry.sent = true
     }
+  }
+
+  private async resume(): Promise<void> {
+    for (const entry of this.pending.values()) entry.sent = false // the old socket had them
+    const messages = await this.view.reload().catch(() => [] as Message[])
+    for (const [turn, entry] of this.pending) {
+      // stored before the cut: its answer is in the reloaded list
+      if (answered(messages, entry.text)) this.pending.delete(turn)
+    }
+    this.flush()
   }
 }
 
