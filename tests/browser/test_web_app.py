@@ -200,6 +200,45 @@ async def test_tutor_answer_streams_while_the_tutor_feature_flips_to_new(
         await no_problems(page)
 
 
+
+async def test_a_tutor_socket_cut_by_a_reconnect_flip_comes_back_on_new_and_asks_again(
+    tmp_path: Path, browser: Driver
+) -> None:
+    work = tmp_path / "stack"
+    reconnect = {"tutor": {"websocket": "reconnect"}}  # the proxy closes open sockets with 1012
+    async with web_stack(work, model_args=["--token-delay-ms", "150"], changes=reconnect) as stack:
+        proxy, legacy, new = stack.url("proxy"), stack.url("legacy"), stack.url("new")
+        page = await browser.page("dave", proxy)
+        token = await sign_up(page, "dave")
+        await page.fill('role=textbox[name="New session title"]', "Cells")
+        await page.click('role=button[name="Start session"]')
+        await page.wait('[data-testid="tutor-socket"][data-state="open"]')
+        session_id = (await page.eval("() => location.hash")).rsplit("/", 1)[-1]
+        stores = [f"sqlite+aiosqlite:///{work / name}.db" for name in ("legacy", "new")]
+        await banyan("data", "backfill", "--legacy", stores[0], "--new", stores[1])
+
+        await ask(page, "What does the mitochondrion do?")
+        await page.wait_for(
+            "() => (document.querySelector('li.msg[data-state=streaming]')?.textContent ?? '')"
+            ".length > 0"
+        )
+        await banyan("flags", "set", "tutor", "new", "--file", str(stack.flags_path))
+        # cut mid-answer (1012): the app reconnects, to new, and asks the question again there
+        await page.wait('[data-testid="tutor-socket"][data-backend="new"][data-state="open"]')
+        await page.wait(ANSWERED)
+        assert await page.attr(ANSWERED, "data-served-by") == "new"
+        assert await page.count('li.msg[data-role="user"]') == 1  # resumed, not duplicated
+        on_new = await stored_messages(new, session_id, token)
+        assert [(m["role"], m["content"]) for m in on_new][0] == (
+            "user",
+            "What does the mitochondrion do?",
+        )
+        assert on_new[-1]["content"] == await page.text(ANSWERED)
+        assert await stored_messages(legacy, session_id, token) == []  # the cut turn stored nothing
+        tutor = [h for h in await page.handshakes() if h["path"].startswith("/ws/tutor/")]
+        assert [h["backend"] for h in tutor] == ["legacy", "new"]
+        await no_problems(page)
+
 # -- sign up, upload a document, take a quiz -------------------------------------------------------
 
 NOTES = (

@@ -175,6 +175,9 @@ function renderConversation(root: HTMLElement, sessionId: string): TutorChannel 
       void reload()
     },
     reload,
+    requeued(turn, text) {
+      messages.append(bubble('user', text, { 'data-state': 'asked', 'data-turn': turn }))
+    },
   })
 
   form.addEventListener('submit', async (event) => {

@@ -14,6 +14,8 @@ export interface TutorView {
   elsewhere(question: Message, answer: Message): void
   /** Reload the conversation from the server; returns the stored messages. */
   reload(): Promise<Message[]>
+  /** A question cut by a reconnection is asked again (show it after the reloaded messages). */
+  requeued(turn: string, text: string): void
 }
 
 export class TutorChannel {
@@ -92,6 +94,7 @@ export class TutorChannel {
     for (const [turn, entry] of this.pending) {
       // stored before the cut: its answer is in the reloaded list
       if (answered(messages, entry.text)) this.pending.delete(turn)
+      else this.view.requeued(turn, entry.text)
     }
     this.flush()
   }
