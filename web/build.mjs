@@ -1,33 +1,14 @@
 // Builds the AI Tutor web app into banyan/webapp/dist (committed, so `make run` needs Python only).
 // Writes dist/build.json with a digest of every source file: tests/webapp/test_build.py recomputes
 // it and fails when the sources changed without a rebuild (`npm run build` in web/).
-import { createHash } from 'node:crypto'
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { dirname, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import * as esbuild from 'esbuild'
+import { sha256, sourcesDigest } from './digest.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const dist = join(here, '..', 'banyan', 'webapp', 'dist')
-const SOURCE_FILES = ['build.mjs', 'package.json', 'package-lock.json', 'tsconfig.json']
-
-const sha256 = (data) => createHash('sha256').update(data).digest('hex')
-
-function walk(dir) {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) =>
-    entry.isDirectory() ? walk(join(dir, entry.name)) : [join(dir, entry.name)],
-  )
-}
-
-/** The sources' digest: sha256 over "path\0sha256(content)\n" lines, paths sorted. */
-export function sourcesDigest() {
-  const paths = [...SOURCE_FILES, ...walk(join(here, 'src')).map((p) => relative(here, p))]
-    .map((p) => p.split('\\').join('/'))
-    .sort()
-  const lines = paths.map((p) => `${p}\0${sha256(readFileSync(join(here, p)))}\n`)
-  return { digest: sha256(lines.join('')), paths }
-}
-
 rmSync(dist, { recursive: true, force: true })
 mkdirSync(join(dist, 'assets'), { recursive: true })
 const result = await esbuild.build({

@@ -284,7 +284,7 @@ async def wait_for_route(proxy: str, path: str, backend: str, *, rounds: int = 4
 
 
 def keep_artifacts(shots: Path, test_name: str) -> None:
-    """Copy a test's screenshots to tests/browser/artifacts/ when BANYAN_BROWSER_ARTIFACTS is set."""
+    """Copy a test's screenshots to tests/browser/artifacts/ if BANYAN_BROWSER_ARTIFACTS is set."""
     if not os.environ.get("BANYAN_BROWSER_ARTIFACTS") or not shots.is_dir():
         return
     target = ARTIFACTS / test_name

@@ -13,7 +13,6 @@ from typing import Any
 
 import httpx
 
-from banyan.proxy.flag_edit import set_mode
 from tests.browser.harness import Driver, Page, wait_for_route, web_stack
 
 PASSWORD = "correct horse battery"
@@ -28,7 +27,7 @@ async def sign_up(page: Page, name: str) -> str:
     await page.fill('role=textbox[name="Email"]', f"{name}@example.org")
     await page.fill('input[name="password"]', PASSWORD)
     await page.click('role=button[name="Create account"]')
-    await page.wait(f'text=Signed in as {name}')
+    await page.wait(f"text=Signed in as {name}")
     token = await page.local("banyan.token")
     assert token, "the app keeps the token after signing up"
     return str(token)
@@ -70,7 +69,8 @@ async def test_two_users_draw_on_one_board_and_see_each_others_strokes(
     async with web_stack(tmp_path / "stack") as stack:
         proxy = stack.url("proxy")
         alice, bob = await browser.page("alice", proxy), await browser.page("bob", proxy)
-        tokens = dict(zip(("alice", "bob"), await asyncio.gather(sign_up(alice, "alice"), sign_up(bob, "bob")), strict=True))
+        signed = await asyncio.gather(sign_up(alice, "alice"), sign_up(bob, "bob"))
+        tokens = {"alice": signed[0], "bob": signed[1]}
         for page in (alice, bob):
             await page.goto("/#/board/studio")
             await page.wait('[data-testid="whiteboard-socket"][data-state="open"]')
@@ -200,7 +200,6 @@ async def test_tutor_answer_streams_while_the_tutor_feature_flips_to_new(
         await no_problems(page)
 
 
-
 async def test_a_tutor_socket_cut_by_a_reconnect_flip_comes_back_on_new_and_asks_again(
     tmp_path: Path, browser: Driver
 ) -> None:
@@ -229,7 +228,7 @@ async def test_a_tutor_socket_cut_by_a_reconnect_flip_comes_back_on_new_and_asks
         assert await page.attr(ANSWERED, "data-served-by") == "new"
         assert await page.count('li.msg[data-role="user"]') == 1  # resumed, not duplicated
         on_new = await stored_messages(new, session_id, token)
-        assert [(m["role"], m["content"]) for m in on_new][0] == (
+        assert (on_new[0]["role"], on_new[0]["content"]) == (
             "user",
             "What does the mitochondrion do?",
         )
@@ -238,6 +237,7 @@ async def test_a_tutor_socket_cut_by_a_reconnect_flip_comes_back_on_new_and_asks
         tutor = [h for h in await page.handshakes() if h["path"].startswith("/ws/tutor/")]
         assert [h["backend"] for h in tutor] == ["legacy", "new"]
         await no_problems(page)
+
 
 # -- sign up, upload a document, take a quiz -------------------------------------------------------
 
@@ -263,7 +263,9 @@ async def test_a_new_user_uploads_a_document_and_takes_a_quiz(
 
         await page.click('role=link[name="Documents"]')
         await page.wait('role=heading[name="Upload a document"]')
-        await page.set_file('input[name="file"]', "photosynthesis.txt", NOTES.encode(), "text/plain")
+        await page.set_file(
+            'input[name="file"]', "photosynthesis.txt", NOTES.encode(), "text/plain"
+        )
         await page.fill('role=textbox[name="Title (optional)"]', "Photosynthesis notes")
         await page.click('role=button[name="Upload"]')
         await page.wait('[data-testid="upload-state"][data-status="ready"]')
