@@ -151,7 +151,7 @@ async def test_tutor_answer_streams_while_the_tutor_feature_flips_to_new(
 ) -> None:
     work = tmp_path / "stack"
     # slow tokens: an answer (20-60 tokens) streams for seconds, long enough to flip under it
-    async with web_stack(work, model_args=["--token-delay-ms", "150"]) as stack:
+    async with web_stack(work, model_args=["--token-delay-ms", "200"]) as stack:
         proxy, legacy, new = stack.url("proxy"), stack.url("legacy"), stack.url("new")
         page = await browser.page("alice", proxy)
         token = await sign_up(page, "alice")
@@ -205,7 +205,7 @@ async def test_a_tutor_socket_cut_by_a_reconnect_flip_comes_back_on_new_and_asks
 ) -> None:
     work = tmp_path / "stack"
     reconnect = {"tutor": {"websocket": "reconnect"}}  # the proxy closes open sockets with 1012
-    async with web_stack(work, model_args=["--token-delay-ms", "150"], changes=reconnect) as stack:
+    async with web_stack(work, model_args=["--token-delay-ms", "200"], changes=reconnect) as stack:
         proxy, legacy, new = stack.url("proxy"), stack.url("legacy"), stack.url("new")
         page = await browser.page("dave", proxy)
         token = await sign_up(page, "dave")
