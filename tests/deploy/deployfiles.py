@@ -119,7 +119,7 @@ def environment(spec: dict[str, Any]) -> dict[str, str]:
     return {str(key): str(value) for key, value in env.items()}
 
 
-INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:[:?\-+][^}]*)?\}")
+INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])([^}]*))?\}")
 
 
 def env_example() -> dict[str, str]:
@@ -134,8 +134,34 @@ def env_example() -> dict[str, str]:
 
 
 def expand(text: str, values: dict[str, str]) -> str:
-    """``${NAME...}`` references replaced by ``values`` (unset ones by the empty string)."""
-    return INTERPOLATION.sub(lambda m: values.get(m.group(1), ""), text)
+    """``${NAME}``, ``${NAME:-default}`` and ``${NAME:?message}`` replaced as compose does."""
+
+    def one(match: re.Match[str]) -> str:
+        name, operator, argument = match.groups()
+        value = values.get(name)
+        empty = value is None or (value == "" and (operator or "").startswith(":"))
+        if operator in {":-", "-"} and empty:
+            return expand(argument, values)
+        if operator in {":?", "?"} and empty:
+            raise KeyError(f"{name}: {argument}")
+        return value or ""
+
+    return INTERPOLATION.sub(one, text)
+
+
+def expand_all(node: Any, values: dict[str, str]) -> Any:
+    """Every string in a parsed document expanded (compose interpolates before validating)."""
+    if isinstance(node, dict):
+        return {key: expand_all(value, values) for key, value in node.items()}
+    if isinstance(node, list):
+        return [expand_all(value, values) for value in node]
+    return expand(node, values) if isinstance(node, str) else node
+
+
+def example_values() -> dict[str, str]:
+    """env.example as a filled-in .env would give it: each empty secret a stand-in value."""
+    raw = {name: value or f"stand-in-{name.lower()}" for name, value in env_example().items()}
+    return {name: expand(value, raw) for name, value in raw.items()}
 
 
 def port_of(argv: list[str]) -> int:
@@ -222,6 +248,17 @@ def dockerfile() -> tuple[Instruction, ...]:
 
 def instructions(name: str) -> list[Instruction]:
     return [item for item in dockerfile() if item.name == name]
+
+
+def image_env() -> dict[str, str]:
+    """The image's ENV NAME=VALUE pairs."""
+    env: dict[str, str] = {}
+    for item in instructions("ENV"):
+        for pair in item.args.split():
+            name, sep, value = pair.partition("=")
+            assert sep, f"ENV {item.args!r}: use NAME=VALUE"
+            env[name] = value
+    return env
 
 
 # -- HAProxy ---------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from tests.deploy.deployfiles import (
     DEPLOY,
     REPO,
     dockerfile,
+    image_env,
     instructions,
     is_banyan_command,
 )
@@ -26,16 +27,6 @@ def _exec_form(args: str) -> list[str]:
     value = json.loads(args)
     assert isinstance(value, list) and all(isinstance(item, str) for item in value), args
     return value
-
-
-def _env() -> dict[str, str]:
-    env: dict[str, str] = {}
-    for item in instructions("ENV"):
-        for pair in item.args.split():
-            name, sep, value = pair.partition("=")
-            assert sep, f"ENV {item.args!r}: use NAME=VALUE"
-            env[name] = value
-    return env
 
 
 def _healthcheck_argv() -> list[str]:
@@ -107,9 +98,9 @@ def test_healthcheck_asks_healthz() -> None:
     argv = _healthcheck_argv()
     assert argv[:2] == ["python", "-c"]
     assert "HEALTHCHECK_URL" in argv[2]
-    assert _env()["HEALTHCHECK_URL"].endswith("/healthz")
+    assert image_env()["HEALTHCHECK_URL"].endswith("/healthz")
     exposed = {int(port) for item in instructions("EXPOSE") for port in item.args.split()}
-    assert int(_env()["HEALTHCHECK_URL"].rsplit(":", 1)[1].split("/")[0]) in exposed
+    assert int(image_env()["HEALTHCHECK_URL"].rsplit(":", 1)[1].split("/")[0]) in exposed
 
 
 async def _run(argv: list[str], url: str) -> int:
