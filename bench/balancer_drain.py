@@ -11,6 +11,7 @@ SIGTERM and is restarted on its port once it exited; at 60% legacy-1 likewise. P
 requests, failures (5xx, 4xx or transport), p50/p99, and sockets closed and reopened.
 
     .venv/bin/python -m bench.balancer_drain [--duration 40] [--clients 16] [--sockets 20]
+                                             [--config deploy/haproxy.cfg]
 """
 
 from __future__ import annotations
@@ -41,11 +42,11 @@ SERVERS = ("model", "legacy-1", "legacy-2", "new-1", "new-2", "proxy-1", "proxy-
 FRONTENDS = {"public": 8080, "legacy_internal": 8001, "new_internal": 8002}
 
 
-def loopback_haproxy(ports: dict[str, int], fronts: dict[str, int]) -> str:
-    """deploy/haproxy.cfg with every address on loopback and no Docker resolver."""
+def loopback_haproxy(source: Path, ports: dict[str, int], fronts: dict[str, int]) -> str:
+    """``source`` (deploy/haproxy.cfg) with every address on loopback and no Docker resolver."""
     out: list[str] = []
     section = ""
-    for line in (DEPLOY / "haproxy.cfg").read_text(encoding="utf-8").splitlines():
+    for line in source.read_text(encoding="utf-8").splitlines():
         words = line.split("#", 1)[0].split()
         if words and not line[0].isspace():
             section = words[0] + " " + (words[1] if len(words) > 1 else "")
@@ -84,8 +85,9 @@ class Run:
 
 
 class Stack:
-    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
+    def __init__(self, workdir: Path, env: dict[str, str], config: Path) -> None:
         self.workdir = workdir
+        self.config = config
         self.env = env
         self.ports = {name: free_port() for name in SERVERS}
         self.fronts = {name: free_port() for name in FRONTENDS}
@@ -123,12 +125,14 @@ class Stack:
         )
         (self.workdir / "flags.yaml").write_text(flags, encoding="utf-8")
         config = self.workdir / "haproxy.cfg"
-        config.write_text(loopback_haproxy(self.ports, self.fronts), encoding="utf-8")
+        config.write_text(loopback_haproxy(self.config, self.ports, self.fronts), encoding="utf-8")
         await self.start("model")
         self.env["OPENAI_BASE_URL"] = self.children["model"].url + "/v1"
-        # One replica of a backend first: two migrating an empty database at once can collide.
+        # One replica of each role first: two creating the tables of an empty database at the
+        # same instant can collide, and one then exits (deploy/compose.yaml orders them alike).
         await self.start_all("legacy-1", "new-1")
-        await self.start_all("legacy-2", "new-2", *SERVERS[5:])
+        await self.start_all("legacy-2", "new-2", "proxy-1")
+        await self.start_all("proxy-2")
         self.haproxy = await asyncio.create_subprocess_exec(
             "haproxy", "-f", str(config), stdout=asyncio.subprocess.DEVNULL
         )
@@ -186,8 +190,9 @@ async def client(base: str, token: str, run: Run, clock: Callable[[], float], en
                     async with session.request(method, base + path, json=body) as r:
                         await r.read()
                         outcome = "ok" if r.status < 400 else f"{r.status // 100}xx"
-                except (aiohttp.ClientError, TimeoutError):
+                except (aiohttp.ClientError, TimeoutError) as exc:
                     outcome = "transport"
+                    run.notes.append(f"transport error at {began:.2f} s on {method}: {exc!r}")
                 run.records.append(Record(began, (clock() - began) * 1000, outcome))
                 await asyncio.sleep(0.05)
 
@@ -251,7 +256,7 @@ async def main_async(args: argparse.Namespace) -> int:
                 "BANYAN_PARITY_DB": proxy_db, "BANYAN_MIRROR_DB": proxy_db,
             }  # fmt: skip
             with tempfile.TemporaryDirectory(prefix="banyan-drain-") as tmp:
-                stack = Stack(Path(tmp), env)
+                stack = Stack(Path(tmp), env, Path(args.config))
                 try:
                     base = await stack.up()
                     await measure(stack, base, args)
@@ -290,6 +295,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=40.0)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--sockets", type=int, default=20)
+    parser.add_argument("--config", default=str(DEPLOY / "haproxy.cfg"), help="a variant to try")
     install_uvloop()
     sys.exit(asyncio.run(main_async(parser.parse_args())))
 

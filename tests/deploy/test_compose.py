@@ -86,6 +86,24 @@ def test_every_depends_on_names_a_service() -> None:
             assert needed != name
 
 
+def test_start_order_has_no_cycle() -> None:
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        assert name not in path, f"depends_on cycle: {' -> '.join((*path, name))}"
+        for needed in services()[name].get("depends_on") or {}:
+            visit(needed, (*path, name))
+
+    for name in services():
+        visit(name, ())
+
+
+@pytest.mark.parametrize("role", ["legacy", "new", "proxy"])
+def test_a_second_replica_starts_once_the_first_is_healthy(role: str) -> None:
+    # Replicas creating an empty database's tables at the same instant collide: one exits.
+    first, *others = sorted(services_of_role(role))
+    for name in others:
+        assert services()[name]["depends_on"][first] == {"condition": "service_healthy"}
+
+
 def test_every_named_volume_is_declared() -> None:
     declared = set(compose().get("volumes") or {})
     for name, spec in services().items():
