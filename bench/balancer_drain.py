@@ -238,6 +238,7 @@ def report(run: Run, duration: float) -> None:
     closes = {name: sum(run.phase(at) == name for at in run.socket_closes) for name in phases}
     print(f"\nlive sockets closed by phase: {closes}; failed reopen attempts: "
           f"{run.socket_reopen_failures}")  # fmt: skip
+    print("socket closes at (s):", [round(at, 1) for at in run.socket_closes])
     for note in run.notes:
         print(note)
 
