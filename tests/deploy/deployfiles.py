@@ -18,6 +18,7 @@ import yaml
 
 from banyan.proxy.cli import COMMANDS
 from banyan.proxy.cli import main as banyan_main
+from banyan.testing import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -82,6 +83,16 @@ def option_value(argv: list[str], option: str) -> str | None:
 
 def is_banyan_command(argv: list[str]) -> bool:
     return bool(argv) and argv[0] in COMMANDS
+
+
+def loopback_flags(path: Path) -> Path:
+    """The compose flag file written to ``path`` with its backends on closed loopback ports, for
+    a proxy started in a test (no lookup of the compose host names)."""
+    text = (DEPLOY / "flags" / "flags.yaml").read_text(encoding="utf-8")
+    for port in (8001, 8002):
+        text = text.replace(f"http://haproxy:{port}", f"http://127.0.0.1:{free_port()}")
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
 # -- compose ---------------------------------------------------------------------------------------

@@ -16,10 +16,15 @@ from banyan.testing import free_port, serve
 from tests.deploy.deployfiles import (
     DEPLOY,
     REPO,
+    banyan_services,
     dockerfile,
     image_env,
     instructions,
     is_banyan_command,
+    loopback_flags,
+    of_kind,
+    pod_spec,
+    port_of,
 )
 
 
@@ -94,6 +99,14 @@ def test_entrypoint_is_the_console_script_and_cmd_a_banyan_command() -> None:
     assert is_banyan_command(_exec_form(cmd.args))
 
 
+def test_the_image_exposes_every_port_a_role_listens_on() -> None:
+    exposed = {int(port) for item in instructions("EXPOSE") for port in item.args.split()}
+    listening = {port_of(spec["command"]) for spec in banyan_services().values()}
+    for doc in of_kind("Deployment"):
+        listening |= {port_of(c["args"]) for c in pod_spec(doc)["containers"]}
+    assert listening == exposed
+
+
 def test_healthcheck_asks_healthz() -> None:
     argv = _healthcheck_argv()
     assert argv[:2] == ["python", "-c"]
@@ -118,8 +131,7 @@ async def _run(argv: list[str], url: str) -> int:
 async def test_healthcheck_command_passes_on_a_live_proxy_and_fails_otherwise(
     tmp_path: Path,
 ) -> None:
-    flags = tmp_path / "flags.yaml"
-    flags.write_text((DEPLOY / "flags" / "flags.yaml").read_text(encoding="utf-8"))
+    flags = loopback_flags(tmp_path / "flags.yaml")
     argv = _healthcheck_argv()
     async with serve(create_app(flags, health_interval=60)) as url:
         assert await _run(argv, url + "/healthz") == 0

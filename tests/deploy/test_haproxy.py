@@ -115,10 +115,13 @@ def test_timeouts_keep_websockets_open_and_bound_everything_else() -> None:
     assert _timeout("server") > max(spec.read_timeout for spec in flags.backends.values())
 
 
-def test_balancer_retries_a_refused_connection_elsewhere() -> None:
+def test_a_draining_replica_loses_no_request() -> None:
     (defaults,) = haproxy_sections("defaults").values()
+    # a refused connection (the replica stopped accepting) is retried on another server...
     assert defaults.directives("option", "redispatch")
     assert int(defaults.directives("retries")[0][1]) >= 1
+    # ...and no request rides a kept-alive connection the replica is closing (bench.balancer_drain)
+    assert defaults.directives("option", "http-server-close")
 
 
 @pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy is not installed here")

@@ -13,10 +13,10 @@ from aiohttp import web
 
 from banyan.testing import serve
 from tests.deploy.deployfiles import (
-    DEPLOY,
     banyan_services,
     environment,
     haproxy_sections,
+    loopback_flags,
     of_kind,
     pod_spec,
     services_of_role,
@@ -54,9 +54,7 @@ def _app(role: str, workdir: Path) -> web.Application:
     if role == "proxy":
         from banyan.proxy.app import create_app as proxy_app
 
-        flags = workdir / "flags.yaml"
-        flags.write_text((DEPLOY / "flags" / "flags.yaml").read_text(encoding="utf-8"))
-        return proxy_app(flags, health_interval=60)
+        return proxy_app(loopback_flags(workdir / "flags.yaml"), health_interval=60)
     if role == "model":
         from banyan.backends.model.server import create_app as model_app
 
