@@ -20,8 +20,8 @@ from tests.deploy.deployfiles import (
     FLAGS_MOUNT,
     FLAGS_PATH,
     INTERPOLATION,
-    REPO,
     banyan_services,
+    command_options,
     compose,
     env_example,
     environment,
@@ -155,8 +155,6 @@ def _option_cases() -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize(("service", "option"), _option_cases())
 def test_every_command_option_is_one_banyan_accepts(service: str, option: str) -> None:
-    from tests.deploy.deployfiles import command_options
-
     command = banyan_services()[service]["command"][0]
     require(option, option in command_options(command), f"compose {service}: banyan {command}")
 
@@ -193,16 +191,6 @@ def test_every_referenced_variable_is_listed_in_env_example_without_secret_value
         if SECRET_NAME.search(variable) and not variable.endswith(("_DB", "_DB_URL")):
             assert value == "", f"env.example gives {variable} a value"
         assert not CREDENTIALS_IN_URL.search(INTERPOLATION.sub("", value)), variable
-    assert not (DEPLOY / ".env").exists() or ".env" not in _tracked(), "deploy/.env committed"
-
-
-def _tracked() -> set[str]:
-    import subprocess
-
-    out = subprocess.run(
-        ["git", "ls-files", "deploy"], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout
-    return {Path(line).name for line in out.splitlines()}
 
 
 def test_healthchecks_ask_each_service_on_its_own_port() -> None:
