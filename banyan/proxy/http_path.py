@@ -126,8 +126,7 @@ async def _open(
     """Send ``outbound`` to ``backend`` and wait for the answer's head."""
     assert state.upstreams is not None
     pool = state.upstreams.pool(backend.url)
-    # until the flag file's ``host:`` key lands on BackendSpec, every backend preserves Host
-    head = outbound.head(pool.origin, getattr(backend, "host", "preserve"))
+    head = outbound.head(pool.origin, backend.host)
     conn = await send(
         pool,
         outbound.method,

@@ -282,7 +282,7 @@ class Shadow:
             Copy(
                 exchange.method,
                 spec.url,
-                outbound.head(origin_of(spec.url), getattr(spec, "host", "preserve")),
+                outbound.head(origin_of(spec.url), spec.host),
                 body,
                 outbound.chunked,
                 feature.parity.shadow_timeout,

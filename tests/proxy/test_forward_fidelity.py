@@ -385,3 +385,26 @@ def gzip_post(packed: bytes) -> bytes:
         "Connection: close",
         body=packed,
     )
+
+
+async def test_host_backend_sends_the_backends_authority_and_preserve_the_clients(
+    tmp_path: Path,
+) -> None:
+    async with raw_stack(tmp_path, SHADOWED, shadow=make_shadow(tmp_path)) as stack:
+        flags = stack.state.flags_path
+        legacy_url = stack.state.flags.backends["legacy"].url
+        flags.write_text(
+            flags.read_text().replace(
+                f"legacy: {legacy_url}", f"legacy: {{url: {legacy_url}, host: backend}}"
+            )
+        )
+        assert stack.state.store.reload_now()
+        await raw_exchange(
+            stack.url, request("GET /api/a HTTP/1.1", "Host: front.example", "Connection: close")
+        )
+        await stack.new.wait_for(1)
+        await settle(stack, 1)
+        primary, copy = stack.seen("legacy")[0], stack.seen("new")[0]
+    assert primary.header("Host") == [legacy_url.removeprefix("http://").encode()]
+    assert copy.header("Host") == [b"front.example"]  # new keeps the default: preserve
+    assert primary.header("X-Forwarded-Host") == copy.header("X-Forwarded-Host") == [b"front.example"]
