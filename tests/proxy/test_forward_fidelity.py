@@ -407,4 +407,6 @@ async def test_host_backend_sends_the_backends_authority_and_preserve_the_client
         primary, copy = stack.seen("legacy")[0], stack.seen("new")[0]
     assert primary.header("Host") == [legacy_url.removeprefix("http://").encode()]
     assert copy.header("Host") == [b"front.example"]  # new keeps the default: preserve
-    assert primary.header("X-Forwarded-Host") == copy.header("X-Forwarded-Host") == [b"front.example"]
+    assert (
+        primary.header("X-Forwarded-Host") == copy.header("X-Forwarded-Host") == [b"front.example"]
+    )
