@@ -32,8 +32,6 @@ def string(*, min_len: int = 0, max_len: int = 10_000, strip: bool = True) -> Va
     def check(value: Any, path: str) -> str:
         if not isinstance(value, str):
             raise _fail(path, "must be a string")
-        if "\x00" in value:  # PostgreSQL text cannot hold it (JSON bodies refuse it earlier)
-            raise _fail(path, "must not contain U+0000")
         text = value.strip() if strip else value
         if min_len and len(text) < min_len:
             raise _fail(

@@ -40,7 +40,7 @@ def forged_token(user_id: str) -> str:
 def no_secret(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.delenv("BANYAN_JWT_SECRET", raising=False)
     monkeypatch.delenv("BANYAN_DEV", raising=False)
-    monkeypatch.setattr(tokens, "_dev_secret", None, raising=False)
+    monkeypatch.setattr(tokens, "_dev_secret", None)
     yield
 
 

@@ -124,7 +124,7 @@ def test_the_memory_of_tokens_is_bounded(monkeypatch: pytest.MonkeyPatch) -> Non
 def no_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("BANYAN_JWT_SECRET", raising=False)
     monkeypatch.delenv("BANYAN_DEV", raising=False)
-    monkeypatch.setattr(tokens, "_dev_secret", None, raising=False)
+    monkeypatch.setattr(tokens, "_dev_secret", None)
 
 
 def test_without_a_secret_nothing_is_signed_or_checked(no_secret: None) -> None:
