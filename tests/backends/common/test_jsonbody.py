@@ -56,6 +56,13 @@ def test_brackets_inside_strings_do_not_count() -> None:
     assert jsonbody.loads(text.encode())["s"].startswith("[[[")
 
 
+def test_escapes_decide_where_strings_end() -> None:
+    backslash_then_quote = b'{"s": "\\\\", "t": ' + nested(64).encode() + b"}"  # "\\" ends it
+    assert refusal(backslash_then_quote)[1].endswith("nested deeper than 64 levels")
+    quote_inside = b'{"s": "\\"' + b"[" * 70 + b'", "t": []}'  # \" does not end it
+    assert jsonbody.loads(quote_inside)["s"] == '"' + "[" * 70
+
+
 def test_the_depth_scan_is_linear_on_escaped_quotes() -> None:
     # a naive string regex retries at every quote here (quadratic); this must come back at once
     hostile = b'["' + b'\\"' * 200_000 + b"[" * 70
@@ -88,6 +95,7 @@ def test_a_surrogate_pair_is_one_character() -> None:
         (b'{"a": 9223372036854775808}', "a: must be between"),
         (b'{"a": [0, -9223372036854775809]}', "a[1]: must be between"),
         (b"1" + b"0" * 300, "body: must be between"),
+        (b'{"a": -' + b"9" * 5000 + b"}", "a: must be between"),  # never parsed: no 4300 limit
         (b'{"a": {"b": 1e400}}', "a.b: must be a finite number"),
         (b"[-1E+309]", "body[0]: must be a finite number"),
         (b'{"a": "x\\u0000"}', "a: must not contain U+0000"),
