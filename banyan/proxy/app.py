@@ -31,14 +31,15 @@ from aiohttp import web
 from banyan.logs import get_logger
 from banyan.parity.redact import redact_url
 from banyan.proxy import admin
-from banyan.proxy.audit import AuditLog, default_path, diff_flagsets
+from banyan.proxy.audit import AuditLog, default_path
 from banyan.proxy.board_mirror import WHITEBOARD_PREFIX, BoardMirrorTap
 from banyan.proxy.fence import WriteFence
 from banyan.proxy.flag_edit import EDIT_LISTENERS, rollback
-from banyan.proxy.flags import BackendSpec, Feature, FlagSet, FlagStore
+from banyan.proxy.flags import BackendSpec, Feature, FlagSet, FlagStore, GuardConfig
 from banyan.proxy.forward import (
     Exchange,
     UpstreamError,
+    error_response,
     gateway_error,
     open_upstream,
     relay,
@@ -51,7 +52,7 @@ from banyan.proxy.headers import FALLBACK, mark, request_id_of, upstream_headers
 from banyan.proxy.health import HealthProbe
 from banyan.proxy.metrics import ProxyMetrics
 from banyan.proxy.mirror import MirrorQueue
-from banyan.proxy.routing import Decision, user_from_authorization
+from banyan.proxy.routing import NOT_ROUTED, Decision, user_from_authorization
 from banyan.proxy.turn_mirror import TurnMirrorTap, credentials, tutor_session
 from banyan.proxy.websocket import BridgeRegistry, FrameTap, open_bridge, run_bridge
 
@@ -111,6 +112,7 @@ class ProxyState:
     breaches: list[dict[str, Any]] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
     _edit_digests: set[str] = field(default_factory=set)
+    _audit_writes: asyncio.Future[None] | None = None
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
     @property
@@ -132,19 +134,40 @@ class ProxyState:
         self._sync_guards(new)
         if self.mirror is not None:
             self.mirror.set_backends({n: b.url for n, b in new.backends.items()})
-        if (
-            self.audit is not None
-            and new.digest not in self._edit_digests
-            and self.audit.last_digest() != new.digest  # the CLI or another replica audited it
-        ):
-            self.audit.record_reload(old, new, source="file")
+        if self.audit is not None and new.digest not in self._edit_digests:
+            self._audit_reload(self.audit, old, new)
         self._edit_digests.discard(new.digest)
-        for name, before, after in diff_flagsets(old, new):
-            feature = new.feature(name)
-            if feature is None or before is None or after is None:
-                continue
-            if feature.websocket == "reconnect" and before.get("mode") != after.get("mode"):
+        for feature in new.features:  # no settings diff: one reload may hold 10,000 features
+            before = old.feature(feature.name) if feature.websocket == "reconnect" else None
+            if before is not None and before.mode != feature.mode:
+                name = feature.name
                 self.spawn(self.bridges.close_feature(name, 1012, "feature moved; reconnect"))
+
+    def _audit_reload(self, audit: AuditLog, old: FlagSet, new: FlagSet) -> None:
+        """Audit a reload in a worker thread (thousands of changed features must not hold the
+        loop), after the reloads before it; :meth:`audit_settled` waits for them."""
+        previous = self._audit_writes
+
+        def record() -> None:
+            if audit.last_digest() != new.digest:  # the CLI or another replica audited it
+                audit.record_reload(old, new, source="file")
+
+        async def write() -> None:
+            if previous is not None:
+                await asyncio.wait([previous])
+            try:
+                await asyncio.to_thread(record)
+            except Exception:  # the reload stands; only its audit line is missing
+                log.exception("audit_write_failed", digest=new.digest)
+
+        self._audit_writes = asyncio.ensure_future(write())
+        self._tasks.add(self._audit_writes)
+        self._audit_writes.add_done_callback(self._tasks.discard)
+
+    async def audit_settled(self) -> None:
+        """Wait until every reload seen so far is in the audit log."""
+        if self._audit_writes is not None:
+            await asyncio.wait([self._audit_writes])
 
     def on_edit(self, change: dict[str, Any]) -> None:
         """An edit made by this process (CLI in-process, admin API, guard): audit it once."""
@@ -160,8 +183,14 @@ class ProxyState:
             )
 
     def _sync_guards(self, flags: FlagSet) -> None:
+        # only guarded features: a feature without a rule never has a guard, and a file of
+        # 10,000 features must not cost 10,000 guard rebuilds on the loop
         self.guards.sync(
-            {f.name: (f"{f.mode}:{f.percent}:{f.primary}", f.guards) for f in flags.features}
+            {
+                f.name: (f"{f.mode}:{f.percent}:{f.primary}", f.guards)
+                for f in flags.features
+                if f.guards != _NO_GUARDS
+            }
         )
 
     # -- after each exchange ---------------------------------------------------------------------
@@ -235,10 +264,11 @@ class ProxyState:
             log.exception("guard_rollback_failed", feature=breach.feature)
         finally:
             _GUARD_REASON[0] = None
-        self.store.reload_now()
+        await self.store.reload()
 
 
 _GUARD_REASON: list[str | None] = [None]
+_NO_GUARDS = GuardConfig()
 
 
 def _edit_listener(state: ProxyState) -> Any:
@@ -278,6 +308,10 @@ async def handle(request: web.Request) -> web.StreamResponse:
     assert state.session is not None
     request_id = request_id_of(request)
     decision, flags, user = _decide(state, request, request_id)
+    if decision is NOT_ROUTED:  # a backend's operator-only path (/metrics): never sent on
+        refusal = error_response(404, "not_found", decision.reason)
+        mark(refusal.headers, decision.feature, decision.backend, request_id)
+        return refusal
     feature = flags.feature(decision.feature) if decision.feature != "-" else None
     backend = flags.backends[decision.backend]
     pending = state.fence.pending(decision.backend, user, request.remote or "")

@@ -17,6 +17,7 @@ from banyan.backends.common.jobs import settings_from_env as job_settings
 from banyan.backends.common.metrics import add_collector
 from banyan.backends.common.model_client import install_llm
 from banyan.backends.common.server import request_log
+from banyan.backends.common.webapp import add_routes as add_webapp_routes
 from banyan.backends.new import live, realtime, routes, uploads
 from banyan.backends.new import metrics as new_metrics
 from banyan.backends.new.functions import agents as agent_functions
@@ -70,6 +71,7 @@ def create_app(
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    add_webapp_routes(app)  # the AI Tutor web app at / (banyan/webapp)
     app.router.add_get("/ws/live", live.handler(runtime))
     routes.install(HttpRouter(runtime, app))
     realtime.install(app, runtime, whiteboard_grace=whiteboard_grace)
