@@ -12,7 +12,7 @@ import os
 
 from aiohttp import web
 
-from banyan.backends.common import fanout
+from banyan.backends.common import fanout, tokens
 from banyan.backends.common.errors import error_middleware
 from banyan.backends.common.jobs import settings_from_env as job_settings
 from banyan.backends.common.server import request_log
@@ -68,6 +68,7 @@ def create_app(
     redis_url: str | None = None,
     redis_prefix: str | None = None,
 ) -> web.Application:
+    tokens.require_secret()  # no backend without a JWT secret (or a dev run)
     st = LegacyState(
         db=Database(db_url),
         session_ttl_ms=int(

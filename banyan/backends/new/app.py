@@ -11,7 +11,7 @@ import os
 from aiohttp import web
 
 import banyan.backends.new.functions  # noqa: F401  (registers every function)
-from banyan.backends.common import fanout
+from banyan.backends.common import fanout, tokens
 from banyan.backends.common.errors import error_middleware
 from banyan.backends.common.jobs import settings_from_env as job_settings
 from banyan.backends.common.metrics import add_collector
@@ -48,6 +48,7 @@ def create_app(
     redis_url: str | None = None,
     redis_prefix: str | None = None,
 ) -> web.Application:
+    tokens.require_secret()  # no backend without a JWT secret (or a dev run)
     ttl = session_ttl or float(os.environ.get("BANYAN_SESSION_TTL", DEFAULT_TTL))
     interval = gc_interval or float(os.environ.get("BANYAN_GC_INTERVAL", 60))
     runtime = Runtime(make_engine(db_url), registry)
