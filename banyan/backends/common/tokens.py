@@ -10,6 +10,12 @@ without one (:class:`MissingSecret`) unless it is a development run (``--dev`` o
 which signs with a random secret made for that process: its tokens die with it and are never
 accepted by another backend.
 
+A token minted by a stamped write (:mod:`banyan.backends.common.stamped`) is issued at the stamp's
+time and its ``jti`` derives from the write's seed, so both stores mint the very same token for the
+same stamped registration or login; elsewhere ``iat`` is the clock and ``jti`` random.
+:func:`verify_signature` checks a token but not its expiry: a mirrored write acting for a user
+(a ``mirror`` stamp) still needs the token it was sent with, however old.
+
 A client sends the same token with every request, so a token that passed the full check is
 remembered (keyed by the whole token, signature included, and the secret it was checked with) and
 later only its expiry is checked again: a forged or altered token never matches a remembered one.
@@ -25,7 +31,9 @@ from dataclasses import dataclass
 
 import jwt
 
+from banyan.backends.common import clock
 from banyan.backends.common.errors import Unauthorized
+from banyan.backends.common.ids import NAMESPACE
 
 ALGORITHM = "HS256"
 SECRET_ENV = "BANYAN_JWT_SECRET"
@@ -97,11 +105,12 @@ def token_ttl() -> int:
 
 
 def issue(user_id: str, *, now: float | None = None, ttl: int | None = None) -> tuple[str, Claims]:
-    """Sign a new token for ``user_id``; returns the compact token and its claims."""
-    issued = int(now if now is not None else time.time())
-    claims = Claims(
-        sub=user_id, jti=uuid.uuid4().hex, iat=issued, exp=issued + (ttl or token_ttl())
-    )
+    """Sign a new token for ``user_id``; returns the compact token and its claims. Issued at
+    ``now`` (seconds), else at the write's time (:func:`clock.now_ms`)."""
+    issued = int(now if now is not None else clock.now_ms() // 1000)
+    seed = clock.write_seed()
+    jti = uuid.uuid5(NAMESPACE, f"token:{user_id}:{seed}").hex if seed else uuid.uuid4().hex
+    claims = Claims(sub=user_id, jti=jti, iat=issued, exp=issued + (ttl or token_ttl()))
     payload = {"sub": claims.sub, "jti": claims.jti, "iat": claims.iat, "exp": claims.exp}
     return jwt.encode(payload, secret(), algorithm=ALGORITHM), claims
 
@@ -122,7 +131,13 @@ def verify(token: str) -> Claims:
     return claims
 
 
-def _verify_fully(token: str, key: str) -> Claims:
+def verify_signature(token: str) -> Claims:
+    """Check signature, algorithm and claims but not expiry (never remembered): for a write a
+    verified ``mirror`` stamp already vouches for, delivered after its token ran out."""
+    return _verify_fully(token, secret(), check_expiry=False)
+
+
+def _verify_fully(token: str, key: str, *, check_expiry: bool = True) -> Claims:
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError:
@@ -134,7 +149,7 @@ def _verify_fully(token: str, key: str) -> Claims:
             token,
             key,
             algorithms=[ALGORITHM],
-            options={"require": ["sub", "jti", "iat", "exp"]},
+            options={"require": ["sub", "jti", "iat", "exp"], "verify_exp": check_expiry},
         )
     except jwt.ExpiredSignatureError:
         raise Unauthorized("token has expired", code="token_expired") from None

@@ -16,6 +16,7 @@ from banyan.backends.common import fanout, tokens
 from banyan.backends.common.errors import error_middleware
 from banyan.backends.common.jobs import settings_from_env as job_settings
 from banyan.backends.common.server import request_log
+from banyan.backends.common.stamped import stamp_middleware
 from banyan.backends.common.webapp import add_routes as add_webapp_routes
 from banyan.backends.legacy import (
     agents,
@@ -78,7 +79,8 @@ def create_app(
     )
     st.live = live.make_hub(st)
     app = web.Application(
-        middlewares=[error_middleware, request_log("legacy")], client_max_size=16 * 1024 * 1024
+        middlewares=[error_middleware, request_log("legacy"), stamp_middleware],
+        client_max_size=16 * 1024 * 1024,
     )
     app[STATE] = st
     app.router.add_get("/healthz", healthz)

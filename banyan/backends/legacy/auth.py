@@ -6,6 +6,17 @@ the revocation list, then the user must exist; the last two are one statement (t
 a "revoked" flag), with a second one only when the user is missing. A confirmed identity is kept
 for a few seconds (:class:`Identities`, as the new backend caches its ``auth.identity`` query);
 a logout forgets it at once.
+
+A write the proxy mirrors acts for the user its verified ``mirror`` stamp names
+(:mod:`banyan.backends.common.stamped`): the token it carries must be genuine and that user's, and
+the user must exist, but its expiry and revocation are not checked — a create mirrored after the
+user logged out is still delivered. Such an identity is never kept in the cache, so the same
+revoked token sent by a client is refused as before.
+
+A registration is hashed with a salt derived from the user's id and creation time, so a
+registration mirrored with the same stamp stores the same hash; delivered again to a store that
+already holds that very registration (same name, time and hash) it answers as the first did (201
+and the same body, with ``Idempotent-Replayed: true``) instead of ``409 email_taken``.
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from banyan.backends.common import idempotency, ids, passwords, render, rules, tokens
 from banyan.backends.common.clock import iso, now_ms
 from banyan.backends.common.errors import Conflict, Unauthorized
+from banyan.backends.common.stamped import mirror_user
 from banyan.backends.common.validate import read_json
 from banyan.backends.legacy.db import REVOKED, USERS
 from banyan.backends.legacy.state import LegacyState, state
@@ -98,6 +110,9 @@ async def authenticate(
     raw = tokens.bearer_from(
         request.headers.get("Authorization"), request.query.get("token") if query_token else None
     )
+    acting = mirror_user(request)
+    if acting is not None:
+        return await _mirrored_caller(request, raw, acting)
     claims = tokens.verify(raw)
     st = state(request)
     known = identities(st)
@@ -116,6 +131,20 @@ async def authenticate(
     caller = Caller(row.id, row.email, row.name, row.created_ms)
     known.keep(claims.jti, caller, logouts_before)
     return caller, claims
+
+
+async def _mirrored_caller(
+    request: web.Request, raw: str, acting: str
+) -> tuple[Caller, tokens.Claims]:
+    """The user a verified mirror stamp acts for (never cached: see the module docstring)."""
+    claims = tokens.verify_signature(raw)
+    if claims.sub != acting:
+        raise Unauthorized("the token and the stamp name different users")
+    async with state(request).db.engine.connect() as conn:
+        row = (await conn.execute(USER_BY_ID, {"id": acting})).first()
+    if row is None:
+        raise Unauthorized("unknown user")
+    return _caller(row), claims
 
 
 _DUMMY: list[str] = []
@@ -141,28 +170,44 @@ def _caller(row: Any) -> Caller:
     return Caller(row.id, row.email, row.name, row.created_ms)
 
 
+async def _is_replay(
+    existing: Any, key: str | None, fields: dict[str, Any], hashed: str, created_ms: int
+) -> bool:
+    """Whether a registration of an existing user repeats the one that created it: the same
+    stamped registration delivered again (same name, time and hash), or the same
+    ``Idempotency-Key`` with the right password."""
+    if (existing.name, existing.created_ms, existing.password_hash) == (
+        fields["name"],
+        created_ms,
+        hashed,
+    ):
+        return True
+    return (
+        key is not None
+        and existing.idem_key_hash == idempotency.key_hash(key)
+        and await asyncio.to_thread(
+            passwords.verify_password, fields["password"], existing.password_hash
+        )
+    )
+
+
 async def register(request: web.Request) -> web.Response:
     key = idempotency.key_from(request.headers)
     fields = rules.REGISTER(await read_json(request))
     user_id = ids.user_id_for(fields["email"])
+    created_ms = now_ms()
+    salt = passwords.salt_for(user_id, created_ms)
+    hashed = await asyncio.to_thread(passwords.hash_password, fields["password"], salt=salt)
     db = state(request).db
     async with db.engine.connect() as conn:
         existing = (await conn.execute(USER_BY_ID, {"id": user_id})).first()
     if existing is not None:
-        replay = (
-            key is not None
-            and existing.idem_key_hash == idempotency.key_hash(key)
-            and await asyncio.to_thread(
-                passwords.verify_password, fields["password"], existing.password_hash
-            )
-        )
-        if not replay:
+        if not await _is_replay(existing, key, fields, hashed, created_ms):
             raise Conflict("an account with this email exists", code="email_taken")
         return web.json_response(
             _token_body(_caller(existing)), status=201, headers=idempotency.REPLAYED
         )
-    hashed = await asyncio.to_thread(passwords.hash_password, fields["password"])
-    user = Caller(user_id, fields["email"], fields["name"], now_ms())
+    user = Caller(user_id, fields["email"], fields["name"], created_ms)
     row = {
         "id": user.id,
         "email": user.email,

@@ -17,6 +17,7 @@ from banyan.backends.common.jobs import settings_from_env as job_settings
 from banyan.backends.common.metrics import add_collector
 from banyan.backends.common.model_client import install_llm
 from banyan.backends.common.server import request_log
+from banyan.backends.common.stamped import stamp_middleware
 from banyan.backends.common.webapp import add_routes as add_webapp_routes
 from banyan.backends.new import live, realtime, routes, uploads
 from banyan.backends.new import metrics as new_metrics
@@ -55,7 +56,8 @@ def create_app(
     runtime.settings["session_ttl_ms"] = int(ttl * 1000)
     runtime.live = live.make_hub(runtime)
     app = web.Application(
-        middlewares=[error_middleware, request_log("new")], client_max_size=16 * 1024 * 1024
+        middlewares=[error_middleware, request_log("new"), stamp_middleware],
+        client_max_size=16 * 1024 * 1024,
     )
     app[RUNTIME] = runtime
     ready: dict[str, bool] = {"ready": False}

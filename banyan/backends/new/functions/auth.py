@@ -1,5 +1,11 @@
 """Accounts and tokens: register and login are actions (password hashing is slow work done outside
-any transaction); user creation and token revocation are mutations; identity is a query."""
+any transaction); user creation and token revocation are mutations; identity is a query.
+
+A registration is hashed with a salt derived from the user's id and creation time, so the same
+stamped registration stores the same hash on both stores; delivered again where it already exists
+(same name, time and hash) it answers 201 with the same body and ``Idempotent-Replayed: true``.
+``auth.user`` finds the user a mirror stamp acts for, without the token's revocation check.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +30,7 @@ IS_REVOKED = exists().where(revoked_tokens.c.jti == bindparam("jti"))
 IDENTITY = select(users, IS_REVOKED.label("revoked")).where(users.c.id == bindparam("sub"))
 REVOKED_ONLY = select(IS_REVOKED)
 USER_BY_EMAIL = select(users).where(users.c.email == bindparam("email"))
+USER_BY_ID = select(users).where(users.c.id == bindparam("id"))
 
 
 def user_json(row: dict[str, Any]) -> dict[str, Any]:
@@ -47,6 +54,13 @@ async def identity(ctx: QueryCtx, args: dict[str, Any]) -> dict[str, Any] | None
     return row
 
 
+@query("auth.user", {"id": v.string()})
+async def user_by_id(ctx: QueryCtx, args: dict[str, Any]) -> dict[str, Any] | None:
+    """The user with this id, or None (a mirror stamp's user: no token is checked here)."""
+    row = (await ctx.read(USER_BY_ID, {"id": args["id"]})).mappings().first()
+    return dict(row) if row else None
+
+
 @query("auth.userByEmail", {"email": v.string()})
 async def user_by_email(ctx: QueryCtx, args: dict[str, Any]) -> dict[str, Any] | None:
     email = args["email"].strip().lower()
@@ -62,12 +76,30 @@ async def user_by_email(ctx: QueryCtx, args: dict[str, Any]) -> dict[str, Any] |
         "name": v.string(),
         "password_hash": v.string(),
         "idem_key_hash": v.nullable(v.string()),
+        "created_ms": v.integer(minimum=0),
     },
 )
 async def create_user(ctx: MutationCtx, args: dict[str, Any]) -> dict[str, Any]:
-    row = {**args, "created_ms": now_ms()}
-    await ctx.write(users.insert().values(**row))
-    return row
+    await ctx.write(users.insert().values(**args))
+    return dict(args)
+
+
+async def _is_replay(
+    existing: dict[str, Any], key: str | None, args: dict[str, Any], hashed: str, created: int
+) -> bool:
+    """Whether a registration of an existing user repeats the one that created it: the same
+    stamped registration delivered again (same name, time and hash), or the same
+    ``Idempotency-Key`` with the right password."""
+    same = (existing["name"], existing["created_ms"], existing["password_hash"])
+    if same == (args["name"], created, hashed):
+        return True
+    return (
+        key is not None
+        and existing["idem_key_hash"] == idempotency.key_hash(key)
+        and await asyncio.to_thread(
+            passwords.verify_password, args["password"], existing["password_hash"]
+        )
+    )
 
 
 @action(
@@ -77,28 +109,24 @@ async def create_user(ctx: MutationCtx, args: dict[str, Any]) -> dict[str, Any]:
 )
 async def register(ctx: ActionCtx, args: dict[str, Any]) -> Reply:
     key = args.get("idempotency_key")
+    user_id, created_ms = ids.user_id_for(args["email"]), now_ms()
+    salt = passwords.salt_for(user_id, created_ms)
+    hashed = await asyncio.to_thread(passwords.hash_password, args["password"], salt=salt)
     existing = await ctx.run_query("auth.userByEmail", {"email": args["email"]})
     if existing is not None:
-        replay = (
-            key is not None
-            and existing["idem_key_hash"] == idempotency.key_hash(key)
-            and await asyncio.to_thread(
-                passwords.verify_password, args["password"], existing["password_hash"]
-            )
-        )
-        if not replay:
+        if not await _is_replay(existing, key, args, hashed, created_ms):
             raise Conflict("an account with this email exists", code="email_taken")
         return Reply(token_body(existing), 201, dict(idempotency.REPLAYED))
-    hashed = await asyncio.to_thread(passwords.hash_password, args["password"])
     try:
         row = await ctx.run_mutation(
             "auth.createUser",
             {
-                "id": ids.user_id_for(args["email"]),
+                "id": user_id,
                 "email": args["email"],
                 "name": args["name"],
                 "password_hash": hashed,
                 "idem_key_hash": idempotency.key_hash(key) if key else None,
+                "created_ms": created_ms,
             },
         )
     except IntegrityError:

@@ -5,6 +5,10 @@ request body (the contract's rules, so bad input is answered exactly as on the l
 function receives the validated body fields, the path parameters, the ``Idempotency-Key`` (when
 it declares ``idempotency_key``; others ignore the header, as the legacy side does) and the query
 string as its arguments, and returns a :class:`Reply` or a plain JSON value (status 200).
+
+:func:`identify` is how every route learns its caller; a write whose verified ``mirror`` stamp
+names a user acts for that user (``auth.user``: the user must exist, the token must be genuine and
+theirs; its expiry and revocation are not checked — :mod:`banyan.backends.common.stamped`).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from aiohttp import web
 
 from banyan.backends.common import idempotency, tokens
 from banyan.backends.common.errors import Unauthorized
+from banyan.backends.common.stamped import mirror_user
 from banyan.backends.common.validate import read_json
 from banyan.backends.new.runtime.engine import Runtime
 
@@ -35,10 +40,17 @@ async def identify(
     raw = tokens.bearer_from(
         request.headers.get("Authorization"), request.query.get("token") if query_token else None
     )
-    claims = tokens.verify(raw)
-    user: dict[str, Any] | None = await runtime.run_query(
-        "auth.identity", {"sub": claims.sub, "jti": claims.jti}, None
-    )
+    acting = mirror_user(request)
+    if acting is not None:
+        claims = tokens.verify_signature(raw)
+        if claims.sub != acting:
+            raise Unauthorized("the token and the stamp name different users")
+        user: dict[str, Any] | None = await runtime.run_query("auth.user", {"id": acting}, None)
+    else:
+        claims = tokens.verify(raw)
+        user = await runtime.run_query(
+            "auth.identity", {"sub": claims.sub, "jti": claims.jti}, None
+        )
     if user is None:
         raise Unauthorized("unknown user")
     user["jti"], user["exp"] = claims.jti, claims.exp
