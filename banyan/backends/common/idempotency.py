@@ -12,6 +12,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from banyan.backends.common import ids
 from banyan.backends.common.errors import Conflict, ValidationError
 from banyan.backends.common.ids import MAX_KEY_LENGTH
 
@@ -44,3 +45,12 @@ def check_replay(stored_fingerprint: str | None, fields: Mapping[str, Any]) -> N
             "this Idempotency-Key was used with a different request body",
             code="idempotency_conflict",
         )
+
+
+def turn_message(
+    user_id: str, session_id: str, seq: int, role: str, content: str
+) -> tuple[str, str]:
+    """The id and fingerprint of a tutor turn's message stored without a key: exactly what
+    appending it with ``Idempotency-Key: ids.turn_key(session_id, seq)`` stores."""
+    key = ids.turn_key(session_id, seq)
+    return ids.derived_id("message", user_id, key), fingerprint({"role": role, "content": content})

@@ -7,6 +7,9 @@
   derives the very same id.
 - Without a key, ids are random ``uuid4``. Ids are rendered as lower-case 36-character UUID
   strings.
+- A tutor turn without a key (every turn over ``/ws/tutor``) stores each message as if it had been
+  appended with the key :func:`turn_key` of its session and ``seq``: the other store derives the
+  same ids from the turn mirrored as two appends with those keys, or from running the same turn.
 """
 
 from __future__ import annotations
@@ -23,6 +26,12 @@ def user_id_for(email: str) -> str:
 
 def derived_id(kind: str, user_id: str, key: str) -> str:
     return str(uuid.uuid5(NAMESPACE, f"{kind}:{user_id}:{key}"))
+
+
+def turn_key(session_id: str, seq: int) -> str:
+    """The ``Idempotency-Key`` a tutor turn's message at ``seq`` is stored under (and mirrored
+    with): ``tutor:<session id>:<seq>``."""
+    return f"tutor:{session_id}:{seq}"
 
 
 def new_id(kind: str, user_id: str, idempotency_key: str | None) -> str:

@@ -18,6 +18,13 @@ one behaviour:
 
 Priorities: higher first, then due time, then id. Periodic jobs get one id per kind and time slot
 (:func:`periodic_job_id`), so replicas that tick at once enqueue each slot once.
+
+Times: a job queued by a stamped write is created at the write's time (so both stores show the same
+job), but due no later than this machine's clock says. A worker runs a job's handler at the time
+the attempt was due (:attr:`ClaimedJob.due_ms`, :func:`banyan.backends.common.clock.frozen_at`),
+so what a first attempt writes (a processed document's ``updated_ms``) is the same on both stores
+however late each store's worker got to it; leases, retries and the job row itself use this
+machine's clock.
 """
 
 from __future__ import annotations
@@ -48,7 +55,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql import Delete, Select, Update
 
-from banyan.backends.common.clock import iso, now_ms
+from banyan.backends.common.clock import iso, now_ms, wall_ms
 from banyan.backends.common.documents import ExtractionError
 from banyan.backends.common.errors import ApiError
 from banyan.backends.common.ids import NAMESPACE
@@ -176,6 +183,7 @@ def new_row(
     now: int | None = None,
 ) -> dict[str, Any]:
     at = now_ms() if now is None else now
+    due = min(at, wall_ms())  # a stamped write's time may run ahead of this machine's clock
     return {
         "id": job_id or str(uuid.uuid4()),
         "user_id": user_id,
@@ -185,7 +193,7 @@ def new_row(
         "priority": priority,
         "attempts": 0,
         "max_attempts": max_attempts or settings.max_attempts,
-        "run_at_ms": at + delay_ms,
+        "run_at_ms": due + delay_ms,
         "lease_token": None,
         "lease_until_ms": None,
         "result": None,
@@ -360,6 +368,7 @@ class ClaimedJob:
     attempts: int
     max_attempts: int
     token: str
+    due_ms: int | None = None  # when this attempt was due: the time the job's writes carry
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> ClaimedJob:
@@ -371,6 +380,7 @@ class ClaimedJob:
             attempts=row["attempts"],
             max_attempts=row["max_attempts"],
             token=row["lease_token"],
+            due_ms=row["run_at_ms"],
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -382,6 +392,7 @@ class ClaimedJob:
             "attempts": self.attempts,
             "max_attempts": self.max_attempts,
             "token": self.token,
+            "due_ms": self.due_ms,
         }
 
 

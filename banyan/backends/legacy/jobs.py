@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from banyan.backends.common import ids
 from banyan.backends.common import jobs as q
-from banyan.backends.common.clock import now_ms
+from banyan.backends.common.clock import frozen_at, now_ms
 from banyan.backends.common.errors import NotFound
 from banyan.backends.legacy.auth import authenticate
 from banyan.backends.legacy.state import LegacyState, state
@@ -158,7 +158,8 @@ class JobWorker:
             fn = HANDLERS.get(job.kind)
             if fn is None:
                 raise LookupError(f"no handler for job kind {job.kind!r}")
-            result = await fn(self.st, job)
+            with frozen_at(job.due_ms if job.due_ms is not None else now_ms()):
+                result = await fn(self.st, job)
         except asyncio.CancelledError:
             beat.cancel()
             await uncancellable(self._write(q.release(jobs, job.id, job.token, now_ms())))

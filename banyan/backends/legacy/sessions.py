@@ -287,28 +287,37 @@ async def _bump(
 
 
 async def append_messages(
-    db: AsyncSession, found: Any, entries: list[tuple[str, str, str, str | None]], ttl_ms: int
+    db: AsyncSession,
+    found: Any,
+    entries: list[tuple[str | None, str, str, str | None]],
+    ttl_ms: int,
 ) -> list[Message]:
     """Append ``(id, role, content, fingerprint)`` messages to a session in the ORM session's
-    transaction; they are written when it flushes (a duplicate id fails at commit)."""
+    transaction; they are written when it flushes (a duplicate id fails at commit). An entry
+    without an id is a tutor turn's: id and fingerprint come from its ``seq``
+    (:func:`idempotency.turn_message`)."""
     now = now_ms()
     last = await _bump(db, found.id, len(entries), ttl_ms, now)
     if last is None:  # deleted since it was found
         raise NotFound("session not found")
     first_seq = last - len(entries) + 1
-    created = [
-        Message(
-            id=message_id,
-            session_id=found.id,
-            user_id=found.user_id,
-            seq=first_seq + offset,
-            role=role,
-            content=content,
-            created_ms=now,
-            idem_hash=fp,
+    created: list[Message] = []
+    for offset, (message_id, role, content, fp) in enumerate(entries):
+        seq = first_seq + offset
+        if message_id is None:
+            message_id, fp = idempotency.turn_message(found.user_id, found.id, seq, role, content)
+        created.append(
+            Message(
+                id=message_id,
+                session_id=found.id,
+                user_id=found.user_id,
+                seq=seq,
+                role=role,
+                content=content,
+                created_ms=now,
+                idem_hash=fp,
+            )
         )
-        for offset, (message_id, role, content, fp) in enumerate(entries)
-    ]
     db.add_all(created)
     return created
 

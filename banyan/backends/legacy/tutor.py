@@ -34,10 +34,9 @@ from banyan.backends.legacy.state import STATE, LegacyState
 HUB: web.AppKey[TutorHub] = web.AppKey("legacy_tutor_hub", TutorHub)
 
 
-def turn_ids(user_id: str, key: str | None) -> tuple[str, str]:
-    """The question's and the answer's message ids (derived from the key when there is one)."""
-    if key is None:
-        return ids.new_id("message", user_id, None), ids.new_id("message", user_id, None)
+def turn_ids(user_id: str, key: str) -> tuple[str, str]:
+    """The question's and the answer's message ids under an ``Idempotency-Key`` (without one,
+    they come from the messages' ``seq`` when stored: :func:`idempotency.turn_message`)."""
     return ids.derived_id("message", user_id, f"{key}:q"), ids.derived_id(
         "message", user_id, f"{key}:a"
     )
@@ -80,20 +79,23 @@ async def store_pair(
     question: str,
     answer: str,
     *,
-    message_ids: tuple[str, str],
+    message_ids: tuple[str, str] | None,
     fingerprint: str | None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
+    ids_of = message_ids or (None, None)
     async with st.db.session() as db:
         found = await owned_session(db, user_id, session_id)
         entries = [
-            (message_ids[0], "user", question, fingerprint),
-            (message_ids[1], "assistant", answer, fingerprint),
+            (ids_of[0], "user", question, fingerprint),
+            (ids_of[1], "assistant", answer, fingerprint),
         ]
         stored_q, stored_a = await append_messages(db, found, entries, st.session_ttl_ms)
         try:
             await db.commit()
         except IntegrityError:  # a concurrent repeat of the same key stored the pair first
             await db.rollback()
+            if message_ids is None:
+                raise
             again = await stored_pair(st, user_id, *message_ids, {"text": question})
             if again is None:
                 raise
@@ -112,7 +114,7 @@ def turn(
     key: str | None = None,
 ) -> AsyncIterator[TurnEvent]:
     st = app[STATE]
-    message_ids = turn_ids(user_id, key)
+    message_ids = turn_ids(user_id, key) if key is not None else None
     fingerprint = idempotency.fingerprint({"text": text.strip()}) if key else None
 
     async def load() -> SessionState:

@@ -154,7 +154,7 @@ async def test_an_expired_lease_is_taken_over(runtime: Runtime) -> None:
     row = await row_of(runtime, job_id)
     assert row["status"] == "succeeded" and row["attempts"] == 2
     late = {**orphan, "outcome": "succeeded", "result": "stale"}
-    late.pop("kind"), late.pop("args"), late.pop("user_id")
+    late.pop("kind"), late.pop("args"), late.pop("user_id"), late.pop("due_ms")
     assert await runtime.run_mutation("jobs.finish", late, None) == "succeeded"
     assert (await row_of(runtime, job_id))[
         "result"

@@ -23,7 +23,7 @@ from sqlalchemy import delete, insert, select
 from banyan.backends.common import ids
 from banyan.backends.common import jobs as q
 from banyan.backends.common import validate as v
-from banyan.backends.common.clock import now_ms
+from banyan.backends.common.clock import frozen_at, now_ms
 from banyan.backends.common.errors import NotFound
 from banyan.backends.new.functions.common import CALLER, KEY, OPTIONAL_KEY, anything
 from banyan.backends.new.runtime import schema
@@ -247,7 +247,8 @@ async def run_job(runtime: Runtime, job: q.ClaimedJob) -> str:
         "max_attempts": job.max_attempts,
     }
     try:
-        result = await runtime.run(job.kind, dict(job.args), job.user_id)
+        with frozen_at(job.due_ms if job.due_ms is not None else now_ms()):
+            result = await runtime.run(job.kind, dict(job.args), job.user_id)
     except asyncio.CancelledError:
         beat.cancel()
         released = {**outcome, "outcome": "released"}

@@ -223,33 +223,38 @@ async def _bump(
     return last
 
 
+Entry = tuple[str | None, str, str, str | None]  # (id, role, content, fingerprint)
+
+
 def _message_rows(
-    session_id: str,
-    user_id: str,
-    last: int,
-    now: int,
-    entries: list[tuple[str, str, str, str | None]],
+    session_id: str, user_id: str, last: int, now: int, entries: list[Entry]
 ) -> list[dict[str, Any]]:
     first = last - len(entries) + 1
-    return [
-        {
-            "id": message_id,
-            "session_id": session_id,
-            "user_id": user_id,
-            "seq": first + offset,
-            "role": role,
-            "content": content,
-            "created_ms": now,
-            "idem_hash": fp,
-        }
-        for offset, (message_id, role, content, fp) in enumerate(entries)
-    ]
+    rows: list[dict[str, Any]] = []
+    for offset, (message_id, role, content, fp) in enumerate(entries):
+        seq = first + offset
+        if message_id is None:
+            message_id, fp = idempotency.turn_message(user_id, session_id, seq, role, content)
+        rows.append(
+            {
+                "id": message_id,
+                "session_id": session_id,
+                "user_id": user_id,
+                "seq": seq,
+                "role": role,
+                "content": content,
+                "created_ms": now,
+                "idem_hash": fp,
+            }
+        )
+    return rows
 
 
 async def append(
-    ctx: MutationCtx, session: dict[str, Any], entries: list[tuple[str, str, str, str | None]]
+    ctx: MutationCtx, session: dict[str, Any], entries: list[Entry]
 ) -> list[dict[str, Any]]:
-    """Append ``(id, role, content, fingerprint)`` messages in the mutation's transaction."""
+    """Append ``(id, role, content, fingerprint)`` messages in the mutation's transaction; an
+    entry without an id is a tutor turn's (:func:`idempotency.turn_message`)."""
     now = now_ms()
     last = await _bump(ctx, session["id"], len(entries), now)
     if last is None:  # deleted since it was found

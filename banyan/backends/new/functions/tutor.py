@@ -39,9 +39,9 @@ class Turn:
     replayed: bool = False
 
 
-def turn_ids(user_id: str, key: str | None) -> tuple[str, str]:
-    if key is None:
-        return ids.new_id("message", user_id, None), ids.new_id("message", user_id, None)
+def turn_ids(user_id: str, key: str) -> tuple[str, str]:
+    """The question's and the answer's ids under an ``Idempotency-Key`` (without one they come
+    from the messages' ``seq`` when stored: :func:`idempotency.turn_message`)."""
     return ids.derived_id("message", user_id, f"{key}:q"), ids.derived_id(
         "message", user_id, f"{key}:a"
     )
@@ -114,8 +114,8 @@ async def store(ctx: MutationCtx, args: dict[str, Any]) -> dict[str, Any]:
     """Both messages of a turn in one transaction (a concurrent repeat of a key finds its pair)."""
     user_id = args["caller"]["id"]
     session = await owned_session(ctx, user_id, args["id"])
-    question_id, answer_id = args["message_ids"]
-    if args["fingerprint"] is not None:
+    question_id, answer_id = args["message_ids"] or (None, None)
+    if question_id is not None and answer_id is not None and args["fingerprint"] is not None:
         found = await _pair(ctx, user_id, question_id, answer_id)
         if found is not None:
             return {"question": message_json(found[0]), "answer": message_json(found[1])}
@@ -146,7 +146,7 @@ async def turn(ctx: ActionCtx, args: dict[str, Any]) -> Turn:
         )
         if pair is not None:
             return Turn(_replayed(pair), replayed=True)
-    message_ids = list(turn_ids(caller["id"], key))
+    message_ids = list(turn_ids(caller["id"], key)) if key is not None else None
     fingerprint = idempotency.fingerprint({"text": text}) if key else None
 
     async def load_state() -> SessionState:

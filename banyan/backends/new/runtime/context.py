@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import ClauseElement, Executable
 from sqlalchemy.sql.util import find_tables
 
-from banyan.backends.common.clock import now_ms
+from banyan.backends.common.clock import wall_ms
 from banyan.backends.new.runtime import schema
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ class Scheduler:
         self.ctx = ctx
 
     async def run_after(self, delay_seconds: float, name: str, args: dict[str, Any]) -> str:
-        return await self.run_at(now_ms() + int(delay_seconds * 1000), name, args)
+        return await self.run_at(wall_ms() + int(delay_seconds * 1000), name, args)
 
     async def run_at(self, at_ms: int, name: str, args: dict[str, Any]) -> str:
         self.ctx.runtime.registry.get(name)  # unknown names fail at scheduling time

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select, update
 
-from banyan.backends.common.clock import now_ms
+from banyan.backends.common.clock import wall_ms
 from banyan.backends.new.runtime import schema
 from banyan.backends.new.runtime.engine import Runtime
 from banyan.logs import get_logger
@@ -75,7 +75,7 @@ class SchedulerRunner:
             "id": str(uuid.uuid4()),
             "name": cron.name,
             "args": "{}",
-            "run_at_ms": now_ms() + int(cron.every_seconds * 1000),
+            "run_at_ms": wall_ms() + int(cron.every_seconds * 1000),
             "status": "pending",
             "attempts": 0,
             "cron": cron.name,
@@ -103,7 +103,7 @@ class SchedulerRunner:
                 (
                     await conn.execute(
                         select(s.c.id)
-                        .where(s.c.status == "pending", s.c.run_at_ms <= now_ms())
+                        .where(s.c.status == "pending", s.c.run_at_ms <= wall_ms())
                         .order_by(s.c.run_at_ms)
                         .limit(limit)
                     )
@@ -148,7 +148,8 @@ class SchedulerRunner:
                         status="dead" if dead else ("done" if row["cron"] else "pending"),
                         attempts=attempts,
                         last_error=error,
-                        run_at_ms=now_ms() + int(self.backoff_seconds * 1000 * 2 ** (attempts - 1)),
+                        run_at_ms=wall_ms()
+                        + int(self.backoff_seconds * 1000 * 2 ** (attempts - 1)),
                     )
                 )
             if row["cron"] is not None:
