@@ -173,8 +173,16 @@ class Room:
         if removal is not None:
             self._broadcast(protocol.awareness(removal), skip=None)
 
-    def restore(self, state: bytes) -> None:
-        """Make the live document equal to a saved full-state update, as a forward edit."""
+    def restore(self, state: bytes, *, client_id: int | None = None) -> None:
+        """Make the live document equal to a saved full-state update, as a forward edit. With
+        ``client_id`` the edit is written as that Yjs client: two stores holding the same
+        document make the very same edit (a mirrored restore), so merging both adds nothing."""
+        if client_id is not None:
+            editor: Doc = Doc(client_id=client_id)
+            editor.apply_update(self.doc.get_update())
+            replace_content(editor, doc_from_update(state))
+            self.apply(editor.get_update(self.doc.get_state()))
+            return
         before = self.doc.get_state()
         replace_content(self.doc, doc_from_update(state))
         diff = self.doc.get_update(before)

@@ -3,6 +3,9 @@ snapshots — each returning the contract's JSON (docs/api.md, "Whiteboard").
 
 A backend authenticates the caller, then calls these with its :class:`RoomManager` and store.
 Snapshot ids honour ``Idempotency-Key`` (``kind`` ``snapshot``); names are 1..100 characters.
+A snapshot stores the room's content canonically (:func:`snapshot.canonical_update`), and a
+stamped restore writes its edit as a Yjs client derived from the write's seed, so a restore
+mirrored to the other store makes the same edit there.
 """
 
 from __future__ import annotations
@@ -11,10 +14,10 @@ import re
 from typing import Any
 
 from banyan.backends.common import ids, validate
-from banyan.backends.common.clock import iso, now_ms
+from banyan.backends.common.clock import iso, now_ms, write_seed
 from banyan.backends.common.errors import NotFound
 from banyan.backends.common.whiteboard.rooms import RoomManager
-from banyan.backends.common.whiteboard.snapshot import doc_to_json
+from banyan.backends.common.whiteboard.snapshot import canonical_update, doc_to_json
 from banyan.backends.common.whiteboard.store import RoomStore, SnapshotInfo
 
 ROOM_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
@@ -59,7 +62,7 @@ async def save_snapshot(
     fields = SNAPSHOT_BODY(body)
     room = await rooms.open(check_room(name))
     await room.flush()
-    state = room.doc.get_update()
+    state = canonical_update(room.doc)
     info = SnapshotInfo(
         id=ids.new_id("snapshot", user_id, idempotency_key),
         room=room.name,
@@ -83,6 +86,7 @@ async def restore_snapshot(
     if found is None:
         raise NotFound("no such snapshot")
     room = await rooms.open(name)
-    room.restore(found[1])
+    seed = write_seed()
+    room.restore(found[1], client_id=int(seed[:8], 16) if seed else None)
     await room.flush()
     return {"room": room.name, "doc": doc_to_json(room.doc)}

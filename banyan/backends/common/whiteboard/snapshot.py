@@ -9,6 +9,14 @@ an Array when it has items but no text, otherwise as a Text.
 Restoring is a forward edit, not a rewind: the live document's roots are rewritten to the saved
 content inside one transaction, so connected clients receive it as an ordinary update and nobody's
 replica has to be reset.
+
+A snapshot keeps the room's *content*, encoded canonically (:func:`canonical_update`: a fresh
+document with a fixed client id, roots and keys in sorted order, objects as nested maps, written in
+one transaction), not the room's own update: two stores whose rooms hold the same content store the
+same bytes and size even when that content was written by other Yjs clients on each side (edits
+made separately, a restore made before stamps) — the equality ``banyan data verify`` asks of rooms
+— and even when it holds plain object values, which Yjs encodes from a hash map in an order that
+changes from one process to the next. Restoring only ever reads a snapshot's content.
 """
 
 from __future__ import annotations
@@ -61,6 +69,36 @@ def _plain(value: Any) -> Any:
         return [_plain(item) for item in value]
     if isinstance(value, float) and value.is_integer():
         return int(value)
+    return value
+
+
+CANONICAL_CLIENT_ID = 1  # the writer of every canonical snapshot
+
+
+def canonical_update(doc: Doc) -> bytes:
+    """``doc``'s content as an update that depends on that content alone. Objects at any depth
+    are written as nested maps key by key in sorted order: a plain object value is encoded from a
+    hash map whose order changes from one process to the next."""
+    fresh: Doc = Doc(client_id=CANONICAL_CLIENT_ID)
+    with fresh.transaction():
+        for name, root in typed_roots(doc).items():
+            value = _plain(root.to_py())
+            if isinstance(root, Text):
+                fresh.get(name, type=Text).insert(0, str(value or ""))
+            elif isinstance(root, Map):
+                mapping = fresh.get(name, type=Map)
+                for key, item in (value or {}).items():
+                    mapping[key] = _canonical(item)
+            else:
+                fresh.get(name, type=Array).extend([_canonical(item) for item in value or []])
+    return fresh.get_update()
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, dict):
+        return Map({key: _canonical(value[key]) for key in sorted(value)})
+    if isinstance(value, list):
+        return Array([_canonical(item) for item in value])
     return value
 
 
