@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import MetaData, String, Table, event, func, select, text, tuple_
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.sql.expression import FromClause
 
 # Tables whose names differ between the legacy and the new store (legacy name, new name).
 RENAMED: dict[str, str] = {"study_sessions": "sessions"}
@@ -119,7 +120,7 @@ def pair_tables(legacy: MetaData, new: MetaData) -> list[TablePair]:
     return pairs
 
 
-def key_columns(table: Table, key: Sequence[str], dialect: str) -> list[Any]:
+def key_columns(table: FromClause, key: Sequence[str], dialect: str) -> list[Any]:
     """The key columns as both stores must sort them: text in byte order (``COLLATE "C"`` on
     PostgreSQL, SQLite's default), so a merge of the two scans lines up."""
     columns: list[Any] = []
