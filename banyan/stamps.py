@@ -11,9 +11,11 @@ Wire form (one header value, fields separated by dots)::
 
     v1.<ms>.primary..<signature>
     v1.<ms>.mirror.<user id>.<signature>
+    v1.<ms>.mirror..<signature>
 
 ``<ms>`` is the write's time in epoch milliseconds (ASCII digits, no sign or leading zero), the
-user id a lower-case UUID (empty for ``primary``), the signature the unpadded base64url HMAC-SHA256
+user id a lower-case UUID: the JWT ``sub`` of the copied request (empty for ``primary``, and for a
+``mirror`` copy of a request without a token — a registration), the signature the unpadded base64url HMAC-SHA256
 under the shared secret (``BANYAN_JWT_SECRET``) of every field above plus the request it belongs
 to: method, target (path and query as sent) and key (:func:`binding_key`: the ``Idempotency-Key``,
 else the ``X-Request-Id``). Each part is length-prefixed, so no two stamps sign the same text.
@@ -84,7 +86,7 @@ class Stamp:
 
     ms: int
     kind: Kind
-    user: str | None  # the acting user of a mirror stamp; None for primary
+    user: str | None  # the user a mirror stamp acts for; None for primary or without a token
     method: str
     target: str
     key: str
@@ -119,18 +121,20 @@ def make_stamp(
     target: str,
     key: str,
     ms: int,
+    mirror: bool = False,
     user: str | None = None,
 ) -> str:
-    """The header value for a write at ``ms``: a ``mirror`` stamp acting for ``user`` when one is
-    given, else a ``primary`` stamp. ``target`` is the path and query exactly as sent, ``key``
+    """The header value for a write at ``ms``: a ``primary`` stamp, or with ``mirror`` one for a
+    copy delivered to the other store, acting for ``user`` (the request's JWT ``sub``; None for a
+    request without a token). ``target`` is the path and query exactly as sent, ``key``
     :func:`binding_key` of the headers sent. ValueError for a time or user it cannot carry."""
     if not secret:
         raise ValueError("a stamp needs a secret")
     if not 0 <= ms <= MAX_MS:
         raise ValueError(f"ms must be between 0 and {MAX_MS}")
-    if user is not None and not _is_user(user):
-        raise ValueError("user must be a lower-case UUID")
-    kind: Kind = MIRROR if user is not None else PRIMARY
+    if user is not None and not (mirror and _is_user(user)):
+        raise ValueError("only a mirror stamp names a user, by a lower-case UUID")
+    kind: Kind = MIRROR if mirror else PRIMARY
     signature = _sign(secret, str(ms), kind, user or "", method, target, key)
     return f"{VERSION}.{ms}.{kind}.{user or ''}.{signature}"
 
@@ -180,13 +184,13 @@ def _parse(header: str) -> tuple[int, Kind, str | None, str]:
             raise MalformedStamp("a primary stamp names no user")
     elif kind_text == MIRROR:
         kind = MIRROR
-        if not _is_user(user):
+        if user and not _is_user(user):
             raise MalformedStamp("a mirror stamp names its user by a lower-case UUID")
     else:
         raise MalformedStamp(f"the stamp's kind is {PRIMARY} or {MIRROR}")
     if not _SIGNATURE.fullmatch(signature):
         raise MalformedStamp("the stamp's signature is not 43 base64url characters")
-    return int(ms_text), kind, (user if kind == MIRROR else None), signature
+    return int(ms_text), kind, (user or None), signature
 
 
 def _is_user(value: str) -> bool:
