@@ -25,7 +25,7 @@ from banyan.logs import get_logger
 
 log = get_logger("backend.stamps")
 
-STAMP_KEY = "banyan_stamp"
+STAMP_KEY: web.RequestKey[stamps.Stamp] = web.RequestKey("banyan_stamp", stamps.Stamp)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -75,8 +75,7 @@ async def stamp_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 def stamp_of(request: web.Request) -> stamps.Stamp | None:
     """The stamp the middleware verified for this request, if any."""
-    found = request.get(STAMP_KEY)
-    return found if isinstance(found, stamps.Stamp) else None
+    return request.get(STAMP_KEY)
 
 
 def mirror_user(request: web.Request) -> str | None:
