@@ -15,10 +15,12 @@ Wire form (one header value, fields separated by dots)::
 
 ``<ms>`` is the write's time in epoch milliseconds (ASCII digits, no sign or leading zero), the
 user id a lower-case UUID: the JWT ``sub`` of the copied request (empty for ``primary``, and for a
-``mirror`` copy of a request without a token — a registration), the signature the unpadded base64url HMAC-SHA256
-under the shared secret (``BANYAN_JWT_SECRET``) of every field above plus the request it belongs
-to: method, target (path and query as sent) and key (:func:`binding_key`: the ``Idempotency-Key``,
-else the ``X-Request-Id``). Each part is length-prefixed, so no two stamps sign the same text.
+``mirror`` copy of a request without a token — a registration), the signature the unpadded
+base64url HMAC-SHA256 under the shared secret (``BANYAN_JWT_SECRET``) of every field above plus
+the request it belongs to: method, target (path and query as sent) and key
+(:func:`binding_key`: the ``Idempotency-Key``, else the ``X-Request-Id``). Each part is
+length-prefixed, so no two stamps sign the same text. The body is not bound (the proxy streams
+it): a stamp is as confidential as the token that travels with it.
 
 A ``primary`` stamp is accepted within :data:`PRIMARY_WINDOW_MS` of the reader's clock (a captured
 request replayed later is refused); a ``mirror`` stamp has no time window — a mirror queue may
