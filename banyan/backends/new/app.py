@@ -1,6 +1,7 @@
 """The new backend's application factory: the runtime, its functions, routes, live hub, scheduler.
 
-``create_app(db_url)`` migrates the schema at startup, starts the persisted scheduler (with the
+``create_app(db_url)`` verifies write stamps (:mod:`banyan.backends.common.stamped`) like the
+legacy app, migrates the schema at startup, starts the persisted scheduler (with the
 ``gc.collect`` cron every ``gc_interval`` seconds) and stops both on cleanup.
 """
 
