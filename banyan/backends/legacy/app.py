@@ -1,8 +1,9 @@
 """The legacy backend's application factory and lifecycle.
 
 ``create_app(db_url)`` builds the aiohttp app: contract error middleware, a one-line request log,
-the write-stamp middleware (:mod:`banyan.backends.common.stamped`), the routes of every resource module, ``/healthz`` and ``/readyz``, the live hub, and the collector
-in the background. The schema is migrated at startup.
+the write-stamp middleware (:mod:`banyan.backends.common.stamped`), the routes of every resource
+module, ``/healthz`` and ``/readyz``, the live hub, and the collector in the background. The schema
+is migrated at startup.
 """
 
 from __future__ import annotations
