@@ -9,7 +9,7 @@ from pathlib import Path
 import jwt
 import pytest
 
-from banyan.backends.common import tokens
+from banyan.backends.common import clock, passwords, tokens
 from banyan.backends.common.errors import Unauthorized
 
 
@@ -180,3 +180,37 @@ def test_an_exported_secret_wins_over_a_dev_run(
     tokens.require_secret(dev=True)
     monkeypatch.setenv("BANYAN_JWT_SECRET", "e" * 40)
     assert tokens.secret() == "e" * 40
+
+
+def test_a_stamped_write_mints_the_same_token_each_time() -> None:
+    with clock.frozen_at(1_764_000_000_123, "seed-a"):
+        first, claims = tokens.issue("user-1", ttl=60)
+        again, _ = tokens.issue("user-1", ttl=60)
+        other_user = tokens.issue("user-2", ttl=60)[1]
+    with clock.frozen_at(1_764_000_000_123, "seed-b"):
+        other_write = tokens.issue("user-1", ttl=60)[1]
+    assert first == again and claims.iat == 1_764_000_000 and claims.exp == claims.iat + 60
+    assert len(claims.jti) == 32
+    assert len({claims.jti, other_user.jti, other_write.jti}) == 3
+
+
+def test_verify_signature_ignores_expiry_only() -> None:
+    expired, claims = tokens.issue("u", now=time.time() - 7200, ttl=60)
+    with pytest.raises(Unauthorized) as refused:
+        tokens.verify(expired)
+    assert refused.value.code == "token_expired"
+    assert tokens.verify_signature(expired) == claims
+    forged = jwt.encode({"sub": "u", "jti": "j", "iat": 1, "exp": 2}, "x" * 40, algorithm="HS256")
+    with pytest.raises(Unauthorized):
+        tokens.verify_signature(forged)
+
+
+def test_a_registration_salt_is_its_user_and_time() -> None:
+    salt = passwords.salt_for("user-1", 1_000)
+    assert len(salt) == 16 and salt == passwords.salt_for("user-1", 1_000)
+    assert (
+        len({salt, passwords.salt_for("user-2", 1_000), passwords.salt_for("user-1", 1_001)}) == 3
+    )
+    stored = passwords.hash_password("secret pass", salt=salt)
+    assert stored == passwords.hash_password("secret pass", salt=salt)
+    assert passwords.verify_password("secret pass", stored)
