@@ -245,16 +245,22 @@ class Router:
         return self._plans[index].decide(user, headers, cookies, client_ip)
 
 
+# A token's claims are a few hundred bytes; anything far larger is not read for routing.
+MAX_CLAIMS_CHARS = 8192
+
+
 @lru_cache(maxsize=4096)
 def _subject(token: str) -> str | None:
     parts = token.split(".")
     if len(parts) != 3 or not parts[1]:
         return None
     payload = parts[1]
+    if len(payload) > MAX_CLAIMS_CHARS:
+        return None
     try:
         raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
         claims = json.loads(raw)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError):
         return None
     if not isinstance(claims, dict):
         return None

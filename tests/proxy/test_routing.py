@@ -259,6 +259,9 @@ def test_user_from_authorization_reads_sub_without_verifying() -> None:
         + ".y",
         "Bearer " + "x." + base64.urlsafe_b64encode(b"\xff\xfe").decode() + ".y",
         "Bearer " + "x" * 9000,
+        # claims nested 5,000 deep (json.loads raises RecursionError), and claims far too large
+        "Bearer x." + base64.urlsafe_b64encode(b"[" * 5000).decode() + ".y",
+        "Bearer x." + base64.urlsafe_b64encode(b'{"sub": "' + b"a" * 9000 + b'"}').decode() + ".y",
     ],
 )
 def test_user_from_authorization_never_raises(header: str | None) -> None:
