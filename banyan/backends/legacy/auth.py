@@ -31,7 +31,15 @@ from aiohttp import web
 from sqlalchemy import bindparam, exists, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from banyan.backends.common import idempotency, ids, passwords, render, rules, tokens
+from banyan.backends.common import (
+    idempotency,
+    ids,
+    passwords,
+    registration,
+    render,
+    rules,
+    tokens,
+)
 from banyan.backends.common.clock import iso, now_ms
 from banyan.backends.common.errors import Conflict, Unauthorized
 from banyan.backends.common.stamped import mirror_user
@@ -170,27 +178,6 @@ def _caller(row: Any) -> Caller:
     return Caller(row.id, row.email, row.name, row.created_ms)
 
 
-async def _is_replay(
-    existing: Any, key: str | None, fields: dict[str, Any], hashed: str, created_ms: int
-) -> bool:
-    """Whether a registration of an existing user repeats the one that created it: the same
-    stamped registration delivered again (same name, time and hash), or the same
-    ``Idempotency-Key`` with the right password."""
-    if (existing.name, existing.created_ms, existing.password_hash) == (
-        fields["name"],
-        created_ms,
-        hashed,
-    ):
-        return True
-    return (
-        key is not None
-        and existing.idem_key_hash == idempotency.key_hash(key)
-        and await asyncio.to_thread(
-            passwords.verify_password, fields["password"], existing.password_hash
-        )
-    )
-
-
 async def register(request: web.Request) -> web.Response:
     key = idempotency.key_from(request.headers)
     fields = rules.REGISTER(await read_json(request))
@@ -202,7 +189,15 @@ async def register(request: web.Request) -> web.Response:
     async with db.engine.connect() as conn:
         existing = (await conn.execute(USER_BY_ID, {"id": user_id})).first()
     if existing is not None:
-        if not await _is_replay(existing, key, fields, hashed, created_ms):
+        again = await registration.repeats(
+            existing._mapping,
+            name=fields["name"],
+            password=fields["password"],
+            key=key,
+            hashed=hashed,
+            created_ms=created_ms,
+        )
+        if not again:
             raise Conflict("an account with this email exists", code="email_taken")
         return web.json_response(
             _token_body(_caller(existing)), status=201, headers=idempotency.REPLAYED

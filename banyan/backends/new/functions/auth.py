@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import bindparam, exists, select
 from sqlalchemy.exc import IntegrityError
 
-from banyan.backends.common import idempotency, ids, passwords, render, tokens
+from banyan.backends.common import idempotency, ids, passwords, registration, render, tokens
 from banyan.backends.common import validate as v
 from banyan.backends.common.clock import iso, now_ms
 from banyan.backends.common.errors import Conflict, Unauthorized
@@ -84,24 +84,6 @@ async def create_user(ctx: MutationCtx, args: dict[str, Any]) -> dict[str, Any]:
     return dict(args)
 
 
-async def _is_replay(
-    existing: dict[str, Any], key: str | None, args: dict[str, Any], hashed: str, created: int
-) -> bool:
-    """Whether a registration of an existing user repeats the one that created it: the same
-    stamped registration delivered again (same name, time and hash), or the same
-    ``Idempotency-Key`` with the right password."""
-    same = (existing["name"], existing["created_ms"], existing["password_hash"])
-    if same == (args["name"], created, hashed):
-        return True
-    return (
-        key is not None
-        and existing["idem_key_hash"] == idempotency.key_hash(key)
-        and await asyncio.to_thread(
-            passwords.verify_password, args["password"], existing["password_hash"]
-        )
-    )
-
-
 @action(
     "auth.register",
     {"email": v.string(), "password": v.string(strip=False), "name": v.string(), **KEY},
@@ -114,7 +96,15 @@ async def register(ctx: ActionCtx, args: dict[str, Any]) -> Reply:
     hashed = await asyncio.to_thread(passwords.hash_password, args["password"], salt=salt)
     existing = await ctx.run_query("auth.userByEmail", {"email": args["email"]})
     if existing is not None:
-        if not await _is_replay(existing, key, args, hashed, created_ms):
+        again = await registration.repeats(
+            existing,
+            name=args["name"],
+            password=args["password"],
+            key=key,
+            hashed=hashed,
+            created_ms=created_ms,
+        )
+        if not again:
             raise Conflict("an account with this email exists", code="email_taken")
         return Reply(token_body(existing), 201, dict(idempotency.REPLAYED))
     try:
