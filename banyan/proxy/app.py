@@ -6,9 +6,11 @@ the WebSocket bridge or a streamed HTTP exchange. After the answer is streamed, 
 metrics, the feature's guard, the access log (one line), the shadow comparison and the write
 mirror — none of which the client waits for.
 
-Lifecycle: on startup the shared client session (one pooled keep-alive connector), the flag
-watcher, the health probe and the mirror queue start; on shutdown open WebSockets are closed with
-1001 and in-flight HTTP requests drain (the runner's shutdown timeout).
+Lifecycle: on startup the HTTP client session (one pooled keep-alive connector), the WebSocket
+session (a connector of its own without a pool limit: a socket holds its connection for its whole
+life, so sharing a limit with HTTP would let idle sockets starve every request), the flag watcher,
+the health probe and the mirror queue start; on shutdown open WebSockets are closed with 1001 and
+in-flight HTTP requests drain (the runner's shutdown timeout).
 """
 
 from __future__ import annotations
@@ -106,6 +108,7 @@ class ProxyState:
     mirror: MirrorQueue | None = None
     shadow: ShadowHook | None = None
     session: aiohttp.ClientSession | None = None
+    ws_session: aiohttp.ClientSession | None = None  # upstream WebSockets only (own connector)
     health: HealthProbe | None = None
     requests: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
     breaches: list[dict[str, Any]] = field(default_factory=list)
@@ -438,12 +441,12 @@ async def _websocket(
     base_url: str,
     request_id: str,
 ) -> web.StreamResponse:
-    assert state.session is not None
+    assert state.ws_session is not None
     headers = upstream_headers(request, request_id, websocket=True)
     started = time.perf_counter()
     response, bridge = await open_bridge(
         request,
-        state.session,
+        state.ws_session,
         base_url + request.raw_path,
         headers,
         feature=decision.feature,
@@ -498,13 +501,13 @@ def _mirror_tap(
     authorization = credentials(request.headers, request.query)
     user = user_from_authorization(authorization, None)
     ip = request.remote or ""
-    if request.path.startswith(WHITEBOARD_PREFIX) and state.session is not None:
+    if request.path.startswith(WHITEBOARD_PREFIX) and state.ws_session is not None:
         url = state.flags.backends[target].url + request.raw_path
 
         async def ready() -> bool:
             return await state.fence.wait(state.fence.pending(target, user, ip))
 
-        return BoardMirrorTap(state.session, url, headers, feature=feature.name, ready=ready)
+        return BoardMirrorTap(state.ws_session, url, headers, feature=feature.name, ready=ready)
     session_id = tutor_session(request.path)
     if session_id is None or authorization is None:
         return None
@@ -544,6 +547,7 @@ async def _startup(app: web.Application) -> None:
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
         skip_auto_headers=("User-Agent",),
     )
+    state.ws_session = websocket_session()
     state.store.subscribe(state.on_flags)
     state.metrics.flags_info.set(state.flags.digest, value=1)
     state._sync_guards(state.flags)
@@ -585,6 +589,20 @@ async def _cleanup(app: web.Application) -> None:
     await state.store.stop()
     if state.session is not None:
         await state.session.close()
+    if state.ws_session is not None:
+        await state.ws_session.close()
+
+
+def websocket_session() -> aiohttp.ClientSession:
+    """The client session for upstream WebSockets: its connector has no connection limit (the
+    proxy's socket limit bounds them, :mod:`banyan.proxy.limits`) and shares none with HTTP."""
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300)
+    return aiohttp.ClientSession(
+        connector=connector,
+        auto_decompress=False,
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
+        skip_auto_headers=("User-Agent",),
+    )
 
 
 _LISTENER: web.AppKey[Any] = web.AppKey("banyan_edit_listener")
