@@ -149,8 +149,8 @@ async def test_http_is_answered_while_many_sockets_are_open(
     async with make_stack() as stack, aiohttp.ClientSession(connector=connector) as session:
         sockets: list[aiohttp.ClientWebSocketResponse] = []
         try:
-            for start in range(0, HELD_SOCKETS, 100):
-                batch = [session.ws_connect(stack.url + "/ws/echo") for _ in range(100)]
+            for _ in range(0, HELD_SOCKETS, 100):
+                batch = [session.ws_connect(stack.url + "/ws/echo") for _i in range(100)]
                 sockets += await asyncio.wait_for(asyncio.gather(*batch), 60)
             assert sum(1 for ws in sockets if not ws.closed) == HELD_SOCKETS
             started = time.perf_counter()
