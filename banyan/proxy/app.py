@@ -51,6 +51,7 @@ from banyan.proxy.gaps import IdleGaps
 from banyan.proxy.guards import Breach, GuardBoard
 from banyan.proxy.headers import FALLBACK, mark, request_id_of, upstream_headers
 from banyan.proxy.health import HealthProbe
+from banyan.proxy.limits import Admission, ProxyLimits, admission_middleware
 from banyan.proxy.metrics import ProxyMetrics
 from banyan.proxy.mirror import MirrorQueue
 from banyan.proxy.routing import Decision, user_from_authorization
@@ -99,6 +100,7 @@ class ProxyState:
     store: FlagStore
     access_log: bool = True
     health_interval: float = 2.0
+    admission: Admission = field(default_factory=lambda: Admission(ProxyLimits()))
     metrics: ProxyMetrics = field(default_factory=ProxyMetrics)
     bridges: BridgeRegistry = field(default_factory=BridgeRegistry)
     guards: GuardBoard = field(default_factory=GuardBoard)
@@ -114,6 +116,7 @@ class ProxyState:
     breaches: list[dict[str, Any]] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
     _edit_digests: set[str] = field(default_factory=set)
+    _refusal_logged: dict[str, float] = field(default_factory=dict)
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
     @property
@@ -166,6 +169,20 @@ class ProxyState:
         self.guards.sync(
             {f.name: (f"{f.mode}:{f.percent}:{f.primary}", f.guards) for f in flags.features}
         )
+
+    def on_refusal(self, limit: str) -> None:
+        """A request or socket refused at a limit: count it; log the first of each burst."""
+        self.metrics.refused.inc(limit)
+        now = time.monotonic()
+        if now - self._refusal_logged.get(limit, float("-inf")) >= 10.0:
+            self._refusal_logged[limit] = now
+            log.warning(
+                "limit_reached",
+                limit=limit,
+                websockets=self.admission.websockets,
+                requests=self.admission.requests,
+                limits=asdict(self.admission.limits),
+            )
 
     # -- after each exchange ---------------------------------------------------------------------
 
@@ -623,6 +640,7 @@ def create_app(
     shadow: ShadowHook | None = None,
     mirror: MirrorQueue | None = None,
     poll_interval: float | None = None,
+    limits: ProxyLimits | None = None,
 ) -> web.Application:
     """The proxy for the flag file at ``flags_path`` (which must be valid right now)."""
     path = Path(flags_path).resolve()
@@ -637,8 +655,12 @@ def create_app(
         audit=AuditLog(default_path(path)),
         mirror=mirror if mirror is not None else MirrorQueue(mirror_url(path)),
         shadow=shadow,
+        admission=Admission(limits if limits is not None else ProxyLimits.from_env()),
     )
-    app = web.Application(client_max_size=1024**4)
+    app = web.Application(
+        client_max_size=1024**4,
+        middlewares=[admission_middleware(state.admission, state.on_refusal)],
+    )
     app[STATE] = state
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)

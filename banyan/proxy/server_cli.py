@@ -1,4 +1,9 @@
-"""``banyan proxy --flags F --host H --port P [--workers N] [--no-access-log]``.
+"""``banyan proxy --flags F --host H --port P [--workers N] [--no-access-log] [limits]``.
+
+Limits (docs/operations.md, "Limits and timeouts"): ``--max-websockets``, ``--max-requests``,
+``--client-header-timeout``, ``--client-body-timeout``, ``--keepalive-timeout``; each defaults to
+its environment variable (``BANYAN_MAX_WEBSOCKETS``...) and then to the built-in value. They are
+per worker process.
 
 With ``--workers N`` (N > 1) the parent forks N worker processes that bind the same port with
 ``SO_REUSEPORT``; the kernel spreads connections across them. Port 0 with several workers first
@@ -9,12 +14,27 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import signal
 import sys
+from collections.abc import Callable
 
+from banyan.client_timeouts import ClientTimeouts
+from banyan.proxy.limits import ProxyLimits
 from banyan.serving import run
 from banyan.testing import free_port
+
+
+def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
+    def parse(text: str) -> int | float:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,16 +47,62 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-access-log", action="store_true", help="skip the per-request log line"
     )
+    limits = parser.add_argument_group("limits (per worker; default: environment, then built-in)")
+    limits.add_argument(
+        "--max-websockets",
+        type=_positive(int),
+        help="open WebSockets before new ones get 503 ($BANYAN_MAX_WEBSOCKETS, 10000)",
+    )
+    limits.add_argument(
+        "--max-requests",
+        type=_positive(int),
+        help="HTTP requests in flight before new ones get 503 ($BANYAN_MAX_REQUESTS, 4096)",
+    )
+    limits.add_argument(
+        "--client-header-timeout",
+        type=_positive(float),
+        help="seconds for a request head to arrive ($BANYAN_CLIENT_HEADER_TIMEOUT, 60)",
+    )
+    limits.add_argument(
+        "--client-body-timeout",
+        type=_positive(float),
+        help="seconds between two reads of a body ($BANYAN_CLIENT_BODY_TIMEOUT, 60)",
+    )
+    limits.add_argument(
+        "--keepalive-timeout",
+        type=_positive(float),
+        help="seconds an idle client connection stays open ($BANYAN_KEEPALIVE_TIMEOUT, 75)",
+    )
     return parser
 
 
-def _factory(args: argparse.Namespace) -> object:
+def limits_of(args: argparse.Namespace) -> tuple[ProxyLimits, ClientTimeouts]:
+    """The limits in force: command line over environment over built-in defaults."""
+    limits = ProxyLimits.from_env()
+    if args.max_websockets is not None:
+        limits = dataclasses.replace(limits, max_websockets=args.max_websockets)
+    if args.max_requests is not None:
+        limits = dataclasses.replace(limits, max_requests=args.max_requests)
+    timeouts = ClientTimeouts.from_env()
+    for field, value in (
+        ("header", args.client_header_timeout),
+        ("body", args.client_body_timeout),
+        ("keepalive", args.keepalive_timeout),
+    ):
+        if value is not None:
+            timeouts = dataclasses.replace(timeouts, **{field: value})
+    return limits, timeouts
+
+
+def _factory(args: argparse.Namespace, limits: ProxyLimits) -> object:
     def make() -> object:
         from banyan.proxy.app import create_app
         from banyan.proxy.shadow import shadow_from_env
 
         shadow = None if args.no_parity else shadow_from_env(args.flags)
-        return create_app(args.flags, access_log=not args.no_access_log, shadow=shadow)
+        return create_app(
+            args.flags, access_log=not args.no_access_log, shadow=shadow, limits=limits
+        )
 
     return make
 
@@ -50,15 +116,21 @@ def main(argv: list[str]) -> int:
     except FlagError as exc:
         print(f"banyan proxy: {exc}", file=sys.stderr)
         return 1
+    try:
+        limits, timeouts = limits_of(args)
+    except ValueError as exc:
+        print(f"banyan proxy: {exc}", file=sys.stderr)
+        return 1
+    factory = _factory(args, limits)
     if args.workers <= 1:
-        run("proxy", _factory(args), args.host, args.port)  # type: ignore[arg-type]
+        run("proxy", factory, args.host, args.port, timeouts=timeouts)  # type: ignore[arg-type]
         return 0
     port = args.port or free_port(args.host)
     children: list[int] = []
     for _ in range(args.workers):
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the forked worker
-            run("proxy", _factory(args), args.host, port, reuse_port=True)  # type: ignore[arg-type]
+            run("proxy", factory, args.host, port, reuse_port=True, timeouts=timeouts)  # type: ignore[arg-type]
             os._exit(0)
         children.append(pid)
 
