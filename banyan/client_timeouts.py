@@ -121,8 +121,10 @@ class SlowClientGuard(RequestHandler):
     def data_received(self, data: bytes) -> None:
         phase = self._guard_phase
         if phase == _DONE:
-            super().data_received(data)
-            return
+            if self._upgraded or self._force_close:  # a WebSocket, or a connection being cut
+                super().data_received(data)
+                return
+            phase = self._guard_phase = _IDLE  # the upgrade was refused: plain HTTP again
         heads_before = self._request_count
         super().data_received(data)
         if self._upgraded:

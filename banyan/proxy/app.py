@@ -51,12 +51,13 @@ from banyan.proxy.gaps import IdleGaps
 from banyan.proxy.guards import Breach, GuardBoard
 from banyan.proxy.headers import FALLBACK, mark, request_id_of, upstream_headers
 from banyan.proxy.health import HealthProbe
-from banyan.proxy.limits import Admission, ProxyLimits, admission_middleware
+from banyan.proxy.limits import Admission, ProxyLimits, admitted
 from banyan.proxy.metrics import ProxyMetrics
 from banyan.proxy.mirror import MirrorQueue
 from banyan.proxy.routing import Decision, user_from_authorization
+from banyan.proxy.tunnel import Tunnel, open_tunnel, run_tunnel
 from banyan.proxy.turn_mirror import TurnMirrorTap, credentials, tutor_session
-from banyan.proxy.websocket import BridgeRegistry, FrameTap, open_bridge, run_bridge
+from banyan.proxy.websocket import Bridge, BridgeRegistry, FrameTap, open_bridge, run_bridge
 
 log = get_logger("proxy")
 
@@ -458,22 +459,26 @@ async def _websocket(
     base_url: str,
     request_id: str,
 ) -> web.StreamResponse:
+    """Open the upstream socket, answer the client, then carry frames until either side ends: as
+    a byte tunnel when nothing reads the frames (:mod:`banyan.proxy.tunnel`), else as a frame
+    bridge feeding a shadow or mirror tap (:mod:`banyan.proxy.websocket`)."""
     assert state.ws_session is not None
     headers = upstream_headers(request, request_id, websocket=True)
     started = time.perf_counter()
-    response, bridge = await open_bridge(
-        request,
-        state.ws_session,
-        base_url + request.raw_path,
-        headers,
-        feature=decision.feature,
-        backend=decision.backend,
-        request_id=request_id,
-    )
+    url = base_url + request.raw_path
+    names = {"feature": decision.feature, "backend": decision.backend, "request_id": request_id}
+    link: Bridge | Tunnel | None
+    if _reads_frames(state, feature, decision):
+        response, link = await open_bridge(request, state.ws_session, url, headers, **names)
+    else:
+        timeout = state.flags.backends[decision.backend].read_timeout
+        response, link = await open_tunnel(
+            request, state.ws_session, url, headers, timeout=timeout, **names
+        )
     exchange = Exchange(decision.feature, decision.backend, "GET", request.path_qs, request_id)
     exchange.status = response.status
     exchange.head_latency = time.perf_counter() - started
-    if bridge is None:
+    if link is None:
         exchange.error = (
             "connect" if response.status == 502 else ("timeout" if response.status == 504 else None)
         )
@@ -483,6 +488,39 @@ async def _websocket(
     state.observe(exchange, feature)
     gauge = state.metrics.open_websockets
     gauge.inc(decision.feature, decision.backend)
+    try:
+        if isinstance(link, Tunnel):
+            del headers  # nothing reads it while the socket is open
+            await run_tunnel(link, state.bridges)
+        else:
+            tap = _frame_tap(state, request, feature, decision, headers)
+            await run_bridge(link, state.bridges, tap=tap)
+    finally:
+        gauge.dec(decision.feature, decision.backend)
+        _access(state, exchange, 101)
+    return response
+
+
+def _reads_frames(state: ProxyState, feature: Feature | None, decision: Decision) -> bool:
+    """Whether a socket's frames may be wanted: shadowed, or written through to the other store."""
+    if feature is None:
+        return False
+    if state.shadow is not None and decision.mode == "shadow":
+        return True
+    return (
+        state.mirror is not None
+        and feature.writes != "skip"
+        and mirror_target(feature, decision, decision.backend) is not None
+    )
+
+
+def _frame_tap(
+    state: ProxyState,
+    request: web.Request,
+    feature: Feature | None,
+    decision: Decision,
+    headers: Any,
+) -> FrameTap | None:
     tap: FrameTap | None = None
     if feature is not None and state.shadow is not None and decision.mode == "shadow":
         shadowed = feature
@@ -493,12 +531,7 @@ async def _websocket(
         tap = state.shadow.websocket_tap(feature, decision, request, headers, fallback)
     if tap is None and feature is not None:  # a socket not compared still writes through
         tap = _mirror_tap(state, request, feature, decision, headers)
-    try:
-        await run_bridge(bridge, state.bridges, tap=tap)
-    finally:
-        gauge.dec(decision.feature, decision.backend)
-        _access(state, exchange, 101)
-    return response
+    return tap
 
 
 def _mirror_tap(
@@ -657,15 +690,12 @@ def create_app(
         shadow=shadow,
         admission=Admission(limits if limits is not None else ProxyLimits.from_env()),
     )
-    app = web.Application(
-        client_max_size=1024**4,
-        middlewares=[admission_middleware(state.admission, state.on_refusal)],
-    )
+    app = web.Application(client_max_size=1024**4)
     app[STATE] = state
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     admin.add_admin_routes(app, STATE)
-    app.router.add_route("*", "/{tail:.*}", handle)
+    app.router.add_route("*", "/{tail:.*}", admitted(state.admission, handle, state.on_refusal))
     app.on_startup.append(_startup)
     app.on_shutdown.append(_shutdown)
     app.on_cleanup.append(_cleanup)

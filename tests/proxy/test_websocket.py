@@ -31,6 +31,10 @@ async def test_text_binary_ping_and_subprotocol(make_stack: Any) -> None:
             assert pong.type == WSMsgType.PONG and pong.data == b"are-you-there"
             await ws.send_str("whoami")
             assert json.loads((await ws.receive()).data)["protocol"] == "v1.banyan"
+        for _ in range(250):  # the socket counts until both of its connections have ended
+            if stack.state.metrics.open_websockets.get("api", "legacy") == 0:
+                break
+            await asyncio.sleep(0.02)
         assert stack.state.metrics.open_websockets.get("api", "legacy") == 0
 
 
@@ -170,3 +174,26 @@ async def test_http_is_answered_while_many_sockets_are_open(
             assert (await sockets[-1].receive(timeout=30)).data == "echo:still here"
         finally:
             await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+
+
+async def test_abruptly_dropped_sockets_are_cleaned_up_on_both_sides(make_stack: Any) -> None:
+    connector = aiohttp.TCPConnector(limit=0)
+    async with make_stack() as stack, aiohttp.ClientSession(connector=connector) as session:
+        sockets = await asyncio.gather(
+            *(session.ws_connect(stack.url + "/ws/echo") for _ in range(200))
+        )
+        assert stack.state.admission.websockets == 200
+        for ws in sockets:  # gone without a close frame, as a network failure would
+            transport = ws._response.connection.transport  # type: ignore[union-attr]
+            assert transport is not None
+            transport.abort()
+        for _ in range(500):
+            if not (len(stack.state.bridges) or stack.legacy.open_sockets):
+                break
+            await asyncio.sleep(0.02)
+        assert len(stack.state.bridges) == 0 and stack.legacy.open_sockets == 0
+        assert stack.state.admission.websockets == 0
+        assert stack.state.metrics.open_websockets.get("api", "legacy") == 0
+        async with session.ws_connect(stack.url + "/ws/echo") as ws:  # and the proxy still bridges
+            await ws.send_str("after")
+            assert (await ws.receive(timeout=10)).data == "echo:after"
