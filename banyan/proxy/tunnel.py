@@ -197,12 +197,17 @@ class Tunnel:
     # -- the tunnel speaking ---------------------------------------------------------------------
 
     def _speak(self, way: _Direction) -> None:
+        """Put the close frame waiting in ``way`` on its sink; once both ways have spoken, close
+        both connections (a side still finishing a frame the other way is not cut short)."""
         frame, way.say = way.say, None
         sink = way.sink.transport
         way.silent = True
         if sink is not None and frame is not None:
             sink.write(frame)
-            sink.close()
+        if self.up.silent and self.down.silent:
+            for each in (self.up, self.down):
+                if each.sink.transport is not None:
+                    each.sink.transport.close()
 
     async def close(self, code: int, reason: str) -> None:
         """Tell both sides ``code`` (each between two frames), close both connections, and wait

@@ -4,7 +4,7 @@
 body without keeping it), ``/download`` (streams N bytes), ``/sse`` (one event per ``/ack``, proving
 that nothing buffers), ``/gzip`` (a compressed body), ``/hop`` (hop-by-hop headers in the answer),
 ``/slow`` (answers after a delay), ``/status/{code}``, and WebSockets ``/ws/echo`` (echo, ping,
-close on command, subprotocols) and ``/ws/private`` (refuses the upgrade without a token).
+close or vanish on command, subprotocols) and ``/ws/private`` (refuses the upgrade without a token).
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ class Recorder:
         self.requests: list[dict[str, Any]] = []
         self.acks = asyncio.Queue[int]()
         self.open_sockets = 0
+        self.socket_texts: list[str] = []  # every text message /ws/echo received
         self.delay = 0.0
         self.hang = False
         self.app = web.Application(client_max_size=1024**3)
@@ -165,9 +166,14 @@ class Recorder:
         try:
             async for message in ws:
                 if message.type == WSMsgType.TEXT:
+                    self.socket_texts.append(message.data)
                     if message.data.startswith("close:"):
                         _, code, reason = message.data.split(":", 2)
                         await ws.close(code=int(code), message=reason.encode())
+                        break
+                    if message.data == "drop":  # gone without a close frame, as a crash would
+                        assert request.transport is not None
+                        request.transport.abort()
                         break
                     if message.data == "whoami":
                         await ws.send_str(
