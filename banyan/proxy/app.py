@@ -467,11 +467,13 @@ async def _websocket(
     started = time.perf_counter()
     url = base_url + request.raw_path
     names = {"feature": decision.feature, "backend": decision.backend, "request_id": request_id}
+    timeout = state.flags.backends[decision.backend].read_timeout  # for the upstream's 101
     link: Bridge | Tunnel | None
     if _reads_frames(state, feature, decision):
-        response, link = await open_bridge(request, state.ws_session, url, headers, **names)
+        response, link = await open_bridge(
+            request, state.ws_session, url, headers, timeout=timeout, **names
+        )
     else:
-        timeout = state.flags.backends[decision.backend].read_timeout
         response, link = await open_tunnel(
             request, state.ws_session, url, headers, timeout=timeout, **names
         )

@@ -116,18 +116,23 @@ async def open_bridge(
     feature: str,
     backend: str,
     request_id: str,
+    timeout: float,
 ) -> tuple[web.StreamResponse, Bridge | None]:
-    """Open the upstream socket; answer the upgrade (or the refusal) to the client."""
+    """Open the upstream socket (its handshake within ``timeout``); answer the upgrade (or the
+    refusal) to the client."""
     try:
-        upstream = await session.ws_connect(
-            url,
-            headers=headers,
-            protocols=offered_protocols(request),
-            autoping=False,
-            autoclose=False,
-            max_msg_size=MAX_MESSAGE_BYTES,
-            timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10.0),
-            compress=0,
+        upstream = await asyncio.wait_for(
+            session.ws_connect(
+                url,
+                headers=headers,
+                protocols=offered_protocols(request),
+                autoping=False,
+                autoclose=False,
+                max_msg_size=MAX_MESSAGE_BYTES,
+                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10.0),
+                compress=0,
+            ),
+            timeout,
         )
     except aiohttp.WSServerHandshakeError as exc:
         status = exc.status if 400 <= exc.status < 600 else 502
