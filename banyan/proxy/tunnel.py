@@ -134,6 +134,8 @@ class _Direction:
 class Tunnel:
     """A client connection and an upstream connection joined byte for byte."""
 
+    __slots__ = ("backend", "done", "down", "feature", "up", "upstream_response")
+
     def __init__(
         self,
         feature: str,
@@ -338,6 +340,9 @@ async def _answer(
     tunnel = Tunnel(feature, backend, request.protocol, upstream_protocol, upstream)
     upstream_protocol.set_parser(tunnel.down, None)  # what the upstream sent after its 101 first
     request.protocol.set_parser(tunnel.up)  # type: ignore[arg-type]
+    for way in (tunnel.down, tunnel.up):  # a side gone before its parser was set tells no one
+        if way.source.transport is None:
+            tunnel.source_lost(way)
     return response, tunnel
 
 
