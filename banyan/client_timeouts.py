@@ -99,7 +99,8 @@ class SlowClientGuard(RequestHandler):
         "_timeouts",
     )
 
-    def __init__(self, manager: Server, *, timeouts: ClientTimeouts, **kwargs: Any) -> None:
+    def __init__(self, manager: Server, **kwargs: Any) -> None:
+        timeouts = getattr(manager, "timeouts", None) or ClientTimeouts()  # a GuardedServer's
         kwargs["keepalive_timeout"] = timeouts.keepalive
         super().__init__(manager, **kwargs)
         self._guard_phase = _IDLE
@@ -203,14 +204,15 @@ class SlowClientGuard(RequestHandler):
 
 
 class GuardedServer(Server):
-    """aiohttp's low-level server, making :class:`SlowClientGuard` protocols."""
+    """aiohttp's low-level server, making :class:`SlowClientGuard` protocols that read their
+    ``timeouts`` here (a subclass of the guard made by a subclass of this server gets them too)."""
 
     def __init__(self, *args: Any, timeouts: ClientTimeouts, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.timeouts = timeouts
 
     def __call__(self) -> RequestHandler:
-        return SlowClientGuard(self, loop=self._loop, timeouts=self.timeouts, **self._kwargs)
+        return SlowClientGuard(self, loop=self._loop, **self._kwargs)
 
 
 class GuardedAppRunner(web.AppRunner):

@@ -33,6 +33,7 @@ from aiohttp import web
 from banyan.logs import get_logger
 from banyan.parity.redact import redact_url
 from banyan.proxy import admin
+from banyan.proxy.admission import Admission, AdmissionLimits, admitted
 from banyan.proxy.audit import AuditLog, default_path, diff_flagsets
 from banyan.proxy.board_mirror import WHITEBOARD_PREFIX, BoardMirrorTap
 from banyan.proxy.fence import WriteFence
@@ -51,7 +52,6 @@ from banyan.proxy.gaps import IdleGaps
 from banyan.proxy.guards import Breach, GuardBoard
 from banyan.proxy.headers import FALLBACK, mark, request_id_of, upstream_headers
 from banyan.proxy.health import HealthProbe
-from banyan.proxy.limits import Admission, ProxyLimits, admitted
 from banyan.proxy.metrics import ProxyMetrics
 from banyan.proxy.mirror import MirrorQueue
 from banyan.proxy.routing import Decision, user_from_authorization
@@ -101,7 +101,7 @@ class ProxyState:
     store: FlagStore
     access_log: bool = True
     health_interval: float = 2.0
-    admission: Admission = field(default_factory=lambda: Admission(ProxyLimits()))
+    admission: Admission = field(default_factory=lambda: Admission(AdmissionLimits()))
     metrics: ProxyMetrics = field(default_factory=ProxyMetrics)
     bridges: BridgeRegistry = field(default_factory=BridgeRegistry)
     guards: GuardBoard = field(default_factory=GuardBoard)
@@ -647,7 +647,7 @@ async def _cleanup(app: web.Application) -> None:
 
 def websocket_session() -> aiohttp.ClientSession:
     """The client session for upstream WebSockets: its connector has no connection limit (the
-    proxy's socket limit bounds them, :mod:`banyan.proxy.limits`) and shares none with HTTP."""
+    proxy's socket limit bounds them, :mod:`banyan.proxy.admission`) and shares none with HTTP."""
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300)
     return aiohttp.ClientSession(
         connector=connector,
@@ -675,7 +675,7 @@ def create_app(
     shadow: ShadowHook | None = None,
     mirror: MirrorQueue | None = None,
     poll_interval: float | None = None,
-    limits: ProxyLimits | None = None,
+    admission: AdmissionLimits | None = None,
 ) -> web.Application:
     """The proxy for the flag file at ``flags_path`` (which must be valid right now)."""
     path = Path(flags_path).resolve()
@@ -690,7 +690,7 @@ def create_app(
         audit=AuditLog(default_path(path)),
         mirror=mirror if mirror is not None else MirrorQueue(mirror_url(path)),
         shadow=shadow,
-        admission=Admission(limits if limits is not None else ProxyLimits.from_env()),
+        admission=Admission(admission if admission is not None else AdmissionLimits.from_env()),
     )
     app = web.Application(client_max_size=1024**4)
     app[STATE] = state

@@ -1,4 +1,4 @@
-"""``banyan proxy --flags F --host H --port P [--workers N] [--no-access-log] [limits]``.
+"""``banyan proxy --flags F --host H --port P [--workers N] [--no-access-log] [admission]``.
 
 Limits (docs/operations.md, "Limits and timeouts"): ``--max-websockets``, ``--max-requests``,
 ``--client-header-timeout``, ``--client-body-timeout``, ``--keepalive-timeout``; each defaults to
@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable
 
 from banyan.client_timeouts import ClientTimeouts
-from banyan.proxy.limits import ProxyLimits
+from banyan.proxy.admission import AdmissionLimits
 from banyan.serving import run
 from banyan.testing import free_port
 
@@ -47,28 +47,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-access-log", action="store_true", help="skip the per-request log line"
     )
-    limits = parser.add_argument_group("limits (per worker; default: environment, then built-in)")
-    limits.add_argument(
+    gate = parser.add_argument_group(
+        "admission and client timeouts (per worker; default: environment, then built-in)"
+    )
+    gate.add_argument(
         "--max-websockets",
         type=_positive(int),
         help="open WebSockets before new ones get 503 ($BANYAN_MAX_WEBSOCKETS, 10000)",
     )
-    limits.add_argument(
+    gate.add_argument(
         "--max-requests",
         type=_positive(int),
         help="HTTP requests in flight before new ones get 503 ($BANYAN_MAX_REQUESTS, 4096)",
     )
-    limits.add_argument(
+    gate.add_argument(
         "--client-header-timeout",
         type=_positive(float),
         help="seconds for a request head to arrive ($BANYAN_CLIENT_HEADER_TIMEOUT, 60)",
     )
-    limits.add_argument(
+    gate.add_argument(
         "--client-body-timeout",
         type=_positive(float),
         help="seconds between two reads of a body ($BANYAN_CLIENT_BODY_TIMEOUT, 60)",
     )
-    limits.add_argument(
+    gate.add_argument(
         "--keepalive-timeout",
         type=_positive(float),
         help="seconds an idle client connection stays open ($BANYAN_KEEPALIVE_TIMEOUT, 75)",
@@ -76,9 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def limits_of(args: argparse.Namespace) -> tuple[ProxyLimits, ClientTimeouts]:
+def admission_of(args: argparse.Namespace) -> tuple[AdmissionLimits, ClientTimeouts]:
     """The limits in force: command line over environment over built-in defaults."""
-    limits = ProxyLimits.from_env()
+    limits = AdmissionLimits.from_env()
     if args.max_websockets is not None:
         limits = dataclasses.replace(limits, max_websockets=args.max_websockets)
     if args.max_requests is not None:
@@ -94,14 +96,14 @@ def limits_of(args: argparse.Namespace) -> tuple[ProxyLimits, ClientTimeouts]:
     return limits, timeouts
 
 
-def _factory(args: argparse.Namespace, limits: ProxyLimits) -> object:
+def _factory(args: argparse.Namespace, admission: AdmissionLimits) -> object:
     def make() -> object:
         from banyan.proxy.app import create_app
         from banyan.proxy.shadow import shadow_from_env
 
         shadow = None if args.no_parity else shadow_from_env(args.flags)
         return create_app(
-            args.flags, access_log=not args.no_access_log, shadow=shadow, limits=limits
+            args.flags, access_log=not args.no_access_log, shadow=shadow, admission=admission
         )
 
     return make
@@ -117,11 +119,11 @@ def main(argv: list[str]) -> int:
         print(f"banyan proxy: {exc}", file=sys.stderr)
         return 1
     try:
-        limits, timeouts = limits_of(args)
+        admission, timeouts = admission_of(args)
     except ValueError as exc:
         print(f"banyan proxy: {exc}", file=sys.stderr)
         return 1
-    factory = _factory(args, limits)
+    factory = _factory(args, admission)
     if args.workers <= 1:
         run("proxy", factory, args.host, args.port, timeouts=timeouts)  # type: ignore[arg-type]
         return 0

@@ -143,17 +143,17 @@ def test_limit_options_reach_the_running_proxy(tmp_path: Path) -> None:
 
 def test_limits_come_from_options_over_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     from banyan.client_timeouts import ClientTimeouts
-    from banyan.proxy.limits import ProxyLimits
-    from banyan.proxy.server_cli import build_parser, limits_of
+    from banyan.proxy.admission import AdmissionLimits
+    from banyan.proxy.server_cli import admission_of, build_parser
 
     monkeypatch.setenv("BANYAN_MAX_WEBSOCKETS", "7")
     monkeypatch.setenv("BANYAN_CLIENT_BODY_TIMEOUT", "9")
     args = build_parser().parse_args(["--max-requests", "3", "--client-header-timeout", "2.5"])
-    limits, timeouts = limits_of(args)
-    assert limits == ProxyLimits(max_websockets=7, max_requests=3)
+    limits, timeouts = admission_of(args)
+    assert limits == AdmissionLimits(max_websockets=7, max_requests=3)
     assert timeouts == ClientTimeouts(header=2.5, body=9, keepalive=75)
     args = build_parser().parse_args(["--max-websockets", "1", "--keepalive-timeout", "5"])
-    assert limits_of(args)[0].max_websockets == 1 and limits_of(args)[1].keepalive == 5
+    assert admission_of(args)[0].max_websockets == 1 and admission_of(args)[1].keepalive == 5
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--max-websockets", "0"])
 

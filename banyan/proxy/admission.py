@@ -54,13 +54,13 @@ def _count(name: str, default: int) -> int:
 
 
 @dataclass(frozen=True)
-class ProxyLimits:
+class AdmissionLimits:
     max_websockets: int = 10_000
     max_requests: int = 4_096
     fd_reserve: int = 64
 
     @classmethod
-    def from_env(cls) -> ProxyLimits:
+    def from_env(cls) -> AdmissionLimits:
         """Defaults, each overridden by its environment variable when set."""
         return cls(
             max_websockets=_count(MAX_WEBSOCKETS_ENV, cls.max_websockets),
@@ -93,7 +93,7 @@ class DescriptorGauge:
 class Admission:
     """The gate: counts what is open and refuses what would go past a limit."""
 
-    def __init__(self, limits: ProxyLimits, gauge: DescriptorGauge | None = None) -> None:
+    def __init__(self, limits: AdmissionLimits, gauge: DescriptorGauge | None = None) -> None:
         self.limits = limits
         self.gauge = gauge or DescriptorGauge()
         self.websockets = 0
@@ -131,7 +131,7 @@ _MESSAGES = {
 }
 
 
-def refused(limit: str, limits: ProxyLimits) -> web.Response:
+def refused(limit: str, limits: AdmissionLimits) -> web.Response:
     code, message = _MESSAGES[limit]
     n = limits.max_websockets if limit == "websockets" else limits.max_requests
     return web.json_response(

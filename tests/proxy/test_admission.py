@@ -1,4 +1,4 @@
-"""Tests for banyan/proxy/limits.py: past a limit the proxy answers 503 at once, never hangs.
+"""Tests for banyan/proxy/admission.py: past a limit the proxy answers 503 at once, never hangs.
 
 The socket and request limits are tried on an in-process proxy; the descriptor limit on a real
 ``banyan proxy`` process started with a low ``RLIMIT_NOFILE`` (it raises its soft limit to the hard
@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from banyan.proxy.limits import ProxyLimits
+from banyan.proxy.admission import AdmissionLimits
 from banyan.testing import serve
 from tests.proxy.conftest import ALL_LEGACY
 from tests.proxy.upstreams import Recorder, flags_yaml
@@ -55,8 +55,8 @@ async def wait_until(check: Any) -> None:
 
 
 async def test_past_the_socket_limit_a_new_socket_gets_503(make_stack: Any) -> None:
-    limits = ProxyLimits(max_websockets=3)
-    async with make_stack(limits=limits) as stack, aiohttp.ClientSession() as session:
+    limits = AdmissionLimits(max_websockets=3)
+    async with make_stack(admission=limits) as stack, aiohttp.ClientSession() as session:
         held = [await session.ws_connect(stack.url + "/ws/echo") for _ in range(3)]
         status, headers, body = await refused_upgrade(session, stack.url + "/ws/echo")
         assert_refused(status, headers, body, "too_many_websockets")
@@ -74,8 +74,8 @@ async def test_past_the_socket_limit_a_new_socket_gets_503(make_stack: Any) -> N
 
 
 async def test_past_the_request_limit_a_new_request_gets_503(make_stack: Any) -> None:
-    limits = ProxyLimits(max_requests=2)
-    async with make_stack(limits=limits) as stack, aiohttp.ClientSession() as session:
+    limits = AdmissionLimits(max_requests=2)
+    async with make_stack(admission=limits) as stack, aiohttp.ClientSession() as session:
         # two event streams held open by the upstream until acknowledged (directly, not through
         # the proxy, which is full)
         streams = [await session.get(stack.url + "/sse?n=2") for _ in range(2)]
@@ -100,16 +100,16 @@ async def test_past_the_request_limit_a_new_request_gets_503(make_stack: Any) ->
 
 
 def test_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert ProxyLimits.from_env() == ProxyLimits()
+    assert AdmissionLimits.from_env() == AdmissionLimits()
     monkeypatch.setenv("BANYAN_MAX_WEBSOCKETS", "50")
     monkeypatch.setenv("BANYAN_MAX_REQUESTS", "70")
-    assert ProxyLimits.from_env() == ProxyLimits(max_websockets=50, max_requests=70)
+    assert AdmissionLimits.from_env() == AdmissionLimits(max_websockets=50, max_requests=70)
     monkeypatch.setenv("BANYAN_MAX_REQUESTS", "many")
     with pytest.raises(ValueError, match="BANYAN_MAX_REQUESTS must be a whole number"):
-        ProxyLimits.from_env()
+        AdmissionLimits.from_env()
     monkeypatch.setenv("BANYAN_MAX_REQUESTS", "0")
     with pytest.raises(ValueError, match="at least 1"):
-        ProxyLimits.from_env()
+        AdmissionLimits.from_env()
 
 
 def _low_descriptor_limit() -> None:  # runs in the child before exec
