@@ -32,6 +32,12 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time the process has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def open_descriptors(pid: int) -> int:
     try:
         return os.stat(f"/proc/{pid}/fd").st_size or len(os.listdir(f"/proc/{pid}/fd"))
@@ -116,7 +122,9 @@ class HeldSockets:
     held: int = 0
     descriptors: int = 0
     kib_per_socket: float = 0.0
+    idle_cpu: dict[str, float] = field(default_factory=dict)  # share of a core without requests
     latency: dict[str, Latencies] = field(default_factory=dict)  # "quiet|busy proxy|direct"
+    cpu_us_per_request: dict[str, float] = field(default_factory=dict)  # by phase, idle removed
 
 
 async def both_ways(
@@ -126,14 +134,20 @@ async def both_ways(
     args: argparse.Namespace,
     phase: str,
     into: HeldSockets,
+    pid: int,
 ) -> None:
-    """Latencies through the proxy and straight to the backend, measured at the same time."""
+    """Latencies through the proxy and straight to the backend, measured at the same time, and
+    the proxy's CPU time per request meanwhile (less what it spends idle, measured first)."""
+    cpu_before, started = cpu_seconds(pid), time.perf_counter()
+    await asyncio.sleep(5.0)
+    idle = into.idle_cpu[phase] = (cpu_seconds(pid) - cpu_before) / (time.perf_counter() - started)
+    count, rate = args.http_requests, args.http_rate
+    cpu_before, started = cpu_seconds(pid), time.perf_counter()
     results = await asyncio.gather(
-        *(
-            http_latencies(http, u, headers, args.http_requests, args.http_rate)
-            for u in urls.values()
-        )
+        *(http_latencies(http, url, headers, count, rate) for url in urls.values())
     )
+    spent = cpu_seconds(pid) - cpu_before - idle * (time.perf_counter() - started)
+    into.cpu_us_per_request[phase] = spent / count * 1e6
     for target, result in zip(urls, results, strict=True):
         into.latency[f"{phase} {target}"] = result
 
@@ -152,7 +166,7 @@ async def held_sockets(
     urls = {"proxy": f"{base}/api/sessions/{sid}", "direct": f"{backend}/api/sessions/{sid}"}
     out = HeldSockets()
     await http_latencies(http, urls["proxy"], headers, 200, args.http_rate)  # warm up
-    await both_ways(http, urls, headers, args, "quiet", out)
+    await both_ways(http, urls, headers, args, "quiet", out, pid)
     await asyncio.sleep(1.0)
     before = rss_kib(pid)
     url = f"{base.replace('http', 'ws', 1)}/ws/tutor/{sid}?token={token}"
@@ -162,7 +176,7 @@ async def held_sockets(
         await asyncio.sleep(2.0)
         after = rss_kib(pid)
         out.descriptors = open_descriptors(pid)
-        await both_ways(http, urls, headers, args, "busy", out)
+        await both_ways(http, urls, headers, args, "busy", out, pid)
         for holder in holders:
             assert holder.stdin is not None
             holder.stdin.write(b"close\n")

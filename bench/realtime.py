@@ -144,16 +144,13 @@ def print_held(rows: list[tuple[str, HeldSockets]], args: argparse.Namespace) ->
                 "still open at the end",
                 "proxy descriptors",
                 "proxy KiB per socket",
+                "proxy CPU holding them, no requests",
             ],
             [
                 [
-                    m,
-                    h.opened,
-                    h.refused,
-                    h.failed,
-                    h.held,
-                    h.descriptors,
+                    *(m, h.opened, h.refused, h.failed, h.held, h.descriptors),
                     round(h.kib_per_socket, 2),
+                    idle_share(h),
                 ]
                 for m, h in rows
             ],
@@ -164,7 +161,8 @@ def print_held(rows: list[tuple[str, HeldSockets]], args: argparse.Namespace) ->
     for mode, held in rows:
         for phase, label in (("quiet", "0"), ("busy", str(held.opened))):
             figures = [held.latency.get(f"{phase} {t}", Latencies()).figures() for t in TARGETS]
-            latency_rows.append([mode, label, *(x for f in figures for x in f)])
+            cpu = round(held.cpu_us_per_request.get(phase, 0.0))
+            latency_rows.append([mode, label, *(x for f in figures for x in f), cpu])
     print(
         markdown_table(
             [
@@ -176,6 +174,7 @@ def print_held(rows: list[tuple[str, HeldSockets]], args: argparse.Namespace) ->
                 "direct p50 ms",
                 "p99 ms",
                 "failed",
+                "proxy CPU µs per request (idle CPU removed)",
             ],
             latency_rows,
         )
@@ -190,6 +189,12 @@ def print_held(rows: list[tuple[str, HeldSockets]], args: argparse.Namespace) ->
 
 
 TARGETS = ("proxy", "direct")
+
+
+def idle_share(held: HeldSockets) -> str:
+    """The proxy's CPU (share of a core) with the sockets open and no requests; none open."""
+    busy, quiet = held.idle_cpu.get("busy", 0.0), held.idle_cpu.get("quiet", 0.0)
+    return f"{busy:.1%} (none open: {quiet:.1%})"
 
 
 async def main_async(args: argparse.Namespace) -> None:

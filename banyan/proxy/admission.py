@@ -76,6 +76,7 @@ class DescriptorGauge:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self.fresh_for = COUNT_FRESH_FOR if descriptors.count_is_cheap() else 1.0
+        self.limit = descriptors.soft_limit()  # read again with every count
         self._counted = 0
         self._counted_at = float("-inf")
         self._since = 0
@@ -84,6 +85,7 @@ class DescriptorGauge:
         now = self.clock()
         if now - self._counted_at >= self.fresh_for:
             self._counted, self._counted_at, self._since = descriptors.open_count(), now, 0
+            self.limit = descriptors.soft_limit()
         return self._counted + self._since
 
     def taken(self, count: int) -> None:
@@ -106,7 +108,7 @@ class Admission:
         if not websocket and self.requests >= self.limits.max_requests:
             return "requests"
         need = DESCRIPTORS_PER_SOCKET if websocket else DESCRIPTORS_PER_REQUEST
-        if self.gauge.in_use() + need + self.limits.fd_reserve > descriptors.soft_limit():
+        if self.gauge.in_use() + need + self.limits.fd_reserve > self.gauge.limit:
             return "descriptors"
         self.gauge.taken(need)
         return None

@@ -180,3 +180,27 @@ async def test_out_of_descriptors_a_new_socket_gets_503_not_a_hang(tmp_path: Pat
         log = (await process.stderr.read()).decode()
     raised = [json.loads(x) for x in log.splitlines() if '"descriptor_limit_raised"' in x]
     assert raised and raised[0]["soft_before"] == 64 and raised[0]["soft"] == 300, log[-2000:]
+
+
+def test_the_descriptor_count_adds_what_was_admitted_since_it_was_taken() -> None:
+    import socket
+
+    from banyan import descriptors
+    from banyan.proxy.admission import DescriptorGauge
+    from banyan.testing import ManualClock
+
+    clock = ManualClock(100.0)
+    gauge = DescriptorGauge(clock)
+    first = gauge.in_use()
+    assert first > 0 and gauge.limit == descriptors.soft_limit()
+    gauge.taken(2)
+    gauge.taken(1)
+    opened = [socket.socket() for _ in range(10)]
+    try:
+        assert gauge.in_use() == first + 3  # not counted again yet: what was admitted is added
+        clock.now += gauge.fresh_for
+        assert gauge.in_use() == descriptors.open_count()  # counted afresh
+        assert gauge.in_use() >= first + 10
+    finally:
+        for sock in opened:
+            sock.close()
