@@ -134,3 +134,20 @@ def test_timeouts_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("BANYAN_CLIENT_BODY_TIMEOUT", "0")
     with pytest.raises(ValueError, match="must be positive"):
         ClientTimeouts.from_env()
+
+
+async def test_a_body_the_server_is_too_busy_to_read_is_not_the_clients_fault(
+    tmp_path: Path,
+) -> None:
+    """The upstream reads nothing for 3 s while the client sends 32 MiB as fast as it can: the
+    proxy stops reading the client (its buffers are full) and the body clock stops with it."""
+    size = 32 * 1024 * 1024
+    async with proxy(tmp_path, ClientTimeouts(header=30, body=0.5, keepalive=30)) as (url, _):
+        async with aiohttp.ClientSession() as session:
+            async with session.post(
+                url + "/upload?wait=3",
+                data=b"z" * size,
+                timeout=aiohttp.ClientTimeout(total=60),
+            ) as response:
+                assert response.status == 200
+                assert (await response.json())["size"] == size

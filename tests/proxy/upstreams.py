@@ -1,10 +1,11 @@
 """Test upstreams for the proxy tests: real aiohttp servers that record what they received.
 
 ``Recorder`` serves: ``/echo`` (any method; answers what it got), ``/upload`` (hashes a streamed
-body without keeping it), ``/download`` (streams N bytes), ``/sse`` (one event per ``/ack``, proving
-that nothing buffers), ``/gzip`` (a compressed body), ``/hop`` (hop-by-hop headers in the answer),
-``/slow`` (answers after a delay), ``/status/{code}``, and WebSockets ``/ws/echo`` (echo, ping,
-close or vanish on command, subprotocols) and ``/ws/private`` (refuses the upgrade without a token).
+body without keeping it, after ``?wait=`` seconds), ``/download`` (streams N bytes), ``/sse`` (one
+event per ``/ack``, proving that nothing buffers), ``/gzip`` (a compressed body), ``/hop``
+(hop-by-hop headers in the answer), ``/slow`` (answers after a delay), ``/status/{code}``, and
+WebSockets ``/ws/echo`` (echo, ping, close or vanish on command, subprotocols) and
+``/ws/private`` (refuses the upgrade without a token).
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ class Recorder:
         return web.json_response(seen)
 
     async def upload(self, request: web.Request) -> web.Response:
+        await asyncio.sleep(float(request.query.get("wait", "0")))  # a slow reader, at first
         digest, size = hashlib.sha256(), 0
         async for chunk in request.content.iter_any():
             digest.update(chunk)
