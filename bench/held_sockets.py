@@ -22,7 +22,7 @@ from pathlib import Path
 import aiohttp
 
 from banyan.processes import stop
-from bench.common import percentile, quiet_collector
+from bench.common import markdown_table, percentile, quiet_collector
 
 
 def rss_kib(pid: int) -> int:
@@ -158,19 +158,23 @@ async def held_sockets(
     backend: str,
     pid: int,
     args: argparse.Namespace,
-    session: tuple[str, dict[str, str], str],
+    reads: tuple[dict[str, str], str],
+    socket_url: str,
+    *,
+    quiet_first: bool = True,
 ) -> HeldSockets:
-    """``args.idle`` idle tutor sockets held through the proxy at ``base`` (process ``pid``) by
-    ``args.holders`` processes; ``session`` is (token, auth headers, session id)."""
-    token, headers, sid = session
+    """``args.idle`` idle sockets to ``socket_url`` held through the proxy at ``base`` (process
+    ``pid``) by ``args.holders`` processes, while a session (auth headers, id) is read through the
+    proxy and straight from ``backend`` — first with no socket open when ``quiet_first``."""
+    headers, sid = reads
     urls = {"proxy": f"{base}/api/sessions/{sid}", "direct": f"{backend}/api/sessions/{sid}"}
     out = HeldSockets()
     await http_latencies(http, urls["proxy"], headers, 200, args.http_rate)  # warm up
-    await both_ways(http, urls, headers, args, "quiet", out, pid)
+    if quiet_first:
+        await both_ways(http, urls, headers, args, "quiet", out, pid)
     await asyncio.sleep(1.0)
     before = rss_kib(pid)
-    url = f"{base.replace('http', 'ws', 1)}/ws/tutor/{sid}?token={token}"
-    holders = await start_holders(url, args.idle, args.holders)
+    holders = await start_holders(socket_url, args.idle, args.holders)
     try:
         opened = await holders_say(holders, "opened")
         await asyncio.sleep(2.0)
@@ -190,3 +194,63 @@ async def held_sockets(
     out.failed = sum(int(line[5]) for line in opened)
     out.kib_per_socket = (after - before) / max(out.opened, 1)
     return out
+
+
+PLACES = {"same": "the reads' backend", "other": "the other backend"}
+
+
+def report(rows: list[tuple[str, dict[str, HeldSockets]]], args: argparse.Namespace) -> str:
+    """Two markdown tables (the sockets; the reads' latency) and the failures, by backend."""
+    sockets, reads = [], []
+    failures: Counter[str] = Counter()
+    for mode, places in rows:
+        for place, held in places.items():
+            busy, quiet = held.idle_cpu.get("busy", 0.0), held.idle_cpu.get("quiet")
+            idle = f"{busy:.1%}" + ("" if quiet is None else f" (none open: {quiet:.1%})")
+            counts = (held.opened, held.refused, held.failed, held.held, held.descriptors)
+            # the second 5,000 reuse the memory the first left to the process: growth ~0
+            growth = round(held.kib_per_socket, 2) if place == "same" else "(reused)"
+            sockets.append([mode, PLACES[place], *counts, growth, idle])
+            for phase, open_ in (("quiet", 0), ("busy", held.opened)):
+                if f"{phase} proxy" not in held.latency:
+                    continue
+                figures = [held.latency[f"{phase} {target}"].figures() for target in TARGETS]
+                cpu = round(held.cpu_us_per_request.get(phase, 0.0))
+                where = PLACES[place] if open_ else "—"
+                reads.append([mode, open_, where, *(x for f in figures for x in f), cpu])
+            for result in held.latency.values():
+                failures.update(result.failures)
+    return "\n\n".join(
+        [
+            markdown_table(SOCKET_COLUMNS, sockets),
+            markdown_table(READ_COLUMNS, reads),
+            f"{args.http_requests} reads per cell at {args.http_rate:g}/s each way; "
+            f"failures: {dict(failures) or 'none'}",
+        ]
+    )
+
+
+TARGETS = ("proxy", "direct")
+SOCKET_COLUMNS = [
+    "reads' backend",
+    "sockets held on",
+    "opened",
+    "refused",
+    "failed",
+    "still open at the end",
+    "proxy descriptors",
+    "proxy KiB per socket",
+    "proxy CPU holding them, no requests",
+]
+READ_COLUMNS = [
+    "reads' backend",
+    "sockets open",
+    "held on",
+    "via proxy p50 ms",
+    "p99 ms",
+    "failed",
+    "direct p50 ms",
+    "p99 ms",
+    "failed",
+    "proxy CPU µs per read (idle CPU removed)",
+]

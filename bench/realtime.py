@@ -22,20 +22,22 @@ import resource
 import tempfile
 import time
 import uuid
-from collections import Counter
 from pathlib import Path
 
 import aiohttp
 from pycrdt import Doc, Map
 
 from banyan.backends.common.whiteboard.client import WhiteboardClient
-from banyan.processes import running_stack
+from banyan.processes import RunningStack, flags_text, running_stack
 from banyan.serving import install_uvloop
 from bench.common import markdown_table, percentile
-from bench.held_sockets import HeldSockets, Latencies, held_sockets
+from bench.held_sockets import HeldSockets, held_sockets, report
 
 FEATURES = """\
 features:
+  sockets:
+    routes: ["/ws/tutor/**"]
+    mode: {sockets}
   everything:
     routes: ["/api/**", "/ws/**"]
     mode: {mode}
@@ -107,12 +109,48 @@ async def whiteboard_fanout(
     return latencies
 
 
-async def run_mode(mode: str, args: argparse.Namespace) -> tuple[list[object], HeldSockets]:
+async def new_session(http: aiohttp.ClientSession, base: str) -> tuple[str, dict[str, str], str]:
+    """A new user and a study session of theirs at ``base``: (token, auth headers, session id)."""
+    token, headers = await new_user(http, base)
+    async with http.post(base + "/api/sessions", json={"title": "idle"}, headers=headers) as r:
+        return token, headers, (await r.json())["id"]
+
+
+async def sockets_both_places(
+    http: aiohttp.ClientSession, stack: RunningStack, mode: str, args: argparse.Namespace
+) -> dict[str, HeldSockets]:
+    """The held sockets twice: on the backend the reads go to (``same``), then — after a flag
+    flip of the ``sockets`` feature — on the other one (``other``), so the reads' backend holds
+    none and what they show is the proxy's."""
+    base, pid = stack.url("proxy"), stack.children["proxy"].process.pid
+    token, headers, sid = await new_session(http, base)
+    ws = base.replace("http", "ws", 1)
+    held = {}
+    same_url = f"{ws}/ws/tutor/{sid}?token={token}"
+    held["same"] = await held_sockets(
+        http, base, stack.url(mode), pid, args, (headers, sid), same_url
+    )
+    other = "new" if mode == "legacy" else "legacy"
+    other_token, _, other_sid = await new_session(http, stack.url(other))
+    features = FEATURES.format(mode=mode, sockets=other)
+    stack.flags_path.write_text(flags_text(stack.url("legacy"), stack.url("new"), features))
+    await asyncio.sleep(2.0)  # the proxy applies a changed flag file within a second
+    other_url = f"{ws}/ws/tutor/{other_sid}?token={other_token}"
+    held["other"] = await held_sockets(
+        http, base, stack.url(mode), pid, args, (headers, sid), other_url, quiet_first=False
+    )
+    return held
+
+
+async def run_mode(
+    mode: str, args: argparse.Namespace
+) -> tuple[list[object], dict[str, HeldSockets]]:
     tutor: list[float] = []
     board: list[float] = []
-    held = HeldSockets()
+    held: dict[str, HeldSockets] = {}
     with tempfile.TemporaryDirectory(prefix="banyan-rt-") as tmp:
-        async with running_stack(Path(tmp), features=FEATURES.format(mode=mode)) as stack:
+        features = FEATURES.format(mode=mode, sockets=mode)
+        async with running_stack(Path(tmp), features=features) as stack:
             base = stack.url("proxy")
             connector = aiohttp.TCPConnector(limit=0)
             async with aiohttp.ClientSession(connector=connector) as http:
@@ -121,80 +159,9 @@ async def run_mode(mode: str, args: argparse.Namespace) -> tuple[list[object], H
                 if "whiteboard" in args.parts:
                     board = await whiteboard_fanout(http, base, args.editors, args.rounds)
                 if "sockets" in args.parts:
-                    token, headers = await new_user(http, base)
-                    async with http.post(
-                        base + "/api/sessions", json={"title": "idle"}, headers=headers
-                    ) as r:
-                        sid = (await r.json())["id"]
-                    pid = stack.children["proxy"].process.pid
-                    session = (token, headers, sid)
-                    held = await held_sockets(http, base, stack.url(mode), pid, args, session)
+                    held = await sockets_both_places(http, stack, mode, args)
     realtime = [mode, *(round(percentile(x, q), 2) for x in (tutor, board) for q in (0.5, 0.99))]
     return realtime, held
-
-
-def print_held(rows: list[tuple[str, HeldSockets]], args: argparse.Namespace) -> None:
-    print(
-        markdown_table(
-            [
-                "backend",
-                "sockets opened",
-                "refused",
-                "failed",
-                "still open at the end",
-                "proxy descriptors",
-                "proxy KiB per socket",
-                "proxy CPU holding them, no requests",
-            ],
-            [
-                [
-                    *(m, h.opened, h.refused, h.failed, h.held, h.descriptors),
-                    round(h.kib_per_socket, 2),
-                    idle_share(h),
-                ]
-                for m, h in rows
-            ],
-        )
-    )
-    print()
-    latency_rows = []
-    for mode, held in rows:
-        for phase, label in (("quiet", "0"), ("busy", str(held.opened))):
-            figures = [held.latency.get(f"{phase} {t}", Latencies()).figures() for t in TARGETS]
-            cpu = round(held.cpu_us_per_request.get(phase, 0.0))
-            latency_rows.append([mode, label, *(x for f in figures for x in f), cpu])
-    print(
-        markdown_table(
-            [
-                "backend",
-                "sockets open",
-                "via proxy p50 ms",
-                "p99 ms",
-                "failed",
-                "direct p50 ms",
-                "p99 ms",
-                "failed",
-                "proxy CPU µs per request (idle CPU removed)",
-            ],
-            latency_rows,
-        )
-    )
-    kinds = Counter[str]()
-    for _, held in rows:
-        for result in held.latency.values():
-            kinds.update(result.failures)
-    print(
-        f"\n{args.http_requests} requests per cell at {args.http_rate:g}/s; failures: {dict(kinds)}"
-    )
-
-
-TARGETS = ("proxy", "direct")
-
-
-def idle_share(held: HeldSockets) -> str:
-    """The proxy's CPU (share of a core) with the sockets open and no requests; none open."""
-    busy, quiet = held.idle_cpu.get("busy", 0.0), held.idle_cpu.get("quiet", 0.0)
-    return f"{busy:.1%} (none open: {quiet:.1%})"
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -214,7 +181,7 @@ async def main_async(args: argparse.Namespace) -> None:
         )
         print()
     if "sockets" in args.parts:
-        print_held([(mode, held) for mode, (_, held) in rows], args)
+        print(report([(mode, held) for mode, (_, held) in rows], args))
 
 
 def main() -> None:
