@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 COV_MIN ?= 90
 
-.PHONY: run test lint typecheck pytest bench clean
+.PHONY: run test lint typecheck pytest browser-deps web bench clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or make PYTHON=python3)"; exit 1; }
@@ -24,7 +24,32 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy banyan bench
 
-pytest: $(STAMP)
+# What the browser tests need (tests/browser): Debian's Chromium when it is absent and we are root,
+# and playwright-core from tests/browser/package-lock.json. Never a browser download. A failure
+# here is reported, not fatal: the browser tests then skip loudly, or fail in CI (CI=true).
+BROWSER_TESTS := tests/browser
+CHROMIUM ?= /usr/bin/chromium
+
+browser-deps:
+	@if [ ! -x "$(CHROMIUM)" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing chromium (apt-get) for the browser tests"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -q chromium >/dev/null 2>&1 \
+		|| { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; } \
+		|| echo "WARNING: could not install chromium; browser tests will skip (fail in CI)"; \
+	fi
+	@if [ ! -d $(BROWSER_TESTS)/node_modules/playwright-core ]; then \
+		if command -v npm >/dev/null 2>&1; then \
+			(cd $(BROWSER_TESTS) && npm ci --no-audit --no-fund --loglevel=error) \
+			|| echo "WARNING: npm ci in $(BROWSER_TESTS) failed; browser tests will skip (fail in CI)"; \
+		else echo "WARNING: npm not found; browser tests will skip (fail in CI)"; fi; \
+	fi
+
+# Rebuild the committed web app (banyan/webapp/dist) after changing web/.
+web:
+	cd web && npm ci --no-audit --no-fund --loglevel=error && npm run build
+
+pytest: $(STAMP) browser-deps
 	rm -f .coverage .coverage.*
 	COVERAGE_PROCESS_START=$(CURDIR)/pyproject.toml $(BIN)/pytest --cov --cov-report=term --cov-fail-under=$(COV_MIN) $(PYTEST_ARGS)
 

@@ -1,19 +1,127 @@
-"""Structured logging: structlog configured to write one JSON object per line.
+"""Structured logging: structlog configured to write one JSON object per line, credentials redacted.
 
 Every Banyan process calls :func:`configure` once; modules take a logger with :func:`get_logger`.
 Fields that matter across the system are ``request_id``, ``feature`` and ``backend``.
+
+Records of the standard ``logging`` module (aiohttp's own: a malformed request's traceback quotes
+the request's bytes) are rendered as the same JSON lines. Every line, ours and theirs, passes
+:func:`redact_event` first: credentials never reach a log, wherever they appear — fields named
+like a secret (``authorization``, ``cookie``, ``password``, ``token``, ...), header lines quoted in
+text (``Authorization: ...``, ``Cookie: ...``, ``Set-Cookie: ...``, API key headers), bearer and
+basic credentials, JWT-shaped strings, secret-named query parameters (``?token=``,
+``&password=``, ``api_key=``) and secret-named JSON fields quoted in text.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
 
 _configured = False
+REDACTED = "[REDACTED]"
+SECRET_FIELDS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "proxy_authorization",
+        "cookie",
+        "set-cookie",
+        "set_cookie",
+        "x-api-key",
+        "api_key",
+        "apikey",
+        "password",
+        "token",
+        "access_token",
+        "refresh_token",
+        "secret",
+        "jwt",
+    }
+)
+_SECRET_WORD = r"(?:token|password|passwd|secret|api[_-]?key|apikey|jwt|auth|signature)"
+_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # a header line quoted in text: "Authorization: Bearer x", b'Cookie: a=b'
+    (
+        re.compile(
+            r"(?i)((?:proxy-)?authorization|set-cookie|cookie|x-api-key|api-key)"
+            r"(\s*[:=]\s*)[^\r\n'\"\\]+"
+        ),
+        r"\1\2" + REDACTED,
+    ),
+    (re.compile(r"(?i)(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), r"\1 " + REDACTED),
+    (re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), REDACTED),
+    # secret-named query parameters: ?token=..., &password=..., api_key=...
+    (
+        re.compile(r"(?i)([?&;][\w.-]*" + _SECRET_WORD + r"[\w.-]*=)[^&\s'\"#\\]*"),
+        r"\1" + REDACTED,
+    ),
+    # secret-named JSON fields quoted in text: "password": "..."
+    (
+        re.compile(r"(?i)(\"[\w.-]*" + _SECRET_WORD + r"[\w.-]*\"\s*:\s*\")[^\"]*"),
+        r"\1" + REDACTED,
+    ),
+)
+# Cheap test before the patterns: text without any of these cannot hold what they match.
+_HINT = re.compile(r"(?i)auth|cookie|key|bearer|basic|eyJ|token|pass|secret|jwt|sig")
+# Fields only our own code fills, with values that cannot quote a request: not scanned.
+_OWN_FIELDS = frozenset({"timestamp", "level", "request_id", "duration_ms", "status"})
+_seen: dict[str, str] = {}  # short texts already redacted (feature names, paths, events...)
+
+
+def redact_text(text: str) -> str:
+    """``text`` with every credential it quotes replaced by ``[REDACTED]``."""
+    known = _seen.get(text)
+    if known is not None:
+        return known
+    redacted = text
+    if _HINT.search(text):
+        for pattern, replacement in _PATTERNS:
+            redacted = pattern.sub(replacement, redacted)
+    if len(text) <= 256:
+        if len(_seen) >= 4096:
+            _seen.clear()
+        _seen[text] = redacted
+    return redacted
+
+
+def _redact_value(key: str, value: Any, depth: int = 0) -> Any:
+    if key in _OWN_FIELDS:
+        return value
+    if key.lower() in SECRET_FIELDS:
+        return REDACTED
+    if isinstance(value, str):
+        return redact_text(value)
+    if depth < 3 and isinstance(value, dict):
+        return {k: _redact_value(str(k), v, depth + 1) for k, v in value.items()}
+    if depth < 3 and isinstance(value, list | tuple):
+        return [_redact_value("", v, depth + 1) for v in value]
+    return value
+
+
+def redact_event(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: every field of the event with credentials redacted."""
+    for key, value in event.items():
+        if key.startswith("_"):
+            continue
+        event[key] = _redact_value(key, value)
+    return event
+
+
+def _component(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    record = event.get("_record")
+    if record is not None:
+        event.setdefault("component", record.name)
+    return event
 
 
 class _StderrLogger:
@@ -31,8 +139,41 @@ def _stderr_logger_factory(*_args: Any) -> _StderrLogger:
     return _StderrLogger()
 
 
+class _StderrHandler(logging.Handler):
+    """A ``logging`` handler writing to whatever ``sys.stderr`` is at that moment."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()
+        except Exception:
+            self.handleError(record)
+
+
+def _stdlib_handler(numeric: int) -> logging.Handler:
+    handler = _StderrHandler(level=numeric)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                _component,
+                structlog.stdlib.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+                structlog.processors.format_exc_info,
+                redact_event,
+            ],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.JSONRenderer(),
+            ],
+        )
+    )
+    return handler
+
+
 def configure(level: str | None = None) -> None:
-    """Configure structlog for JSON lines on stderr (idempotent)."""
+    """Configure structlog for JSON lines on stderr, and route the ``logging`` module's records
+    (aiohttp's, other libraries') through the same rendering and redaction (idempotent)."""
     global _configured
     if _configured:
         return
@@ -46,12 +187,16 @@ def configure(level: str | None = None) -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            redact_event,
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=_stderr_logger_factory,
         cache_logger_on_first_use=True,
     )
+    root = logging.getLogger()
+    root.addHandler(_stdlib_handler(numeric))
+    root.setLevel(max(numeric, logging.WARNING))  # libraries' info chatter stays out
     _configured = True
 
 

@@ -3,7 +3,8 @@
 Every Banyan server prints ``banyan <name> listening on <url>`` once bound; :func:`start` waits for
 that line, so ``--port 0`` works and the caller learns the real address. :func:`running_stack`
 starts a whole stack on free ports (model, legacy, new, then a proxy whose flag file points at the
-backends just started) for end-to-end tests and benchmarks, and stops every process on exit.
+backends just started) for end-to-end tests and benchmarks, and stops every process on exit; its
+backends share the caller's ``BANYAN_JWT_SECRET``, or a random one made for that stack.
 """
 
 from __future__ import annotations
@@ -127,6 +128,8 @@ async def running_stack(
     with_proxy: bool = True,
 ) -> AsyncIterator[RunningStack]:
     """Model, legacy, new (and the proxy) on free loopback ports, stores under ``workdir``."""
+    from banyan.backends.common.tokens import SECRET_ENV, new_secret  # the backends' own rules
+
     workdir.mkdir(parents=True, exist_ok=True)
     stack = RunningStack(workdir, workdir / "flags.yaml")
     started: list[Child] = []
@@ -134,6 +137,7 @@ async def running_stack(
         model = await start("model", [*PYTHON_CLI, "model", "--port", "0", *model_args], env=env)
         started.append(model)
         backend_env = {**(env or {}), "OPENAI_BASE_URL": model.url + "/v1"}
+        backend_env.setdefault(SECRET_ENV, os.environ.get(SECRET_ENV) or new_secret())
         for name in ("legacy", "new"):
             db = f"sqlite+aiosqlite:///{workdir / (name + '.db')}"
             child = await start(

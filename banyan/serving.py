@@ -25,6 +25,10 @@ from banyan.client_timeouts import ClientTimeouts, GuardedAppRunner
 from banyan.logs import get_logger
 
 AppFactory = Callable[[], Awaitable[web.Application]] | Callable[[], web.Application]
+# An application that needs its own server settings (the proxy: parser limits, request bodies
+# left encoded) names the runner to serve it with (a GuardedAppRunner subclass, which takes the
+# client ``timeouts``); others get GuardedAppRunner itself.
+RUNNER: web.AppKey[Callable[..., web.AppRunner]] = web.AppKey("banyan_runner")
 
 
 def install_uvloop() -> None:
@@ -46,7 +50,8 @@ async def start_site(
     timeouts: ClientTimeouts | None = None,
 ) -> tuple[web.AppRunner, str]:
     """Start ``app`` on ``host:port`` and return the runner and its base URL (port 0 resolved)."""
-    runner = GuardedAppRunner(
+    make_runner = app.get(RUNNER, GuardedAppRunner)
+    runner = make_runner(
         app,
         timeouts=timeouts if timeouts is not None else ClientTimeouts.from_env(),
         handle_signals=False,

@@ -1,31 +1,39 @@
-"""What Banyan costs on the request path, measured against the least proxy that could do the job.
+"""What Banyan costs on the request path, measured with ``wrk`` against the least proxy that could
+do the job.
 
-In one run: a small fast upstream (its own process), a bare aiohttp + uvloop forwarder
-(``bench/bare_forwarder.py``) and the Banyan proxy (access log off, one process), each measured
-with the same load from this process:
+In one run, side by side: a small fast upstream (its own process), a bare aiohttp + uvloop
+forwarder of twenty lines (``bench/bare_forwarder.py``) and ``banyan proxy`` with its defaults
+(access log on, metrics, flags, parity available), each measured by the same ``wrk``:
 
-- throughput: ``--concurrency`` (64) keep-alive clients for ``--duration`` s, as fast as they go;
-- latency at a fixed moderate rate (``--rate`` requests/s for ``--duration`` s), p50 and p99.
+- throughput: ``wrk -t1 -c32`` for ``--duration`` s, as fast as it goes;
+- latency at a fixed rate of half the bare forwarder's throughput: Debian's ``wrk`` has no
+  ``-R`` (that is wrk2), so a Lua script makes each of ``--rate-connections`` (8) connections
+  pause ``connections / rate`` seconds before each request (wrk's ``delay()`` hook): that paces
+  the whole run at the rate, and wrk's latency distribution counts each request's own time only.
 
-Prints a markdown table with the ratios Banyan/bare (throughput) and Banyan - direct (added p50).
+Prints a markdown table, the ratio banyan/bare (throughput) and the p50 each proxy adds over a
+direct call, and the CPU each target's process spent per request during the throughput runs
+(from ``/proc``: what decides throughput on a machine with cores to spare, and a figure other load
+on a shared machine hardly moves). Needs ``wrk`` on PATH (``apt-get install -y wrk``).
 
-    .venv/bin/python -m bench.proxy_overhead [--duration 8] [--concurrency 64] [--rate 500]
+    .venv/bin/python -m bench.proxy_overhead [--duration 10] [--rounds 1]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import re
+import shutil
 import sys
 import tempfile
-import time
+from dataclasses import dataclass
 from pathlib import Path
-
-import aiohttp
 
 from banyan.processes import PYTHON_CLI, start, stop_all
 from banyan.testing import free_port
-from bench.common import markdown_table, percentile, quiet_collector
+from bench.common import markdown_table
 
 FLAGS = """\
 version: 1
@@ -42,53 +50,83 @@ features:
 default: legacy
 """
 PATH = "/api/sessions/3f1c"
+PACED = """\
+local pause_ms = {pause_ms}
+function delay()
+  return pause_ms
+end
+"""
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
-async def throughput(url: str, concurrency: int, duration: float) -> float:
-    count = 0
-    stop_at = time.monotonic() + duration
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
-
-        async def worker() -> None:
-            nonlocal count
-            while time.monotonic() < stop_at:
-                async with session.get(url + PATH) as response:
-                    await response.read()
-                    count += response.status == 200
-
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return count / duration
+@dataclass
+class Run:
+    rps: float
+    p50: float  # ms
+    p99: float  # ms
+    requests: int = 0
+    cpu_us: float = 0.0  # the target process's CPU per request, microseconds
 
 
-async def latency(url: str, rate: float, duration: float) -> list[float]:
-    with quiet_collector():
-        return await _latency(url, rate, duration)
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def _latency(url: str, rate: float, duration: float) -> list[float]:
-    samples: list[float] = []
-    connector = aiohttp.TCPConnector(limit=64)
-    async with aiohttp.ClientSession(connector=connector) as session:
+def wrk_or_exit() -> str:
+    found = shutil.which("wrk")
+    if found is None:
+        sys.exit("bench.proxy_overhead needs wrk: apt-get install -y wrk (Debian), then run again")
+    return found
 
-        async def one() -> None:
-            started = time.perf_counter()
-            async with session.get(url + PATH) as response:
-                await response.read()
-            samples.append((time.perf_counter() - started) * 1000)
 
-        tasks = []
-        begin = time.monotonic()
-        for i in range(int(rate * duration)):
-            delay = begin + i / rate - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one()))
-        await asyncio.gather(*tasks)
-    return samples
+def _ms(text: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(number) * _UNITS[unit]
+
+
+def parse(output: str) -> Run:
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    p50 = re.search(r"^\s+50%\s+(\S+)", output, re.M)
+    p99 = re.search(r"^\s+99%\s+(\S+)", output, re.M)
+    count = re.search(r"(\d+) requests in", output)
+    assert p50 is not None and p99 is not None and count is not None, output
+    return Run(rps, _ms(p50.group(1)), _ms(p99.group(1)), int(count.group(1)))
+
+
+async def wrk(url: str, *args: str) -> Run:
+    process = await asyncio.create_subprocess_exec(
+        wrk_or_exit(),
+        "--latency",
+        *args,
+        url + PATH,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await process.communicate()
+    text = out.decode()
+    if process.returncode != 0 or "Non-2xx" in text or "Socket errors" in text:
+        raise RuntimeError(f"wrk against {url} failed or saw errors:\n{text}")
+    return parse(text)
+
+
+async def throughput(url: str, duration: float, pid: int | None = None) -> Run:
+    before = cpu_seconds(pid) if pid else 0.0
+    run = await wrk(url, "-t1", "-c32", f"-d{duration:g}s")
+    if pid and run.requests:
+        run.cpu_us = (cpu_seconds(pid) - before) / run.requests * 1e6
+    return run
+
+
+async def paced(url: str, rate: float, connections: int, duration: float, tmp: Path) -> Run:
+    script = tmp / f"paced-{rate:.0f}.lua"
+    script.write_text(PACED.format(pause_ms=max(1, round(connections * 1000 / rate))))
+    return await wrk(url, "-t1", f"-c{connections}", f"-d{duration:g}s", "-s", str(script))
 
 
 async def main_async(args: argparse.Namespace) -> None:
+    wrk_or_exit()
     py = sys.executable
     with tempfile.TemporaryDirectory(prefix="banyan-overhead-") as tmp:
         upstream = await start("tiny", [py, "-m", "bench.tiny_upstream", str(free_port())])
@@ -100,40 +138,76 @@ async def main_async(args: argparse.Namespace) -> None:
             children.append(bare)
             flags = Path(tmp) / "flags.yaml"
             flags.write_text(FLAGS.format(url=upstream.url))
-            banyan = await start(
-                "proxy",
-                [*PYTHON_CLI, "proxy", "--flags", str(flags), "--port", "0", "--no-access-log"],
-            )
+            proxy = [*PYTHON_CLI, "proxy", "--flags", str(flags), "--port", "0"]
+            banyan = await start("proxy", [*proxy, *args.proxy_args])
             children.append(banyan)
             targets = {"direct": upstream.url, "bare forwarder": bare.url, "banyan": banyan.url}
+            pids = {
+                "direct": upstream.process.pid,
+                "bare forwarder": bare.process.pid,
+                "banyan": banyan.process.pid,
+            }
             for url in targets.values():  # warm up connections and code paths
-                await throughput(url, 8, 1.0)
-            rows = []
-            results: dict[str, tuple[float, float, float]] = {}
-            for name, url in targets.items():
-                rps = await throughput(url, args.concurrency, args.duration)
-                samples = await latency(url, args.rate, args.duration)
-                results[name] = (rps, percentile(samples, 0.5), percentile(samples, 0.99))
-                rows.append(
-                    [name, round(rps), round(results[name][1], 3), round(results[name][2], 3)]
-                )
+                await throughput(url, 2)
+            runs: dict[str, list[Run]] = {name: [] for name in targets}
+            for _ in range(args.rounds):  # rounds take turns, so drift hits every target alike
+                for name, url in targets.items():
+                    runs[name].append(await throughput(url, args.duration, pids[name]))
+            bare_rps = _median([r.rps for r in runs["bare forwarder"]])
+            rate = args.rate or bare_rps / 2
+            latency = {
+                name: await paced(url, rate, args.rate_connections, args.duration, Path(tmp))
+                for name, url in targets.items()
+            }
         finally:
             await stop_all(children)
-    print(
-        markdown_table(["target", "throughput req/s", f"p50 ms @{args.rate:g}/s", "p99 ms"], rows)
-    )
-    banyan_rps, bare_rps = results["banyan"][0], results["bare forwarder"][0]
+    report(runs, latency, rate)
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2]
+
+
+def report(runs: dict[str, list[Run]], latency: dict[str, Run], rate: float) -> None:
+    rows = []
+    for name, measured in runs.items():
+        rps = _median([r.rps for r in measured])
+        cpu_us = round(_median([r.cpu_us for r in measured]))
+        paced_run = latency[name]
+        rows.append([name, round(rps), cpu_us, paced_run.p50, paced_run.p99, round(paced_run.rps)])
+    headers = [
+        "target",
+        "throughput req/s (wrk -t1 -c32)",
+        "process CPU µs/req",
+        f"p50 ms @{rate:.0f}/s",
+        "p99 ms",
+        "paced req/s",
+    ]
+    print(markdown_table(headers, rows))
+    banyan = _median([r.rps for r in runs["banyan"]])
+    bare = _median([r.rps for r in runs["bare forwarder"]])
+    cpu = {name: _median([r.cpu_us for r in measured]) for name, measured in runs.items()}
+    direct_p50 = latency["direct"].p50
     print()
-    print(f"banyan / bare throughput: {banyan_rps / bare_rps:.2%}")
-    print(f"banyan added p50 vs direct: {results['banyan'][1] - results['direct'][1]:.3f} ms")
-    print(f"bare added p50 vs direct: {results['bare forwarder'][1] - results['direct'][1]:.3f} ms")
+    print(f"banyan / bare throughput: {banyan / bare:.1%}")
+    print(f"bare / banyan CPU per request: {cpu['bare forwarder'] / cpu['banyan']:.1%}")
+    print(f"banyan added p50 vs direct: {latency['banyan'].p50 - direct_p50:.3f} ms")
+    print(f"bare added p50 vs direct: {latency['bare forwarder'].p50 - direct_p50:.3f} ms")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--duration", type=float, default=8.0)
-    parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--rate", type=float, default=500.0)
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--rounds", type=int, default=1, help="throughput rounds, median shown")
+    parser.add_argument("--rate", type=float, default=0.0, help="default: half the bare's rps")
+    parser.add_argument("--rate-connections", type=int, default=8)
+    parser.add_argument(
+        "--proxy-args",
+        nargs="*",
+        default=[],
+        help="extra banyan proxy options, e.g. --no-access-log",
+    )
     asyncio.run(main_async(parser.parse_args()))
 
 

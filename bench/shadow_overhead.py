@@ -34,8 +34,8 @@ import aiohttp
 from banyan.processes import PYTHON_CLI, start, stop_all
 from banyan.testing import free_port
 from bench.common import markdown_table, percentile
+from bench.fixed_rate import latency
 from bench.held_sockets import rss_kib
-from bench.proxy_overhead import latency
 
 FLAGS = """\
 version: 1

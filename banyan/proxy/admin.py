@@ -139,7 +139,7 @@ def add_admin_routes(app: web.Application, key: web.AppKey[ProxyState]) -> None:
             )
         except FlagError as exc:
             return _json(request, {"error": {"code": "invalid_flags", "message": str(exc)}}, 400)
-        state.store.reload_now()
+        await state.store.reload()
         feature = state.flags.feature(name)
         return _json(
             request,
@@ -193,6 +193,7 @@ def add_admin_routes(app: web.Application, key: web.AppKey[ProxyState]) -> None:
                 {"error": {"code": "validation_error", "message": "limit: must be an integer"}},
                 400,
             )
+        await state.audit_settled()  # reloads seen so far are written
         entries = (
             state.audit.history(feature=request.query.get("feature"), limit=int(limit))
             if state.audit

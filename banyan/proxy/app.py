@@ -2,24 +2,25 @@
 
 For every request: a request id, one routing decision from the router of the flag version in force
 when the request arrived (so a flip never changes the backend of a request in flight), then either
-the WebSocket bridge or a streamed HTTP exchange. After the answer is streamed, the exchange feeds
-metrics, the feature's guard, the access log (one line), the shadow comparison and the write
-mirror — none of which the client waits for.
+the WebSocket bridge or a streamed HTTP exchange (:mod:`banyan.proxy.http_path`). After the
+answer is streamed, the exchange feeds metrics, the feature's guard, the access log (one line),
+the shadow comparison and the write mirror — none of which the client waits for.
 
-Lifecycle: on startup the HTTP client session (one pooled keep-alive connector), the WebSocket
-session (a connector of its own without a pool limit: a socket holds its connection for its whole
-life, so sharing a limit with HTTP would let idle sockets starve every request), the flag watcher,
-the health probe and the mirror queue start; on shutdown open WebSockets are closed with 1001 and
-in-flight HTTP requests drain (the runner's shutdown timeout).
+Lifecycle: on startup the upstream pools (HTTP forwarding, :mod:`banyan.proxy.upstream`), the
+shared aiohttp client session (health probes, the mirror queue), the WebSocket session (a
+connector of its own without a pool limit: a socket holds its connection for its whole life, so
+sharing a limit would let idle sockets starve everything else), the flag watcher, the health
+probe and the mirror queue start; on shutdown open WebSockets are closed with 1001 and in-flight
+HTTP requests drain (the runner's shutdown timeout).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -27,41 +28,40 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import aiohttp
-import yarl
 from aiohttp import web
 
 from banyan.logs import get_logger
-from banyan.parity.redact import redact_url
 from banyan.proxy import admin
 from banyan.proxy.admission import Admission, AdmissionLimits, admitted
-from banyan.proxy.audit import AuditLog, default_path, diff_flagsets
+from banyan.proxy.audit import AuditLog, default_path
 from banyan.proxy.board_mirror import WHITEBOARD_PREFIX, BoardMirrorTap
 from banyan.proxy.fence import WriteFence
 from banyan.proxy.flag_edit import EDIT_LISTENERS, rollback
-from banyan.proxy.flags import BackendSpec, Feature, FlagSet, FlagStore
+from banyan.proxy.flags import Feature, FlagSet, FlagStore, GuardConfig
 from banyan.proxy.forward import (
+    UPSTREAM_FAILURES,
     Exchange,
-    UpstreamError,
-    gateway_error,
-    open_upstream,
-    relay,
-    request_body,
-    timeout_of,
+    error_response,
 )
+from banyan.proxy.front import ProxyRunner
 from banyan.proxy.gaps import IdleGaps
 from banyan.proxy.guards import Breach, GuardBoard
-from banyan.proxy.headers import FALLBACK, mark, request_id_of, upstream_headers
+from banyan.proxy.headers import mark, request_id_of, upstream_headers
 from banyan.proxy.health import HealthProbe
+from banyan.proxy.http_path import access as _access
+from banyan.proxy.http_path import forward_http, mirror_target
+from banyan.proxy.limits import Limits
 from banyan.proxy.metrics import ProxyMetrics
 from banyan.proxy.mirror import MirrorQueue
-from banyan.proxy.routing import Decision, user_from_authorization
+from banyan.proxy.routing import NOT_ROUTED, Decision, user_from_authorization
 from banyan.proxy.tunnel import Tunnel, open_tunnel, run_tunnel
 from banyan.proxy.turn_mirror import TurnMirrorTap, credentials, tutor_session
+from banyan.proxy.upstream import Upstreams
 from banyan.proxy.websocket import Bridge, BridgeRegistry, FrameTap, open_bridge, run_bridge
+from banyan.serving import RUNNER
 
 log = get_logger("proxy")
 
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 STATE: web.AppKey[ProxyState] = web.AppKey("banyan_proxy_state")
 
 
@@ -110,14 +110,17 @@ class ProxyState:
     audit: AuditLog | None = None
     mirror: MirrorQueue | None = None
     shadow: ShadowHook | None = None
-    session: aiohttp.ClientSession | None = None
+    session: aiohttp.ClientSession | None = None  # health probes, the mirror queue
     ws_session: aiohttp.ClientSession | None = None  # upstream WebSockets only (own connector)
+    limits: Limits = field(default_factory=Limits)
+    upstreams: Upstreams | None = None  # HTTP forwarding: one pool per backend
     health: HealthProbe | None = None
     requests: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
     breaches: list[dict[str, Any]] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
     _edit_digests: set[str] = field(default_factory=set)
     _refusal_logged: dict[str, float] = field(default_factory=dict)
+    _audit_writes: asyncio.Future[None] | None = None
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
     @property
@@ -139,19 +142,40 @@ class ProxyState:
         self._sync_guards(new)
         if self.mirror is not None:
             self.mirror.set_backends({n: b.url for n, b in new.backends.items()})
-        if (
-            self.audit is not None
-            and new.digest not in self._edit_digests
-            and self.audit.last_digest() != new.digest  # the CLI or another replica audited it
-        ):
-            self.audit.record_reload(old, new, source="file")
+        if self.audit is not None and new.digest not in self._edit_digests:
+            self._audit_reload(self.audit, old, new)
         self._edit_digests.discard(new.digest)
-        for name, before, after in diff_flagsets(old, new):
-            feature = new.feature(name)
-            if feature is None or before is None or after is None:
-                continue
-            if feature.websocket == "reconnect" and before.get("mode") != after.get("mode"):
+        for feature in new.features:  # no settings diff: one reload may hold 10,000 features
+            before = old.feature(feature.name) if feature.websocket == "reconnect" else None
+            if before is not None and before.mode != feature.mode:
+                name = feature.name
                 self.spawn(self.bridges.close_feature(name, 1012, "feature moved; reconnect"))
+
+    def _audit_reload(self, audit: AuditLog, old: FlagSet, new: FlagSet) -> None:
+        """Audit a reload in a worker thread (thousands of changed features must not hold the
+        loop), after the reloads before it; :meth:`audit_settled` waits for them."""
+        previous = self._audit_writes
+
+        def record() -> None:
+            if audit.last_digest() != new.digest:  # the CLI or another replica audited it
+                audit.record_reload(old, new, source="file")
+
+        async def write() -> None:
+            if previous is not None:
+                await asyncio.wait([previous])
+            try:
+                await asyncio.to_thread(record)
+            except Exception:  # the reload stands; only its audit line is missing
+                log.exception("audit_write_failed", digest=new.digest)
+
+        self._audit_writes = asyncio.ensure_future(write())
+        self._tasks.add(self._audit_writes)
+        self._audit_writes.add_done_callback(self._tasks.discard)
+
+    async def audit_settled(self) -> None:
+        """Wait until every reload seen so far is in the audit log."""
+        if self._audit_writes is not None:
+            await asyncio.wait([self._audit_writes])
 
     def on_edit(self, change: dict[str, Any]) -> None:
         """An edit made by this process (CLI in-process, admin API, guard): audit it once."""
@@ -167,8 +191,14 @@ class ProxyState:
             )
 
     def _sync_guards(self, flags: FlagSet) -> None:
+        # only guarded features: a feature without a rule never has a guard, and a file of
+        # 10,000 features must not cost 10,000 guard rebuilds on the loop
         self.guards.sync(
-            {f.name: (f"{f.mode}:{f.percent}:{f.primary}", f.guards) for f in flags.features}
+            {
+                f.name: (f"{f.mode}:{f.percent}:{f.primary}", f.guards)
+                for f in flags.features
+                if f.guards != _NO_GUARDS
+            }
         )
 
     def on_refusal(self, limit: str) -> None:
@@ -222,7 +252,7 @@ class ProxyState:
             exchange.feature, exchange.backend, value=exchange.head_latency
         )
         self.requests[(exchange.feature, exchange.backend)] += 1
-        if exchange.error in ("connect", "timeout", "closed"):
+        if exchange.error in UPSTREAM_FAILURES:
             self.metrics.upstream_errors.inc(exchange.feature, exchange.backend, exchange.error)
         if feature is not None:
             guard = self.guards.get(feature.name)
@@ -256,10 +286,11 @@ class ProxyState:
             log.exception("guard_rollback_failed", feature=breach.feature)
         finally:
             _GUARD_REASON[0] = None
-        self.store.reload_now()
+        await self.store.reload()
 
 
 _GUARD_REASON: list[str | None] = [None]
+_NO_GUARDS = GuardConfig()
 
 
 def _edit_listener(state: ProxyState) -> Any:
@@ -299,6 +330,10 @@ async def handle(request: web.Request) -> web.StreamResponse:
     assert state.session is not None
     request_id = request_id_of(request)
     decision, flags, user = _decide(state, request, request_id)
+    if decision is NOT_ROUTED:  # a backend's operator-only path (/metrics): never sent on
+        refusal = error_response(404, "not_found", decision.reason)
+        mark(refusal.headers, decision.feature, decision.backend, request_id)
+        return refusal
     feature = flags.feature(decision.feature) if decision.feature != "-" else None
     backend = flags.backends[decision.backend]
     pending = state.fence.pending(decision.backend, user, request.remote or "")
@@ -308,147 +343,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
         return await _websocket(state, request, decision, feature, backend.url, request_id)
     state.gaps.enter()  # background work (shadow copies) waits while users' requests run
     try:
-        return await _http(state, request, request_id, decision, feature, backend, user)
+        return await forward_http(state, request, request_id, decision, feature, backend, user)
     finally:
         state.gaps.leave()
-
-
-async def _http(
-    state: ProxyState,
-    request: web.Request,
-    request_id: str,
-    decision: Decision,
-    feature: Feature | None,
-    backend: BackendSpec,
-    user: str | None,
-) -> web.StreamResponse:
-    assert state.session is not None
-    method = request.method
-    headers = upstream_headers(request, request_id)
-    mirror_write = feature is not None and feature.writes != "skip" and method not in SAFE_METHODS
-    if mirror_write and method == "POST" and "Idempotency-Key" not in headers:
-        headers["Idempotency-Key"] = uuid.uuid4().hex
-    shadowing = (
-        feature is not None
-        and state.shadow is not None
-        and state.shadow.wants(feature, decision, method, request_id)
-    )
-    if shadowing and feature is not None and state.shadow is not None:
-        # the copy's place in the caller's line to the candidate is taken now, before the answer
-        # lets the caller send more (a WebSocket frame can arrive before this handler resumes)
-        state.shadow.reserve(feature, decision, request)
-    capture_limit = (
-        feature.parity.max_body_bytes
-        if feature is not None and (shadowing or mirror_write)
-        else None
-    )
-    body, request_capture = request_body(request, capture_limit)
-    exchange = Exchange(decision.feature, decision.backend, method, request.path_qs, request_id)
-    exchange.request_capture = request_capture
-    try:
-        upstream = await open_upstream(
-            state.session,
-            method,
-            yarl.URL(backend.url + request.raw_path, encoded=True),
-            headers,
-            body,
-            timeout_of(backend),
-        )
-    except UpstreamError as exc:
-        fallback = await _fallback(state, request, decision, feature, headers, exc)
-        if fallback is None:
-            exchange.error = exc.kind
-            exchange.head_latency = time.perf_counter() - exchange.started
-            state.observe(exchange, feature)
-            refusal = gateway_error(exc, decision.backend)
-            mark(refusal.headers, decision.feature, decision.backend, request_id)
-            _access(state, exchange, refusal.status)
-            return refusal
-        upstream, exchange.backend, exchange.fallback = fallback, "legacy", True
-        state.metrics.fallbacks.inc(decision.feature)
-    response = await relay(
-        request,
-        upstream,
-        exchange,
-        capture_limit=capture_limit if shadowing else None,
-        extra_headers={FALLBACK: "1"} if exchange.fallback else None,
-    )
-    state.observe(exchange, feature)
-    _access(state, exchange, exchange.status)
-    if feature is not None and exchange.error is None:
-        compared = False
-        if shadowing and state.shadow is not None and not exchange.fallback:
-            compared = state.shadow.submit(feature, decision, request, exchange, headers)
-        target = mirror_target(feature, decision, exchange.backend)
-        if mirror_write and target is not None and 200 <= exchange.status < 300 and not compared:
-            state.enqueue_mirror(feature, exchange, headers, target, user, request.remote or "")
-    return response
-
-
-def mirror_target(feature: Feature, decision: Decision, served_by: str) -> str | None:
-    """Where a successful write of a ``writes: mirror`` feature is re-applied, if anywhere: on
-    new, to legacy; in a canary, to the side that did not serve it (so moving the percent either
-    way finds every record); in shadow, to the candidate when the write was not compared. With
-    ``writes: always`` (revocations: a logout must hold on both sides), to the other side in every
-    mode, legacy included."""
-    if feature.writes == "always":
-        return "new" if served_by == "legacy" else "legacy"
-    if feature.mode == "new" and served_by == "new":
-        return "legacy"
-    if feature.mode == "canary":
-        return "new" if served_by == "legacy" else "legacy"
-    if feature.mode == "shadow":
-        return decision.shadow
-    return None
-
-
-async def _fallback(
-    state: ProxyState,
-    request: web.Request,
-    decision: Decision,
-    feature: Feature | None,
-    headers: Any,
-    exc: UpstreamError,
-) -> aiohttp.ClientResponse | None:
-    """A safe, bodiless request whose chosen new backend is unreachable goes to legacy."""
-    if (
-        feature is None
-        or not feature.fallback
-        or decision.backend != "new"
-        or exc.kind != "connect"
-        or request.method not in SAFE_METHODS
-        or request.body_exists
-    ):
-        return None
-    legacy = state.flags.backends["legacy"]
-    assert state.session is not None
-    try:
-        return await open_upstream(
-            state.session,
-            request.method,
-            yarl.URL(legacy.url + request.raw_path, encoded=True),
-            headers,
-            None,
-            timeout_of(legacy),
-        )
-    except UpstreamError:
-        return None
-
-
-def _access(state: ProxyState, exchange: Exchange, status: int) -> None:
-    if state.access_log:
-        log.info(
-            "request",
-            request_id=exchange.request_id,
-            feature=exchange.feature,
-            backend=exchange.backend,
-            method=exchange.method,
-            path=redact_url(exchange.path_qs),
-            status=status,
-            duration_ms=round((time.perf_counter() - exchange.started) * 1000, 3),
-            error=exchange.error,
-            fallback=exchange.fallback or None,
-        )
 
 
 async def _websocket(
@@ -590,6 +487,7 @@ async def _readyz(request: web.Request) -> web.Response:
 
 async def _startup(app: web.Application) -> None:
     state = app[STATE]
+    state.upstreams = Upstreams(state.limits)
     connector = aiohttp.TCPConnector(
         limit=1000, limit_per_host=0, keepalive_timeout=30, ttl_dns_cache=300
     )
@@ -639,6 +537,8 @@ async def _cleanup(app: web.Application) -> None:
     if state.mirror is not None:
         await state.mirror.stop()
     await state.store.stop()
+    if state.upstreams is not None:
+        state.upstreams.close()
     if state.session is not None:
         await state.session.close()
     if state.ws_session is not None:
@@ -675,9 +575,12 @@ def create_app(
     shadow: ShadowHook | None = None,
     mirror: MirrorQueue | None = None,
     poll_interval: float | None = None,
+    limits: Limits | None = None,
     admission: AdmissionLimits | None = None,
 ) -> web.Application:
-    """The proxy for the flag file at ``flags_path`` (which must be valid right now)."""
+    """The proxy for the flag file at ``flags_path`` (which must be valid right now); header
+    ``limits`` and the ``admission`` limits (open sockets, requests in flight) default to the
+    environment's (:meth:`Limits.from_env`, :meth:`AdmissionLimits.from_env`)."""
     path = Path(flags_path).resolve()
     store = (
         FlagStore(path) if poll_interval is None else FlagStore(path, poll_interval=poll_interval)
@@ -690,10 +593,13 @@ def create_app(
         audit=AuditLog(default_path(path)),
         mirror=mirror if mirror is not None else MirrorQueue(mirror_url(path)),
         shadow=shadow,
+        limits=limits or Limits.from_env(),
         admission=Admission(admission if admission is not None else AdmissionLimits.from_env()),
     )
     app = web.Application(client_max_size=1024**4)
     app[STATE] = state
+    runner: Callable[..., web.AppRunner] = functools.partial(ProxyRunner, limits=state.limits)
+    app[RUNNER] = runner
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     admin.add_admin_routes(app, STATE)

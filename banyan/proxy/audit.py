@@ -16,7 +16,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,22 +31,65 @@ def default_path(flags_path: str | Path) -> Path:
     return flags.with_name(flags.stem + ".audit.jsonl")
 
 
+_NOT_SETTINGS = frozenset({"name", "line"})
+_SETTING_NAMES = tuple(f.name for f in fields(Feature) if f.name not in _NOT_SETTINGS)
+
+
 def feature_settings(feature: Feature) -> dict[str, Any]:
-    data = asdict(feature)
-    data.pop("name", None)
-    data.pop("line", None)
+    """Every setting of ``feature`` (not its name or line) as plain data, nested configs as
+    dicts: what ``dataclasses.asdict`` gives, built without its deep copy (the values are
+    immutable), so a reload of thousands of features stays cheap."""
+    data: dict[str, Any] = {}
+    for name in _SETTING_NAMES:
+        value = getattr(feature, name)
+        if is_dataclass(value):
+            value = {f.name: getattr(value, f.name) for f in fields(value)}
+        elif isinstance(value, dict):
+            value = dict(value)
+        data[name] = value
     return data
 
 
+def _same_settings(a: Feature, b: Feature) -> bool:
+    return all(getattr(a, name) == getattr(b, name) for name in _SETTING_NAMES)
+
+
 def diff_flagsets(old: FlagSet | None, new: FlagSet) -> list[tuple[str, Any, Any]]:
-    """``(feature, before, after)`` for every feature whose settings differ."""
-    before = {f.name: feature_settings(f) for f in old.features} if old else {}
-    after = {f.name: feature_settings(f) for f in new.features}
-    changes = []
-    for name in list(before) + [n for n in after if n not in before]:
-        if before.get(name) != after.get(name):
-            changes.append((name, before.get(name), after.get(name)))
+    """``(feature, before, after)`` for every feature whose settings differ: changed and removed
+    ones in the old file's order, then added ones in the new file's order."""
+    changes: list[tuple[str, Any, Any]] = []
+    before = {f.name: f for f in old.features} if old else {}
+    for name, feature in before.items():
+        other = new.feature(name)
+        if other is None:
+            changes.append((name, feature_settings(feature), None))
+        elif not _same_settings(feature, other):
+            changes.append((name, feature_settings(feature), feature_settings(other)))
+    for feature in new.features:
+        if feature.name not in before:
+            changes.append((feature.name, None, feature_settings(feature)))
     return changes
+
+
+_BATCH = 65536
+
+
+def _entry(
+    source: str, feature: str, before: Any, after: Any, digest: str, reason: str | None = None
+) -> dict[str, Any]:
+    return {
+        "at": time.time(),
+        "source": source,
+        "feature": feature,
+        "before": before,
+        "after": after,
+        "digest": digest,
+        "reason": reason,
+    }
+
+
+def _line(entry: dict[str, Any]) -> bytes:
+    return (json.dumps(entry, sort_keys=True, default=str) + "\n").encode()
 
 
 class AuditLog:
@@ -63,31 +106,37 @@ class AuditLog:
         digest: str,
         reason: str | None = None,
     ) -> dict[str, Any]:
-        entry = {
-            "at": time.time(),
-            "source": source,
-            "feature": feature,
-            "before": before,
-            "after": after,
-            "digest": digest,
-            "reason": reason,
-        }
-        line = (json.dumps(entry, sort_keys=True, default=str) + "\n").encode()
+        entry = _entry(source, feature, before, after, digest, reason)
+        self._write([_line(entry)])
+        return entry
+
+    def _write(self, lines: list[bytes]) -> None:
+        """Append whole lines, one ``write`` per batch of up to 64 KiB (a line never splits)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, line)
+            batch: list[bytes] = []
+            size = 0
+            for line in lines:
+                if batch and size + len(line) > _BATCH:
+                    os.write(fd, b"".join(batch))
+                    batch, size = [], 0
+                batch.append(line)
+                size += len(line)
+            if batch:
+                os.write(fd, b"".join(batch))
         finally:
             os.close(fd)
-        return entry
 
     def record_reload(self, old: FlagSet | None, new: FlagSet, *, source: str = "file") -> int:
         """Append one entry per feature changed between two applied flag sets."""
         changes = diff_flagsets(old, new)
-        for feature, before, after in changes:
-            self.append(
-                source=source, feature=feature, before=before, after=after, digest=new.digest
-            )
+        self._write(
+            [
+                _line(_entry(source, name, before, after, new.digest))
+                for name, before, after in changes
+            ]
+        )
         return len(changes)
 
     def _tail(self, size: int = 65536) -> list[dict[str, Any]]:

@@ -5,8 +5,11 @@ client exchange), and an event loop runs one thing at a time: a user's request t
 a copy is being sent or read waits for it. :class:`CopySender` hands every copy to a helper
 process instead (``python -m banyan.proxy.copy_sender FD MAX_INFLIGHT``, started at the first copy,
 running at a lower CPU priority) over a private socket pair, and gets the candidate's answer back:
-the proxy's part is one small message each way. The helper sends with aiohttp exactly as the
-proxy did itself (:func:`send_copy`), through its own pool of keep-alive connections.
+the proxy's part is one small message each way. A copy is the primary's request: the same head
+bytes (:meth:`banyan.proxy.headers.Outbound.head`: target, every header line in order, ``Host``,
+``X-Request-Id``) and body, sent by the same upstream client the proxy forwards with
+(:mod:`banyan.proxy.upstream`, :func:`send_copy`), through the helper's own keep-alive pools. The
+candidate's latency is its own round trip: from the copy's head leaving to its answer's head.
 
 Failures stay contained: when the helper cannot be started, copies are sent in-process by the
 same :func:`send_copy` until a restart succeeds (tried again after 1 s, doubling up to a minute
@@ -33,11 +36,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
-import aiohttp
+from multidict import MultiDict
 
 from banyan.logs import get_logger
 from banyan.parity.compare import Response
 from banyan.processes import stop as stop_process
+from banyan.proxy.headers import lowered
+from banyan.proxy.limits import Limits
+from banyan.proxy.upstream import Body, PoolSettings, UpstreamError, Upstreams, finish, send
 from banyan.tasks import cancel_and_wait
 
 log = get_logger("banyan.proxy.copy_sender")
@@ -59,62 +65,83 @@ class Copy:
     """One request copy to send, and how long and how much of its answer to wait for."""
 
     method: str
-    url: str
-    headers: dict[str, str]
-    body: bytes
+    url: str  # the backend's base URL: where to connect
+    head: bytes  # the request head, serialized as for the primary
+    body: bytes  # the request body as the client sent it (unframed)
+    chunked: bool  # the body is framed chunked (the head says so)
     timeout: float  # seconds, for the whole exchange
     limit: int  # the largest answer body kept, in bytes
 
     def as_job(self, job_id: int) -> Job:
-        return (job_id, self.method, self.url, self.headers, self.body, self.timeout, self.limit)
+        return (
+            job_id,
+            self.method,
+            self.url,
+            self.head,
+            self.body,
+            self.chunked,
+            self.timeout,
+            self.limit,
+        )
 
 
 # On the wire, plain tuples (cheaper to pickle than a class):
-# (job id, method, url, headers, body, timeout seconds, body limit in bytes)
-Job = tuple[int, str, str, dict[str, str], bytes, float, int]
-# (job id, status, headers, body, head latency ms, error)
-Answer = tuple[int, int, dict[str, str], bytes, float, str | None]
+# (job id, method, url, head, body, chunked, timeout seconds, body limit in bytes)
+Job = tuple[int, str, str, bytes, bytes, bool, float, int]
+# (job id, status, header lines (lower-cased name, value), body, head latency ms, error)
+Answer = tuple[int, int, list[tuple[str, str]], bytes, float, str | None]
+_ERRORS = {
+    "timeout": "candidate timed out",
+    "connect": "candidate refused or unreachable",
+    "closed": "candidate closed the connection",
+    "protocol": "candidate sent a malformed answer",
+    "too_large": "candidate's answer head is over the proxy's limits",
+}
 
 
-async def read_up_to(stream: aiohttp.StreamReader, limit: int) -> bytes:
-    """The whole body, or its first ``limit`` bytes when it is longer (``read(n)`` alone returns
-    whatever has arrived so far: the first chunk of a streamed answer)."""
+async def send_copy(upstreams: Upstreams, copy: Copy) -> Response:
+    """Send one copy and read its answer; a body over ``copy.limit`` comes back empty with the
+    error ``body_too_large``, a timeout or a refused connection as an error, never as an
+    exception. The latency is the copy's own round trip, from its head leaving."""
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(copy.timeout):
+            pool = upstreams.pool(copy.url)
+            conn = await send(
+                pool,
+                copy.method,
+                copy.head,
+                Body.whole(copy.body, chunked=copy.chunked),
+                connect_timeout=copy.timeout,
+                read_timeout=copy.timeout,
+            )
+            try:
+                head = conn.round_trip() * 1000
+                raw = await _read_up_to(conn, copy.limit + 1, copy.timeout)
+            finally:
+                finish(pool, conn)
+            if len(raw) > copy.limit:
+                return Response(conn.status, {}, b"", head, error="body_too_large")
+            return Response(conn.status, lowered(conn.headers), raw, head)
+    except TimeoutError:
+        return _failed(started, _ERRORS["timeout"])
+    except UpstreamError as exc:
+        return _failed(started, _ERRORS.get(exc.kind, exc.kind))
+    except (OSError, ValueError) as exc:
+        return _failed(started, type(exc).__name__)
+
+
+async def _read_up_to(conn: Any, limit: int, timeout: float) -> bytes:
+    """The whole body, or its first ``limit`` bytes when it is longer."""
     parts: list[bytes] = []
     size = 0
     while size < limit:
-        chunk = await stream.read(limit - size)
+        chunk = await conn.next_chunk(timeout)
         if not chunk:
             break
         parts.append(chunk)
         size += len(chunk)
-    return b"".join(parts)
-
-
-async def send_copy(session: aiohttp.ClientSession, copy: Copy) -> Response:
-    """Send one copy and read its answer; a body over ``copy.limit`` comes back empty with the
-    error ``body_too_large``, a timeout or a refused connection as an error, never as an
-    exception."""
-    started = time.perf_counter()
-    try:
-        async with session.request(
-            copy.method,
-            copy.url,
-            headers=copy.headers,
-            data=copy.body or None,
-            allow_redirects=False,
-            timeout=aiohttp.ClientTimeout(total=copy.timeout),
-        ) as answer:
-            head = (time.perf_counter() - started) * 1000
-            raw = await read_up_to(answer.content, copy.limit + 1)
-            if len(raw) > copy.limit:
-                return Response(answer.status, {}, b"", head, error="body_too_large")
-            return Response(
-                answer.status, {k.lower(): v for k, v in answer.headers.items()}, raw, head
-            )
-    except TimeoutError:
-        return _failed(started, "candidate timed out")
-    except (aiohttp.ClientError, OSError, ValueError) as exc:
-        return _failed(started, type(exc).__name__)
+    return b"".join(parts)[:limit]
 
 
 def _failed(started: float, error: str) -> Response:
@@ -170,7 +197,7 @@ class CopySender:
         self.in_process = in_process
         self.started = 0  # helpers started over this sender's life
         self.lost = 0  # copies a dying helper took with it
-        self._session: aiohttp.ClientSession | None = None
+        self._upstreams: Upstreams | None = None
         self._channel: Channel | None = None
         self._process: asyncio.subprocess.Process | None = None
         self._pending: dict[int, asyncio.Future[Response]] = {}
@@ -180,9 +207,9 @@ class CopySender:
         self._retry_after = FIRST_RETRY_SECONDS
         self._reapers: set[asyncio.Task[None]] = set()
 
-    def start(self, session: aiohttp.ClientSession) -> None:
-        """Use ``session`` for copies sent in-process (the helper is started at the first copy)."""
-        self._session = session
+    def start(self, upstreams: Upstreams) -> None:
+        """Use ``upstreams`` for copies sent in-process (the helper starts at the first copy)."""
+        self._upstreams = upstreams
 
     def status(self) -> dict[str, Any]:
         """For ``/_proxy/status``: where copies leave from and how the helper has fared."""
@@ -201,8 +228,8 @@ class CopySender:
     async def send(self, copy: Copy) -> Response:
         channel = self._channel or await self._helper()
         if channel is None:
-            assert self._session is not None, "start() the sender first"
-            return await send_copy(self._session, copy)
+            assert self._upstreams is not None, "start() the sender first"
+            return await send_copy(self._upstreams, copy)
         loop = asyncio.get_running_loop()
         job_id = next(self._ids)
         future: asyncio.Future[Response] = loop.create_future()
@@ -259,7 +286,7 @@ class CopySender:
         self._retry_after = FIRST_RETRY_SECONDS  # this helper works: a later death retries soon
         future = self._pending.get(job_id)
         if future is not None and not future.done():
-            future.set_result(Response(status, headers, body, head, error))
+            future.set_result(Response(status, MultiDict(headers), body, head, error))
 
     def _lost(self, channel: Channel) -> None:
         if channel is not self._channel:
@@ -300,22 +327,19 @@ async def serve_jobs(fd: int, max_inflight: int) -> None:
     loop = asyncio.get_running_loop()
     closed: asyncio.Future[None] = loop.create_future()
     tasks: set[asyncio.Task[None]] = set()
-    session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=max_inflight, keepalive_timeout=30),
-        auto_decompress=False,
-    )
+    upstreams = Upstreams(Limits.from_env(), PoolSettings(max_connections=max_inflight))
 
     async def run(channel: Channel, job: Job) -> None:
-        job_id, method, url, headers, body, timeout, limit = job
+        job_id, *fields = job
         try:
-            answer = await send_copy(session, Copy(method, url, headers, body, timeout, limit))
+            answer = await send_copy(upstreams, Copy(*fields))  # type: ignore[arg-type]
         except Exception as exc:  # a bug here must cost one copy, not the helper
             answer = Response(0, {}, b"", 0.0, error=type(exc).__name__)
         if channel.transport is not None and not channel.transport.is_closing():
             message: Answer = (
                 job_id,
                 answer.status,
-                dict(answer.headers),
+                list(answer.headers.items()),
                 answer.body,
                 answer.latency_ms,
                 answer.error,
@@ -344,7 +368,7 @@ async def serve_jobs(fd: int, max_inflight: int) -> None:
     finally:
         watcher.cancel()
         await cancel_and_wait(list(tasks))
-        await session.close()
+        upstreams.close()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,11 +1,15 @@
 """Editing the flag file without losing its comments: set a mode, change fields, roll back.
 
-Owns every write to ``flags.yaml`` made by Banyan itself (the CLI, the admin API, guards). Edits go
-through ``ruamel.yaml`` in round-trip mode so comments, key order and quoting survive; the edited
-text is validated with :func:`banyan.proxy.flags.parse_flags` BEFORE it is written (an invalid
-result
-raises :class:`FlagError` and leaves the file alone); the write is atomic (temporary file in the
-same directory + ``os.replace``; a symlinked flag file has its target replaced, the link stays).
+Owns every write to ``flags.yaml`` made by Banyan itself (the CLI, the admin API, guards). The file
+is read under the same rules as the proxy's (a regular file of bounded size, YAML within the
+depth and size budgets) before ``ruamel.yaml`` sees it; edits go through ``ruamel.yaml`` in
+round-trip mode so comments, key order and quoting survive. New values are written so that the
+proxy's loader (YAML 1.1) reads back exactly what was written: a float always carries a ``.``
+(``1.0e-05``, never ``1e-05``, which YAML 1.1 reads as a string) and a string that YAML 1.1 would
+read as something else (``on``, ``0o17``, ``1_000``) is quoted. The edited text is validated with
+:func:`banyan.proxy.flags.parse_flags` BEFORE it is written (an invalid result raises
+:class:`FlagError` and leaves the file alone); the write is atomic (temporary file in the same
+directory + ``os.replace``; a symlinked flag file has its target replaced, the link stays).
 Writers in several processes are serialised by an advisory lock on a ``.<name>.lock`` file.
 ``EDIT_LISTENERS`` receive one dict per changed feature so the audit log can record who did what.
 """
@@ -16,18 +20,24 @@ import contextlib
 import fcntl
 import hashlib
 import io
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import yaml as pyyaml
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.nodes import ScalarNode
+from ruamel.yaml.representer import RoundTripRepresenter
 from ruamel.yaml.util import load_yaml_guess_indent
 
 from banyan.proxy.audit import feature_settings
-from banyan.proxy.flags import MODES, FlagError, FlagSet, emit, parse_flags
+from banyan.proxy.flags import MODES, FlagError, FlagSet, emit, parse_flags, read_flag_bytes
+from banyan.proxy.flags.nodes import compose
+from banyan.proxy.flags.source import require_regular_file
 
 EditListener = Callable[[dict[str, Any]], None]
 EDIT_LISTENERS: list[EditListener] = []
@@ -63,9 +73,45 @@ def _mapping_indent(text: str) -> int:
     return min(widths) if widths else 2
 
 
+def float_text(value: float) -> str:
+    """``value`` as a YAML float both YAML 1.1 and 1.2 read back exactly: the shortest repr,
+    with a ``.`` in the mantissa (``1e-05`` -> ``1.0e-05``)."""
+    if math.isnan(value):
+        return ".nan"
+    if math.isinf(value):
+        return ".inf" if value > 0 else "-.inf"
+    mantissa, e, exponent = repr(value).partition("e")
+    if "." not in mantissa:
+        mantissa += ".0"
+    return f"{mantissa}{e}{exponent}"
+
+
+_YAML11 = pyyaml.resolver.Resolver()
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
+class _Representer(RoundTripRepresenter):
+    """ruamel's round-trip representer, for values new to the file: floats as :func:`float_text`,
+    strings quoted when YAML 1.1 would read them plain as another type. Values loaded from the
+    file keep their own (ruamel scalar) types and representation."""
+
+    def represent_float(self, data: float) -> ScalarNode:
+        return self.represent_scalar("tag:yaml.org,2002:float", float_text(data))
+
+    def represent_str(self, data: str) -> ScalarNode:
+        if _YAML11.resolve(pyyaml.ScalarNode, data, (True, False)) != _STR_TAG:
+            return self.represent_scalar(_STR_TAG, data, style="'")
+        return super().represent_str(data)
+
+
+_Representer.add_representer(float, _Representer.represent_float)
+_Representer.add_representer(str, _Representer.represent_str)
+
+
 def _yaml_for(text: str) -> YAML:
     """A round-trip YAML instance that writes with the same indentation as ``text``."""
     yaml = YAML(typ="rt")
+    yaml.Representer = _Representer
     yaml.preserve_quotes = True
     yaml.width = 4096  # never re-wrap long lines
     mapping = _mapping_indent(text)
@@ -87,12 +133,33 @@ def _target(path: Path) -> Path:
 @contextlib.contextmanager
 def _locked(target: Path) -> Iterator[None]:
     lock_path = target.with_name(f".{target.name}.lock")
-    with open(lock_path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
+    try:  # non-blocking: a FIFO put in the lock's place cannot freeze the editor
+        fd = os.open(lock_path, flags, 0o644)
+    except OSError as exc:
+        raise FlagError(str(lock_path), 0, f"cannot open the lock: {exc.strerror or exc}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _load(where: str, data: bytes) -> tuple[str, YAML, Any]:
+    """The text, a YAML instance that writes like it, and its round-trip data. The proxy's
+    reader goes first: YAML errors and files over its budgets are refused with its message."""
+    compose(data, where)  # raises FlagError: syntax, nesting, size
+    before = data.decode("utf-8")
+    yaml = _yaml_for(before)
+    try:
+        return before, yaml, yaml.load(before)
+    except Exception as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        raise FlagError(where, line, f"YAML syntax error: {exc}") from None
 
 
 def write_atomically(path: str | Path, text: str) -> None:
@@ -148,15 +215,9 @@ def _edit(
     path = Path(path)
     where = str(path)
     target = _target(path)
+    require_regular_file(target)  # before the lock is created beside it
     with _locked(target):
-        before = target.read_text(encoding="utf-8")
-        yaml = _yaml_for(before)
-        try:
-            data = yaml.load(before)
-        except Exception as exc:
-            mark = getattr(exc, "problem_mark", None)
-            line = mark.line + 1 if mark is not None else 1
-            raise FlagError(where, line, f"YAML syntax error: {exc}") from None
+        before, yaml, data = _load(where, read_flag_bytes(target))
         table = data.get("features") if isinstance(data, CommentedMap) else None
         if not isinstance(table, CommentedMap):
             raise FlagError(where, 1, "the file has no features to edit")

@@ -1,11 +1,11 @@
 """``banyan flags``: check, set, roll back, explain the flag file and show its history.
 
-Owns the command-line face of :mod:`banyan.proxy.flags` (validation), :mod:`banyan.proxy.flag_edit`
-(edits that
-keep comments), :mod:`banyan.proxy.routing` (why a path goes where it goes) and
-:mod:`banyan.proxy.flags_history` (the audit log). The file defaults to ``$BANYAN_FLAGS`` or
-``flags.yaml``. Exit codes: 0 success, 1 invalid file, refused edit, or a missing or corrupt
-audit log, 2 usage error.
+Owns the command-line face of :mod:`banyan.proxy.flags` (validation),
+:mod:`banyan.proxy.flag_edit` (edits that keep comments), :mod:`banyan.proxy.routing` (why a path
+goes where it goes) and :mod:`banyan.proxy.flags_history` (the audit log). The file defaults to
+``$BANYAN_FLAGS`` or ``flags.yaml``. Exit codes: 0 success, 1 invalid file, refused edit, or a
+missing or corrupt audit log, 2 usage error. Every failure is one line on stderr, never a
+traceback; the file is read under the proxy's rules (regular file, bounded size).
 """
 
 from __future__ import annotations
@@ -194,6 +194,11 @@ def main(argv: list[str]) -> int:
         return _explain(args, file)
     except FlagError as exc:
         print(str(exc), file=sys.stderr)
+        return 1
+    except Exception as exc:  # one line, never a traceback: the command's answer is its exit code
+        print(
+            f"{file}:0: banyan flags {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr
+        )
         return 1
     finally:
         EDIT_LISTENERS.remove(listener)

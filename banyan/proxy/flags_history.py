@@ -1,9 +1,9 @@
 """``banyan flags history``: read the audit log of flag changes and print it for people.
 
 Owns reading the log that :mod:`banyan.proxy.audit` appends (one JSON object per line) line by line
-with
-line numbers, so a corrupt line is reported as ``FILE:LINE: reason`` and skipped instead of
-stopping the rest, and rendering one entry as one readable line::
+with line numbers (opened without blocking; only a regular file is read), so a corrupt line is
+reported as ``FILE:LINE: reason`` and skipped instead of stopping the rest, and rendering one
+entry as one readable line::
 
     2026-11-23 07:00:00 UTC  guard  sessions  new -> legacy  digest 1f2e3d4c5b6a  (guard ...)
 
@@ -14,11 +14,14 @@ log beside the link's target, exactly as the proxy resolves it).
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import stat
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from banyan.proxy.audit import default_path
 
@@ -61,6 +64,41 @@ def _problem(data: Any) -> str | None:
     return None
 
 
+def _open_log(path: Path) -> BinaryIO:
+    """The log opened for reading line by line, without blocking: a FIFO or a device in its
+    place is refused (OSError) instead of freezing the command."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _take(history: History, number: int, raw_bytes: bytes, feature: str | None) -> None:
+    """Keep line ``number`` as an entry (of ``feature``), or note why it is skipped."""
+    path = history.path
+    if not raw_bytes.strip():
+        return
+    try:
+        raw = raw_bytes.decode("utf-8").strip()
+        data = json.loads(raw)
+    except UnicodeDecodeError:
+        history.problems.append(f"{path}:{number}: not UTF-8 text; line skipped")
+        return
+    except ValueError as exc:
+        history.problems.append(f"{path}:{number}: not valid JSON ({exc}); line skipped")
+        return
+    reason = _problem(data)
+    if reason is not None:
+        history.problems.append(f"{path}:{number}: {reason}; line skipped")
+        return
+    if feature is None or data["feature"] == feature:
+        history.entries.append(Entry(number, raw, data))
+
+
 def read_history(
     path: str | Path, *, feature: str | None = None, limit: int | None = None
 ) -> History:
@@ -68,8 +106,9 @@ def read_history(
     path = Path(path)
     history = History(path)
     try:
-        with path.open("rb") as handle:
-            lines = handle.read().split(b"\n")
+        with _open_log(path) as handle:
+            for number, raw_bytes in enumerate(handle, start=1):
+                _take(history, number, raw_bytes, feature)
     except FileNotFoundError:
         raise HistoryError(
             f"{path}: no audit log here (the proxy writes it at the first flag change; "
@@ -77,24 +116,6 @@ def read_history(
         ) from None
     except OSError as exc:
         raise HistoryError(f"{path}: cannot read the audit log: {exc.strerror or exc}") from None
-    for number, raw_bytes in enumerate(lines, start=1):
-        if not raw_bytes.strip():
-            continue
-        try:
-            raw = raw_bytes.decode("utf-8").strip()
-            data = json.loads(raw)
-        except UnicodeDecodeError:
-            history.problems.append(f"{path}:{number}: not UTF-8 text; line skipped")
-            continue
-        except ValueError as exc:
-            history.problems.append(f"{path}:{number}: not valid JSON ({exc}); line skipped")
-            continue
-        reason = _problem(data)
-        if reason is not None:
-            history.problems.append(f"{path}:{number}: {reason}; line skipped")
-            continue
-        if feature is None or data["feature"] == feature:
-            history.entries.append(Entry(number, raw, data))
     if limit is not None:
         history.entries = history.entries[-limit:] if limit > 0 else []
     return history

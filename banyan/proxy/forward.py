@@ -1,69 +1,51 @@
 """HTTP forwarding: one streamed exchange with an upstream, and what happened on it.
 
-The request body is streamed to the upstream as it arrives (``Content-Length`` kept when the client
-sent one, chunked otherwise) and the response body is streamed back chunk by chunk as it arrives,
-so chunked and SSE answers flow token by token; neither is ever held whole in memory. Bodies can
-be *captured* up to a limit for shadow comparison and write mirroring: a capture past its limit is
-dropped (and reported as such), the stream itself is never slowed or cut.
+The request goes out as the client sent it (:class:`banyan.proxy.headers.Outbound`) over a pooled
+keep-alive connection (:mod:`banyan.proxy.upstream`): a body already in hand leaves with the head
+in one write, a longer one streams as it arrives, in the client's framing (``Content-Length`` as
+given, chunked as given). The answer is relayed as it arrives: a small answer whose body came with
+its head leaves in one write to the client; a longer one streams chunk by chunk (chunked and SSE
+answers flow token by token), never held whole. Bodies can be *captured* up to a limit for shadow
+comparison and write mirroring: a capture past its limit is dropped (and reported as such), the
+stream itself is never slowed or cut.
 
-Failures before the response head map to ``502 bad_gateway`` (cannot connect, connection lost) and
-``504 gateway_timeout`` (connect or read timeout) with a JSON error body; a failure in the middle of
-a response body can no longer change the status, so the client connection is closed to signal the
-truncation.
+Failures before the answer's head map to ``502 bad_gateway`` (cannot connect, connection lost, an
+answer that is not HTTP or is over a limit) and ``504 gateway_timeout`` (connect or read timeout),
+with a JSON error body naming the backend, never its address (the detail goes to the log). A
+failure in the middle of an answer's body can no longer change the status, so the client
+connection is closed to signal the truncation. A request the client itself broke (body cut
+short, bad chunking, over a limit) gets a 4xx and is never counted against a backend.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-import aiohttp
-import yarl
 from aiohttp import web
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDict
 
-from banyan.proxy.flags import BackendSpec
-from banyan.proxy.headers import downstream_headers, mark
+from banyan.proxy.headers import Outbound, answer_head, decoded
+from banyan.proxy.relayed import RelayedResponse
+from banyan.proxy.upstream import Body, Capture, Connection, Pool, RequestFault, UpstreamError
+from banyan.proxy.upstream.pool import finish
 
+# The ways a backend fails an exchange (counted against it); "request" and "client_closed" are
+# the request's or the client's doing.
+UPSTREAM_FAILURES = frozenset({"connect", "timeout", "closed", "protocol", "too_large"})
 
-class UpstreamError(Exception):
-    """The upstream could not be used; ``kind`` is ``connect``, ``timeout`` or ``closed``."""
-
-    def __init__(self, kind: str, detail: str) -> None:
-        super().__init__(f"{kind}: {detail}")
-        self.kind = kind
-        self.detail = detail
-
-    @property
-    def status(self) -> int:
-        return 504 if self.kind == "timeout" else 502
-
-
-class Capture:
-    """Bytes of a body up to ``limit``; past it, nothing (``overflow`` says so)."""
-
-    __slots__ = ("limit", "overflow", "parts", "size")
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.parts: list[bytes] = []
-        self.size = 0
-        self.overflow = False
-
-    def add(self, chunk: bytes) -> None:
-        if self.overflow:
-            return
-        self.size += len(chunk)
-        if self.size > self.limit:
-            self.overflow = True
-            self.parts = []
-        else:
-            self.parts.append(chunk)
-
-    def value(self) -> bytes | None:
-        return None if self.overflow else b"".join(self.parts)
+__all__ = [
+    "UPSTREAM_FAILURES",
+    "Capture",
+    "Exchange",
+    "RequestFault",
+    "UpstreamError",
+    "error_response",
+    "gateway_error",
+    "relay",
+    "request_body",
+]
 
 
 @dataclass(slots=True)
@@ -78,16 +60,18 @@ class Exchange:
     started: float = field(default_factory=time.perf_counter)
     status: int = 0
     error: str | None = None
-    head_latency: float = 0.0
+    head_latency: float = 0.0  # seconds from the request reaching the proxy to the answer's head
+    round_trip: float = 0.0  # seconds from the request leaving the proxy to the answer's head
     fallback: bool = False
     request_capture: Capture | None = None
     response_capture: Capture | None = None
-    response_headers: CIMultiDictProxy[str] | None = None
+    response_headers: CIMultiDict[str] | None = None  # kept only when the answer is captured
+    outbound: Outbound | None = None
 
     @property
     def failed(self) -> bool:
         """For guards: the backend could not answer or answered with a 5xx."""
-        return self.error in ("connect", "timeout", "closed") or self.status >= 500
+        return self.error in UPSTREAM_FAILURES or self.status >= 500
 
 
 def error_response(status: int, code: str, message: str) -> web.Response:
@@ -99,103 +83,108 @@ def error_response(status: int, code: str, message: str) -> web.Response:
 
 
 def gateway_error(exc: UpstreamError, backend: str) -> web.Response:
+    """The client's answer to a failed exchange: names the backend, never its address."""
     if exc.kind == "timeout":
         return error_response(504, "gateway_timeout", f"{backend} backend timed out")
-    return error_response(502, "bad_gateway", f"{backend} backend unavailable ({exc.detail})")
+    if exc.kind == "too_large":
+        return error_response(502, "upstream_head_too_large", f"{backend} backend: {exc.detail}")
+    if exc.kind == "protocol":
+        return error_response(502, "bad_gateway", f"{backend} backend sent a malformed answer")
+    return error_response(502, "bad_gateway", f"{backend} backend unavailable")
 
 
-def timeout_of(spec: BackendSpec) -> aiohttp.ClientTimeout:
-    return aiohttp.ClientTimeout(
-        total=None, sock_connect=spec.connect_timeout, sock_read=spec.read_timeout
-    )
+def fault_response(fault: RequestFault) -> web.Response:
+    return error_response(fault.status, fault.code, fault.message)
 
 
-async def _stream(content: aiohttp.StreamReader, capture: Capture) -> AsyncIterator[bytes]:
-    async for chunk in content.iter_any():
-        capture.add(chunk)
-        yield chunk
+def _chunked(request: web.Request) -> bool:
+    value = request.headers.get("Transfer-Encoding")
+    return value is not None and "chunked" in value.lower()
 
 
 def request_body(
     request: web.Request, capture_limit: int | None
-) -> tuple[aiohttp.StreamReader | AsyncIterator[bytes] | None, Capture | None]:
+) -> tuple[Body | None, Capture | None]:
     """What to send as the upstream body, and the capture recording it (if asked)."""
+    capture = Capture(capture_limit) if capture_limit is not None else None
     if not request.body_exists:
-        return None, (Capture(capture_limit) if capture_limit is not None else None)
-    if capture_limit is None:
-        return request.content, None
-    capture = Capture(capture_limit)
-    return _stream(request.content, capture), capture
-
-
-async def open_upstream(
-    session: aiohttp.ClientSession,
-    method: str,
-    url: str | yarl.URL,
-    headers: CIMultiDict[str],
-    body: aiohttp.StreamReader | AsyncIterator[bytes] | bytes | None,
-    timeout: aiohttp.ClientTimeout,
-) -> aiohttp.ClientResponse:
-    """Send the request and wait for the response head; map failures to :class:`UpstreamError`."""
-    try:
-        return await session.request(
-            method,
-            url,
-            headers=headers,
-            data=body,
-            allow_redirects=False,
-            timeout=timeout,
-            skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
-        )
-    except aiohttp.ClientConnectorError as exc:
-        raise UpstreamError("connect", str(exc.os_error or exc)) from exc
-    except (aiohttp.ServerTimeoutError, TimeoutError) as exc:
-        raise UpstreamError("timeout", "no answer in time") from exc
-    except (aiohttp.ClientError, OSError) as exc:
-        raise UpstreamError("closed", type(exc).__name__) from exc
+        return None, capture
+    chunked = _chunked(request)
+    content = request.content
+    if content.is_eof():  # the whole body came with the head: send it in one write
+        try:
+            data = content.read_nowait()
+        except Exception as exc:
+            raise RequestFault(
+                400, "bad_request_body", "the request body was cut short or badly framed"
+            ) from exc
+        if capture is not None:
+            capture.add(data)
+        return Body.whole(data, chunked=chunked), capture
+    return Body(stream=content, chunked=chunked, capture=capture), capture
 
 
 async def relay(
     request: web.Request,
-    upstream: aiohttp.ClientResponse,
+    pool: Pool,
+    conn: Connection,
     exchange: Exchange,
     *,
+    read_timeout: float,
     capture_limit: int | None = None,
-    extra_headers: dict[str, str] | None = None,
+    fallback: bool = False,
 ) -> web.StreamResponse:
-    """Stream ``upstream``'s answer to the client; fills in ``exchange``."""
-    exchange.status = upstream.status
-    exchange.head_latency = time.perf_counter() - exchange.started
-    exchange.response_headers = upstream.headers
-    response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-    response.headers.extend(downstream_headers(upstream.headers))
-    mark(response.headers, exchange.feature, exchange.backend, exchange.request_id)
-    if extra_headers:
-        response.headers.update(extra_headers)
-    capture = Capture(capture_limit) if capture_limit is not None else None
-    exchange.response_capture = capture
+    """Relay the answer on ``conn`` to the client; fills in ``exchange``; gives ``conn`` back."""
+    now = time.perf_counter()
+    exchange.status = conn.status
+    exchange.head_latency = now - exchange.started
+    exchange.round_trip = now - conn.sent_at
+    head = answer_head(conn.headers, exchange.feature, exchange.backend, exchange.request_id)
+    lines = head.lines + b"X-Banyan-Fallback: 1\r\n" if fallback else head.lines
+    capture = None
+    if capture_limit is not None:
+        exchange.response_headers = decoded(conn.headers)
+        capture = exchange.response_capture = Capture(capture_limit)
+    response = RelayedResponse(
+        conn.status,
+        conn.reason,
+        lines,
+        content_length=head.content_length,
+        has_date=head.has_date,
+    )
     try:
         await response.prepare(request)
-        async for chunk in upstream.content.iter_any():
+        if conn.complete:  # the whole body is here: head and body leave in one write
+            body = conn.take()
             if capture is not None:
-                capture.add(chunk)
-            await response.write(chunk)
-        await response.write_eof()
-    except ConnectionError:
-        if request.transport is None or request.transport.is_closing():
-            exchange.error = "client_closed"
+                capture.add(body)
+            await response.write_eof(body)
         else:
-            exchange.error = "closed"
-            _abort(request)
-    except (aiohttp.ServerTimeoutError, TimeoutError):
-        exchange.error = "timeout"
+            await _stream(response, conn, capture, read_timeout)
+    except ConnectionError:
+        exchange.error = "client_closed"
+    except UpstreamError as exc:
+        exchange.error = exc.kind
         _abort(request)
-    except (aiohttp.ClientError, OSError):
-        exchange.error = "closed"
+    except RequestFault:
+        exchange.error = "request"
         _abort(request)
     finally:
-        upstream.release()
+        finish(pool, conn)
     return response
+
+
+async def _stream(
+    response: web.StreamResponse, conn: Connection, capture: Capture | None, read_timeout: float
+) -> None:
+    while True:
+        chunk = await conn.next_chunk(read_timeout)
+        if not chunk:
+            break
+        if capture is not None:
+            capture.add(chunk)
+        await response.write(chunk)
+    await response.write_eof()
 
 
 def _abort(request: web.Request) -> None:

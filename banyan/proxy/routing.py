@@ -1,9 +1,10 @@
 """Request routing: which feature a path belongs to, and which backend serves it, and why.
 
-Owns the route pattern grammar (``/api/x``, ``*`` for exactly one segment, ``**`` as the last
-segment for any rest including nothing), the check that one pattern makes a later one dead, the
-:class:`Router` compiled once per flag load, the sticky canary bucket, and the unverified reading
-of a JWT ``sub`` used as the stickiness key. Nothing here verifies tokens: backends do that.
+Owns the :class:`Router` built once per flag load (its routes in a
+:class:`~banyan.proxy.routes.RouteTable`, whose module owns the pattern grammar), the sticky canary
+bucket, the operator-only paths of the backends that the default route never serves, and the
+unverified reading of a JWT ``sub`` used as the stickiness key. Nothing here verifies tokens:
+backends do that.
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ import base64
 import binascii
 import hashlib
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
+
+from banyan.proxy.routes import NO_ROUTE, RouteTable, parse_route
+from banyan.proxy.routes import RouteError as RouteError  # re-exported for older imports
+from banyan.proxy.routes import covers as covers
 
 if TYPE_CHECKING:
     from banyan.proxy.flags import Feature, FlagSet
@@ -25,62 +29,13 @@ BUCKETS = 10_000  # canary resolution: 0.01 %
 UNMATCHED = "-"
 _EMPTY: Mapping[str, str] = {}
 
-
-class RouteError(ValueError):
-    """A route pattern that breaks the grammar; the message says which rule."""
-
-
-def parse_route(pattern: str) -> tuple[str, ...]:
-    """Split a route pattern into segments, enforcing the grammar (raises :class:`RouteError`)."""
-    if not isinstance(pattern, str) or not pattern.startswith("/"):
-        raise RouteError(f"route {pattern!r} must start with '/'")
-    if any(ch.isspace() for ch in pattern) or "?" in pattern or "#" in pattern:
-        raise RouteError(f"route {pattern!r} must not contain spaces, '?' or '#'")
-    if pattern == "/":
-        return ()
-    segments = tuple(pattern[1:].split("/"))
-    for index, segment in enumerate(segments):
-        if segment == "":
-            raise RouteError(f"route {pattern!r} has an empty segment")
-        if segment == "**" and index != len(segments) - 1:
-            raise RouteError(f"route {pattern!r}: '**' is only allowed as the last segment")
-        if "*" in segment and segment not in {"*", "**"}:
-            raise RouteError(f"route {pattern!r}: a wildcard must be a whole segment ('*' or '**')")
-    return segments
-
-
-def covers(earlier: tuple[str, ...], later: tuple[str, ...]) -> bool:
-    """True when every path matched by ``later`` is already matched by ``earlier``."""
-    for index, seg in enumerate(earlier):
-        if seg == "**":
-            return True
-        if index >= len(later):
-            return False
-        other = later[index]
-        if other == "**":
-            return False
-        if seg == "*":
-            continue
-        if seg != other:
-            return False
-    return len(earlier) == len(later)
-
-
-def route_regex(segments: tuple[str, ...]) -> str:
-    """The regular expression (for ``fullmatch``) of one parsed route; a trailing '/' is allowed."""
-    if not segments:
-        return "/"
-    parts: list[str] = []
-    for seg in segments:
-        if seg == "**":
-            parts.append("(?:/.*)?")
-        elif seg == "*":
-            parts.append("/[^/]+")
-        else:
-            parts.append("/" + re.escape(seg))
-    if segments[-1] != "**":
-        parts.append("/?")
-    return "".join(parts)
+# First path segments the backends serve for operators only (Prometheus ``/metrics`` and anything
+# below it). The default route never sends them on; a feature routes them only with a route whose
+# first segment names them literally (``/metrics``, ``/metrics/**``), not through a wildcard.
+# ``/healthz`` and ``/readyz`` never reach a backend: the proxy answers them itself.
+OPERATOR_SEGMENTS: frozenset[str] = frozenset({"metrics"})
+_OPERATOR_PREFIXES = tuple(f"/{segment}" for segment in sorted(OPERATOR_SEGMENTS))
+_OPERATOR_ONLY = -2  # a route number meaning "operator-only, not routed"
 
 
 def bucket_of(feature: str, key: str) -> int:
@@ -98,6 +53,24 @@ class Decision:
     mode: str
     reason: str
     shadow: str | None = None
+
+
+BLOCKED = "blocked"
+NOT_ROUTED = Decision(
+    UNMATCHED,
+    UNMATCHED,
+    BLOCKED,
+    "operator-only path of the backends: not routed unless a feature lists it by name",
+)
+
+
+_NOBODY: frozenset[str] = frozenset()
+
+
+def _members(entries: tuple[str, ...] | None) -> frozenset[str]:
+    """A cohort as a set; the one shared empty set when there is none (a file of thousands of
+    features then holds no thousands of empty sets for the collector to walk)."""
+    return frozenset(entries) if entries else _NOBODY
 
 
 def _other(backend: str) -> str:
@@ -154,8 +127,8 @@ class _Plan:
         kind, _, name = feature.stick_by.partition(":")
         self.stick_kind = kind
         self.stick_name = name
-        self.cohort_new = frozenset(feature.cohorts.get("new", ()))
-        self.cohort_legacy = frozenset(feature.cohorts.get("legacy", ()))
+        self.cohort_new = _members(feature.cohorts.get("new"))
+        self.cohort_legacy = _members(feature.cohorts.get("legacy"))
 
     def key(
         self,
@@ -222,35 +195,35 @@ class Router:
 
     def __init__(self, flags: FlagSet) -> None:
         self.flags = flags
-        self._plans: list[_Plan] = []
-        alternatives: list[str] = []
+        self._table = RouteTable()
+        self._plans: list[_Plan] = []  # by route number
+        self._heads: list[str] = []  # each route's first segment, by route number
         for feature in flags.features:
             plan = _Plan(feature)
             for route in feature.routes:
-                alternatives.append(f"(?P<r{len(self._plans)}>{route_regex(parse_route(route))})")
+                segments = parse_route(route)
+                self._table.add(segments)
                 self._plans.append(plan)
-        self._regex = re.compile("|".join(alternatives)) if alternatives else None
+                self._heads.append(segments[0] if segments else "")
         self._default = Decision(
             UNMATCHED, flags.default, flags.default, f"no feature matches; default {flags.default}"
         )
 
-    def _plan(self, path: str) -> _Plan | None:
-        if self._regex is None:
-            return None
+    def _route(self, path: str) -> int:
         cut = path.find("?")
         if cut >= 0:
             path = path[:cut]
-        match = self._regex.fullmatch(path)
-        if match is None:
-            return None
-        group = match.lastgroup
-        assert group is not None
-        return self._plans[int(group[1:])]
+        index = self._table.match(path)
+        if path.startswith(_OPERATOR_PREFIXES):
+            head = path[1:].split("/", 1)[0]
+            if head in OPERATOR_SEGMENTS and (index == NO_ROUTE or self._heads[index] != head):
+                return _OPERATOR_ONLY
+        return index
 
     def match(self, path: str) -> Feature | None:
         """The first feature (file order) with a route matching ``path``; the query is ignored."""
-        plan = self._plan(path)
-        return plan.feature if plan is not None else None
+        index = self._route(path)
+        return self._plans[index].feature if index >= 0 else None
 
     def decide(
         self,
@@ -262,11 +235,18 @@ class Router:
         client_ip: str = "",
         request_id: str = "",
     ) -> Decision:
-        """Which backend serves ``path`` for this caller, with a one-line reason."""
-        plan = self._plan(path)
-        if plan is None:
+        """Which backend serves ``path`` for this caller, with a one-line reason; :data:`NOT_ROUTED`
+        for a backend's operator-only path that no feature lists by name."""
+        index = self._route(path)
+        if index == NO_ROUTE:
             return self._default
-        return plan.decide(user, headers, cookies, client_ip)
+        if index == _OPERATOR_ONLY:
+            return NOT_ROUTED
+        return self._plans[index].decide(user, headers, cookies, client_ip)
+
+
+# A token's claims are a few hundred bytes; anything far larger is not read for routing.
+MAX_CLAIMS_CHARS = 8192
 
 
 @lru_cache(maxsize=4096)
@@ -275,10 +255,12 @@ def _subject(token: str) -> str | None:
     if len(parts) != 3 or not parts[1]:
         return None
     payload = parts[1]
+    if len(payload) > MAX_CLAIMS_CHARS:
+        return None
     try:
         raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
         claims = json.loads(raw)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError):
         return None
     if not isinstance(claims, dict):
         return None

@@ -1,8 +1,10 @@
-"""``banyan proxy --flags F --host H --port P [--workers N] [--no-access-log] [admission]``.
+"""``banyan proxy --flags F --host H --port P [--workers N] [--no-access-log] [limits]``.
 
-Limits (docs/operations.md, "Limits and timeouts"): ``--max-websockets``, ``--max-requests``,
-``--client-header-timeout``, ``--client-body-timeout``, ``--keepalive-timeout``; each defaults to
-its environment variable (``BANYAN_MAX_WEBSOCKETS``...) and then to the built-in value. They are
+The ``--max-*-bytes`` and ``--max-headers`` options set the header limits
+(:mod:`banyan.proxy.limits`); ``--max-websockets``, ``--max-requests`` the admission limits
+(:mod:`banyan.proxy.admission`); ``--client-header-timeout``, ``--client-body-timeout``,
+``--keepalive-timeout`` the client read timeouts (:mod:`banyan.client_timeouts`). Each defaults to
+its ``BANYAN_*`` environment variable, else to the built-in default (docs/operations.md); all are
 per worker process.
 
 With ``--workers N`` (N > 1) the parent forks N worker processes that bind the same port with
@@ -22,6 +24,7 @@ from collections.abc import Callable
 
 from banyan.client_timeouts import ClientTimeouts
 from banyan.proxy.admission import AdmissionLimits
+from banyan.proxy.limits import OPTION, Limits
 from banyan.serving import run
 from banyan.testing import free_port
 
@@ -47,6 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-access-log", action="store_true", help="skip the per-request log line"
     )
+    defaults = Limits.from_env()
+    for name, option in OPTION.items():
+        parser.add_argument(
+            option,
+            dest=name,
+            type=int,
+            default=getattr(defaults, name),
+            help=f"{LIMIT_HELP[name]} (default {getattr(defaults, name)})",
+        )
     gate = parser.add_argument_group(
         "admission and client timeouts (per worker; default: environment, then built-in)"
     )
@@ -78,6 +90,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+LIMIT_HELP = {
+    "max_header_bytes": "bytes of all header lines of a request or an upstream answer",
+    "max_field_bytes": "bytes of one header line (name and value)",
+    "max_headers": "header lines in one request or answer",
+    "max_target_bytes": "bytes of a request target (path and query, or absolute URL)",
+}
+
+
+def limits_of(args: argparse.Namespace) -> Limits:
+    values = {name: getattr(args, name) for name in OPTION}
+    for name, value in values.items():
+        if value <= 0:
+            raise ValueError(f"{OPTION[name]} must be positive, not {value}")
+    return Limits(**values)
+
+
 def admission_of(args: argparse.Namespace) -> tuple[AdmissionLimits, ClientTimeouts]:
     """The limits in force: command line over environment over built-in defaults."""
     limits = AdmissionLimits.from_env()
@@ -103,24 +131,29 @@ def _factory(args: argparse.Namespace, admission: AdmissionLimits) -> object:
 
         shadow = None if args.no_parity else shadow_from_env(args.flags)
         return create_app(
-            args.flags, access_log=not args.no_access_log, shadow=shadow, admission=admission
+            args.flags,
+            access_log=not args.no_access_log,
+            shadow=shadow,
+            limits=limits_of(args),
+            admission=admission,
         )
 
     return make
 
 
 def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+        limits_of(args)
+        admission, timeouts = admission_of(args)
+    except ValueError as exc:  # a limit (option or BANYAN_* variable) that is not positive
+        print(f"banyan proxy: {exc}", file=sys.stderr)
+        return 1
     from banyan.proxy.flags import FlagError, load_flags
 
     try:
         load_flags(args.flags)
     except FlagError as exc:
-        print(f"banyan proxy: {exc}", file=sys.stderr)
-        return 1
-    try:
-        admission, timeouts = admission_of(args)
-    except ValueError as exc:
         print(f"banyan proxy: {exc}", file=sys.stderr)
         return 1
     factory = _factory(args, admission)

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import WSMessage, WSMsgType, web
+from multidict import MultiDict
 
 from banyan.logs import get_logger
 from banyan.parity.compare import Response, Rules, compare
@@ -61,6 +62,7 @@ from banyan.proxy.flags import Feature
 from banyan.proxy.forward import Exchange
 from banyan.proxy.headers import mark, request_id_of
 from banyan.proxy.routing import Decision, user_from_authorization
+from banyan.proxy.upstream import PoolSettings, Upstreams, origin_of
 from banyan.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
@@ -143,7 +145,8 @@ class Shadow:
         self.reads = WriteFence()
         self.breaker = ShadowBreaker()
         self.state: ProxyState | None = None
-        self.session: aiohttp.ClientSession | None = None
+        self.session: aiohttp.ClientSession | None = None  # the candidate's WebSockets
+        self.upstreams: Upstreams | None = None  # copies sent in-process
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def start(self, state: ProxyState) -> None:
@@ -154,7 +157,8 @@ class Shadow:
             connector=aiohttp.TCPConnector(limit=self.max_inflight, keepalive_timeout=30),
             auto_decompress=False,
         )
-        self.sender.start(self.session)
+        self.upstreams = Upstreams(state.limits, PoolSettings(max_connections=self.max_inflight))
+        self.sender.start(self.upstreams)
         await self.recorder.start()
         for endpoint, path, count in await self.recorder.store.noise_counts():
             self.learner.load(endpoint, path, count)
@@ -165,6 +169,8 @@ class Shadow:
         await self.recorder.stop()
         if self.session is not None:
             await self.session.close()
+        if self.upstreams is not None:
+            self.upstreams.close()
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -239,9 +245,9 @@ class Shadow:
         writer = caller if request.method not in SAFE else None
         primary = Response(
             exchange.status,
-            {k.lower(): v for k, v in (exchange.response_headers or {}).items()},
+            MultiDict((k.lower(), v) for k, v in (exchange.response_headers or {}).items()),
             primary_body,
-            exchange.head_latency * 1000,
+            exchange.round_trip * 1000,  # its own round trip, as the candidate's is measured
         )
         self.inflight += 1
         self._spawn(
@@ -267,14 +273,18 @@ class Shadow:
         body: bytes,
         feature: Feature,
     ) -> Response:
-        assert self.state is not None
+        """Send ``backend`` the request the primary was sent: the same head (but for ``Host``
+        under ``host: backend``) and body, by the same upstream client."""
+        assert self.state is not None and exchange.outbound is not None
         spec = self.state.flags.backends[backend]
+        outbound = exchange.outbound
         return await self.sender.send(
             Copy(
                 exchange.method,
-                spec.url + exchange.path_qs,
-                dict(headers),
+                spec.url,
+                outbound.head(origin_of(spec.url), spec.host),
                 body,
+                outbound.chunked,
                 feature.parity.shadow_timeout,
                 feature.parity.max_body_bytes,
             )

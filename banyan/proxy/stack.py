@@ -4,7 +4,10 @@ Each part runs as its own process (``python -m banyan.proxy.cli <part> ...``) so
 as it
 does in production. The backends' ports come from the flag file's ``backends`` URLs, so the proxy
 and the processes always agree. Stores are SQLite files in ``--data-dir`` (default ``.banyan/``
-beside the flag file). The first process to exit, or Ctrl-C / SIGTERM, stops the others.
+beside the flag file). Both backends get the same JWT secret: ``BANYAN_JWT_SECRET`` when exported,
+else a random one made on the first run and kept in ``<data-dir>/jwt-secret`` (mode 0600; a file
+other users can read is refused). The first process to exit, or Ctrl-C / SIGTERM, stops the
+others.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import asyncio
 import importlib.util
 import os
 import signal
+import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +26,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from banyan import processes
+from banyan.backends.common.tokens import MIN_SECRET_CHARS, SECRET_ENV, new_secret
 
 MODULES = {
     "model": "banyan.backends.model.cli",
@@ -29,6 +34,13 @@ MODULES = {
     "new": "banyan.backends.new.cli",
     "proxy": "banyan.proxy.server_cli",
 }
+
+
+SECRET_FILE = "jwt-secret"
+
+
+class StackError(Exception):
+    """``banyan up`` cannot start: the message says why and what to do."""
 
 
 @dataclass
@@ -60,16 +72,49 @@ def available(module: str) -> bool:
         return False
 
 
+def stack_secret(data_dir: Path) -> str:
+    """The JWT secret both backends share: the exported one, else the data dir's own file (made
+    with a random secret, readable only by this user, on the first run)."""
+    exported = os.environ.get(SECRET_ENV)
+    if exported:
+        return exported
+    path = data_dir / SECRET_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return _read_secret(path)
+    value = new_secret()
+    with os.fdopen(fd, "w") as out:
+        out.write(value + "\n")
+    return value
+
+
+def _read_secret(path: Path) -> str:
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise StackError(
+            f"{path} can be read by other users (mode {mode:o}): delete it to make a new secret"
+            " (tokens signed with it stop working), or chmod 600 it"
+        )
+    value = path.read_text().strip()
+    if len(value) < MIN_SECRET_CHARS:
+        raise StackError(f"{path} holds no usable secret: delete it to make a new one")
+    return value
+
+
 def plan(args: argparse.Namespace) -> list[Part]:
     """The processes ``banyan up`` starts, in start order."""
     flags_path = Path(args.flags).resolve()
     data_dir = Path(args.data_dir).resolve() if args.data_dir else flags_path.parent / ".banyan"
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     urls = _backend_urls(flags_path)
     py = [sys.executable, "-m", "banyan.proxy.cli"]
     host = args.host
     model_url = f"http://{host}:{args.model_port}/v1"
-    backend_env = {"OPENAI_BASE_URL": os.environ.get("OPENAI_BASE_URL", model_url)}
+    backend_env = {
+        "OPENAI_BASE_URL": os.environ.get("OPENAI_BASE_URL", model_url),
+        SECRET_ENV: stack_secret(data_dir),  # in the environment, never on a command line
+    }
     parts: list[Part] = []
     if "OPENAI_BASE_URL" not in os.environ:
         parts.append(Part("model", [*py, "model", "--host", host, "--port", str(args.model_port)]))
@@ -176,4 +221,9 @@ def main(argv: list[str]) -> int:
     if not Path(args.flags).is_file():
         print(f"banyan up: flag file {args.flags} not found", file=sys.stderr)
         return 2
-    return asyncio.run(run_stack(plan(args)))
+    try:
+        parts = plan(args)
+    except StackError as exc:
+        print(f"banyan up: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(run_stack(parts))

@@ -1,10 +1,13 @@
-"""Tests for FlagStore in banyan/proxy/flags.py: real files, a real watcher, every way a file
-changes."""
+"""Tests for FlagStore in banyan/proxy/flags/store.py: real files, a real watcher, every way a file
+changes, hostile files in the flag file's place, and reads that happen off the event loop."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
+import sys
+import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -12,7 +15,8 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from banyan.proxy.flags import FlagError, FlagSet, FlagStore, _signature
+from banyan.proxy.flags import FlagError, FlagSet, FlagStore
+from banyan.proxy.flags.store import file_signature
 
 GOOD = """\
 version: 1
@@ -212,7 +216,7 @@ async def test_check_rereads_once_more_after_a_change(tmp_path: Path) -> None:
     path.write_text(text("new"))
     assert store.check() is True  # seen; one more re-read is due on the next check
     path.write_text(text("canary"))
-    store._signature = _signature(path)  # as if stat had not moved (same mtime tick and size)
+    store._signature = file_signature(path)  # as if stat had not moved (same mtime tick and size)
     assert store.check() is True and mode_of(store) == "canary"
     assert store.check() is False
 
@@ -237,3 +241,105 @@ async def test_start_and_stop_are_idempotent(tmp_path: Path) -> None:
     path.write_text(text("new"))
     await asyncio.sleep(0.3)
     assert mode_of(store) == "legacy"  # stopped: nothing follows the file any more
+
+
+HOSTILE = {
+    "dev_zero": (
+        lambda p: p.symlink_to("/dev/zero"),
+        ":0: cannot read the file: it is a character",
+    ),
+    "fifo": (os.mkfifo, ":0: cannot read the file: it is a FIFO (named pipe)"),
+    "directory": (lambda p: p.mkdir(), ":0: cannot read the file: it is a directory"),
+    "too_big": (
+        lambda p: p.write_text("#" * 25_000),
+        ":0: the file is 25000 bytes, over the 20000",
+    ),
+    "deep": (
+        lambda p: p.write_text(text("new") + "x: " + "[" * 5000 + "]" * 5000 + "\n"),
+        ":10: YAML too large: nested more than 64 levels deep",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+async def test_a_hostile_file_is_rejected_once_and_the_last_good_one_serves(
+    tmp_path: Path, case: str
+) -> None:
+    path = tmp_path / "flags.yaml"
+    path.write_text(text("legacy"))
+    store = await started(
+        FlagStore(path, watch=False, poll_interval=0.05, max_bytes=20_000), tmp_path
+    )
+    try:
+        make, error = HOSTILE[case]
+        path.unlink()
+        make(path)
+        await until(lambda: store.last_error is not None, timeout=30)
+        assert store.last_error is not None and store.last_error.startswith(str(path))
+        assert error in store.last_error and store.last_error_at is not None
+        await asyncio.sleep(0.3)  # several more polls: the same refusal is not counted again
+        assert store.rejected == 1 and mode_of(store) == "legacy" and store.reloads == 0
+        if path.is_dir() and not path.is_symlink():
+            path.rmdir()
+        else:
+            path.unlink()
+        write_atomic(path, text("new"))
+        await until(lambda: mode_of(store) == "new", timeout=30)
+        assert store.last_error is None and store.reloads == 1
+    finally:
+        await store.stop()
+
+
+async def test_reading_and_parsing_happen_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from banyan.proxy.flags import store as store_module
+
+    path = tmp_path / "flags.yaml"
+    path.write_text(text("legacy"))
+    store = FlagStore(path)
+    threads: list[int] = []
+    real_parse = store_module.parse_flags
+
+    def recording_parse(data: bytes, source: str) -> FlagSet:
+        threads.append(threading.get_ident())
+        return real_parse(data, source)
+
+    monkeypatch.setattr(store_module, "parse_flags", recording_parse)
+    path.write_text(text("new"))
+    assert await store.reload() is True and mode_of(store) == "new"
+    path.write_text(text("canary"))
+    assert await store.refresh(force=True) is True and mode_of(store) == "canary"
+    assert len(threads) == 2 and threading.get_ident() not in threads
+    assert store.router.flags is store.current  # swapped together
+
+
+async def test_the_interpreter_settings_a_parse_changes_are_put_back(tmp_path: Path) -> None:
+    path = tmp_path / "flags.yaml"
+    path.write_text(text("legacy"))
+    store = FlagStore(path)
+    thresholds, interval = gc.get_threshold(), sys.getswitchinterval()
+    path.write_text(text("new"))
+    assert await store.reload() is True
+    path.write_text(INVALID.format(mode="new"))
+    assert await store.reload() is False and store.rejected == 1
+    assert gc.get_threshold() == thresholds and sys.getswitchinterval() == interval
+
+
+async def test_a_read_overtaken_by_a_newer_apply_is_not_applied(tmp_path: Path) -> None:
+    path = tmp_path / "flags.yaml"
+    path.write_text(text("legacy"))
+    store = FlagStore(path)
+    path.write_text(text("new"))
+    stale = store._prepare()  # read "new", not yet settled
+    path.write_text(text("canary"))
+    assert store.reload_now() is True and mode_of(store) == "canary"
+    assert store._settle(stale) is False and mode_of(store) == "canary"  # never goes back
+    assert store.check() is False and mode_of(store) == "canary"  # the re-read finds canary
+
+
+async def test_the_store_takes_a_size_limit(tmp_path: Path) -> None:
+    path = tmp_path / "flags.yaml"
+    path.write_text(text("legacy"))
+    with pytest.raises(FlagError, match="over the 10-byte limit"):
+        FlagStore(path, max_bytes=10)

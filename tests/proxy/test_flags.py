@@ -1,5 +1,5 @@
-"""Tests for banyan/proxy/flags.py: parsing, defaults and every validation rule with its line
-number."""
+"""Tests for banyan/proxy/flags/parse.py (and model.py): parsing, defaults and every validation
+rule with its line number; big files; damaged files never raise anything but FlagError."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from banyan.proxy.flag_faults import flags_text, many_features
 from banyan.proxy.flags import (
     BackendSpec,
     FlagError,
@@ -341,3 +344,58 @@ def test_a_later_broader_route_is_fine_but_a_later_narrower_one_is_not() -> None
     parse_flags(doc("  a:\n    routes: [/api/x]\n  b:\n    routes: ['/api/**']\n"), "f")
     with pytest.raises(FlagError, match="can never match"):
         parse_flags(doc("  a:\n    routes: ['/api/*/x']\n  b:\n    routes: ['/api/y/x']\n"), "f")
+
+
+def test_ten_thousand_features_parse_with_their_routes_in_order() -> None:
+    flags = parse_flags(flags_text("http://a", "http://b", many_features(10_000)), "f")
+    assert len(flags.features) == 10_000
+    assert flags.features[-1].routes == ("/api/f9999/**",)
+    assert flags.feature("f4321") is flags.features[4321]
+
+
+def test_a_dead_route_far_down_a_big_file_is_still_found() -> None:
+    features = many_features(5_000) + '  late:\n    routes: ["/api/f17/x/y"]\n'
+    with pytest.raises(FlagError) as caught:
+        parse_flags(flags_text("http://a", "http://b", features), "f")
+    assert caught.value.line == 5 + 2 * 5_000 + 2
+    assert "the earlier route '/api/f17/**' of f17 (line 41)" in caught.value.reason
+
+
+MUTATIONS = st.lists(
+    st.tuples(st.integers(0, len(FULL)), st.integers(0, 8), st.text(max_size=6)), max_size=4
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(MUTATIONS)
+def test_any_damage_to_a_good_file_is_a_flag_error_or_a_flag_set(
+    edits: list[tuple[int, int, str]],
+) -> None:
+    text = FULL
+    for at, cut, insert in edits:
+        text = text[:at] + insert + text[at + cut :]
+    try:
+        parse_flags(text, "f")
+    except FlagError as exc:
+        assert 0 <= exc.line <= text.count("\n") + 2, exc
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200))
+def test_any_bytes_are_a_flag_error_or_a_flag_set(data: bytes) -> None:
+    try:
+        parse_flags(data, "f")
+    except FlagError as exc:
+        assert str(exc).startswith("f:")
+
+
+def test_every_name_the_single_module_had_is_still_importable() -> None:
+    import banyan.proxy.flags as package
+
+    names = (
+        "Mode MODES WritesPolicy WebSocketPolicy BACKEND_NAMES FEATURE_KEYS emit BackendSpec "
+        "ParityConfig GuardConfig Feature FlagSet FlagError is_jsonpath parse_flags load_flags "
+        "Subscriber POLL_INTERVAL WATCH_DEBOUNCE_MS FlagStore Router RouteError covers parse_route"
+    )
+    missing = [name for name in names.split() if not hasattr(package, name)]
+    assert missing == []

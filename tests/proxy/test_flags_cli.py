@@ -1,6 +1,6 @@
 """Tests for banyan/proxy/flags_cli.py and banyan/proxy/flag_edit.py: the CLI in-process, edits
-that keep
-comments, atomic and locked writes, edit listeners, and one real ``banyan flags check`` process."""
+that keep comments, atomic and locked writes, edit listeners, and real ``banyan flags check``
+processes, hostile files included (one line, never a traceback)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ import structlog
 from banyan import logs
 from banyan.proxy import flag_edit
 from banyan.proxy.flag_edit import EDIT_LISTENERS, rollback, set_fields, set_mode, write_atomically
+from banyan.proxy.flag_faults import flags_text, many_features
 from banyan.proxy.flags import FlagError, FlagStore, load_flags
 from banyan.proxy.flags_cli import main
 from banyan.proxy.routing import bucket_of
@@ -94,7 +95,7 @@ def events() -> Iterator[list[dict[str, Any]]]:
 def test_check_valid(repo_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", str(repo_copy)]) == 0
     digest = hashlib.sha256(repo_copy.read_bytes()).hexdigest()
-    assert capsys.readouterr().out.strip() == f"{repo_copy}: valid (12 features, digest {digest})"
+    assert capsys.readouterr().out.strip() == f"{repo_copy}: valid (13 features, digest {digest})"
 
 
 def test_check_invalid_prints_file_line_reason(
@@ -352,3 +353,44 @@ def test_banyan_flags_check_as_a_process(small: Path) -> None:
     )
     assert done.returncode == 1
     assert done.stderr.strip() == f"{small}:3: backends: missing the 'new' backend"
+
+
+def _hostile(path: Path, kind: str) -> None:
+    if kind == "dev_zero":
+        path.symlink_to("/dev/zero")
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "deep":
+        path.write_text(SMALL + "x: " + "[" * 100_000 + "]" * 100_000 + "\n")
+    else:  # ten_thousand: valid
+        path.write_text(flags_text("http://a", "http://b", many_features(10_000)))
+
+
+@pytest.mark.parametrize(
+    ("kind", "code", "output"),
+    [
+        (
+            "dev_zero",
+            1,
+            "{f}:0: cannot read the file: it is a character device, not a regular file",
+        ),
+        ("fifo", 1, "{f}:0: cannot read the file: it is a FIFO (named pipe), not a regular file"),
+        ("deep", 1, "{f}:18: YAML too large: nested more than 64 levels deep"),
+        ("ten_thousand", 0, "{f}: valid (10000 features, digest "),
+    ],
+)
+def test_flags_check_process_on_hostile_files(
+    tmp_path: Path, kind: str, code: int, output: str
+) -> None:
+    path = tmp_path / "flags.yaml"
+    _hostile(path, kind)
+    done = subprocess.run(
+        [sys.executable, "-m", "banyan.proxy.cli", "flags", "check", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,  # a hang detector: a blocking open or an endless read fails here
+    )
+    assert done.returncode == code
+    said = (done.stdout if code == 0 else done.stderr).strip()
+    assert said.startswith(output.format(f=path)) and "\n" not in said
+    assert "Traceback" not in done.stderr + done.stdout

@@ -55,7 +55,7 @@ async def test_forwarded_headers_and_hop_by_hop_stripping(make_stack: Any) -> No
     assert seen["headers"]["x-forwarded-for"] == "10.1.1.1, 127.0.0.1"
     assert seen["headers"]["x-forwarded-proto"] == "http"
     assert seen["headers"]["x-forwarded-host"] == "frontend.example"
-    assert seen["headers"]["host"] != "frontend.example"
+    assert seen["headers"]["host"] == "frontend.example"  # host: preserve (the default)
     assert hop.text == "hop" and hop.headers["x-kept"] == "yes"
     assert "x-secret" not in hop.headers and "keep-alive" not in hop.headers
 

@@ -1,11 +1,13 @@
-"""Tests for banyan/proxy/routing.py: the route table, canary stickiness, cohorts and JWT
-subjects."""
+"""Tests for banyan/proxy/routing.py: the route table, canary stickiness, cohorts, JWT subjects
+and the backends' operator-only paths (404 through the proxy unless a feature names them)."""
 
 from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 
+import httpx
 import jwt
 import pytest
 from hypothesis import given, settings
@@ -14,6 +16,7 @@ from hypothesis import strategies as st
 from banyan.proxy.flags import parse_flags
 from banyan.proxy.routing import (
     BUCKETS,
+    NOT_ROUTED,
     Decision,
     RouteError,
     Router,
@@ -22,6 +25,7 @@ from banyan.proxy.routing import (
     parse_route,
     user_from_authorization,
 )
+from tests.proxy.conftest import real_backends_behind_proxy
 
 HEAD = """\
 version: 1
@@ -255,6 +259,9 @@ def test_user_from_authorization_reads_sub_without_verifying() -> None:
         + ".y",
         "Bearer " + "x." + base64.urlsafe_b64encode(b"\xff\xfe").decode() + ".y",
         "Bearer " + "x" * 9000,
+        # claims nested 5,000 deep (json.loads raises RecursionError), and claims far too large
+        "Bearer x." + base64.urlsafe_b64encode(b"[" * 5000).decode() + ".y",
+        "Bearer x." + base64.urlsafe_b64encode(b'{"sub": "' + b"a" * 9000 + b'"}').decode() + ".y",
     ],
 )
 def test_user_from_authorization_never_raises(header: str | None) -> None:
@@ -304,3 +311,54 @@ def test_covers_means_every_path_of_the_later_route_matches_the_earlier(
         for path in paths:
             if naive_match(later, path):
                 assert naive_match(earlier, path)
+
+
+def test_operator_paths_are_not_routed_by_the_default_or_a_wildcard() -> None:
+    r = router("  api:\n    routes: ['/api/**']\n  everything:\n    routes: ['/**']\n")
+    for path in ("/metrics", "/metrics/", "/metrics?format=x", "/metrics/extra"):
+        assert r.decide(path) is NOT_ROUTED and r.match(path) is None
+    assert NOT_ROUTED.mode == "blocked" and NOT_ROUTED.backend == "-"
+    assert router("").decide("/metrics") is NOT_ROUTED  # the default route alone
+    assert r.decide("/metricsx").feature == "everything"  # only the whole segment is reserved
+    assert r.decide("/api/metrics").feature == "api"
+
+
+def test_a_feature_that_names_an_operator_path_routes_it() -> None:
+    r = router("  ops:\n    routes: ['/metrics']\n    mode: new\n  rest:\n    routes: ['/**']\n")
+    assert r.decide("/metrics") == Decision("ops", "new", "new", "mode new", None)
+    assert r.decide("/metrics/").feature == "ops"
+    assert r.decide("/metrics/x") is NOT_ROUTED  # '/metrics' does not name what is below it
+    below = router("  ops:\n    routes: ['/metrics/**']\n")
+    assert below.decide("/metrics/x").feature == "ops" and below.decide("/metrics").feature == "ops"
+
+
+async def test_a_backends_metrics_is_404_json_through_the_proxy(tmp_path: Path) -> None:
+    async with real_backends_behind_proxy(tmp_path, OPS_FLAGS, ops="") as urls:
+        async with httpx.AsyncClient(timeout=10) as http:
+            assert (await http.get(urls["legacy"] + "/metrics")).status_code == 200
+            for target in ("/metrics", "/metrics/", "/%6detrics", "/metrics?x=1"):
+                answer = await http.get(urls["proxy"] + target)
+                assert answer.status_code == 404, target
+                assert answer.json()["error"]["code"] == "not_found"
+                assert answer.headers["X-Banyan-Feature"] == "-"
+                assert "banyan_" not in answer.text
+            assert (await http.get(urls["proxy"] + "/api/auth/me")).status_code == 401
+
+
+async def test_a_listed_metrics_route_reaches_the_backend(tmp_path: Path) -> None:
+    listed = "  ops:\n    routes: ['/metrics']\n"
+    async with real_backends_behind_proxy(tmp_path, OPS_FLAGS, ops=listed) as urls:
+        async with httpx.AsyncClient(timeout=10) as http:
+            answer = await http.get(urls["proxy"] + "/metrics")
+    assert answer.status_code == 200 and answer.headers["X-Banyan-Feature"] == "ops"
+    assert answer.headers["content-type"].startswith("text/plain")
+
+
+OPS_FLAGS = """\
+version: 1
+backends: {{legacy: "{legacy}", new: "{new}"}}
+features:
+{ops}  api:
+    routes: ["/api/**"]
+default: legacy
+"""

@@ -163,3 +163,27 @@ def test_a_bad_limit_in_the_environment_refuses_to_start(
 ) -> None:
     monkeypatch.setenv("BANYAN_MAX_REQUESTS", "lots")
     assert main(["--flags", str(_flags(tmp_path))]) == 1
+
+
+def test_header_limits_come_from_options_and_the_environment(tmp_path: Path) -> None:
+    os.environ["BANYAN_MAX_HEADERS"] = "6"
+    try:
+        process, url = _start(
+            ["--flags", str(_flags(tmp_path)), "--port", "0", "--max-field-bytes", "1000"]
+        )
+    finally:
+        del os.environ["BANYAN_MAX_HEADERS"]
+    try:
+        long_line = httpx.get(url + "/api/x", headers={"X-Long": "l" * 1500}, timeout=10)
+        many = httpx.get(url + "/api/x", headers={f"X-{i}": "1" for i in range(8)}, timeout=10)
+        fine = httpx.get(url + "/api/x", headers={"X-Long": "l" * 900}, timeout=10)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    assert long_line.status_code == 431 and "--max-field-bytes" in long_line.text
+    assert many.status_code == 431 and "--max-headers" in many.text
+    assert fine.status_code == 502  # within the limits: forwarded (to a backend that is down)
+
+
+def test_a_bad_limit_is_refused(tmp_path: Path) -> None:
+    assert main(["--flags", str(_flags(tmp_path)), "--max-headers", "0"]) == 1

@@ -6,9 +6,12 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
+import jwt
+import pytest
 
 from banyan.proxy import stack
 from banyan.testing import free_port
@@ -33,6 +36,9 @@ def test_missing_flag_file_is_an_error(tmp_path: Path) -> None:
     assert stack.main(["--flags", str(tmp_path / "nope.yaml")]) == 2
 
 
+UP_MAKES = ("OPENAI_BASE_URL", "BANYAN_JWT_SECRET")  # `up` starts a model and makes a secret
+
+
 def test_up_starts_and_stops_the_stack(tmp_path: Path) -> None:
     flags = tmp_path / "flags.yaml"
     legacy, new = free_port(), free_port()
@@ -47,7 +53,7 @@ def test_up_starts_and_stops_the_stack(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
-        env={k: v for k, v in os.environ.items() if k != "OPENAI_BASE_URL"},
+        env={k: v for k, v in os.environ.items() if k not in UP_MAKES},
     )  # fmt: skip
     try:
         assert process.stdout is not None
@@ -72,7 +78,70 @@ def test_up_starts_and_stops_the_stack(tmp_path: Path) -> None:
             assert asked.json()["answer"]["content"]
             board = client.get("/api/whiteboard/up-room")
             assert board.json() == {"room": "up-room", "doc": {}}
+            _both_backends_share_the_kept_secret(tmp_path / "data", legacy, new, signed.json())
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
     assert process.returncode == 0
+
+
+def _both_backends_share_the_kept_secret(
+    data_dir: Path, legacy: int, new: int, signed: dict[str, object]
+) -> None:
+    """``up`` made a secret in its data dir (0600) and gave it to both backends: the token legacy
+    signed works on new (same user, registered there too), and so does one signed with the file."""
+    secret_file = data_dir / stack.SECRET_FILE
+    assert oct(secret_file.stat().st_mode & 0o777) == "0o600"
+    secret = secret_file.read_text().strip()
+    assert len(secret) >= 32
+    user = signed["user"]
+    assert isinstance(user, dict)
+    with httpx.Client(base_url=f"http://127.0.0.1:{new}", timeout=10) as direct:
+        body = {"email": user["email"], "password": "p" * 10, "name": "Up"}
+        assert direct.post("/api/auth/register", json=body).status_code == 201
+        me = direct.get("/api/auth/me", headers={"Authorization": f"Bearer {signed['token']}"})
+        assert me.status_code == 200, me.text
+    now = int(time.time())
+    claims = {"sub": user["id"], "jti": "up-test", "iat": now, "exp": now + 60}
+    minted = jwt.encode(claims, secret, algorithm="HS256")
+    with httpx.Client(base_url=f"http://127.0.0.1:{legacy}", timeout=10) as direct:
+        me = direct.get("/api/auth/me", headers={"Authorization": f"Bearer {minted}"})
+        assert me.status_code == 200, me.text
+
+
+@pytest.fixture
+def no_exported_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BANYAN_JWT_SECRET", raising=False)
+
+
+def test_the_secret_is_made_once_and_kept_private(tmp_path: Path, no_exported_secret: None) -> None:
+    first = stack.stack_secret(tmp_path)
+    path = tmp_path / stack.SECRET_FILE
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert len(first) >= 32 and stack.stack_secret(tmp_path) == first
+    other = tmp_path / "other"
+    other.mkdir()
+    assert stack.stack_secret(other) != first  # random per checkout, never a constant
+
+
+def test_an_exported_secret_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BANYAN_JWT_SECRET", "e" * 40)
+    assert stack.stack_secret(tmp_path) == "e" * 40
+    assert not (tmp_path / stack.SECRET_FILE).exists()
+
+
+def test_a_secret_others_can_read_or_an_empty_one_is_refused(
+    tmp_path: Path, no_exported_secret: None
+) -> None:
+    path = tmp_path / stack.SECRET_FILE
+    path.write_text("s" * 64)
+    path.chmod(0o644)
+    with pytest.raises(stack.StackError, match="other users"):
+        stack.stack_secret(tmp_path)
+    path.chmod(0o600)
+    path.write_text("\n")
+    with pytest.raises(stack.StackError, match="no usable secret"):
+        stack.stack_secret(tmp_path)
+    flags = tmp_path / "flags.yaml"
+    flags.write_text("version: 1\nbackends: {}\nfeatures: {}\ndefault: legacy\n")
+    assert stack.main(["--flags", str(flags), "--data-dir", str(tmp_path)]) == 2

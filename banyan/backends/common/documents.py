@@ -87,7 +87,8 @@ def _strip_markdown(text: str) -> str:
 
 
 def _normalise(text: str) -> str:
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    # U+0000 is dropped: PostgreSQL text cannot hold it, and both stores must keep the same text
+    text = text.replace("\x00", "").replace("\r\n", "\n").replace("\r", "\n")
     paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", text)]
     return "\n\n".join(p for p in paragraphs if p)
 

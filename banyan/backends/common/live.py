@@ -24,6 +24,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from banyan.backends.common import jsonbody
 from banyan.backends.common.errors import ApiError
 from banyan.backends.common.fanout import Bus, Message
 
@@ -162,9 +163,9 @@ class LiveHub:
 
     async def _handle(self, conn: Connection, raw: str) -> None:
         try:
-            frame = json.loads(raw)
-        except ValueError:
-            await _send(conn.ws, _error(None, "invalid_json", "frame is not valid JSON"))
+            frame = jsonbody.loads(raw, subject="frame", root="frame")
+        except ApiError as exc:
+            await _send(conn.ws, _error(None, exc.code, exc.message))
             return
         if not isinstance(frame, dict):
             await _send(conn.ws, _error(None, "validation_error", "frame: must be a JSON object"))

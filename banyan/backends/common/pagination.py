@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,10 @@ from banyan.backends.common.errors import ValidationError
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
+MAX_POSITION = 2**63 - 1  # the stores' integers are 64-bit
+_POSITION = re.compile(
+    r"(0|[1-9][0-9]{0,18}):([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,14 +59,21 @@ def encode_cursor(created_ms: int, item_id: str) -> str:
 
 
 def decode_cursor(text: str) -> Cursor:
+    """The position ``text`` names, or ``400 cursor: is invalid``. Only what :func:`encode_cursor`
+    writes is accepted: a sort number 0..2^63-1 in ASCII digits, a lower-case UUID, canonical
+    base64url without padding (anything else would name no item, or overflow the stores)."""
     try:
         padded = text + "=" * (-len(text) % 4)
-        created, _, item_id = base64.urlsafe_b64decode(padded.encode()).decode().partition(":")
-        if not item_id:
-            raise ValueError
-        return Cursor(int(created), item_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        decoded = base64.urlsafe_b64decode(padded.encode("ascii")).decode("ascii")
+    except (ValueError, binascii.Error):
         raise ValidationError("cursor: is invalid") from None
+    found = _POSITION.fullmatch(decoded)
+    if found is None or int(found[1]) > MAX_POSITION:
+        raise ValidationError("cursor: is invalid")
+    cursor = Cursor(int(found[1]), found[2])
+    if encode_cursor(cursor.created_ms, cursor.id) != text:
+        raise ValidationError("cursor: is invalid")
+    return cursor
 
 
 def page_from_query(query: Mapping[str, str]) -> Page:

@@ -1,19 +1,24 @@
 """What both backend servers share around their app: the request log middleware and the command
-line (``banyan legacy|new --host H --port P --db URL [--redis URL]``; ``--redis``, default
+line (``banyan legacy|new --host H --port P --db URL [--redis URL] [--dev]``; ``--redis``, default
 ``BANYAN_REDIS_URL``, lets several replicas of the backend share whiteboards, tutor notices and
-live queries — :mod:`banyan.backends.common.fanout`)."""
+live queries — :mod:`banyan.backends.common.fanout`). Without ``BANYAN_JWT_SECRET`` a backend
+exits with code 2 and one line naming it, unless ``--dev`` (or ``BANYAN_DEV=1``) makes it a
+development run with a random secret (:mod:`banyan.backends.common.tokens`)."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import os
+import sys
 import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from banyan.backends.common import tokens
+from banyan.logs import configure as configure_logs
 from banyan.logs import get_logger
 from banyan.serving import run
 
@@ -53,7 +58,25 @@ def backend_main(service: str, default_port: int, argv: list[str]) -> int:
         default=os.environ.get("BANYAN_REDIS_URL") or None,
         help="Redis URL shared by the replicas of this backend (default $BANYAN_REDIS_URL)",
     )
+    parser.add_argument(
+        "--dev",
+        action="store_true",
+        default=False,
+        help="development run: sign tokens with a random secret when BANYAN_JWT_SECRET is unset"
+        " (also BANYAN_DEV=1)",
+    )
     args = parser.parse_args(argv)
+    try:
+        tokens.require_secret(dev=args.dev)
+    except tokens.MissingSecret as exc:
+        print(f"banyan {service}: {exc}", file=sys.stderr, flush=True)
+        return 2
+    if not os.environ.get(tokens.SECRET_ENV):
+        configure_logs()
+        get_logger(service).warning(
+            "development run: tokens are signed with a random secret that ends with this process;"
+            " set BANYAN_JWT_SECRET to share one with the other backend"
+        )
     create_app = importlib.import_module(f"banyan.backends.{service}.app").create_app
     run(service, lambda: create_app(args.db, redis_url=args.redis), args.host, args.port)
     return 0

@@ -5,6 +5,11 @@ secret comes from ``BANYAN_JWT_SECRET`` and is shared by both backends, so a tok
 issues is accepted by the other. Revocation (logout) is by ``jti`` and kept by each backend's
 store.
 
+There is no built-in secret. A backend checks at start (:func:`require_secret`) and refuses to run
+without one (:class:`MissingSecret`) unless it is a development run (``--dev`` or ``BANYAN_DEV=1``),
+which signs with a random secret made for that process: its tokens die with it and are never
+accepted by another backend.
+
 A client sends the same token with every request, so a token that passed the full check is
 remembered (keyed by the whole token, signature included, and the secret it was checked with) and
 later only its expiry is checked again: a forged or altered token never matches a remembered one.
@@ -13,6 +18,7 @@ later only its expiry is checked again: a forged or altered token never matches 
 from __future__ import annotations
 
 import os
+import secrets
 import time
 import uuid
 from dataclasses import dataclass
@@ -22,7 +28,9 @@ import jwt
 from banyan.backends.common.errors import Unauthorized
 
 ALGORITHM = "HS256"
-DEV_SECRET = "banyan-dev-secret-change-me-" + "0123456789abcdef" * 3
+SECRET_ENV = "BANYAN_JWT_SECRET"
+DEV_ENV = "BANYAN_DEV"
+MIN_SECRET_CHARS = 32  # HS256 wants a key of at least 256 bits (RFC 7518, 3.2)
 DEFAULT_TTL_SECONDS = 24 * 3600
 REMEMBERED = 4096  # verified tokens kept, oldest forgotten first
 
@@ -35,8 +43,53 @@ class Claims:
     exp: int
 
 
+class MissingSecret(RuntimeError):
+    """No usable signing secret: the backend must not start (and signs or checks nothing)."""
+
+
+_dev_secret: str | None = None  # set once by a development run, random per process
+
+
+def new_secret() -> str:
+    """A fresh random secret (64 URL-safe characters, 384 bits)."""
+    return secrets.token_urlsafe(48)
+
+
+def dev_requested() -> bool:
+    """Whether ``BANYAN_DEV`` asks for a development run (any value but empty or ``0``)."""
+    return os.environ.get(DEV_ENV, "").strip() not in ("", "0")
+
+
+def require_secret(*, dev: bool = False) -> None:
+    """Check at start that tokens can be signed; raise :class:`MissingSecret` if not.
+
+    An exported ``BANYAN_JWT_SECRET`` must be at least :data:`MIN_SECRET_CHARS` long. Without one,
+    a development run (``dev`` or ``BANYAN_DEV``) gets a random secret for this process."""
+    global _dev_secret
+    value = os.environ.get(SECRET_ENV)
+    if value:
+        if len(value) < MIN_SECRET_CHARS:
+            raise MissingSecret(
+                f"{SECRET_ENV} must be at least {MIN_SECRET_CHARS} characters"
+                " (make one with: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+            )
+        return
+    if _dev_secret is not None:
+        return
+    if not (dev or dev_requested()):
+        raise MissingSecret(
+            f"{SECRET_ENV} is not set: export the secret both backends share"
+            f" (or start a development run with --dev or {DEV_ENV}=1)"
+        )
+    _dev_secret = new_secret()
+
+
 def secret() -> str:
-    return os.environ.get("BANYAN_JWT_SECRET") or DEV_SECRET
+    """The signing secret: ``BANYAN_JWT_SECRET``, else a development run's random one."""
+    value = os.environ.get(SECRET_ENV) or _dev_secret
+    if not value:
+        raise MissingSecret(f"{SECRET_ENV} is not set and this is not a development run")
+    return value
 
 
 def token_ttl() -> int:

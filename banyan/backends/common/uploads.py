@@ -2,11 +2,12 @@
 
 Parts: ``file`` (required, one) and ``title`` (optional text). Checks, first failure answers:
 not multipart (``body: must be multipart/form-data``), an unknown part (``<name>: is not a known
-field``, names sorted), ``file: is required``, a second ``file`` or one without a file name
-(``file: is invalid``), over :data:`~banyan.backends.common.documents.MAX_UPLOAD_BYTES` (413),
-``file: must not be empty``, a type that is not accepted (415), then the title (1..200; default
-the file name). The file is read in chunks and never held beyond the limit; a body over
-:data:`DRAIN_LIMIT` is refused (413) without reading it to its end.
+field``, names sorted), ``file: is required``, a second ``file``, one without a file name or
+with U+0000 in it (``file: is invalid``), over
+:data:`~banyan.backends.common.documents.MAX_UPLOAD_BYTES` (413),
+``file: must not be empty``, a type that is not accepted (415), then the title (no U+0000, then
+1..200; default the file name). The file is read in chunks and never held beyond the limit; a
+body over :data:`DRAIN_LIMIT` is refused (413) without reading it to its end.
 """
 
 from __future__ import annotations
@@ -101,12 +102,14 @@ async def read_upload(request: web.Request) -> Upload:
         raise ValidationError("file: is required")
     filename, content_type, data, over = files[0]
     filename = posixpath.basename(filename.replace("\\", "/")).strip()[:255]
-    if len(files) > 1 or not filename:
+    if len(files) > 1 or not filename or "\x00" in filename:
         raise ValidationError("file: is invalid")
     if over:
         documents.check_size(documents.MAX_UPLOAD_BYTES + 1)
     if not data:
         raise ValidationError("file: must not be empty")
     media_type = documents.accepted_type(filename, content_type)
+    if title_raw is not None and "\x00" in title_raw:  # PostgreSQL text cannot hold it
+        raise ValidationError("title: must not contain U+0000")
     title = TITLE(title_raw, "title") if title_raw is not None else filename[:200]
     return Upload(filename=filename, media_type=media_type, data=data, title=title)

@@ -16,7 +16,8 @@ from typing import Any
 
 from aiohttp import web
 
-from banyan.backends.common.errors import InvalidJson, PayloadTooLarge, ValidationError
+from banyan.backends.common import jsonbody
+from banyan.backends.common.errors import PayloadTooLarge, ValidationError
 
 Validator = Callable[[Any, str], Any]
 MAX_JSON_BYTES = 1_048_576
@@ -122,7 +123,8 @@ def obj(
 
 
 async def read_json(request: web.Request, *, max_bytes: int = MAX_JSON_BYTES) -> Any:
-    """Read and parse the JSON body, refusing oversize (413) and malformed (400) bodies."""
+    """Read and parse the JSON body, refusing oversize (413) and hostile (400) bodies: the rules
+    are :mod:`banyan.backends.common.jsonbody`'s."""
     if request.content_length is not None and request.content_length > max_bytes:
         raise PayloadTooLarge(f"request body must be at most {max_bytes} bytes")
     chunks: list[bytes] = []
@@ -135,7 +137,4 @@ async def read_json(request: web.Request, *, max_bytes: int = MAX_JSON_BYTES) ->
     raw = b"".join(chunks)
     if not raw.strip():
         raise ValidationError("body: must be a JSON object")
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidJson("request body is not valid JSON") from None
+    return jsonbody.loads(raw)

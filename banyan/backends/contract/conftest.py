@@ -8,10 +8,16 @@ registering their own users. When a shadow target's module ends, its parity repo
 match (:func:`banyan.backends.contract.shadow.verdict`), or the module's last test errors with the
 list of
 differences.
+
+The local targets' backends need a JWT secret (they refuse to start without one): unless
+``BANYAN_JWT_SECRET`` is exported, the suite makes a random one for the run. Against
+``--base-url`` it cannot guess the server's: export the server's secret, or the tests that sign
+their own tokens are skipped.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,6 +25,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from banyan.backends.common import tokens
 from banyan.backends.contract.client import User, anonymous, register
 from banyan.backends.contract.shadow import verdict
 from banyan.backends.contract.targets import EXTERNAL, LOCAL_TARGETS, Target, open_target
@@ -38,6 +45,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         choices=LOCAL_TARGETS,
         help="local contract target(s) to run (default: all)",
     )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not config.getoption("--base-url"):
+        os.environ.setdefault(tokens.SECRET_ENV, tokens.new_secret())
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -12,10 +12,11 @@ import os
 
 from aiohttp import web
 
-from banyan.backends.common import fanout
+from banyan.backends.common import fanout, tokens
 from banyan.backends.common.errors import error_middleware
 from banyan.backends.common.jobs import settings_from_env as job_settings
 from banyan.backends.common.server import request_log
+from banyan.backends.common.webapp import add_routes as add_webapp_routes
 from banyan.backends.legacy import (
     agents,
     analytics,
@@ -67,6 +68,7 @@ def create_app(
     redis_url: str | None = None,
     redis_prefix: str | None = None,
 ) -> web.Application:
+    tokens.require_secret()  # no backend without a JWT secret (or a dev run)
     st = LegacyState(
         db=Database(db_url),
         session_ttl_ms=int(
@@ -81,6 +83,7 @@ def create_app(
     app[STATE] = st
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    add_webapp_routes(app)  # the AI Tutor web app at / (banyan/webapp)
     app.router.add_get("/ws/live", live.live_socket)
     for module in (auth, folders, sessions, tutor):
         module.add_routes(app)

@@ -11,12 +11,13 @@ import os
 from aiohttp import web
 
 import banyan.backends.new.functions  # noqa: F401  (registers every function)
-from banyan.backends.common import fanout
+from banyan.backends.common import fanout, tokens
 from banyan.backends.common.errors import error_middleware
 from banyan.backends.common.jobs import settings_from_env as job_settings
 from banyan.backends.common.metrics import add_collector
 from banyan.backends.common.model_client import install_llm
 from banyan.backends.common.server import request_log
+from banyan.backends.common.webapp import add_routes as add_webapp_routes
 from banyan.backends.new import live, realtime, routes, uploads
 from banyan.backends.new import metrics as new_metrics
 from banyan.backends.new.functions import agents as agent_functions
@@ -47,6 +48,7 @@ def create_app(
     redis_url: str | None = None,
     redis_prefix: str | None = None,
 ) -> web.Application:
+    tokens.require_secret()  # no backend without a JWT secret (or a dev run)
     ttl = session_ttl or float(os.environ.get("BANYAN_SESSION_TTL", DEFAULT_TTL))
     interval = gc_interval or float(os.environ.get("BANYAN_GC_INTERVAL", 60))
     runtime = Runtime(make_engine(db_url), registry)
@@ -69,6 +71,7 @@ def create_app(
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    add_webapp_routes(app)  # the AI Tutor web app at / (banyan/webapp)
     app.router.add_get("/ws/live", live.handler(runtime))
     routes.install(HttpRouter(runtime, app))
     realtime.install(app, runtime, whiteboard_grace=whiteboard_grace)

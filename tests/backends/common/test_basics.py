@@ -52,9 +52,10 @@ def test_clock_renders_milliseconds_in_utc() -> None:
 
 
 def test_cursor_round_trip_and_rejection() -> None:
-    text = pagination.encode_cursor(123, "abc")
+    item = "0b8c9a1e-4b1a-4d8e-9a35-62616e79616e"
+    text = pagination.encode_cursor(123, item)
     assert "=" not in text
-    assert pagination.decode_cursor(text) == pagination.Cursor(123, "abc")
+    assert pagination.decode_cursor(text) == pagination.Cursor(123, item)
     for bad in ["!!!", pagination.encode_cursor(1, "")[:-1] + "A", "YWJj"]:
         with pytest.raises(ValidationError, match="cursor: is invalid"):
             pagination.decode_cursor(bad)
@@ -62,8 +63,9 @@ def test_cursor_round_trip_and_rejection() -> None:
 
 def test_page_from_query_limits() -> None:
     assert pagination.page_from_query({}) == pagination.Page(50, None)
-    page = pagination.page_from_query({"limit": "5", "cursor": pagination.encode_cursor(9, "i")})
-    assert page.limit == 5 and page.after == pagination.Cursor(9, "i")
+    item = "0b8c9a1e-4b1a-4d8e-9a35-62616e79616e"
+    page = pagination.page_from_query({"limit": "5", "cursor": pagination.encode_cursor(9, item)})
+    assert page.limit == 5 and page.after == pagination.Cursor(9, item)
     for bad in ["0", "201", "x"]:
         with pytest.raises(ValidationError, match="limit: must be between 1 and 200"):
             pagination.page_from_query({"limit": bad})

@@ -151,3 +151,8 @@ def test_analytics_ranges_and_summaries() -> None:
     assert body["total"] == 3
     assert body["by_name"] == [{"name": "a", "count": 1}, {"name": "b", "count": 2}]
     assert [h["count"] for h in body["by_hour"]] == [2, 1]
+
+
+def test_extracted_text_drops_nul_characters() -> None:
+    # PostgreSQL text cannot hold U+0000; both stores keep the same text without it
+    assert documents.extract_text("text/plain", b"a\x00b\x00\n\nc") == "ab\n\nc"

@@ -4,6 +4,7 @@ parsing."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import jwt
 import pytest
@@ -117,3 +118,65 @@ def test_the_memory_of_tokens_is_bounded(monkeypatch: pytest.MonkeyPatch) -> Non
     for token in issued:
         tokens.verify(token)
     assert list(tokens._verified) == issued[2:]
+
+
+@pytest.fixture
+def no_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BANYAN_JWT_SECRET", raising=False)
+    monkeypatch.delenv("BANYAN_DEV", raising=False)
+    monkeypatch.setattr(tokens, "_dev_secret", None)
+
+
+def test_without_a_secret_nothing_is_signed_or_checked(no_secret: None) -> None:
+    with pytest.raises(tokens.MissingSecret, match="BANYAN_JWT_SECRET"):
+        tokens.require_secret()
+    with pytest.raises(tokens.MissingSecret):
+        tokens.issue("u")
+    with pytest.raises(tokens.MissingSecret):
+        tokens.secret()
+
+
+def test_the_old_built_in_secret_is_gone_from_the_code() -> None:
+    source = Path(tokens.__file__).read_text()
+    assert "banyan-dev-secret" not in source and "0123456789abcdef" not in source
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_a_dev_run_gets_a_random_secret_per_process(
+    no_secret: None, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    if how == "env":
+        monkeypatch.setenv("BANYAN_DEV", "1")
+    tokens.require_secret(dev=how == "flag")
+    first = tokens.secret()
+    assert len(first) >= tokens.MIN_SECRET_CHARS
+    token, claims = tokens.issue("u")
+    assert tokens.verify(token) == claims
+    monkeypatch.setattr(tokens, "_dev_secret", None)  # as if another process started
+    tokens.require_secret(dev=True)
+    assert tokens.secret() != first
+
+
+@pytest.mark.parametrize("value", ["0", ""])
+def test_banyan_dev_off_values_do_not_make_a_dev_run(
+    no_secret: None, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("BANYAN_DEV", value)
+    with pytest.raises(tokens.MissingSecret):
+        tokens.require_secret()
+
+
+def test_a_short_secret_is_refused_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BANYAN_JWT_SECRET", "x" * (tokens.MIN_SECRET_CHARS - 1))
+    with pytest.raises(tokens.MissingSecret, match="at least"):
+        tokens.require_secret()
+    monkeypatch.setenv("BANYAN_JWT_SECRET", "x" * tokens.MIN_SECRET_CHARS)
+    tokens.require_secret()
+
+
+def test_an_exported_secret_wins_over_a_dev_run(
+    no_secret: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tokens.require_secret(dev=True)
+    monkeypatch.setenv("BANYAN_JWT_SECRET", "e" * 40)
+    assert tokens.secret() == "e" * 40

@@ -67,6 +67,8 @@ async def test_refusals(client: httpx.AsyncClient) -> None:
     assert await message(client, (" ", None, b"x")) == " : is not a known field"
     long_title = await message(client, ("file", "a.txt", b"x"), ("title", None, b"t" * 70_000))
     assert long_title == "title: must be at most 200 characters"
+    nul_title = await message(client, ("file", "a.txt", b"x"), ("title", None, b"a\x00b"))
+    assert nul_title == "title: must not contain U+0000"  # PostgreSQL text cannot hold it
     broken = await client.post(
         "/up", content=b"--B\r\nnot a header\r\n", headers={"Content-Type": "multipart/form-data"}
     )
@@ -93,3 +95,14 @@ async def test_a_huge_part_without_a_length_is_refused_while_reading(
     except httpx.TransportError:
         return  # the server may close the connection while the client still sends
     assert answer.status_code == 413
+
+
+async def test_a_file_name_with_nul_is_invalid(client: httpx.AsyncClient) -> None:
+    body = (
+        b"--B\r\nContent-Disposition: form-data; name=\"file\"; filename*=UTF-8''a%00b.txt\r\n"
+        b"\r\nx\r\n--B--\r\n"
+    )
+    headers = {"Content-Type": "multipart/form-data; boundary=B"}
+    answer = await client.post("/up", content=body, headers=headers)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["message"] == "file: is invalid"

@@ -26,6 +26,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from banyan.backends.common import jsonbody
 from banyan.backends.common.errors import ApiError
 from banyan.backends.common.fanout import Bus, Message, bus_of
 from banyan.backends.common.tutor.events import Done, Token, TurnRunner
@@ -128,9 +129,9 @@ def _error(turn: str | None, code: str, message: str) -> dict[str, Any]:
 def parse_frame(raw: str) -> tuple[str, dict[str, Any]] | dict[str, Any]:
     """Validate a client frame: ``(type, frame)`` when good, else the error frame to send."""
     try:
-        frame = json.loads(raw)
-    except ValueError:
-        return _error(None, "invalid_json", "frame is not valid JSON")
+        frame = jsonbody.loads(raw, subject="frame", root="frame")
+    except ApiError as exc:
+        return _error(None, exc.code, exc.message)
     if not isinstance(frame, dict):
         return _error(None, "validation_error", "frame: must be a JSON object")
     kind = frame.get("type")

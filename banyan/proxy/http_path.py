@@ -1,0 +1,226 @@
+"""The HTTP path of a proxied request, after routing: forward it, relay the answer, then feed
+metrics, the guard, the access log, the shadow comparison and the write mirror.
+
+The request is forwarded as the client sent it (:func:`banyan.proxy.headers.outbound_of`) over
+the proxy's upstream pools (:mod:`banyan.proxy.upstream`). A request the client itself broke (over
+a limit, body cut short) gets a 4xx and counts against no backend; a backend that cannot answer
+gets a 502/504 naming it (the detail goes to the log), or, for a safe bodiless request whose new
+backend is unreachable, legacy's answer (``X-Banyan-Fallback: 1``).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from banyan.logs import get_logger
+from banyan.parity.redact import redact_url
+from banyan.proxy.flags import BackendSpec, Feature
+from banyan.proxy.forward import (
+    Exchange,
+    RequestFault,
+    UpstreamError,
+    fault_response,
+    gateway_error,
+    relay,
+    request_body,
+)
+from banyan.proxy.headers import Outbound, mark, outbound_of
+from banyan.proxy.limits import describe
+from banyan.proxy.routing import Decision
+from banyan.proxy.upstream import Body, Connection, Pool, send
+
+if TYPE_CHECKING:
+    from banyan.proxy.app import ProxyState
+
+log = get_logger("proxy")
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+async def forward_http(
+    state: ProxyState,
+    request: web.Request,
+    request_id: str,
+    decision: Decision,
+    feature: Feature | None,
+    backend: BackendSpec,
+    user: str | None,
+) -> web.StreamResponse:
+    method = request.method
+    exchange = Exchange(decision.feature, decision.backend, method, request.path_qs, request_id)
+    try:
+        outbound = exchange.outbound = _outbound(state, request, request_id)
+    except RequestFault as fault:
+        return _refuse(state, exchange, fault)
+    mirror_write = feature is not None and feature.writes != "skip" and method not in SAFE_METHODS
+    if mirror_write and method == "POST" and "Idempotency-Key" not in request.headers:
+        outbound.add("Idempotency-Key", uuid.uuid4().hex)
+    shadowing = (
+        feature is not None
+        and state.shadow is not None
+        and state.shadow.wants(feature, decision, method, request_id)
+    )
+    if shadowing and feature is not None and state.shadow is not None:
+        # the copy's place in the caller's line to the candidate is taken now, before the answer
+        # lets the caller send more (a WebSocket frame can arrive before this handler resumes)
+        state.shadow.reserve(feature, decision, request)
+    capture_limit = (
+        feature.parity.max_body_bytes
+        if feature is not None and (shadowing or mirror_write)
+        else None
+    )
+    try:
+        body, exchange.request_capture = request_body(request, capture_limit)
+        pool, conn = await _open(state, backend, outbound, body)
+    except RequestFault as fault:
+        return _refuse(state, exchange, fault)
+    except UpstreamError as exc:
+        opened = await _fallback(state, request, decision, feature, outbound, exc)
+        if opened is None:
+            return _failed(state, exchange, feature, exc)
+        pool, conn = opened
+        backend = state.flags.backends["legacy"]
+        exchange.backend, exchange.fallback = "legacy", True
+        state.metrics.fallbacks.inc(decision.feature)
+    response = await relay(
+        request,
+        pool,
+        conn,
+        exchange,
+        read_timeout=backend.read_timeout,
+        capture_limit=capture_limit if shadowing else None,
+        fallback=exchange.fallback,
+    )
+    if exchange.error != "request":  # a body the client broke is not the backend's failure
+        state.observe(exchange, feature)
+    access(state, exchange, exchange.status)
+    if feature is not None and exchange.error is None and (shadowing or mirror_write):
+        headers = outbound.mapping()
+        compared = False
+        if shadowing and state.shadow is not None and not exchange.fallback:
+            compared = state.shadow.submit(feature, decision, request, exchange, headers)
+        target = mirror_target(feature, decision, exchange.backend)
+        if mirror_write and target is not None and 200 <= exchange.status < 300 and not compared:
+            state.enqueue_mirror(feature, exchange, headers, target, user, request.remote or "")
+    return response
+
+
+def _outbound(state: ProxyState, request: web.Request, request_id: str) -> Outbound:
+    limit = state.limits.max_target_bytes
+    if len(request.raw_path) > limit:
+        raise RequestFault(
+            414,
+            "request_target_too_long",
+            f"the request target is over {describe('max_target_bytes', limit)}",
+        )
+    return outbound_of(request, request_id, state.limits)
+
+
+async def _open(
+    state: ProxyState, backend: BackendSpec, outbound: Outbound, body: Body | None
+) -> tuple[Pool, Connection]:
+    """Send ``outbound`` to ``backend`` and wait for the answer's head."""
+    assert state.upstreams is not None
+    pool = state.upstreams.pool(backend.url)
+    head = outbound.head(pool.origin, backend.host)
+    conn = await send(
+        pool,
+        outbound.method,
+        head,
+        body,
+        connect_timeout=backend.connect_timeout,
+        read_timeout=backend.read_timeout,
+    )
+    return pool, conn
+
+
+def _refuse(state: ProxyState, exchange: Exchange, fault: RequestFault) -> web.Response:
+    """The request itself cannot be forwarded: a 4xx, counted against no backend."""
+    exchange.error = "request"
+    response = fault_response(fault)
+    response.force_close()  # what is left of a broken request cannot be read as the next one
+    mark(response.headers, exchange.feature, exchange.backend, exchange.request_id)
+    access(state, exchange, fault.status)
+    return response
+
+
+def _failed(
+    state: ProxyState, exchange: Exchange, feature: Feature | None, exc: UpstreamError
+) -> web.Response:
+    """The backend could not answer: 502/504 naming the backend; the detail goes to the log."""
+    exchange.error = exc.kind
+    exchange.head_latency = time.perf_counter() - exchange.started
+    log.warning(
+        "upstream_failed",
+        request_id=exchange.request_id,
+        feature=exchange.feature,
+        backend=exchange.backend,
+        kind=exc.kind,
+        detail=exc.detail,
+    )
+    state.observe(exchange, feature)
+    response = gateway_error(exc, exchange.backend)
+    mark(response.headers, exchange.feature, exchange.backend, exchange.request_id)
+    access(state, exchange, response.status)
+    return response
+
+
+def mirror_target(feature: Feature, decision: Decision, served_by: str) -> str | None:
+    """Where a successful write of a ``writes: mirror`` feature is re-applied, if anywhere: on
+    new, to legacy; in a canary, to the side that did not serve it (so moving the percent either
+    way finds every record); in shadow, to the candidate when the write was not compared. With
+    ``writes: always`` (revocations: a logout must hold on both sides), to the other side in every
+    mode, legacy included."""
+    if feature.writes == "always":
+        return "new" if served_by == "legacy" else "legacy"
+    if feature.mode == "new" and served_by == "new":
+        return "legacy"
+    if feature.mode == "canary":
+        return "new" if served_by == "legacy" else "legacy"
+    if feature.mode == "shadow":
+        return decision.shadow
+    return None
+
+
+async def _fallback(
+    state: ProxyState,
+    request: web.Request,
+    decision: Decision,
+    feature: Feature | None,
+    outbound: Outbound,
+    exc: UpstreamError,
+) -> tuple[Pool, Connection] | None:
+    """A safe, bodiless request whose chosen new backend is unreachable goes to legacy."""
+    if (
+        feature is None
+        or not feature.fallback
+        or decision.backend != "new"
+        or exc.kind != "connect"
+        or request.method not in SAFE_METHODS
+        or request.body_exists
+    ):
+        return None
+    try:
+        return await _open(state, state.flags.backends["legacy"], outbound, None)
+    except UpstreamError:
+        return None
+
+
+def access(state: ProxyState, exchange: Exchange, status: int) -> None:
+    if state.access_log:
+        log.info(
+            "request",
+            request_id=exchange.request_id,
+            feature=exchange.feature,
+            backend=exchange.backend,
+            method=exchange.method,
+            path=redact_url(exchange.path_qs),
+            status=status,
+            duration_ms=round((time.perf_counter() - exchange.started) * 1000, 3),
+            error=exchange.error,
+            fallback=exchange.fallback or None,
+        )
