@@ -2,8 +2,10 @@
 
 Owns the event-loop policy (uvloop when installed), binding (port 0 allowed, the bound address is
 printed on stdout as ``banyan <name> listening on http://HOST:PORT``), ``reuse_port`` for multi-
-worker setups, the started heap frozen out of the garbage collector's way, and graceful shutdown
-on SIGINT/SIGTERM that lets in-flight requests drain.
+worker setups, the soft open-files limit raised to the hard one at start, the client read
+timeouts of every connection (:mod:`banyan.client_timeouts`), the started heap frozen out of the
+garbage collector's way, and graceful shutdown on SIGINT/SIGTERM that lets in-flight requests
+drain.
 """
 
 from __future__ import annotations
@@ -11,15 +13,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import resource
 import signal
 import sys
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from banyan import descriptors
+from banyan.client_timeouts import ClientTimeouts, GuardedAppRunner
+from banyan.logs import get_logger
+
 AppFactory = Callable[[], Awaitable[web.Application]] | Callable[[], web.Application]
 # An application that needs its own server settings (the proxy: parser limits, request bodies
-# left encoded) names the runner to serve it with; others get aiohttp's AppRunner.
+# left encoded) names the runner to serve it with (a GuardedAppRunner subclass, which takes the
+# client ``timeouts``); others get GuardedAppRunner itself.
 RUNNER: web.AppKey[Callable[..., web.AppRunner]] = web.AppKey("banyan_runner")
 
 
@@ -39,11 +47,16 @@ async def start_site(
     *,
     reuse_port: bool = False,
     shutdown_timeout: float = 10.0,
+    timeouts: ClientTimeouts | None = None,
 ) -> tuple[web.AppRunner, str]:
     """Start ``app`` on ``host:port`` and return the runner and its base URL (port 0 resolved)."""
-    make_runner = app.get(RUNNER, web.AppRunner)
+    make_runner = app.get(RUNNER, GuardedAppRunner)
     runner = make_runner(
-        app, handle_signals=False, access_log=None, shutdown_timeout=shutdown_timeout
+        app,
+        timeouts=timeouts if timeouts is not None else ClientTimeouts.from_env(),
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=shutdown_timeout,
     )
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
@@ -54,6 +67,18 @@ async def start_site(
     bound_port = sockets[0].getsockname()[1] if sockets else port
     shown_host = f"[{host}]" if ":" in host else host
     return runner, f"http://{shown_host}:{bound_port}"
+
+
+def raise_descriptor_limit() -> None:
+    """Lift the soft limit on open files to the hard one, and say so: every socket is one."""
+    before, now = descriptors.raise_limit()
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    get_logger("server").info(
+        "descriptor_limit_raised" if now > before else "descriptor_limit",
+        soft_before=before,
+        soft=now,
+        hard=hard,
+    )
 
 
 def settle_heap() -> None:
@@ -75,13 +100,19 @@ async def serve_forever(
     *,
     reuse_port: bool = False,
     shutdown_timeout: float = 10.0,
+    timeouts: ClientTimeouts | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM, then drain in-flight requests and run cleanup hooks."""
     made = factory()
     app = await made if asyncio.iscoroutine(made) else made
     assert isinstance(app, web.Application)
     runner, url = await start_site(
-        app, host, port, reuse_port=reuse_port, shutdown_timeout=shutdown_timeout
+        app,
+        host,
+        port,
+        reuse_port=reuse_port,
+        shutdown_timeout=shutdown_timeout,
+        timeouts=timeouts,
     )
     settle_heap()
     print(f"banyan {name} listening on {url}", flush=True)
@@ -105,14 +136,22 @@ def run(
     *,
     reuse_port: bool = False,
     shutdown_timeout: float = 10.0,
+    timeouts: ClientTimeouts | None = None,
 ) -> None:
     """Blocking entry point used by the command line."""
     from banyan import logs
 
     logs.configure()
+    raise_descriptor_limit()
     install_uvloop()
     asyncio.run(
         serve_forever(
-            name, factory, host, port, reuse_port=reuse_port, shutdown_timeout=shutdown_timeout
+            name,
+            factory,
+            host,
+            port,
+            reuse_port=reuse_port,
+            shutdown_timeout=shutdown_timeout,
+            timeouts=timeouts,
         )
     )

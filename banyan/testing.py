@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 
 from aiohttp import web
 
+from banyan.client_timeouts import ClientTimeouts
 from banyan.serving import start_site
 
 
@@ -25,9 +26,11 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 @asynccontextmanager
-async def serve(app: web.Application, host: str = "127.0.0.1") -> AsyncIterator[str]:
+async def serve(
+    app: web.Application, host: str = "127.0.0.1", *, timeouts: ClientTimeouts | None = None
+) -> AsyncIterator[str]:
     """Serve ``app`` on loopback port 0 for the duration of the block; yield its base URL."""
-    runner, url = await start_site(app, host, 0, shutdown_timeout=2.0)
+    runner, url = await start_site(app, host, 0, shutdown_timeout=2.0, timeouts=timeouts)
     try:
         yield url
     finally:

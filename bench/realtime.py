@@ -4,10 +4,14 @@
    first-token latency (ask sent -> first ``token`` frame) p50/p99, with a zero-delay model.
 2. Whiteboard: ``--editors`` (50) y-websocket clients in one room; each edit's fan-out latency
    (edit sent -> seen by every other editor) p50/p99.
-3. Idle sockets: ``--idle`` (1000) idle tutor WebSockets held open through one proxy process; the
-   proxy's resident memory growth per connection.
+3. Held sockets: ``--idle`` (5000) idle tutor WebSockets opened through one proxy process by
+   ``--holders`` (4) socket-holder processes (``bench/socket_holder.py``): how many opened, the
+   proxy's resident memory growth per socket and its open descriptors, and the latency of HTTP
+   requests (``GET /api/sessions/{id}``, ``--http-requests`` at ``--http-rate`` per second, open
+   loop, from this process) through the same proxy process and straight to the backend, before
+   the sockets opened and while they are open (``bench/held_sockets.py``).
 
-    .venv/bin/python -m bench.realtime [--sessions 50] [--editors 50] [--idle 1000]
+    .venv/bin/python -m bench.realtime [--parts tutor,whiteboard,sockets] [--idle 5000]
 """
 
 from __future__ import annotations
@@ -24,22 +28,20 @@ import aiohttp
 from pycrdt import Doc, Map
 
 from banyan.backends.common.whiteboard.client import WhiteboardClient
-from banyan.processes import running_stack
+from banyan.processes import RunningStack, flags_text, running_stack
+from banyan.serving import install_uvloop
 from bench.common import markdown_table, percentile
+from bench.held_sockets import HeldSockets, held_sockets, report
 
 FEATURES = """\
 features:
+  sockets:
+    routes: ["/ws/tutor/**"]
+    mode: {sockets}
   everything:
     routes: ["/api/**", "/ws/**"]
     mode: {mode}
 """
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 async def new_user(http: aiohttp.ClientSession, base: str) -> tuple[str, dict[str, str]]:
@@ -107,77 +109,98 @@ async def whiteboard_fanout(
     return latencies
 
 
-async def idle_memory(
-    http: aiohttp.ClientSession, base: str, pid: int, count: int
-) -> tuple[int, float]:
+async def new_session(http: aiohttp.ClientSession, base: str) -> tuple[str, dict[str, str], str]:
+    """A new user and a study session of theirs at ``base``: (token, auth headers, session id)."""
     token, headers = await new_user(http, base)
     async with http.post(base + "/api/sessions", json={"title": "idle"}, headers=headers) as r:
-        sid = (await r.json())["id"]
-    before = rss_kib(pid)
-    url = f"{base.replace('http', 'ws', 1)}/ws/tutor/{sid}?token={token}"
-    sockets = []
-    for start in range(0, count, 100):
-        batch = await asyncio.gather(
-            *(http.ws_connect(url) for _ in range(min(100, count - start)))
-        )
-        sockets.extend(batch)
-    await asyncio.sleep(1.0)
-    after = rss_kib(pid)
-    held = sum(1 for ws in sockets if not ws.closed)
-    await asyncio.gather(*(ws.close() for ws in sockets))
-    return held, (after - before) / max(held, 1)
+        return token, headers, (await r.json())["id"]
 
 
-async def run_mode(mode: str, args: argparse.Namespace) -> list[object]:
+async def sockets_both_places(
+    http: aiohttp.ClientSession, stack: RunningStack, mode: str, args: argparse.Namespace
+) -> dict[str, HeldSockets]:
+    """The held sockets twice: on the backend the reads go to (``same``), then — after a flag
+    flip of the ``sockets`` feature — on the other one (``other``), so the reads' backend holds
+    none and what they show is the proxy's."""
+    base, pid = stack.url("proxy"), stack.children["proxy"].process.pid
+    token, headers, sid = await new_session(http, base)
+    ws = base.replace("http", "ws", 1)
+    held = {}
+    same_url = f"{ws}/ws/tutor/{sid}?token={token}"
+    held["same"] = await held_sockets(
+        http, base, stack.url(mode), pid, args, (headers, sid), same_url
+    )
+    other = "new" if mode == "legacy" else "legacy"
+    other_token, _, other_sid = await new_session(http, stack.url(other))
+    features = FEATURES.format(mode=mode, sockets=other)
+    stack.flags_path.write_text(flags_text(stack.url("legacy"), stack.url("new"), features))
+    await asyncio.sleep(2.0)  # the proxy applies a changed flag file within a second
+    other_url = f"{ws}/ws/tutor/{other_sid}?token={other_token}"
+    held["other"] = await held_sockets(
+        http, base, stack.url(mode), pid, args, (headers, sid), other_url, quiet_first=False
+    )
+    return held
+
+
+async def run_mode(
+    mode: str, args: argparse.Namespace
+) -> tuple[list[object], dict[str, HeldSockets]]:
+    tutor: list[float] = []
+    board: list[float] = []
+    held: dict[str, HeldSockets] = {}
     with tempfile.TemporaryDirectory(prefix="banyan-rt-") as tmp:
-        async with running_stack(Path(tmp), features=FEATURES.format(mode=mode)) as stack:
+        features = FEATURES.format(mode=mode, sockets=mode)
+        async with running_stack(Path(tmp), features=features) as stack:
             base = stack.url("proxy")
             connector = aiohttp.TCPConnector(limit=0)
             async with aiohttp.ClientSession(connector=connector) as http:
-                tutor = await tutor_latencies(http, base, args.sessions, args.turns)
-                board = await whiteboard_fanout(http, base, args.editors, args.rounds)
-                held, per_conn = await idle_memory(
-                    http, base, stack.children["proxy"].process.pid, args.idle
-                )
-    return [
-        mode,
-        round(percentile(tutor, 0.5), 2),
-        round(percentile(tutor, 0.99), 2),
-        round(percentile(board, 0.5), 2),
-        round(percentile(board, 0.99), 2),
-        held,
-        round(per_conn, 1),
-    ]
+                if "tutor" in args.parts:
+                    tutor = await tutor_latencies(http, base, args.sessions, args.turns)
+                if "whiteboard" in args.parts:
+                    board = await whiteboard_fanout(http, base, args.editors, args.rounds)
+                if "sockets" in args.parts:
+                    held = await sockets_both_places(http, stack, mode, args)
+    realtime = [mode, *(round(percentile(x, q), 2) for x in (tutor, board) for q in (0.5, 0.99))]
+    return realtime, held
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    rows = [await run_mode(mode, args) for mode in ("legacy", "new")]
-    print(
-        markdown_table(
-            [
-                "backend",
-                "tutor first token p50 ms",
-                "p99 ms",
-                f"whiteboard fan-out to {args.editors - 1} p50 ms",
-                "p99 ms",
-                "idle sockets held",
-                "proxy KiB per socket",
-            ],
-            rows,
+    rows = [(mode, await run_mode(mode, args)) for mode in ("legacy", "new")]
+    if "tutor" in args.parts or "whiteboard" in args.parts:
+        print(
+            markdown_table(
+                [
+                    "backend",
+                    "tutor first token p50 ms",
+                    "p99 ms",
+                    f"whiteboard fan-out to {args.editors - 1} p50 ms",
+                    "p99 ms",
+                ],
+                [realtime for _, (realtime, _) in rows],
+            )
         )
-    )
+        print()
+    if "sockets" in args.parts:
+        print(report([(mode, held) for mode, (_, held) in rows], args))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--parts", default="tutor,whiteboard,sockets")
     parser.add_argument("--sessions", type=int, default=50)
     parser.add_argument("--turns", type=int, default=4)
     parser.add_argument("--editors", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=100)
-    parser.add_argument("--idle", type=int, default=1000)
+    parser.add_argument("--idle", type=int, default=5000)
+    parser.add_argument("--holders", type=int, default=4, help="socket-holder processes")
+    parser.add_argument("--http-requests", type=int, default=1000)
+    parser.add_argument("--http-rate", type=float, default=100.0, help="per second, per target")
+    args = parser.parse_args()
+    args.parts = set(args.parts.split(","))
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
-    asyncio.run(main_async(parser.parse_args()))
+    install_uvloop()
+    asyncio.run(main_async(args))
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from banyan.processes import PYTHON_CLI, start, stop_all
 from banyan.testing import free_port
 from bench.common import markdown_table, percentile
 from bench.fixed_rate import latency
-from bench.realtime import rss_kib
+from bench.held_sockets import rss_kib
 
 FLAGS = """\
 version: 1

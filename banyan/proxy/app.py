@@ -7,9 +7,11 @@ answer is streamed, the exchange feeds metrics, the feature's guard, the access 
 the shadow comparison and the write mirror — none of which the client waits for.
 
 Lifecycle: on startup the upstream pools (HTTP forwarding, :mod:`banyan.proxy.upstream`), the
-shared aiohttp client session (WebSockets, health probes, the mirror queue), the flag watcher,
-the health probe and the mirror queue start; on shutdown open WebSockets are closed with
-1001 and in-flight HTTP requests drain (the runner's shutdown timeout).
+shared aiohttp client session (health probes, the mirror queue), the WebSocket session (a
+connector of its own without a pool limit: a socket holds its connection for its whole life, so
+sharing a limit would let idle sockets starve everything else), the flag watcher, the health
+probe and the mirror queue start; on shutdown open WebSockets are closed with 1001 and in-flight
+HTTP requests drain (the runner's shutdown timeout).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from aiohttp import web
 
 from banyan.logs import get_logger
 from banyan.proxy import admin
+from banyan.proxy.admission import Admission, AdmissionLimits, admitted
 from banyan.proxy.audit import AuditLog, default_path
 from banyan.proxy.board_mirror import WHITEBOARD_PREFIX, BoardMirrorTap
 from banyan.proxy.fence import WriteFence
@@ -51,9 +54,10 @@ from banyan.proxy.limits import Limits
 from banyan.proxy.metrics import ProxyMetrics
 from banyan.proxy.mirror import MirrorQueue
 from banyan.proxy.routing import NOT_ROUTED, Decision, user_from_authorization
+from banyan.proxy.tunnel import Tunnel, open_tunnel, run_tunnel
 from banyan.proxy.turn_mirror import TurnMirrorTap, credentials, tutor_session
 from banyan.proxy.upstream import Upstreams
-from banyan.proxy.websocket import BridgeRegistry, FrameTap, open_bridge, run_bridge
+from banyan.proxy.websocket import Bridge, BridgeRegistry, FrameTap, open_bridge, run_bridge
 from banyan.serving import RUNNER
 
 log = get_logger("proxy")
@@ -97,6 +101,7 @@ class ProxyState:
     store: FlagStore
     access_log: bool = True
     health_interval: float = 2.0
+    admission: Admission = field(default_factory=lambda: Admission(AdmissionLimits()))
     metrics: ProxyMetrics = field(default_factory=ProxyMetrics)
     bridges: BridgeRegistry = field(default_factory=BridgeRegistry)
     guards: GuardBoard = field(default_factory=GuardBoard)
@@ -105,7 +110,8 @@ class ProxyState:
     audit: AuditLog | None = None
     mirror: MirrorQueue | None = None
     shadow: ShadowHook | None = None
-    session: aiohttp.ClientSession | None = None  # WebSockets, health probes, the mirror queue
+    session: aiohttp.ClientSession | None = None  # health probes, the mirror queue
+    ws_session: aiohttp.ClientSession | None = None  # upstream WebSockets only (own connector)
     limits: Limits = field(default_factory=Limits)
     upstreams: Upstreams | None = None  # HTTP forwarding: one pool per backend
     health: HealthProbe | None = None
@@ -113,6 +119,7 @@ class ProxyState:
     breaches: list[dict[str, Any]] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
     _edit_digests: set[str] = field(default_factory=set)
+    _refusal_logged: dict[str, float] = field(default_factory=dict)
     _audit_writes: asyncio.Future[None] | None = None
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
@@ -193,6 +200,20 @@ class ProxyState:
                 if f.guards != _NO_GUARDS
             }
         )
+
+    def on_refusal(self, limit: str) -> None:
+        """A request or socket refused at a limit: count it; log the first of each burst."""
+        self.metrics.refused.inc(limit)
+        now = time.monotonic()
+        if now - self._refusal_logged.get(limit, float("-inf")) >= 10.0:
+            self._refusal_logged[limit] = now
+            log.warning(
+                "limit_reached",
+                limit=limit,
+                websockets=self.admission.websockets,
+                requests=self.admission.requests,
+                limits=asdict(self.admission.limits),
+            )
 
     # -- after each exchange ---------------------------------------------------------------------
 
@@ -335,22 +356,28 @@ async def _websocket(
     base_url: str,
     request_id: str,
 ) -> web.StreamResponse:
-    assert state.session is not None
+    """Open the upstream socket, answer the client, then carry frames until either side ends: as
+    a byte tunnel when nothing reads the frames (:mod:`banyan.proxy.tunnel`), else as a frame
+    bridge feeding a shadow or mirror tap (:mod:`banyan.proxy.websocket`)."""
+    assert state.ws_session is not None
     headers = upstream_headers(request, request_id, websocket=True)
     started = time.perf_counter()
-    response, bridge = await open_bridge(
-        request,
-        state.session,
-        base_url + request.raw_path,
-        headers,
-        feature=decision.feature,
-        backend=decision.backend,
-        request_id=request_id,
-    )
+    url = base_url + request.raw_path
+    names = {"feature": decision.feature, "backend": decision.backend, "request_id": request_id}
+    timeout = state.flags.backends[decision.backend].read_timeout  # for the upstream's 101
+    link: Bridge | Tunnel | None
+    if _reads_frames(state, feature, decision):
+        response, link = await open_bridge(
+            request, state.ws_session, url, headers, timeout=timeout, **names
+        )
+    else:
+        response, link = await open_tunnel(
+            request, state.ws_session, url, headers, timeout=timeout, **names
+        )
     exchange = Exchange(decision.feature, decision.backend, "GET", request.path_qs, request_id)
     exchange.status = response.status
     exchange.head_latency = time.perf_counter() - started
-    if bridge is None:
+    if link is None:
         exchange.error = (
             "connect" if response.status == 502 else ("timeout" if response.status == 504 else None)
         )
@@ -360,6 +387,39 @@ async def _websocket(
     state.observe(exchange, feature)
     gauge = state.metrics.open_websockets
     gauge.inc(decision.feature, decision.backend)
+    try:
+        if isinstance(link, Tunnel):
+            del headers  # nothing reads it while the socket is open
+            await run_tunnel(link, state.bridges)
+        else:
+            tap = _frame_tap(state, request, feature, decision, headers)
+            await run_bridge(link, state.bridges, tap=tap)
+    finally:
+        gauge.dec(decision.feature, decision.backend)
+        _access(state, exchange, 101)
+    return response
+
+
+def _reads_frames(state: ProxyState, feature: Feature | None, decision: Decision) -> bool:
+    """Whether a socket's frames may be wanted: shadowed, or written through to the other store."""
+    if feature is None:
+        return False
+    if state.shadow is not None and decision.mode == "shadow":
+        return True
+    return (
+        state.mirror is not None
+        and feature.writes != "skip"
+        and mirror_target(feature, decision, decision.backend) is not None
+    )
+
+
+def _frame_tap(
+    state: ProxyState,
+    request: web.Request,
+    feature: Feature | None,
+    decision: Decision,
+    headers: Any,
+) -> FrameTap | None:
     tap: FrameTap | None = None
     if feature is not None and state.shadow is not None and decision.mode == "shadow":
         shadowed = feature
@@ -370,12 +430,7 @@ async def _websocket(
         tap = state.shadow.websocket_tap(feature, decision, request, headers, fallback)
     if tap is None and feature is not None:  # a socket not compared still writes through
         tap = _mirror_tap(state, request, feature, decision, headers)
-    try:
-        await run_bridge(bridge, state.bridges, tap=tap)
-    finally:
-        gauge.dec(decision.feature, decision.backend)
-        _access(state, exchange, 101)
-    return response
+    return tap
 
 
 def _mirror_tap(
@@ -395,13 +450,13 @@ def _mirror_tap(
     authorization = credentials(request.headers, request.query)
     user = user_from_authorization(authorization, None)
     ip = request.remote or ""
-    if request.path.startswith(WHITEBOARD_PREFIX) and state.session is not None:
+    if request.path.startswith(WHITEBOARD_PREFIX) and state.ws_session is not None:
         url = state.flags.backends[target].url + request.raw_path
 
         async def ready() -> bool:
             return await state.fence.wait(state.fence.pending(target, user, ip))
 
-        return BoardMirrorTap(state.session, url, headers, feature=feature.name, ready=ready)
+        return BoardMirrorTap(state.ws_session, url, headers, feature=feature.name, ready=ready)
     session_id = tutor_session(request.path)
     if session_id is None or authorization is None:
         return None
@@ -442,6 +497,7 @@ async def _startup(app: web.Application) -> None:
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
         skip_auto_headers=("User-Agent",),
     )
+    state.ws_session = websocket_session()
     state.store.subscribe(state.on_flags)
     state.metrics.flags_info.set(state.flags.digest, value=1)
     state._sync_guards(state.flags)
@@ -485,6 +541,20 @@ async def _cleanup(app: web.Application) -> None:
         state.upstreams.close()
     if state.session is not None:
         await state.session.close()
+    if state.ws_session is not None:
+        await state.ws_session.close()
+
+
+def websocket_session() -> aiohttp.ClientSession:
+    """The client session for upstream WebSockets: its connector has no connection limit (the
+    proxy's socket limit bounds them, :mod:`banyan.proxy.admission`) and shares none with HTTP."""
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300)
+    return aiohttp.ClientSession(
+        connector=connector,
+        auto_decompress=False,
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
+        skip_auto_headers=("User-Agent",),
+    )
 
 
 _LISTENER: web.AppKey[Any] = web.AppKey("banyan_edit_listener")
@@ -506,9 +576,11 @@ def create_app(
     mirror: MirrorQueue | None = None,
     poll_interval: float | None = None,
     limits: Limits | None = None,
+    admission: AdmissionLimits | None = None,
 ) -> web.Application:
     """The proxy for the flag file at ``flags_path`` (which must be valid right now); header
-    ``limits`` default to the environment's (:meth:`Limits.from_env`)."""
+    ``limits`` and the ``admission`` limits (open sockets, requests in flight) default to the
+    environment's (:meth:`Limits.from_env`, :meth:`AdmissionLimits.from_env`)."""
     path = Path(flags_path).resolve()
     store = (
         FlagStore(path) if poll_interval is None else FlagStore(path, poll_interval=poll_interval)
@@ -522,6 +594,7 @@ def create_app(
         mirror=mirror if mirror is not None else MirrorQueue(mirror_url(path)),
         shadow=shadow,
         limits=limits or Limits.from_env(),
+        admission=Admission(admission if admission is not None else AdmissionLimits.from_env()),
     )
     app = web.Application(client_max_size=1024**4)
     app[STATE] = state
@@ -530,7 +603,7 @@ def create_app(
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     admin.add_admin_routes(app, STATE)
-    app.router.add_route("*", "/{tail:.*}", handle)
+    app.router.add_route("*", "/{tail:.*}", admitted(state.admission, handle, state.on_refusal))
     app.on_startup.append(_startup)
     app.on_shutdown.append(_shutdown)
     app.on_cleanup.append(_cleanup)

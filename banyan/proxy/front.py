@@ -21,6 +21,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage, HttpProcessingError, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 
+from banyan.client_timeouts import GuardedAppRunner, GuardedServer, SlowClientGuard
 from banyan.logs import get_logger
 from banyan.proxy.limits import Limits, describe
 
@@ -64,8 +65,9 @@ def reason_of(exc: BaseException | None) -> str:
     return first.rstrip(":")[:200]
 
 
-class ProxyRequestHandler(RequestHandler):
-    """aiohttp's connection handler with the proxy's answers to requests it cannot parse."""
+class ProxyRequestHandler(SlowClientGuard):
+    """aiohttp's connection handler with the proxy's answers to requests it cannot parse (and,
+    from :class:`~banyan.client_timeouts.SlowClientGuard`, the client read timeouts)."""
 
     __slots__ = ()
 
@@ -97,7 +99,7 @@ class ProxyRequestHandler(RequestHandler):
         return refusal(status, code, text)
 
 
-class ProxyServer(web.Server):
+class ProxyServer(GuardedServer):
     """aiohttp's low-level server making :class:`ProxyRequestHandler` connections."""
 
     limits: Limits
@@ -106,8 +108,9 @@ class ProxyServer(web.Server):
         return ProxyRequestHandler(self, loop=self._loop, **self._kwargs)
 
 
-class ProxyRunner(web.AppRunner):
-    """An application runner whose server is a :class:`ProxyServer` held to ``limits``."""
+class ProxyRunner(GuardedAppRunner):
+    """An application runner whose server is a :class:`ProxyServer` held to ``limits`` (and to
+    the client ``timeouts`` every Banyan server has)."""
 
     def __init__(self, app: web.Application, *, limits: Limits, **kwargs: Any) -> None:
         # aiohttp tells a long target from a long header line by the limit it reports: keep the

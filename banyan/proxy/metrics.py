@@ -181,6 +181,11 @@ class ProxyMetrics:
         )
         self.backend_up = r.gauge("banyan_backend_up", "Backend health probe", ("backend",))
         self.mirror = r.gauge("banyan_mirror_writes", "Mirror queue entries", ("state",))
+        self.refused = r.counter(
+            "banyan_refused_total",
+            "Requests and sockets refused with 503 at a limit of this process",
+            ("limit",),
+        )
 
     def render(self) -> str:
         return self.registry.render()

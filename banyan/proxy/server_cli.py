@@ -1,7 +1,11 @@
-"""``banyan proxy --flags F --host H --port P [--workers N] [--no-access-log] [--max-* BYTES]``.
+"""``banyan proxy --flags F --host H --port P [--workers N] [--no-access-log] [limits]``.
 
-The ``--max-*`` options set the header limits (:mod:`banyan.proxy.limits`); each defaults to its
-``BANYAN_MAX_*`` environment variable, else to the built-in default.
+The ``--max-*-bytes`` and ``--max-headers`` options set the header limits
+(:mod:`banyan.proxy.limits`); ``--max-websockets``, ``--max-requests`` the admission limits
+(:mod:`banyan.proxy.admission`); ``--client-header-timeout``, ``--client-body-timeout``,
+``--keepalive-timeout`` the client read timeouts (:mod:`banyan.client_timeouts`). Each defaults to
+its ``BANYAN_*`` environment variable, else to the built-in default (docs/operations.md); all are
+per worker process.
 
 With ``--workers N`` (N > 1) the parent forks N worker processes that bind the same port with
 ``SO_REUSEPORT``; the kernel spreads connections across them. Port 0 with several workers first
@@ -12,13 +16,28 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import signal
 import sys
+from collections.abc import Callable
 
+from banyan.client_timeouts import ClientTimeouts
+from banyan.proxy.admission import AdmissionLimits
 from banyan.proxy.limits import OPTION, Limits
 from banyan.serving import run
 from banyan.testing import free_port
+
+
+def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
+    def parse(text: str) -> int | float:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +59,34 @@ def build_parser() -> argparse.ArgumentParser:
             default=getattr(defaults, name),
             help=f"{LIMIT_HELP[name]} (default {getattr(defaults, name)})",
         )
+    gate = parser.add_argument_group(
+        "admission and client timeouts (per worker; default: environment, then built-in)"
+    )
+    gate.add_argument(
+        "--max-websockets",
+        type=_positive(int),
+        help="open WebSockets before new ones get 503 ($BANYAN_MAX_WEBSOCKETS, 10000)",
+    )
+    gate.add_argument(
+        "--max-requests",
+        type=_positive(int),
+        help="HTTP requests in flight before new ones get 503 ($BANYAN_MAX_REQUESTS, 4096)",
+    )
+    gate.add_argument(
+        "--client-header-timeout",
+        type=_positive(float),
+        help="seconds for a request head to arrive ($BANYAN_CLIENT_HEADER_TIMEOUT, 60)",
+    )
+    gate.add_argument(
+        "--client-body-timeout",
+        type=_positive(float),
+        help="seconds between two reads of a body ($BANYAN_CLIENT_BODY_TIMEOUT, 60)",
+    )
+    gate.add_argument(
+        "--keepalive-timeout",
+        type=_positive(float),
+        help="seconds an idle client connection stays open ($BANYAN_KEEPALIVE_TIMEOUT, 75)",
+    )
     return parser
 
 
@@ -59,14 +106,36 @@ def limits_of(args: argparse.Namespace) -> Limits:
     return Limits(**values)
 
 
-def _factory(args: argparse.Namespace) -> object:
+def admission_of(args: argparse.Namespace) -> tuple[AdmissionLimits, ClientTimeouts]:
+    """The limits in force: command line over environment over built-in defaults."""
+    limits = AdmissionLimits.from_env()
+    if args.max_websockets is not None:
+        limits = dataclasses.replace(limits, max_websockets=args.max_websockets)
+    if args.max_requests is not None:
+        limits = dataclasses.replace(limits, max_requests=args.max_requests)
+    timeouts = ClientTimeouts.from_env()
+    for field, value in (
+        ("header", args.client_header_timeout),
+        ("body", args.client_body_timeout),
+        ("keepalive", args.keepalive_timeout),
+    ):
+        if value is not None:
+            timeouts = dataclasses.replace(timeouts, **{field: value})
+    return limits, timeouts
+
+
+def _factory(args: argparse.Namespace, admission: AdmissionLimits) -> object:
     def make() -> object:
         from banyan.proxy.app import create_app
         from banyan.proxy.shadow import shadow_from_env
 
         shadow = None if args.no_parity else shadow_from_env(args.flags)
         return create_app(
-            args.flags, access_log=not args.no_access_log, shadow=shadow, limits=limits_of(args)
+            args.flags,
+            access_log=not args.no_access_log,
+            shadow=shadow,
+            limits=limits_of(args),
+            admission=admission,
         )
 
     return make
@@ -76,7 +145,8 @@ def main(argv: list[str]) -> int:
     try:
         args = build_parser().parse_args(argv)
         limits_of(args)
-    except ValueError as exc:  # a limit (option or BANYAN_MAX_* variable) that is not positive
+        admission, timeouts = admission_of(args)
+    except ValueError as exc:  # a limit (option or BANYAN_* variable) that is not positive
         print(f"banyan proxy: {exc}", file=sys.stderr)
         return 1
     from banyan.proxy.flags import FlagError, load_flags
@@ -86,15 +156,16 @@ def main(argv: list[str]) -> int:
     except FlagError as exc:
         print(f"banyan proxy: {exc}", file=sys.stderr)
         return 1
+    factory = _factory(args, admission)
     if args.workers <= 1:
-        run("proxy", _factory(args), args.host, args.port)  # type: ignore[arg-type]
+        run("proxy", factory, args.host, args.port, timeouts=timeouts)  # type: ignore[arg-type]
         return 0
     port = args.port or free_port(args.host)
     children: list[int] = []
     for _ in range(args.workers):
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the forked worker
-            run("proxy", _factory(args), args.host, port, reuse_port=True)  # type: ignore[arg-type]
+            run("proxy", factory, args.host, port, reuse_port=True, timeouts=timeouts)  # type: ignore[arg-type]
             os._exit(0)
         children.append(pid)
 

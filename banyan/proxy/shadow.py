@@ -646,7 +646,10 @@ class WebSocketTap:
         )
 
     async def _run(self) -> None:
-        state, session = self.shadow.state, self.shadow.session
+        state = self.shadow.state
+        # the candidate's socket lives as long as the user's: on the proxy's WebSocket session,
+        # never in the shadow pool whose few connections serve the HTTP copies
+        session = state.ws_session if state is not None else None
         assert state is not None and session is not None and self.decision.shadow is not None
         url = state.flags.backends[self.decision.shadow].url + self.raw_path
         await state.fence.wait(self._earlier)  # the caller's writes (its registration) land first

@@ -25,6 +25,7 @@ from banyan.proxy.forward import error_response
 from banyan.proxy.headers import mark
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+CLOSE_WAIT = 30.0  # seconds a closing bridge waits for its second pump (each close waits <= 10 s)
 
 
 class FrameTap(Protocol):
@@ -49,6 +50,7 @@ class Bridge:
         self.backend = backend
         self.client = client
         self.upstream = upstream
+        self.ended_by: str | None = None  # "client" or "upstream": the side that ended first
 
     async def close(self, code: int, reason: str) -> None:
         """Close both sides (used on flips with the ``reconnect`` policy and at shutdown)."""
@@ -60,17 +62,28 @@ class Bridge:
         )
 
 
+class Link(Protocol):
+    """An open socket through the proxy: a :class:`Bridge`, or a tunnel
+    (:mod:`banyan.proxy.tunnel`)."""
+
+    feature: str
+
+    async def close(self, code: int, reason: str) -> None: ...
+
+
 class BridgeRegistry:
+    """Open sockets by feature (flips with ``websocket: reconnect`` and shutdown close them)."""
+
     def __init__(self) -> None:
-        self._open: set[Bridge] = set()
+        self._open: set[Link] = set()
 
     def __len__(self) -> int:
         return len(self._open)
 
-    def add(self, bridge: Bridge) -> None:
+    def add(self, bridge: Link) -> None:
         self._open.add(bridge)
 
-    def discard(self, bridge: Bridge) -> None:
+    def discard(self, bridge: Link) -> None:
         self._open.discard(bridge)
 
     def count(self, feature: str) -> int:
@@ -103,18 +116,23 @@ async def open_bridge(
     feature: str,
     backend: str,
     request_id: str,
+    timeout: float,
 ) -> tuple[web.StreamResponse, Bridge | None]:
-    """Open the upstream socket; answer the upgrade (or the refusal) to the client."""
+    """Open the upstream socket (its handshake within ``timeout``); answer the upgrade (or the
+    refusal) to the client."""
     try:
-        upstream = await session.ws_connect(
-            url,
-            headers=headers,
-            protocols=offered_protocols(request),
-            autoping=False,
-            autoclose=False,
-            max_msg_size=MAX_MESSAGE_BYTES,
-            timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10.0),
-            compress=0,
+        upstream = await asyncio.wait_for(
+            session.ws_connect(
+                url,
+                headers=headers,
+                protocols=offered_protocols(request),
+                autoping=False,
+                autoclose=False,
+                max_msg_size=MAX_MESSAGE_BYTES,
+                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10.0),
+                compress=0,
+            ),
+            timeout,
         )
     except aiohttp.WSServerHandshakeError as exc:
         status = exc.status if 400 <= exc.status < 600 else 502
@@ -179,6 +197,31 @@ async def _pump(
             return None
 
 
+_PUMP_ERRORS = (ConnectionError, RuntimeError, aiohttp.ClientError)
+
+
+def _close_args(closed_with: tuple[int, str] | None) -> tuple[int, bytes]:
+    code, reason = closed_with or (WSCloseCode.GOING_AWAY, "peer went away")
+    return code, reason.encode()
+
+
+async def _upstream_to_client(bridge: Bridge, tap: Callable[[WSMessage], None] | None) -> None:
+    """Copy the upstream's frames to the client; if the upstream ends first, close the client with
+    its code (which also ends the client-side pump), then the upstream."""
+    try:
+        closed_with = await _pump(bridge.upstream, bridge.client, tap)
+    except _PUMP_ERRORS:
+        closed_with = None
+    if bridge.ended_by is not None:  # the client ended first; the bridge is closing both sides
+        return
+    bridge.ended_by = "upstream"
+    code, reason = _close_args(closed_with)
+    with contextlib.suppress(*_PUMP_ERRORS):
+        await bridge.client.close(code=code, message=reason)
+    with contextlib.suppress(*_PUMP_ERRORS):
+        await bridge.upstream.close(code=code, message=reason)
+
+
 async def run_bridge(
     bridge: Bridge,
     registry: BridgeRegistry,
@@ -186,34 +229,36 @@ async def run_bridge(
     tap: FrameTap | None = None,
     on_close: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    """Pump both ways until one side ends, then close the other and clean up."""
+    """Pump both ways until one side ends, then close the other and clean up.
+
+    The client-to-upstream pump runs in the caller's task and only the other one in a task of its
+    own: an open socket costs one task less (memory per socket is what bounds a proxy holding
+    thousands). Whichever side ends first closes the other with its code; closing a socket wakes
+    the pump reading it."""
     registry.add(bridge)
     client, upstream = bridge.client, bridge.upstream
-    to_upstream = asyncio.ensure_future(_pump(client, upstream, tap.from_client if tap else None))
-    to_client = asyncio.ensure_future(_pump(upstream, client, tap.from_upstream if tap else None))
+    to_client = asyncio.ensure_future(
+        _upstream_to_client(bridge, tap.from_upstream if tap else None)
+    )
     try:
-        done, _ = await asyncio.wait({to_upstream, to_client}, return_when=asyncio.FIRST_COMPLETED)
-        first = done.pop()
         try:
-            closed_with = first.result()
-        except (ConnectionError, RuntimeError, aiohttp.ClientError):
+            closed_with = await _pump(client, upstream, tap.from_client if tap else None)
+        except _PUMP_ERRORS:
             closed_with = None
-        code, reason = closed_with or (WSCloseCode.GOING_AWAY, "peer went away")
-        other_side = upstream if first is to_upstream else client
-        this_side = client if first is to_upstream else upstream
-        with contextlib.suppress(ConnectionError, RuntimeError, aiohttp.ClientError):
-            await other_side.close(code=code, message=reason.encode())
-        with contextlib.suppress(ConnectionError, RuntimeError, aiohttp.ClientError):
-            await this_side.close(code=code, message=reason.encode())
+        if bridge.ended_by is None:
+            bridge.ended_by = "client"
+            code, reason = _close_args(closed_with)
+            with contextlib.suppress(*_PUMP_ERRORS):
+                await upstream.close(code=code, message=reason)
+            with contextlib.suppress(*_PUMP_ERRORS):
+                await client.close(code=code, message=reason)
+        # it is closing the client (the upstream ended) or sees the upstream closed: let it end
+        await asyncio.wait({to_client}, timeout=CLOSE_WAIT)
     finally:
-        for task in (to_upstream, to_client):
-            task.cancel()
-        for task in (to_upstream, to_client):
-            with contextlib.suppress(
-                asyncio.CancelledError, ConnectionError, RuntimeError, aiohttp.ClientError
-            ):
-                await task
-        with contextlib.suppress(ConnectionError, RuntimeError, aiohttp.ClientError):
+        to_client.cancel()
+        with contextlib.suppress(asyncio.CancelledError, *_PUMP_ERRORS):
+            await to_client
+        with contextlib.suppress(*_PUMP_ERRORS):
             await upstream.close()
         registry.discard(bridge)
         if tap is not None:

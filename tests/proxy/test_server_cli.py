@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from banyan.proxy.server_cli import main
 from banyan.testing import free_port
@@ -119,6 +120,49 @@ def test_shutdown_drains_an_in_flight_request(tmp_path: Path) -> None:
     caller.join(20)
     process.wait(timeout=30)
     assert result.get("status") == 200
+
+
+def test_limit_options_reach_the_running_proxy(tmp_path: Path) -> None:
+    import socket
+
+    process, url = _start(
+        ["--flags", str(_flags(tmp_path)), "--port", "0", "--client-header-timeout", "0.5"]
+    )
+    try:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=15) as raw:
+            raw.sendall(b"GET /api/x HT")
+            answer = b""
+            while chunk := raw.recv(65536):  # until the proxy closes (the socket timeout fails)
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 408 "), answer
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def test_limits_come_from_options_over_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from banyan.client_timeouts import ClientTimeouts
+    from banyan.proxy.admission import AdmissionLimits
+    from banyan.proxy.server_cli import admission_of, build_parser
+
+    monkeypatch.setenv("BANYAN_MAX_WEBSOCKETS", "7")
+    monkeypatch.setenv("BANYAN_CLIENT_BODY_TIMEOUT", "9")
+    args = build_parser().parse_args(["--max-requests", "3", "--client-header-timeout", "2.5"])
+    limits, timeouts = admission_of(args)
+    assert limits == AdmissionLimits(max_websockets=7, max_requests=3)
+    assert timeouts == ClientTimeouts(header=2.5, body=9, keepalive=75)
+    args = build_parser().parse_args(["--max-websockets", "1", "--keepalive-timeout", "5"])
+    assert admission_of(args)[0].max_websockets == 1 and admission_of(args)[1].keepalive == 5
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--max-websockets", "0"])
+
+
+def test_a_bad_limit_in_the_environment_refuses_to_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BANYAN_MAX_REQUESTS", "lots")
+    assert main(["--flags", str(_flags(tmp_path))]) == 1
 
 
 def test_header_limits_come_from_options_and_the_environment(tmp_path: Path) -> None:

@@ -31,6 +31,10 @@ async def test_text_binary_ping_and_subprotocol(make_stack: Any) -> None:
             assert pong.type == WSMsgType.PONG and pong.data == b"are-you-there"
             await ws.send_str("whoami")
             assert json.loads((await ws.receive()).data)["protocol"] == "v1.banyan"
+        for _ in range(250):  # the socket counts until both of its connections have ended
+            if stack.state.metrics.open_websockets.get("api", "legacy") == 0:
+                break
+            await asyncio.sleep(0.02)
         assert stack.state.metrics.open_websockets.get("api", "legacy") == 0
 
 
@@ -129,3 +133,67 @@ async def test_access_log_hides_the_query_token(
     logged = captured.out + captured.err
     assert "/ws/private?token=[REDACTED]&room=a" in logged
     assert "s3cret-t0k" not in logged
+
+
+HELD_SOCKETS = 2000  # twice past the old cliff: a 1,000-connection pool shared with HTTP
+
+
+async def test_http_is_answered_while_many_sockets_are_open(
+    make_stack: Any, record_property: Any
+) -> None:
+    import resource
+    import time
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = HELD_SOCKETS * 4 + 500  # client, proxy's two ends and the upstream's, per socket
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        pytest.skip(f"needs {needed} file descriptors, the hard limit is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, needed), hard))
+    connector = aiohttp.TCPConnector(limit=0)
+    async with make_stack() as stack, aiohttp.ClientSession(connector=connector) as session:
+        sockets: list[aiohttp.ClientWebSocketResponse] = []
+        try:
+            for _ in range(0, HELD_SOCKETS, 100):
+                batch = [session.ws_connect(stack.url + "/ws/echo") for _i in range(100)]
+                sockets += await asyncio.wait_for(asyncio.gather(*batch), 60)
+            assert sum(1 for ws in sockets if not ws.closed) == HELD_SOCKETS
+            started = time.perf_counter()
+            async with session.get(
+                stack.url + "/echo/ping", timeout=aiohttp.ClientTimeout(total=30)
+            ) as response:
+                assert response.status == 200
+                assert (await response.json())["path_qs"] == "/echo/ping"
+            latency_ms = (time.perf_counter() - started) * 1000
+            record_property("http_latency_ms_with_sockets_open", round(latency_ms, 2))
+            print(f"HTTP answered in {latency_ms:.2f} ms with {HELD_SOCKETS} sockets open")
+            # a further socket opens too, and every held one still carries frames
+            async with session.ws_connect(stack.url + "/ws/echo") as extra:
+                await extra.send_str("one more")
+                assert (await extra.receive(timeout=30)).data == "echo:one more"
+            await sockets[-1].send_str("still here")
+            assert (await sockets[-1].receive(timeout=30)).data == "echo:still here"
+        finally:
+            await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+
+
+async def test_abruptly_dropped_sockets_are_cleaned_up_on_both_sides(make_stack: Any) -> None:
+    connector = aiohttp.TCPConnector(limit=0)
+    async with make_stack() as stack, aiohttp.ClientSession(connector=connector) as session:
+        sockets = await asyncio.gather(
+            *(session.ws_connect(stack.url + "/ws/echo") for _ in range(200))
+        )
+        assert stack.state.admission.websockets == 200
+        for ws in sockets:  # gone without a close frame, as a network failure would
+            transport = ws._response.connection.transport  # type: ignore[union-attr]
+            assert transport is not None
+            transport.abort()
+        for _ in range(500):
+            if not (len(stack.state.bridges) or stack.legacy.open_sockets):
+                break
+            await asyncio.sleep(0.02)
+        assert len(stack.state.bridges) == 0 and stack.legacy.open_sockets == 0
+        assert stack.state.admission.websockets == 0
+        assert stack.state.metrics.open_websockets.get("api", "legacy") == 0
+        async with session.ws_connect(stack.url + "/ws/echo") as ws:  # and the proxy still bridges
+            await ws.send_str("after")
+            assert (await ws.receive(timeout=10)).data == "echo:after"

@@ -1,10 +1,11 @@
 """Test upstreams for the proxy tests: real aiohttp servers that record what they received.
 
 ``Recorder`` serves: ``/echo`` (any method; answers what it got), ``/upload`` (hashes a streamed
-body without keeping it), ``/download`` (streams N bytes), ``/sse`` (one event per ``/ack``, proving
-that nothing buffers), ``/gzip`` (a compressed body), ``/hop`` (hop-by-hop headers in the answer),
-``/slow`` (answers after a delay), ``/status/{code}``, and WebSockets ``/ws/echo`` (echo, ping,
-close on command, subprotocols) and ``/ws/private`` (refuses the upgrade without a token).
+body without keeping it, after ``?wait=`` seconds), ``/download`` (streams N bytes), ``/sse`` (one
+event per ``/ack``, proving that nothing buffers), ``/gzip`` (a compressed body), ``/hop``
+(hop-by-hop headers in the answer), ``/slow`` (answers after a delay), ``/status/{code}``, and
+WebSockets ``/ws/echo`` (echo, ping, close or vanish on command, subprotocols) and
+``/ws/private`` (refuses the upgrade without a token).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class Recorder:
         self.requests: list[dict[str, Any]] = []
         self.acks = asyncio.Queue[int]()
         self.open_sockets = 0
+        self.socket_texts: list[str] = []  # every text message /ws/echo received
         self.delay = 0.0
         self.hang = False
         self.app = web.Application(client_max_size=1024**3)
@@ -91,6 +93,7 @@ class Recorder:
         return web.json_response(seen)
 
     async def upload(self, request: web.Request) -> web.Response:
+        await asyncio.sleep(float(request.query.get("wait", "0")))  # a slow reader, at first
         digest, size = hashlib.sha256(), 0
         async for chunk in request.content.iter_any():
             digest.update(chunk)
@@ -165,9 +168,14 @@ class Recorder:
         try:
             async for message in ws:
                 if message.type == WSMsgType.TEXT:
+                    self.socket_texts.append(message.data)
                     if message.data.startswith("close:"):
                         _, code, reason = message.data.split(":", 2)
                         await ws.close(code=int(code), message=reason.encode())
+                        break
+                    if message.data == "drop":  # gone without a close frame, as a crash would
+                        assert request.transport is not None
+                        request.transport.abort()
                         break
                     if message.data == "whoami":
                         await ws.send_str(
