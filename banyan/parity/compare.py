@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from banyan.jsondepth import loads_shallow
 from banyan.parity import paths
 from banyan.parity.paths import Location
 
@@ -122,7 +123,7 @@ def parse_json(body: bytes, headers: Mapping[str, str]) -> Any:
     if not body.strip() or ("json" not in content_type and body.lstrip()[:1] not in (b"{", b"[")):
         return _MISSING
     try:
-        return json.loads(body)
+        return loads_shallow(body)
     except (ValueError, UnicodeDecodeError):
         return _MISSING
 
@@ -150,7 +151,7 @@ def parse_events(body: bytes) -> list[dict[str, Any]]:
             continue
         text = "\n".join(data)
         try:
-            payload: Any = json.loads(text)
+            payload: Any = loads_shallow(text)
         except ValueError:
             payload = text
         event: dict[str, Any] = {"event": name, "data": payload}

@@ -15,7 +15,6 @@ streams into comparable JSON documents, which then go through the ordinary struc
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +22,7 @@ from pycrdt import Doc
 
 from banyan.backends.common.whiteboard import protocol
 from banyan.backends.common.whiteboard.snapshot import doc_to_json
+from banyan.jsondepth import loads_shallow
 
 
 @dataclass
@@ -57,7 +57,7 @@ class TutorTurns:
     def feed(self, raw: str) -> Turn | None:
         """Take one server text frame; return the turn it finished, if it finished one."""
         try:
-            frame = json.loads(raw)
+            frame = loads_shallow(raw)
         except ValueError:
             return None
         if not isinstance(frame, dict) or not isinstance(frame.get("turn"), str):
@@ -130,7 +130,7 @@ class LiveAnswers:
         """Take one client frame (as it reaches this backend); return the key of the answer it
         asks for, when it is a subscribe."""
         try:
-            frame = json.loads(raw)
+            frame = loads_shallow(raw)
         except ValueError:
             return None
         if not isinstance(frame, dict) or frame.get("type") != "subscribe":
@@ -145,7 +145,7 @@ class LiveAnswers:
     def feed(self, raw: str) -> str | None:
         """Take one server frame; return the key it answered, if it answered one."""
         try:
-            frame = json.loads(raw)
+            frame = loads_shallow(raw)
         except ValueError:
             return None
         if not isinstance(frame, dict) or frame.get("type") == "pong":

@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import WSMsgType
 from aiohttp.http_websocket import WSMessage
 
+from banyan.jsondepth import loads_shallow
 from banyan.logs import get_logger
 
 log = get_logger("banyan.proxy.turn_mirror")
@@ -72,7 +73,7 @@ class TurnMirrorTap:
         if message.type != WSMsgType.TEXT:
             return
         try:
-            frame = json.loads(message.data)
+            frame = loads_shallow(message.data)
         except ValueError:
             return
         if not isinstance(frame, dict) or frame.get("type") != "done":

@@ -21,11 +21,14 @@ import aiohttp
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 from multidict import CIMultiDict
 
+from banyan.logs import get_logger
 from banyan.proxy.forward import error_response
 from banyan.proxy.headers import mark
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 CLOSE_WAIT = 30.0  # seconds a closing bridge waits for its second pump (each close waits <= 10 s)
+
+log = get_logger("proxy")
 
 
 class FrameTap(Protocol):
@@ -180,7 +183,11 @@ async def _pump(
         kind = message.type
         if kind in (WSMsgType.TEXT, WSMsgType.BINARY):
             if tap is not None:
-                tap(message)
+                try:
+                    tap(message)
+                except Exception:  # comparing is never worth the user's socket
+                    log.exception("socket_tap_failed")
+                    tap = None
             if sink.closed:
                 return None
             if kind == WSMsgType.TEXT:

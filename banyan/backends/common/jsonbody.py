@@ -26,18 +26,15 @@ from __future__ import annotations
 import json
 import math
 import re
-from itertools import accumulate
 from typing import Any
 
+from banyan import jsondepth
 from banyan.backends.common.errors import InvalidJson, ValidationError
 
 MAX_DEPTH = 64
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 LONGEST_INT = len(str(INT_MIN))  # an integer written longer is out of range without parsing it
 
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
-_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")  # +1 / -1 as signed bytes
-_TOO_DEEP_RUN = b"\x01" * (MAX_DEPTH + 1)
 _ESCAPES = re.compile(rb"\\u(?:[dD][89a-fA-F]|0000)")  # a surrogate half or U+0000, escaped
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -66,19 +63,9 @@ def loads(data: bytes | str, *, subject: str = "request body", root: str = "body
 
 def nesting_depth(raw: bytes) -> int:
     """How deep objects and lists nest in ``raw`` (0 when it cannot exceed :data:`MAX_DEPTH`, and
-    ``MAX_DEPTH + 1`` at once for a run of more openers than that).
-
-    Strings are cut out without a regex: escaped backslashes and escaped quotes go first, then
-    every other piece between quotes is outside a string. Each step is one pass in C, so the
-    scan stays linear whatever the input (an unterminated string simply runs to the end)."""
-    if raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH:
-        return 0
-    unescaped = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
-    outside = b"".join(unescaped.split(b'"')[::2])
-    steps = outside.translate(_STEPS, _NOT_BRACKETS)
-    if _TOO_DEEP_RUN in steps:  # a run of openers says it at once (100,000 ``[``)
-        return MAX_DEPTH + 1
-    return max(accumulate(memoryview(steps).cast("b")), default=0)
+    ``MAX_DEPTH + 1`` at once for a run of more openers than that); see
+    :func:`banyan.jsondepth.nesting_depth`."""
+    return jsondepth.nesting_depth(raw, MAX_DEPTH)
 
 
 class _NumberWatch:
