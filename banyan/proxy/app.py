@@ -31,6 +31,7 @@ import aiohttp
 from aiohttp import web
 
 from banyan.logs import get_logger
+from banyan.parity.noise import endpoint_key
 from banyan.proxy import admin
 from banyan.proxy.admission import Admission, AdmissionLimits, admitted
 from banyan.proxy.audit import AuditLog, default_path
@@ -255,11 +256,17 @@ class ProxyState:
         if exchange.error in UPSTREAM_FAILURES:
             self.metrics.upstream_errors.inc(exchange.feature, exchange.backend, exchange.error)
         if feature is not None:
-            guard = self.guards.get(feature.name)
-            if guard is not None:
-                guard.observe_request(
-                    exchange.backend, exchange.failed, exchange.head_latency * 1000
-                )
+            observers = self.guards.observers(feature.name)
+            if observers:
+                endpoint = endpoint_key(exchange.method, exchange.path_qs)
+                for guard in observers:
+                    guard.observe_request(
+                        exchange.backend,
+                        exchange.failed,
+                        exchange.head_latency * 1000,
+                        endpoint=endpoint,
+                        status=exchange.status,
+                    )
                 self.check_guard(feature.name)
 
     def check_guard(self, feature: str) -> None:

@@ -10,6 +10,14 @@ metrics, log). A guard is reset whenever the feature's flags change, and it neve
 
 A request "fails" for a guard when the backend could not answer (connection error, timeout) or
 answered with a 5xx status.
+
+``max_status_shift`` is the share of new's answers in a refusal class (401, 403, 404, other 4xx)
+that legacy does not give for the same kind of request. Two sources feed it: shadow comparisons,
+where both answers to one request are known (:meth:`FeatureGuard.observe_pair`: new refused what
+legacy answered below 400), and, in canary, per-endpoint status-class rates of each side (the
+excess of new's rate of each refusal class over legacy's on the same endpoint, weighted by new's
+answers there). A request legacy refuses too (malformed, unauthenticated) or that legacy could not
+serve is never evidence against new; requests the proxy refused itself never reach a guard.
 """
 
 from __future__ import annotations
@@ -21,12 +29,21 @@ from dataclasses import dataclass
 from banyan.proxy.flags import GuardConfig
 
 MIN_SAMPLES = 20
+MAX_ENDPOINTS = 256  # per side: endpoints past this many are not tracked for the status shift
+REFUSALS = ("401", "403", "404", "4xx")
+
+
+def status_class(status: int) -> str:
+    """``401``, ``403``, ``404``, or the hundreds (``2xx``, ``4xx``, ``5xx``...)."""
+    if status in (401, 403, 404):
+        return str(status)
+    return f"{status // 100}xx"
 
 
 @dataclass(frozen=True, slots=True)
 class Breach:
     feature: str
-    rule: str  # max_error_rate | max_mismatch_rate | max_latency_ratio
+    rule: str  # max_error_rate | max_mismatch_rate | max_status_shift | max_latency_ratio
     observed: float
     limit: float
     samples: int
@@ -53,20 +70,51 @@ class FeatureGuard:
             "legacy": deque(maxlen=size),
             "new": deque(maxlen=size),
         }
+        self._shifted: deque[bool] = deque(maxlen=size)  # shadow pairs legacy answered < 400
+        self._classes: dict[str, dict[str, deque[str]]] = {"legacy": {}, "new": {}}
         self.tripped: Breach | None = None
 
     @property
     def enabled(self) -> bool:
         c = self.config
         return any(
-            x is not None for x in (c.max_error_rate, c.max_mismatch_rate, c.max_latency_ratio)
+            x is not None
+            for x in (
+                c.max_error_rate,
+                c.max_mismatch_rate,
+                c.max_latency_ratio,
+                c.max_status_shift,
+            )
         )
 
-    def observe_request(self, backend: str, failed: bool, latency_ms: float) -> None:
+    def observe_request(
+        self,
+        backend: str,
+        failed: bool,
+        latency_ms: float,
+        *,
+        endpoint: str | None = None,
+        status: int = 0,
+    ) -> None:
         if backend == "new":
             self._new_failed.append(failed)
         if not failed and backend in self._latency:
             self._latency[backend].append(latency_ms)
+        if endpoint is not None and status and backend in self._classes:
+            side = self._classes[backend]
+            window = side.get(endpoint)
+            if window is None:
+                if len(side) >= MAX_ENDPOINTS:
+                    return
+                window = side[endpoint] = deque(maxlen=self.config.window)
+            window.append(status_class(status))
+
+    def observe_pair(self, legacy_status: int, new_status: int) -> None:
+        """Both answers to one shadowed request (0: that side gave none). Only a request legacy
+        served (below 400) and new answered at all is evidence."""
+        if not 0 < legacy_status < 400 or not new_status:
+            return
+        self._shifted.append(400 <= new_status < 500)
 
     def observe_parity(self, mismatch: bool) -> None:
         self._mismatch.append(mismatch)
@@ -78,9 +126,32 @@ class FeatureGuard:
             "error_rate": _rate(self._new_failed),
             "mismatch_rate": _rate(self._mismatch),
             "latency_ratio": _ratio(new, legacy),
+            "status_shift": self.status_shift()[0],
             "new_samples": len(self._new_failed),
             "parity_samples": len(self._mismatch),
         }
+
+    def status_shift(self) -> tuple[float | None, int]:
+        """(shift, samples) judged from whichever source has more evidence: shadow pairs, or the
+        canary estimate over endpoints both sides answered."""
+        pairs = (_rate(self._shifted), len(self._shifted))
+        canary = self._canary_shift()
+        return canary if canary[1] > pairs[1] else pairs
+
+    def _canary_shift(self) -> tuple[float | None, int]:
+        legacy = self._classes["legacy"]
+        shifted, counted = 0.0, 0
+        for endpoint, new in self._classes["new"].items():
+            base = legacy.get(endpoint)
+            if not base or not new:
+                continue
+            new_counts, base_counts = _counts(new), _counts(base)
+            excess = sum(
+                max(0.0, new_counts[k] / len(new) - base_counts[k] / len(base)) for k in REFUSALS
+            )
+            shifted += excess * len(new)
+            counted += len(new)
+        return (shifted / counted if counted else None), counted
 
     def evaluate(self) -> Breach | None:
         """The first breached rule with enough samples, or None. Remembers the first breach."""
@@ -109,6 +180,10 @@ class FeatureGuard:
                     c.max_mismatch_rate,
                     len(self._mismatch),
                 )
+        if c.max_status_shift is not None:
+            shift, samples = self.status_shift()
+            if shift is not None and samples >= self.min_samples and shift > c.max_status_shift:
+                return Breach(self.feature, "max_status_shift", shift, c.max_status_shift, samples)
         legacy, new = self._latency["legacy"], self._latency["new"]
         if (
             c.max_latency_ratio is not None
@@ -127,6 +202,14 @@ def _rate(window: deque[bool]) -> float | None:
     return sum(window) / len(window) if window else None
 
 
+def _counts(window: deque[str]) -> dict[str, int]:
+    counts = dict.fromkeys(REFUSALS, 0)
+    for kind in window:
+        if kind in counts:
+            counts[kind] += 1
+    return counts
+
+
 def _ratio(new: deque[float], legacy: deque[float]) -> float | None:
     if not new or not legacy:
         return None
@@ -135,12 +218,31 @@ def _ratio(new: deque[float], legacy: deque[float]) -> float | None:
 
 
 class GuardBoard:
-    """One guard per guarded feature, rebuilt when that feature's flags change."""
+    """One guard per guarded feature, rebuilt when that feature's flags change; plus windows
+    :meth:`attach`-ed by others (a rollout's analysis of its step), fed the same evidence but
+    judged by whoever attached them and kept across flag changes."""
 
     def __init__(self, *, min_samples: int = MIN_SAMPLES) -> None:
         self.min_samples = min_samples
         self._guards: dict[str, FeatureGuard] = {}
         self._configs: dict[str, tuple[str, GuardConfig]] = {}
+        self._attached: dict[str, list[FeatureGuard]] = {}
+
+    def attach(self, guard: FeatureGuard) -> None:
+        self._attached.setdefault(guard.feature, []).append(guard)
+
+    def detach(self, guard: FeatureGuard) -> None:
+        attached = self._attached.get(guard.feature, [])
+        if guard in attached:
+            attached.remove(guard)
+        if not attached:
+            self._attached.pop(guard.feature, None)
+
+    def observers(self, feature: str) -> list[FeatureGuard]:
+        """Every window ``feature``'s evidence goes to: its guard, then attached ones."""
+        guard = self._guards.get(feature)
+        attached = self._attached.get(feature, [])
+        return attached if guard is None else [guard, *attached]
 
     def sync(self, features: dict[str, tuple[str, GuardConfig]]) -> None:
         """``features`` maps name -> (mode fingerprint, guard config); changed ones are reset."""

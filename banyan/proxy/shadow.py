@@ -374,9 +374,15 @@ class Shadow:
             primary, candidate = _bare(primary), _bare(candidate)
             headers, body = {}, None
         self.state.metrics.shadow.inc(feature.name, outcome)
-        guard = self.state.guards.get(feature.name)
-        if guard is not None:
-            guard.observe_parity(mismatch=outcome != "match")
+        observers = self.state.guards.observers(feature.name)
+        if observers:
+            pair = {  # an answer that did not arrive is 0: no evidence of a status shift
+                decision.backend: 0 if primary.error else primary.status,
+                decision.shadow: 0 if candidate.error else candidate.status,
+            }
+            for guard in observers:
+                guard.observe_parity(mismatch=outcome != "match")
+                guard.observe_pair(pair.get("legacy", 0), pair.get("new", 0))
             self.state.check_guard(feature.name)
         self.recorder.record(
             ComparisonRecord(

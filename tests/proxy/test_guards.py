@@ -70,3 +70,77 @@ def test_board_resets_changed_features_and_skips_unguarded() -> None:
     assert board.all() == {}
     empty = FeatureGuard("x", GuardConfig())
     assert not empty.enabled and empty.rates()["latency_ratio"] is None
+
+
+def test_status_shift_from_shadow_pairs_counts_only_what_legacy_served() -> None:
+    guard = FeatureGuard("s", GuardConfig(max_status_shift=0.1, window=100), min_samples=10)
+    for _ in range(20):
+        guard.observe_pair(401, 401)  # unauthenticated on both sides: no evidence
+        guard.observe_pair(400, 404)  # legacy refuses too: no evidence
+        guard.observe_pair(0, 401)  # legacy gave no answer: no evidence
+        guard.observe_pair(200, 0)  # new gave no answer: the error rate's business
+    assert guard.status_shift() == (None, 0) and guard.evaluate() is None
+    for i in range(10):
+        guard.observe_pair(200, 200 if i else 500)  # a 5xx is an error, not a shift
+    assert guard.evaluate() is None and guard.status_shift() == (0.0, 10)
+    guard.observe_pair(201, 401)
+    guard.observe_pair(200, 403)
+    breach = guard.evaluate()
+    assert breach is not None and breach.rule == "max_status_shift"
+    assert breach.observed == 2 / 12 and breach.samples == 12
+    assert guard.rates()["status_shift"] == 2 / 12
+
+
+def test_status_shift_in_canary_compares_each_endpoints_class_rates() -> None:
+    config = GuardConfig(max_status_shift=0.05, window=100)
+    guard = FeatureGuard("c", config, min_samples=10)
+    for i in range(20):  # both sides refuse a quarter of GET /a: the same kind of request
+        code = 401 if i % 4 == 0 else 200
+        guard.observe_request("legacy", False, 1, endpoint="GET /a", status=code)
+        guard.observe_request("new", False, 1, endpoint="GET /a", status=code)
+    guard.observe_request("new", False, 1, endpoint="GET /only-new", status=404)  # no baseline
+    assert guard.status_shift() == (0.0, 20) and guard.evaluate() is None
+    for _ in range(10):
+        guard.observe_request("legacy", False, 1, endpoint="GET /b", status=200)
+        guard.observe_request("new", False, 1, endpoint="GET /b", status=200)
+    for _ in range(10):  # new now refuses /b to some callers legacy serves
+        guard.observe_request("new", False, 1, endpoint="GET /b", status=401)
+    shift, samples = guard.status_shift()
+    assert samples == 40 and shift == 0.5 * 20 / 40
+    breach = guard.evaluate()
+    assert breach is not None and breach.rule == "max_status_shift"
+
+
+def test_status_shift_tracks_a_bounded_number_of_endpoints() -> None:
+    from banyan.proxy.guards import MAX_ENDPOINTS, status_class
+
+    guard = FeatureGuard("e", GuardConfig(max_status_shift=0.5, window=5), min_samples=1)
+    for i in range(MAX_ENDPOINTS + 10):
+        guard.observe_request("new", False, 1, endpoint=f"GET /{i}", status=200)
+    assert len(guard._classes["new"]) == MAX_ENDPOINTS
+    assert [status_class(s) for s in (200, 302, 401, 403, 404, 409, 503)] == [
+        "2xx",
+        "3xx",
+        "401",
+        "403",
+        "404",
+        "4xx",
+        "5xx",
+    ]
+
+
+def test_attached_windows_get_the_evidence_and_outlive_flag_changes() -> None:
+    board = GuardBoard(min_samples=1)
+    config = GuardConfig(max_error_rate=0.5, window=10)
+    board.sync({"a": ("canary:10", config)})
+    analysis = FeatureGuard("a", GuardConfig(max_status_shift=0.1, window=1000))
+    other = FeatureGuard("b", GuardConfig(max_status_shift=0.1, window=1000))
+    board.attach(analysis)
+    board.attach(other)
+    assert board.observers("a") == [board.get("a"), analysis]
+    assert board.observers("b") == [other]
+    board.sync({"a": ("canary:50", config)})
+    assert board.observers("a")[1] is analysis  # a step change keeps the rollout's window
+    board.detach(other)
+    board.detach(other)
+    assert board.observers("b") == []

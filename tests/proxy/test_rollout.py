@@ -156,3 +156,28 @@ async def test_after_a_flip_a_user_waits_for_their_own_mirrored_write(make_stack
     seen = api(stack.legacy)  # bob's read may land before or after the mirrored POST: no wait
     assert sorted(seen) == ["GET /api/a", "GET /api/b", "POST /api/a"]
     assert seen.index("POST /api/a") < seen.index("GET /api/a")  # alice's read came after it
+
+
+async def test_a_status_shift_in_canary_rolls_back_but_shared_refusals_do_not(
+    make_stack: Any,
+) -> None:
+    shifted = """\
+  api:
+    routes: ["/api/**", "/status/*"]
+    mode: canary
+    percent: 50
+    guards: {max_status_shift: 0.2, window: 40}
+"""
+    on_legacy, on_new = users_on_each_side("api", 50)
+    async with make_stack(shifted) as stack, httpx.AsyncClient(base_url=stack.url) as client:
+        for _ in range(30):  # unauthenticated on both sides: no backend is to blame
+            for user in (on_legacy, on_new):
+                assert (await client.get("/status/401", headers=token(user))).status_code == 401
+        await asyncio.sleep(0.1)
+        assert stack.state.flags.feature("api").mode == "canary"
+        for _ in range(25):  # the same kind of request: legacy serves it, new refuses it
+            assert (await client.get("/status/200", headers=token(on_legacy))).status_code == 200
+            assert (await client.get("/status/404", headers=token(on_new))).status_code == 404
+        await wait_for(lambda: stack.state.flags.feature("api").mode == "legacy")
+        status = (await client.get("/_proxy/status")).json()
+    assert status["rollbacks"][0]["rule"] == "max_status_shift"

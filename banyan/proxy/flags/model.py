@@ -68,6 +68,7 @@ class GuardConfig:
     max_error_rate: float | None = None
     max_latency_ratio: float | None = None
     window: int = 200
+    max_status_shift: float | None = None  # after window: positional GuardConfig(...) stays
 
 
 @dataclass(frozen=True, slots=True)

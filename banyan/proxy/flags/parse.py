@@ -59,7 +59,13 @@ _PARITY_KEYS = (
     "max_body_bytes",
     "shadow_timeout",
 )
-_GUARD_KEYS = ("max_mismatch_rate", "max_error_rate", "max_latency_ratio", "window")
+_GUARD_KEYS = (
+    "max_mismatch_rate",
+    "max_error_rate",
+    "max_latency_ratio",
+    "max_status_shift",
+    "window",
+)
 
 
 _DEFAULT_PARITY = ParityConfig()
