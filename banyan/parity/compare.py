@@ -189,10 +189,7 @@ def compare(
         found.append(Difference("status", "changed", primary.status, candidate.status, "status"))
     p_headers, c_headers = _lower(primary.headers), _lower(candidate.headers)
     for name in rules.headers:
-        a, b = p_headers.get(name), c_headers.get(name)
-        if a != b:
-            kind = "added" if a is None else "removed" if b is None else "changed"
-            found.append(Difference(f"header:{name}", kind, a, b, f"header:{name}"))
+        found.extend(compare_header(name, primary.headers, candidate.headers))
     found.extend(compare_bodies(primary.body, p_headers, candidate.body, c_headers, rules))
     for difference in found:
         if noise is not None and noise(difference.pattern):
@@ -201,6 +198,39 @@ def compare(
             result.differences.append(difference)
     result.match = not result.differences
     return result
+
+
+def header_values(headers: Mapping[str, str], name: str) -> list[str]:
+    """Every value of header ``name`` (lower case), in order: a multidict keeps repetitions."""
+    return [v for k, v in headers.items() if k.lower() == name]
+
+
+def compare_header(
+    name: str, primary: Mapping[str, str], candidate: Mapping[str, str]
+) -> list[Difference]:
+    """A header compared as the ordered list of its values: a dropped, added, changed or moved
+    repetition (one of three ``Set-Cookie`` lines) is a difference, located by its index
+    (``header:set-cookie[1]``) when the header is repeated on either side."""
+    a, b = header_values(primary, name), header_values(candidate, name)
+    if a == b:
+        return []
+    pattern = f"header:{name}"
+    if len(a) <= 1 and len(b) <= 1:
+        first, second = (a[0] if a else None), (b[0] if b else None)
+        kind = "added" if first is None else "removed" if second is None else "changed"
+        return [Difference(pattern, kind, first, second, pattern)]
+    out: list[Difference] = []
+    matcher = difflib.SequenceMatcher(a=a, b=b, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            continue
+        for k in range(max(i2 - i1, j2 - j1)):
+            old = a[i1 + k] if i1 + k < i2 else None
+            new = b[j1 + k] if j1 + k < j2 else None
+            index = i1 + k if old is not None else j1 + k
+            kind = "added" if old is None else "removed" if new is None else "changed"
+            out.append(Difference(f"{pattern}[{index}]", kind, old, new, pattern))
+    return out
 
 
 def compare_bodies(

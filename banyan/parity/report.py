@@ -41,6 +41,14 @@ def render_text(data: dict[str, Any]) -> str:
                 f"p99 {_ms(figures['p99'])}  ({figures['count']} answers)"
             )
         for endpoint in feature["endpoints"]:
+            for failed in endpoint.get("error_fields", []):
+                errors = sorted(
+                    {str(e["candidate"]["error"]) for e in failed["examples"] if e["candidate"]}
+                )
+                lines.append(
+                    f"  {endpoint['endpoint']}: {failed['count']} errors on {failed['path']}"
+                    f" (not mismatches){': ' + '; '.join(errors) if errors else ''}"
+                )
             if not endpoint.get("mismatched") and not endpoint["top_fields"]:
                 continue
             lines.append(
@@ -121,13 +129,15 @@ def render_html(data: dict[str, Any]) -> str:
                 )
             parts.append("</table>")
         parts.append(
-            "<table><tr><th>endpoint</th><th>compared</th><th>mismatched</th><th>mismatch rate</th></tr>"
+            "<table><tr><th>endpoint</th><th>compared</th><th>mismatched</th><th>mismatch rate</th>"
+            "<th>errors</th></tr>"
         )
         for ep in f["endpoints"]:
             cls = "ok" if not ep.get("mismatched") else "bad"
             parts.append(
                 f"<tr><td><code>{_e(ep['endpoint'])}</code></td><td>{ep.get('compared', 0)}</td>"
-                f"<td>{ep.get('mismatched', 0)}</td><td class='{cls}'>{_pct(ep['mismatch_rate'])}</td></tr>"
+                f"<td>{ep.get('mismatched', 0)}</td><td class='{cls}'>{_pct(ep['mismatch_rate'])}</td>"
+                f"<td>{ep.get('errors', 0)}</td></tr>"
             )
         parts.append("</table>")
         for ep in f["endpoints"]:

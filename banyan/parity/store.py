@@ -530,19 +530,29 @@ def build_report(
     for name in sorted(features):
         entry = features[name]
         compared = entry["compared"]
+        judged = compared - entry["errors"]
         endpoints = []
         for endpoint_entry in sorted(entry["endpoints"].values(), key=lambda e: e["endpoint"]):
             c = endpoint_entry.get("compared", 0)
+            judged = c - endpoint_entry.get("errors", 0)
             endpoint_entry["mismatch_rate"] = (
-                round(endpoint_entry.get("mismatched", 0) / c, 6) if c else 0.0
+                round(endpoint_entry.get("mismatched", 0) / judged, 6) if judged > 0 else 0.0
             )
+            endpoint_entry["error_fields"] = [
+                f for f in endpoint_entry["top_fields"] if f["kind"] == "error"
+            ]
+            endpoint_entry["top_fields"] = [
+                f for f in endpoint_entry["top_fields"] if f["kind"] != "error"
+            ]
             endpoint_entry["top_fields"].sort(key=lambda f: (-f["count"], f["path"]))
             endpoints.append(endpoint_entry)
         out.append(
             {
                 **{k: v for k, v in entry.items() if k != "endpoints"},
-                "match_rate": round(entry["matched"] / compared, 6) if compared else None,
-                "mismatch_rate": round(entry["mismatched"] / compared, 6) if compared else None,
+                # rates over the answered comparisons: a candidate error is no verdict on parity
+                "match_rate": round(entry["matched"] / judged, 6) if judged else None,
+                "mismatch_rate": round(entry["mismatched"] / judged, 6) if judged else None,
+                "error_rate": round(entry["errors"] / compared, 6) if compared else None,
                 "endpoints": endpoints,
                 "noise": [n for e in endpoints for n in noise_by_endpoint.get(e["endpoint"], [])],
             }

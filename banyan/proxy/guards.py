@@ -119,6 +119,13 @@ class FeatureGuard:
     def observe_parity(self, mismatch: bool) -> None:
         self._mismatch.append(mismatch)
 
+    def observe_comparison(self, outcome: str) -> None:
+        """One shadow comparison's outcome (``match | mismatch | error``). An error (the
+        candidate timed out or refused) is no verdict on parity: it never enters the mismatch
+        window, so ``max_mismatch_rate`` cannot trip on a candidate that is merely down."""
+        if outcome != "error":
+            self._mismatch.append(outcome == "mismatch")
+
     def rates(self) -> dict[str, float | int | None]:
         """Current figures (for status pages), whether or not they are judged yet."""
         legacy, new = self._latency["legacy"], self._latency["new"]

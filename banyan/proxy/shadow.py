@@ -381,7 +381,7 @@ class Shadow:
                 decision.shadow: 0 if candidate.error else candidate.status,
             }
             for guard in observers:
-                guard.observe_parity(mismatch=outcome != "match")
+                guard.observe_comparison(outcome)  # an error is no verdict on parity
                 guard.observe_pair(pair.get("legacy", 0), pair.get("new", 0))
             self.state.check_guard(feature.name)
         self.recorder.record(

@@ -10,6 +10,7 @@ from typing import Any
 
 import brotli
 import pytest
+from multidict import MultiDict
 
 from banyan.parity import paths
 from banyan.parity.compare import Response, Rules, compare
@@ -90,6 +91,37 @@ def test_status_headers_and_errors() -> None:
     ]
     failed = compare(a, Response(0, {}, b"", error="timeout"))
     assert not failed.match and failed.error == "timeout" and failed.differences[0].kind == "error"
+
+
+def test_repeated_headers_are_compared_as_ordered_lists() -> None:
+    cookies = [("set-cookie", "a=1; Path=/"), ("set-cookie", "b=2; Path=/"), ("set-cookie", "c=3")]
+    three = Response(302, MultiDict([("Content-Type", "text/html"), *cookies]), b"")
+    rules = Rules(headers=("content-type", "set-cookie"))
+
+    def found(other: list[tuple[str, str]]) -> list[tuple[str, str, Any, Any, str]]:
+        result = compare(three, Response(302, MultiDict(other), b""), rules)
+        return [(d.path, d.kind, d.primary, d.candidate, d.pattern) for d in result.differences]
+
+    assert found([("content-type", "text/html"), *cookies]) == []
+    dropped = [("content-type", "text/html"), cookies[0], cookies[2]]
+    assert found(dropped) == [
+        ("header:set-cookie[1]", "removed", "b=2; Path=/", None, "header:set-cookie")
+    ]
+    moved = [("content-type", "text/html"), cookies[1], cookies[0], cookies[2]]
+    assert [d[:2] for d in found(moved)] == [
+        ("header:set-cookie[0]", "added"),
+        ("header:set-cookie[1]", "removed"),
+    ]
+    extra = [("content-type", "text/html"), *cookies, ("set-cookie", "d=4")]
+    assert found(extra) == [("header:set-cookie[3]", "added", None, "d=4", "header:set-cookie")]
+    # a listed header is compared on every answer, whatever the status or the body
+    other = Response(500, {"content-type": "text/html", "set-cookie": "a=1; Path=/"}, b"x")
+    result = compare(three, other, rules)
+    assert [d.path for d in result.differences][:3] == [
+        "status",
+        "header:set-cookie[1]",
+        "header:set-cookie[2]",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -91,7 +91,9 @@ async def test_counters_examples_latency_and_noise(store: ParityStore) -> None:
         1,
         1,
     )
-    assert feature["mismatch_rate"] == round(10 / 12, 6)
+    # rates are over the answered comparisons: the candidate's timeout is an error, not a mismatch
+    assert feature["mismatch_rate"] == round(10 / 11, 6)
+    assert feature["error_rate"] == round(1 / 12, 6)
     endpoint = feature["endpoints"][0]
     assert (
         endpoint["top_fields"][0]["path"] == "$.title" and endpoint["top_fields"][0]["count"] == 10
@@ -136,6 +138,31 @@ async def test_recorder_batches_and_drops_when_full(tmp_path: Path) -> None:
     await again.open()
     assert (await again.summary())["features"][0]["compared"] == 6
     await again.close()
+
+
+async def test_candidate_errors_are_counted_apart_from_mismatches(tmp_path: Path) -> None:
+    parity = ParityStore(f"sqlite+aiosqlite:///{tmp_path / 'parity.db'}")
+    await parity.open()
+    await parity.write([record(i, candidate_title="A") for i in range(3)])
+    await parity.write([record(i, error="candidate refused or unreachable") for i in range(19)])
+    data = await parity.summary()
+    await parity.close()
+    [feature] = data["features"]
+    assert (feature["compared"], feature["matched"], feature["mismatched"], feature["errors"]) == (
+        22,
+        3,
+        0,
+        19,
+    )
+    assert feature["mismatch_rate"] == 0.0 and feature["match_rate"] == 1.0
+    [endpoint] = feature["endpoints"]
+    assert endpoint["top_fields"] == [] and endpoint["mismatch_rate"] == 0.0
+    assert [f["count"] for f in endpoint["error_fields"]] == [19]
+    text = render_text(data)
+    assert "19 errors on error:candidate (not mismatches): candidate refused" in text
+    assert "mismatch 0.00%" in text and "errors 19" in text
+    page = render_html(data)
+    assert "<td>19</td>" in page and "<mark>" not in page
 
 
 def test_percentiles_from_buckets() -> None:

@@ -144,3 +144,14 @@ def test_attached_windows_get_the_evidence_and_outlive_flag_changes() -> None:
     board.detach(other)
     board.detach(other)
     assert board.observers("b") == []
+
+
+def test_candidate_errors_never_trip_the_mismatch_rate() -> None:
+    guard = FeatureGuard("p", GuardConfig(max_mismatch_rate=0.05, window=50), min_samples=5)
+    for _ in range(40):
+        guard.observe_comparison("error")  # the candidate is down: no verdict on parity
+    assert guard.evaluate() is None and guard.rates()["parity_samples"] == 0
+    for outcome in ("match", "match", "match", "match", "mismatch"):
+        guard.observe_comparison(outcome)
+    breach = guard.evaluate()
+    assert breach is not None and breach.rule == "max_mismatch_rate" and breach.observed == 0.2

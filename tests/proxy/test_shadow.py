@@ -416,3 +416,26 @@ async def test_a_socket_the_candidate_refuses_is_written_through_to_its_store(
     assert skipped.get("tutor", "candidate_unavailable") == 1
     assert on_new == turn_messages(*turns)
     assert held == []
+
+
+async def test_a_candidate_that_cannot_answer_is_an_error_not_a_mismatch(
+    make_stack: Any, tmp_path: Path
+) -> None:
+    guarded = features(timeout=0.3, extra="    guards: {max_mismatch_rate: 0.1, window: 5}\n")
+    async with make_stack(guarded, shadow=make_shadow(tmp_path)) as stack:
+        shadow: Shadow = stack.state.shadow
+        shadow.breaker.threshold = 1000  # every copy is tried
+        dead = f"http://127.0.0.1:{free_port()}"
+        stack.flags.write_text(stack.flags.read_text().replace(stack.new_url, dead))
+        assert stack.state.store.reload_now()
+        async with httpx.AsyncClient(base_url=stack.url) as client:
+            for i in range(8):
+                assert (await client.get(f"/api/a{i}")).json()["backend"] == "legacy"
+            data = await settle(stack, 8)
+            status = (await client.get("/_proxy/status")).json()
+            await asyncio.sleep(0.1)  # a rollback, had one been started, lands in the file
+    [feature] = data["features"]
+    assert (feature["errors"], feature["mismatched"], feature["compared"]) == (8, 0, 8)
+    assert feature["mismatch_rate"] is None  # nothing was answered, nothing judged
+    assert "mode: shadow" in stack.flags.read_text()  # the guard did not roll the feature back
+    assert stack.state.breaches == [] and status is not None

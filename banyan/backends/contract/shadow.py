@@ -162,7 +162,7 @@ def parity_problems(
             )
             fields = [
                 f"    {top['kind']} at {top['path']} x{top['count']}{_example(top)}"
-                for top in endpoint.get("top_fields", [])
+                for top in endpoint.get("top_fields", []) + endpoint.get("error_fields", [])
             ]
             problems.append("\n".join([head, *fields]))
     for name, feature in sorted(status.get("features", {}).items()):
