@@ -36,6 +36,7 @@ from banyan.proxy import admin
 from banyan.proxy.admission import Admission, AdmissionLimits, admitted
 from banyan.proxy.audit import AuditLog, default_path
 from banyan.proxy.board_mirror import WHITEBOARD_PREFIX, BoardMirrorTap
+from banyan.proxy.cors import is_preflight, preflight, response_hook
 from banyan.proxy.fence import WriteFence
 from banyan.proxy.flag_edit import EDIT_LISTENERS, rollback
 from banyan.proxy.flags import Feature, FlagSet, FlagStore, GuardConfig
@@ -336,6 +337,11 @@ async def handle(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     assert state.session is not None
     request_id = request_id_of(request)
+    cors = state.flags.cors
+    if cors is not None and is_preflight(request):  # answered at the edge, never forwarded
+        answer = preflight(cors, request)
+        mark(answer.headers, "-", "proxy", request_id)
+        return answer
     decision, flags, user = _decide(state, request, request_id)
     if decision is NOT_ROUTED:  # a backend's operator-only path (/metrics): never sent on
         refusal = error_response(404, "not_found", decision.reason)
@@ -611,6 +617,7 @@ def create_app(
     app.router.add_get("/readyz", _readyz)
     admin.add_admin_routes(app, STATE)
     app.router.add_route("*", "/{tail:.*}", admitted(state.admission, handle, state.on_refusal))
+    app.on_response_prepare.append(response_hook(lambda: state.flags.cors))
     app.on_startup.append(_startup)
     app.on_shutdown.append(_shutdown)
     app.on_cleanup.append(_cleanup)

@@ -53,8 +53,18 @@ class RelayedResponse(web.StreamResponse):
         self._length = content_length
         self._has_date = has_date
 
+    def drop_headers(self, prefix: bytes) -> None:
+        """Leave out the relayed header lines whose lower-cased name starts with ``prefix``."""
+        kept = [
+            line
+            for line in self._lines.split(b"\r\n")
+            if line and not line.lower().startswith(prefix)
+        ]
+        self._lines = b"".join(line + b"\r\n" for line in kept)
+
     async def _start(self, request: web.BaseRequest) -> AbstractStreamWriter:
         self._req = request
+        await request._prepare_hook(self)  # on_response_prepare handlers (CORS) run here too
         writer = request._payload_writer
         self._payload_writer = writer
         keep_alive = request.keep_alive if self._keep_alive is None else self._keep_alive
@@ -70,6 +80,8 @@ class RelayedResponse(web.StreamResponse):
                 keep_alive = False  # an HTTP/1.0 client learns the end from the close
         if not self._has_date:
             extra += b"Date: " + http_date() + b"\r\n"
+        for name, value in self.headers.items():  # what a prepare handler added
+            extra += f"{name}: {value}\r\n".encode("latin-1")
         if not keep_alive and version == HttpVersion11:
             extra += b"Connection: close\r\n"
         elif keep_alive and version == HttpVersion10:
