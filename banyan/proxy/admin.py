@@ -3,7 +3,8 @@
 Access: with ``BANYAN_ADMIN_TOKEN`` set, every admin call needs ``Authorization: Bearer <token>``;
 without it, only loopback clients may read, and writes are refused (a write always needs a token).
 ``PUT /_proxy/flags/{feature}`` edits the flag file (comments kept) and applies it at once — the
-file stays the one source of truth.
+file stays the one source of truth; with a control store (``--control-db``) it stores an override
+there instead, which every replica applies, and the audit is the store's shared table.
 """
 
 from __future__ import annotations
@@ -134,9 +135,14 @@ def add_admin_routes(app: web.Application, key: web.AppKey[ProxyState]) -> None:
                 400,
             )
         try:
-            result = await asyncio.to_thread(
-                set_fields, state.flags_path, name, changes, source="admin"
-            )
+            if state.control is not None:
+                await state.control.edit(name, changes, source="admin")
+                digest = state.flags.digest
+            else:
+                result = await asyncio.to_thread(
+                    set_fields, state.flags_path, name, changes, source="admin"
+                )
+                digest = result.digest
         except FlagError as exc:
             return _json(request, {"error": {"code": "invalid_flags", "message": str(exc)}}, 400)
         await state.store.reload()
@@ -146,7 +152,7 @@ def add_admin_routes(app: web.Application, key: web.AppKey[ProxyState]) -> None:
             {
                 "feature": name,
                 "settings": feature_settings(feature) if feature else None,
-                "digest": result.digest,
+                "digest": digest,
             },
         )
 
@@ -194,11 +200,13 @@ def add_admin_routes(app: web.Application, key: web.AppKey[ProxyState]) -> None:
                 400,
             )
         await state.audit_settled()  # reloads seen so far are written
-        entries = (
-            state.audit.history(feature=request.query.get("feature"), limit=int(limit))
-            if state.audit
-            else []
-        )
+        feature = request.query.get("feature")
+        if state.control is not None:
+            entries = await state.control.history(feature=feature, limit=int(limit))
+        elif state.audit is not None:
+            entries = state.audit.history(feature=feature, limit=int(limit))
+        else:
+            entries = []
         return _json(request, {"entries": entries})
 
     app.router.add_get("/_proxy/status", status)
@@ -279,6 +287,7 @@ async def status_body(state: ProxyState) -> dict[str, Any]:
         },
         "rollbacks": state.breaches,
         "mirror": mirror,
+        "control": state.control.status() if state.control is not None else None,
         "shadow_breakers": breaker.status() if breaker is not None else {},
         "shadow_sender": sender.status() if sender is not None else None,
         "open_websockets": len(state.bridges),

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import aiohttp
 from aiohttp import web
 
+from banyan.control.plane import ControlPlane
 from banyan.logs import get_logger
 from banyan.parity.noise import endpoint_key
 from banyan.proxy import admin
@@ -110,6 +111,7 @@ class ProxyState:
     fence: WriteFence = field(default_factory=WriteFence)
     gaps: IdleGaps = field(default_factory=IdleGaps)
     audit: AuditLog | None = None
+    control: ControlPlane | None = None  # --control-db: runtime changes shared by replicas
     mirror: MirrorQueue | None = None
     shadow: ShadowHook | None = None
     session: aiohttp.ClientSession | None = None  # health probes, the mirror queue
@@ -144,7 +146,9 @@ class ProxyState:
         self._sync_guards(new)
         if self.mirror is not None:
             self.mirror.set_backends({n: b.url for n, b in new.backends.items()})
-        if self.audit is not None and new.digest not in self._edit_digests:
+        if self.control is not None:
+            self.spawn(self.control.audit_reload(old, new))
+        elif self.audit is not None and new.digest not in self._edit_digests:
             self._audit_reload(self.audit, old, new)
         self._edit_digests.discard(new.digest)
         for feature in new.features:  # no settings diff: one reload may hold 10,000 features
@@ -279,14 +283,26 @@ class ProxyState:
             self.spawn(self.roll_back(breach))
 
     async def roll_back(self, breach: Breach) -> None:
-        """A guard tripped: put the feature on legacy in the file, audit, count, log."""
+        """A guard tripped: put the feature on legacy (in the file, or as an override in the
+        control store), audit, count, log."""
         current = self.flags.feature(breach.feature)
         if current is None or current.mode == "legacy":
             return
         details = asdict(breach)
+        if self.control is not None:  # one decision across replicas, the file never written
+            try:
+                decided = await self.control.roll_back(breach.feature, breach.message)
+            except Exception:
+                log.exception("guard_rollback_failed", feature=breach.feature)
+                return
+            if not decided:  # another replica (or an operator) already put it on legacy
+                log.info("guard_rollback_decided_elsewhere", **details)
+                return
         log.error("guard_rollback", **details)
         self.metrics.rollbacks.inc(breach.feature, breach.rule)
         self.breaches.append({"at": time.time(), **details, "message": breach.message})
+        if self.control is not None:
+            return
         _GUARD_REASON[0] = breach.message
         try:
             await asyncio.to_thread(rollback, self.flags_path, breach.feature, source="guard")
@@ -517,6 +533,8 @@ async def _startup(app: web.Application) -> None:
     listener = _edit_listener(state)
     app[_LISTENER] = listener
     EDIT_LISTENERS.append(listener)
+    if state.control is not None:
+        await state.control.start(state.store)
     await state.store.start()
     state.health = HealthProbe(
         state.session,
@@ -550,6 +568,8 @@ async def _cleanup(app: web.Application) -> None:
     if state.mirror is not None:
         await state.mirror.stop()
     await state.store.stop()
+    if state.control is not None:
+        await state.control.stop()
     if state.upstreams is not None:
         state.upstreams.close()
     if state.session is not None:
@@ -590,10 +610,13 @@ def create_app(
     poll_interval: float | None = None,
     limits: Limits | None = None,
     admission: AdmissionLimits | None = None,
+    control_db: str | None = None,
 ) -> web.Application:
     """The proxy for the flag file at ``flags_path`` (which must be valid right now); header
     ``limits`` and the ``admission`` limits (open sockets, requests in flight) default to the
-    environment's (:meth:`Limits.from_env`, :meth:`AdmissionLimits.from_env`)."""
+    environment's (:meth:`Limits.from_env`, :meth:`AdmissionLimits.from_env`). With
+    ``control_db`` (a PostgreSQL URL) runtime changes live in that control store
+    (:mod:`banyan.control`) and the flag file is only read."""
     path = Path(flags_path).resolve()
     store = (
         FlagStore(path) if poll_interval is None else FlagStore(path, poll_interval=poll_interval)
@@ -603,7 +626,8 @@ def create_app(
         store=store,
         access_log=access_log,
         health_interval=health_interval,
-        audit=AuditLog(default_path(path)),
+        audit=None if control_db else AuditLog(default_path(path)),
+        control=ControlPlane(control_db, path) if control_db else None,
         mirror=mirror if mirror is not None else MirrorQueue(mirror_url(path)),
         shadow=shadow,
         limits=limits or Limits.from_env(),

@@ -259,6 +259,25 @@ def _edit(
     return result
 
 
+def apply_changes(data: bytes, where: str, changes: Mapping[str, Mapping[str, Any]]) -> bytes:
+    """The flag file ``data`` with each feature's ``changes`` merged in (as :func:`set_fields`
+    would), in memory: nothing is written or validated here. Features the file lacks are left
+    out. Raises :class:`FlagError` when ``data`` is not a loadable flag file."""
+    if not changes:
+        return data
+    _, yaml, loaded = _load(where, data)
+    table = loaded.get("features") if isinstance(loaded, CommentedMap) else None
+    if not isinstance(table, CommentedMap):
+        return data
+    for name, change in changes.items():
+        entry = table.get(name)
+        if isinstance(entry, CommentedMap):
+            _merge(entry, change)
+    buffer = io.StringIO()
+    yaml.dump(loaded, buffer)
+    return buffer.getvalue().encode("utf-8")
+
+
 def set_fields(
     path: str | Path, feature: str, changes: Mapping[str, Any], *, source: str = "cli"
 ) -> EditResult:

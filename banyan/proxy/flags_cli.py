@@ -3,9 +3,13 @@
 Owns the command-line face of :mod:`banyan.proxy.flags` (validation),
 :mod:`banyan.proxy.flag_edit` (edits that keep comments), :mod:`banyan.proxy.routing` (why a path
 goes where it goes) and :mod:`banyan.proxy.flags_history` (the audit log). The file defaults to
-``$BANYAN_FLAGS`` or ``flags.yaml``. Exit codes: 0 success, 1 invalid file, refused edit, or a
-missing or corrupt audit log, 2 usage error. Every failure is one line on stderr, never a
-traceback; the file is read under the proxy's rules (regular file, bounded size).
+``$BANYAN_FLAGS`` or ``flags.yaml``. With ``--control-db URL`` (default ``$BANYAN_CONTROL_DB``)
+``set`` and ``rollback`` store overrides in that control store instead of writing the file,
+``explain`` and ``status`` show the file value, the override, who set it and when, and
+``reconcile`` writes the overrides back into the file (:mod:`banyan.control.cli`). Exit codes: 0
+success, 1 invalid file, refused edit, or a missing or corrupt audit log, 2 usage error. Every
+failure is one line on stderr, never a traceback; the file is read under the proxy's rules
+(regular file, bounded size).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from banyan.control import cli as control_cli
 from banyan.logs import configure
 from banyan.proxy.audit import AuditLog
 from banyan.proxy.flag_edit import EDIT_LISTENERS, EditListener, EditResult, rollback, set_mode
@@ -39,6 +44,14 @@ def _pairs(values: Sequence[str] | None, what: str) -> dict[str, str]:
     return pairs
 
 
+def _control_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--control-db",
+        default=os.environ.get("BANYAN_CONTROL_DB") or None,
+        help="PostgreSQL URL of the proxies' control store ($BANYAN_CONTROL_DB)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="banyan flags", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -51,12 +64,14 @@ def _parser() -> argparse.ArgumentParser:
     set_.add_argument("mode", choices=MODES)
     set_.add_argument("--percent", type=float, default=None)
     set_.add_argument("--file", default=None)
+    _control_option(set_)
 
     back = commands.add_parser("rollback", help="send a feature (or --all) back to legacy")
     target = back.add_mutually_exclusive_group(required=True)
     target.add_argument("feature", nargs="?", default=None)
     target.add_argument("--all", action="store_true")
     back.add_argument("--file", default=None)
+    _control_option(back)
 
     explain = commands.add_parser("explain", help="which backend serves a request, and why")
     explain.add_argument("--path", required=True)
@@ -67,6 +82,20 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--ip", default="127.0.0.1")
     explain.add_argument("--file", default=None)
     explain.add_argument("--json", action="store_true")
+    _control_option(explain)
+
+    status = commands.add_parser(
+        "status", help="each feature: file value, override, who set it and when"
+    )
+    status.add_argument("--file", default=None)
+    status.add_argument("--json", action="store_true")
+    _control_option(status)
+
+    reconcile = commands.add_parser(
+        "reconcile", help="write the control store's overrides into the file, then clear them"
+    )
+    reconcile.add_argument("file")
+    _control_option(reconcile)
 
     history = commands.add_parser("history", help="flag changes from the audit log, newest last")
     history.add_argument("--audit", default=None, help="the log (default: the proxy's for --file)")
@@ -102,7 +131,11 @@ def _report_edit(file: str, what: str, result: EditResult) -> int:
 
 
 def _explain(args: argparse.Namespace, file: str) -> int:
-    flags = load_flags(file)
+    found: dict[str, Any] = {}
+    if args.control_db:
+        flags, found = control_cli.effective_flags(args.control_db, file)
+    else:
+        flags = load_flags(file)
     router = Router(flags)
     user = args.user or user_from_authorization(None, args.token)
     decision = router.decide(
@@ -124,7 +157,10 @@ def _explain(args: argparse.Namespace, file: str) -> int:
             "user": user,
             "digest": flags.digest,
         }
-        print(json.dumps(out, indent=2))
+        if args.control_db:
+            rows = control_cli.status_rows(file, found)
+            out["control"] = next((r for r in rows if r["feature"] == decision.feature), None)
+        print(json.dumps(out, indent=2, default=str))
         return 0
     print(f"feature: {decision.feature}")
     print(f"backend: {decision.backend}")
@@ -132,6 +168,50 @@ def _explain(args: argparse.Namespace, file: str) -> int:
     print(f"reason:  {decision.reason}")
     if decision.shadow:
         print(f"shadow:  {decision.shadow}")
+    if args.control_db:
+        for line in control_cli.explain_lines(file, decision.feature, found):
+            print(line)
+    return 0
+
+
+def _status(args: argparse.Namespace, file: str) -> int:
+    found = control_cli.overrides(args.control_db) if args.control_db else {}
+    rows = control_cli.status_rows(file, found)
+    if args.json:
+        print(json.dumps({"file": file, "control": bool(args.control_db), "features": rows}))
+        return 0
+    if not args.control_db:
+        print(f"{file}: no control store (--control-db): the file is the store")
+    for line in control_cli.format_status(rows):
+        print(line)
+    return 0
+
+
+def _reconcile(args: argparse.Namespace, file: str) -> int:
+    if not args.control_db:
+        print(
+            "banyan flags reconcile: needs --control-db URL (or BANYAN_CONTROL_DB)", file=sys.stderr
+        )
+        return 2
+    written, missing = control_cli.reconcile(args.control_db, file)
+    for name in written:
+        print(f"{file}: {name}: override written into the file and cleared")
+    for name in missing:
+        print(f"{file}: {name}: no such feature in the file; override kept", file=sys.stderr)
+    if not written and not missing:
+        print(f"{file}: no overrides to reconcile")
+    return 0
+
+
+def _flip(
+    args: argparse.Namespace, file: str, features: list[str] | None, changes: dict[str, Any]
+) -> int:
+    changed = control_cli.flip(args.control_db, file, features, changes)
+    what = ", ".join(features) if features is not None else "all features"
+    if changed:
+        print(f"{file}: {what}: override {changes} stored in the control store")
+    else:
+        print(f"{file}: {what}: override already so, control store unchanged")
     return 0
 
 
@@ -179,6 +259,18 @@ def main(argv: list[str]) -> int:
     try:
         if args.command == "check":
             return _check(file)
+        if args.command == "status":
+            return _status(args, file)
+        if args.command == "reconcile":
+            return _reconcile(args, file)
+        if args.command == "set" and args.control_db:
+            changes: dict[str, Any] = {"mode": args.mode}
+            if args.percent is not None:
+                p = args.percent
+                changes["percent"] = int(p) if float(p).is_integer() else float(p)
+            return _flip(args, file, [args.feature], changes)
+        if args.command == "rollback" and args.control_db:
+            return _flip(args, file, None if args.all else [args.feature], {"mode": "legacy"})
         if args.command == "set":
             result = set_mode(file, args.feature, args.mode, args.percent, source="cli")
             what = f"{args.feature} -> {args.mode}"

@@ -48,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--no-parity", action="store_true", help="never shadow or compare")
     parser.add_argument(
+        "--control-db",
+        default=os.environ.get("BANYAN_CONTROL_DB") or None,
+        help="PostgreSQL URL of the control store shared by replicas: runtime flag changes "
+        "live there and the flag file is only read ($BANYAN_CONTROL_DB)",
+    )
+    parser.add_argument(
         "--no-access-log", action="store_true", help="skip the per-request log line"
     )
     defaults = Limits.from_env()
@@ -136,6 +142,7 @@ def _factory(args: argparse.Namespace, admission: AdmissionLimits) -> object:
             shadow=shadow,
             limits=limits_of(args),
             admission=admission,
+            control_db=args.control_db,
         )
 
     return make

@@ -30,10 +30,7 @@ FLAGS_PATH = f"{FLAGS_MOUNT}/flags.yaml"
 # Named by the deployment (issue 18) and built by another change in parallel: a check that finds
 # one of these missing from the package is an expected failure (xfail, listed by `pytest -ra`)
 # until it lands; every other missing name fails.
-PENDING = {
-    "--control-db": "the proxy's shared PostgreSQL control store is being built elsewhere",
-    "BANYAN_CONTROL_DB": "the proxy's shared PostgreSQL control store is being built elsewhere",
-}
+PENDING: dict[str, str] = {}
 
 
 def require(name: str, present: bool, where: str) -> None:

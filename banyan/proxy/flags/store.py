@@ -107,6 +107,9 @@ class FlagStore:
         self.poll_interval = poll_interval
         self.max_bytes = max_bytes  # None: $BANYAN_FLAGS_MAX_BYTES or the default, at each read
         self.watch_events = 0  # batches of directory events seen by the watcher
+        # bytes -> bytes applied to each read before parsing (runtime overrides of a control
+        # store, banyan.control); the initial load is plain, the owner reloads after setting it
+        self.overlay: Callable[[bytes], bytes] | None = None
         flags = load_flags(self.path, max_bytes=max_bytes)
         self._live: tuple[FlagSet, Router] = (flags, Router(flags))
         self.loaded_at: float = time.time()
@@ -159,6 +162,16 @@ class FlagStore:
             data = read_flag_bytes(self.path, self.max_bytes)
         except FlagError as exc:
             return _Outcome(generation, key=f"unreadable: {exc}", error=exc)
+        if self.overlay is not None:
+            try:
+                data = self.overlay(data)
+            except Exception as exc:  # an override the file cannot take: keep the last good
+                error = (
+                    exc
+                    if isinstance(exc, FlagError)
+                    else FlagError(source, 0, f"cannot apply the overrides: {exc}")
+                )
+                return _Outcome(generation, key=f"overlay: {error}", error=error)
         digest = hashlib.sha256(data).hexdigest()
         if digest == self.current.digest:
             return _Outcome(generation, key=digest, serving=True)
