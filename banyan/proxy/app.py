@@ -57,6 +57,7 @@ from banyan.proxy.limits import Limits
 from banyan.proxy.metrics import ProxyMetrics
 from banyan.proxy.mirror import MirrorQueue
 from banyan.proxy.routing import NOT_ROUTED, Decision, user_from_authorization
+from banyan.proxy.stamping import Stamper
 from banyan.proxy.tunnel import Tunnel, open_tunnel, run_tunnel
 from banyan.proxy.turn_mirror import TurnMirrorTap, credentials, tutor_session
 from banyan.proxy.upstream import Upstreams
@@ -117,6 +118,7 @@ class ProxyState:
     session: aiohttp.ClientSession | None = None  # health probes, the mirror queue
     ws_session: aiohttp.ClientSession | None = None  # upstream WebSockets only (own connector)
     limits: Limits = field(default_factory=Limits)
+    stamper: Stamper = field(default_factory=Stamper.from_env)  # writes' times (X-Banyan-Stamp)
     upstreams: Upstreams | None = None  # HTTP forwarding: one pool per backend
     health: HealthProbe | None = None
     requests: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
@@ -249,6 +251,7 @@ class ProxyState:
             body=body,
             idempotency_key=headers.get("Idempotency-Key", ""),
             release=self.fence.hold(target, user, ip),
+            stamp=exchange.stamp,  # delivered, however late, at the write's own time
         )
 
     def observe(self, exchange: Exchange, feature: Feature | None) -> None:
@@ -496,6 +499,7 @@ def _mirror_tap(
         authorization=authorization,
         submit=state.mirror.submit,
         hold=lambda: state.fence.hold(target, user, ip),
+        stamper=state.stamper,
     )
 
 
@@ -544,6 +548,7 @@ async def _startup(app: web.Application) -> None:
     )
     state.health.start()
     if state.mirror is not None:
+        state.mirror.stamper = state.stamper
         await state.mirror.start(state.session, {n: b.url for n, b in state.flags.backends.items()})
     if state.shadow is not None:
         await state.shadow.start(state)

@@ -28,6 +28,7 @@ from multidict import CIMultiDict
 
 from banyan.proxy.headers import Outbound, answer_head, decoded
 from banyan.proxy.relayed import RelayedResponse
+from banyan.proxy.stamping import WriteStamp
 from banyan.proxy.upstream import Body, Capture, Connection, Pool, RequestFault, UpstreamError
 from banyan.proxy.upstream.pool import finish
 
@@ -67,6 +68,7 @@ class Exchange:
     response_capture: Capture | None = None
     response_headers: CIMultiDict[str] | None = None  # kept only when the answer is captured
     outbound: Outbound | None = None
+    stamp: WriteStamp | None = None  # a write's time, for the primary and every copy of it
 
     @property
     def failed(self) -> bool:

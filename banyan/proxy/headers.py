@@ -11,7 +11,9 @@ every header line in order with its repetitions, the body), changed only where a
   not sane);
 - ``Host`` follows the backend's ``host`` policy: ``preserve`` (default) sends the client's,
   ``backend`` the backend URL's authority;
-- a mirrored ``POST`` without ``Idempotency-Key`` gains one (``banyan/proxy/app.py``).
+- a mirrored ``POST`` without ``Idempotency-Key`` gains one (``banyan/proxy/app.py``);
+- a client's ``X-Banyan-Stamp`` is dropped (only the proxy stamps writes); a write gains the
+  proxy's own (:mod:`banyan.proxy.stamping`).
 
 Nothing else is added: no ``Accept``, ``User-Agent``, ``Content-Length: 0`` or ``Content-Type``.
 A relayed answer loses its hop-by-hop headers, gains our three marks (``X-Banyan-Feature``,
@@ -45,8 +47,10 @@ HOP_BY_HOP = frozenset(
     }
 )
 _HOP = frozenset(name.encode() for name in HOP_BY_HOP)
+STAMP = "x-banyan-stamp"  # the proxy's own signed header (banyan/stamps.py); never a client's
+_STAMP = STAMP.encode()
 # Never forwarded upstream by the WebSocket bridge: aiohttp sets Host and frames the handshake.
-_REQUEST_DROP = HOP_BY_HOP | {"host"}
+_REQUEST_DROP = HOP_BY_HOP | {"host", STAMP}
 _WS_HANDSHAKE = frozenset(
     {
         "sec-websocket-key",
@@ -127,16 +131,18 @@ class Outbound:
     def add(self, name: str, value: str) -> None:
         self.after += f"{name}: {value}\r\n".encode("latin-1")
 
-    def head(self, origin: Origin, host_policy: str = "preserve") -> bytes:
-        """The serialized request head for a backend at ``origin``."""
+    def head(self, origin: Origin, host_policy: str = "preserve", extra: bytes = b"") -> bytes:
+        """The serialized request head for a backend at ``origin``; ``extra``: serialized header
+        lines for this backend only (its write stamp)."""
         host = self.host if self.host is not None and host_policy != "backend" else None
-        return b"%s %s HTTP/1.1\r\n%s%s: %s\r\n%s\r\n" % (
+        return b"%s %s HTTP/1.1\r\n%s%s: %s\r\n%s%s\r\n" % (
             self.method.encode("ascii"),
             origin.target(self.target),
             self.before,
             self.host_name,
             origin.authority if host is None else host,
             self.after,
+            extra,
         )
 
     def mapping(self) -> CIMultiDict[str]:
@@ -183,6 +189,8 @@ def outbound_of(request: web.Request, request_id: str, limits: Limits) -> Outbou
         if lowered in dropped or lowered.startswith(b"proxy-"):
             if lowered == b"transfer-encoding" and b"chunked" in value.lower():
                 chunked = True  # the body is re-framed chunk by chunk: say so again
+            continue
+        if lowered == _STAMP:
             continue
         if lowered == b"host":
             if host is None:

@@ -57,8 +57,11 @@ async def forward_http(
     except RequestFault as fault:
         return _refuse(state, exchange, fault)
     mirror_write = feature is not None and feature.writes != "skip" and method not in SAFE_METHODS
-    if mirror_write and method == "POST" and "Idempotency-Key" not in request.headers:
-        outbound.add("Idempotency-Key", uuid.uuid4().hex)
+    key = request.headers.get("Idempotency-Key")
+    if mirror_write and method == "POST" and key is None:
+        key = uuid.uuid4().hex
+        outbound.add("Idempotency-Key", key)
+    exchange.stamp = state.stamper.take(method, request_id if key is None else key, user)
     shadowing = (
         feature is not None
         and state.shadow is not None
@@ -75,11 +78,11 @@ async def forward_http(
     )
     try:
         body, exchange.request_capture = request_body(request, capture_limit)
-        pool, conn = await _open(state, backend, outbound, body)
+        pool, conn = await _open(state, backend, outbound, body, exchange)
     except RequestFault as fault:
         return _refuse(state, exchange, fault)
     except UpstreamError as exc:
-        opened = await _fallback(state, request, decision, feature, outbound, exc)
+        opened = await _fallback(state, request, decision, feature, exchange, exc)
         if opened is None:
             return _failed(state, exchange, feature, exc)
         pool, conn = opened
@@ -121,12 +124,19 @@ def _outbound(state: ProxyState, request: web.Request, request_id: str) -> Outbo
 
 
 async def _open(
-    state: ProxyState, backend: BackendSpec, outbound: Outbound, body: Body | None
+    state: ProxyState,
+    backend: BackendSpec,
+    outbound: Outbound,
+    body: Body | None,
+    exchange: Exchange,
 ) -> tuple[Pool, Connection]:
-    """Send ``outbound`` to ``backend`` and wait for the answer's head."""
+    """Send ``outbound`` to ``backend`` (a write with its ``primary`` stamp) and wait for the
+    answer's head."""
     assert state.upstreams is not None
     pool = state.upstreams.pool(backend.url)
-    head = outbound.head(pool.origin, backend.host)
+    target = pool.origin.target(outbound.target)
+    stamp = state.stamper.line(exchange.stamp, target, mirror=False)
+    head = outbound.head(pool.origin, backend.host, stamp)
     conn = await send(
         pool,
         outbound.method,
@@ -191,7 +201,7 @@ async def _fallback(
     request: web.Request,
     decision: Decision,
     feature: Feature | None,
-    outbound: Outbound,
+    exchange: Exchange,
     exc: UpstreamError,
 ) -> tuple[Pool, Connection] | None:
     """A safe, bodiless request whose chosen new backend is unreachable goes to legacy."""
@@ -205,7 +215,8 @@ async def _fallback(
     ):
         return None
     try:
-        return await _open(state, state.flags.backends["legacy"], outbound, None)
+        assert exchange.outbound is not None
+        return await _open(state, state.flags.backends["legacy"], exchange.outbound, None, exchange)
     except UpstreamError:
         return None
 

@@ -17,7 +17,11 @@ stops waiting for it. Bodies larger than ``max_body`` are not mirrored and are c
 ``skipped_too_large``.
 
 The stored request keeps the client's ``Authorization`` header: the other backend must act as the
-same user. The queue's file therefore deserves the same protection as the stores.
+same user. The queue's file therefore deserves the same protection as the stores. Each row also
+keeps the write's stamp time and the user it acts for (:mod:`banyan.proxy.stamping`); every
+delivery, a retry included, is sent with a ``mirror`` stamp of that original time, signed when it
+leaves, so the target stores the write's own times and accepts it even after the user's token
+was revoked or expired. (A queue file from before these columns gains them when opened.)
 """
 
 from __future__ import annotations
@@ -29,9 +33,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
+import yarl
 from sqlalchemy import (
+    BigInteger,
     Column,
     Float,
     Integer,
@@ -41,14 +48,20 @@ from sqlalchemy import (
     Table,
     Text,
     func,
+    inspect,
     select,
+    text,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from banyan import stamps
 from banyan.backends.common.engines import make_engine
 from banyan.logs import get_logger
 from banyan.parity.redact import redact_url
 from banyan.proxy.routing import user_from_authorization
+from banyan.proxy.stamping import Stamper, WriteStamp
+from banyan.proxy.upstream.origin import origin_of
 from banyan.tasks import cancel_and_wait, finish_or_cancel
 
 log = get_logger("banyan.proxy.mirror")
@@ -70,7 +83,19 @@ mirror_writes = Table(
     Column("status", String(10), nullable=False, index=True),  # pending | dead
     Column("last_error", Text),
     Column("created_at", Float, nullable=False),
+    Column("stamp_ms", BigInteger),  # the write's time: every delivery is stamped with it
+    Column("user_id", String(64)),  # the user a delivery acts for (its mirror stamp's user)
 )
+# Columns added after the first release, with their SQL types: added to an older queue file.
+LATER_COLUMNS = {"stamp_ms": "BIGINT", "user_id": "VARCHAR(64)"}
+
+
+def _add_later_columns(conn: Connection) -> None:
+    have = {c["name"] for c in inspect(conn).get_columns(mirror_writes.name)}
+    for name, sql_type in LATER_COLUMNS.items():
+        if name not in have:
+            conn.execute(text(f"ALTER TABLE {mirror_writes.name} ADD COLUMN {name} {sql_type}"))
+
 
 INTAKE_BATCH = 200
 
@@ -127,6 +152,7 @@ class MirrorQueue:
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self.lanes = lanes
         self.engine: AsyncEngine | None = None
+        self.stamper: Stamper | None = None  # signs each delivery (set by the proxy app)
         self.backends: dict[str, str] = {}
         self._session: aiohttp.ClientSession | None = None
         self._worker: asyncio.Task[None] | None = None
@@ -146,6 +172,7 @@ class MirrorQueue:
         self.engine = make_engine(self.url)  # SQLite: WAL, reads never block a write
         async with self.engine.begin() as conn:
             await conn.run_sync(metadata.create_all)
+            await conn.run_sync(_add_later_columns)
         self._worker = asyncio.create_task(self._run(), name="mirror-queue")
         self._intake_task = asyncio.create_task(self._take_in(), name="mirror-intake")
 
@@ -198,8 +225,10 @@ class MirrorQueue:
         body: bytes,
         idempotency_key: str,
         release: Callable[[], None] | None = None,
+        stamp: WriteStamp | None = None,
     ) -> bool:
-        """Store a write for delivery to ``target``; False (and counted) when too large."""
+        """Store a write for delivery to ``target`` (at ``stamp``'s time, for its user); False
+        (and counted) when too large."""
         write = {
             "feature": feature,
             "target": target,
@@ -209,6 +238,7 @@ class MirrorQueue:
             "body": body,
             "idempotency_key": idempotency_key,
             "release": release,
+            "stamp": stamp,
         }
         return bool(await self._store([write]))
 
@@ -236,6 +266,7 @@ class MirrorQueue:
         async with self.engine.begin() as conn:
             for write in kept_writes:
                 headers = write["headers"]
+                stamp: WriteStamp | None = write.get("stamp")
                 kept = {k.lower(): v for k, v in headers.items() if k.lower() in FORWARDED_HEADERS}
                 if write["idempotency_key"]:
                     kept["idempotency-key"] = write["idempotency_key"]
@@ -252,6 +283,8 @@ class MirrorQueue:
                         next_at=now,
                         status="pending",
                         created_at=now,
+                        stamp_ms=None if stamp is None else stamp.ms,
+                        user_id=None if stamp is None else stamp.user,
                     )
                 )
                 release = write.get("release")
@@ -382,10 +415,18 @@ class MirrorQueue:
         if base is None:
             return f"no backend named {row['target']}"
         try:
+            origin = origin_of(base)
+            target = origin.target(row["path_qs"].encode()).decode()
+            headers = json.loads(row["headers"])
+            stamp = self._stamp(row, target, headers)
+            if stamp is not None:
+                headers[stamps.HEADER] = stamp
+            parts = urlsplit(base)
+            url = yarl.URL(f"{parts.scheme}://{parts.netloc}{target}", encoded=True)
             async with self._session.request(
                 row["method"],
-                base + row["path_qs"],
-                headers=json.loads(row["headers"]),
+                url,
+                headers=headers,
                 data=row["body"],
                 timeout=self.timeout,
             ) as response:
@@ -395,6 +436,16 @@ class MirrorQueue:
         except (aiohttp.ClientError, TimeoutError) as exc:
             return f"{type(exc).__name__}: {exc}"
         return None
+
+    def _stamp(self, row: dict[str, Any], target: str, headers: dict[str, str]) -> str | None:
+        """The ``mirror`` stamp of a stored write at its original time, for ``target`` as the
+        backend receives it; None for a write stored without a time (or without a secret)."""
+        if self.stamper is None or row.get("stamp_ms") is None:
+            return None
+        write = WriteStamp(
+            int(row["stamp_ms"]), row["method"].upper(), stamps.binding_key(headers), row["user_id"]
+        )
+        return self.stamper.value(write, target, mirror=True)
 
     def _release(self, row_id: int) -> None:
         release = self._releases.pop(row_id, None)

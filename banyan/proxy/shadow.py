@@ -278,11 +278,14 @@ class Shadow:
         assert self.state is not None and exchange.outbound is not None
         spec = self.state.flags.backends[backend]
         outbound = exchange.outbound
+        origin = origin_of(spec.url)
+        # a copy of a write: the primary's time, acting for the request's user (banyan/stamps.py)
+        stamp = self.state.stamper.line(exchange.stamp, origin.target(outbound.target), mirror=True)
         return await self.sender.send(
             Copy(
                 exchange.method,
                 spec.url,
-                outbound.head(origin_of(spec.url), spec.host),
+                outbound.head(origin, spec.host, stamp),
                 body,
                 outbound.chunked,
                 feature.parity.shadow_timeout,

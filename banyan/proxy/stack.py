@@ -6,8 +6,8 @@ does in production. The backends' ports come from the flag file's ``backends`` U
 and the processes always agree. Stores are SQLite files in ``--data-dir`` (default ``.banyan/``
 beside the flag file). Both backends get the same JWT secret: ``BANYAN_JWT_SECRET`` when exported,
 else a random one made on the first run and kept in ``<data-dir>/jwt-secret`` (mode 0600; a file
-other users can read is refused). The first process to exit, or Ctrl-C / SIGTERM, stops the
-others.
+other users can read is refused); the proxy gets it too, to stamp each write's time. The first
+process to exit, or Ctrl-C / SIGTERM, stops the others.
 """
 
 from __future__ import annotations
@@ -111,9 +111,10 @@ def plan(args: argparse.Namespace) -> list[Part]:
     py = [sys.executable, "-m", "banyan.proxy.cli"]
     host = args.host
     model_url = f"http://{host}:{args.model_port}/v1"
+    secret = stack_secret(data_dir)
     backend_env = {
         "OPENAI_BASE_URL": os.environ.get("OPENAI_BASE_URL", model_url),
-        SECRET_ENV: stack_secret(data_dir),  # in the environment, never on a command line
+        SECRET_ENV: secret,  # in the environment, never on a command line
     }
     parts: list[Part] = []
     if "OPENAI_BASE_URL" not in os.environ:
@@ -161,6 +162,7 @@ def plan(args: argparse.Namespace) -> list[Part]:
                 "BANYAN_MIRROR_DB": os.environ.get(
                     "BANYAN_MIRROR_DB", f"sqlite+aiosqlite:///{data_dir / 'mirror.db'}"
                 ),
+                SECRET_ENV: secret,  # stamps writes (X-Banyan-Stamp) as the backends verify them
             },
         )
     )

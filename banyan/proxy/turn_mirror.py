@@ -6,9 +6,11 @@ stores the
 question and the answer as two messages — but it crosses the proxy as frames. This tap watches the
 frames the serving backend sends; each ``done`` frame becomes two message appends on the other
 store (``POST /api/sessions/{id}/messages``, question then answer, in the order the turns ended)
-with an ``Idempotency-Key`` derived from the stored message's id, so a retried delivery stores
-nothing twice. After a rollback the session's history on the other store holds every turn, in
-order, with the same roles and texts (the message ids there are that store's own).
+with the ``Idempotency-Key`` the backends store a turn's message under (``ids.turn_key(session,
+seq)``) and a ``mirror`` stamp at the message's ``created_at``, acting for the socket's user: the
+other store then holds the very messages — same ids, fingerprints and times — and a retried
+delivery stores nothing twice. A message without a ``seq`` (an older backend) falls back to a key
+made of its id, and one without a readable time to the queue's own clock.
 """
 
 from __future__ import annotations
@@ -16,13 +18,17 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import WSMsgType
 from aiohttp.http_websocket import WSMessage
 
+from banyan.backends.common.ids import turn_key
 from banyan.jsondepth import loads_shallow
 from banyan.logs import get_logger
+from banyan.proxy.routing import user_from_authorization
+from banyan.proxy.stamping import Stamper, WriteStamp, acting_user
 
 log = get_logger("banyan.proxy.turn_mirror")
 
@@ -45,6 +51,23 @@ def credentials(headers: Mapping[str, str], query: Mapping[str, str]) -> str | N
     return f"Bearer {token}" if token else None
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def iso_ms(value: object) -> int | None:
+    """Epoch milliseconds of an API timestamp (``2026-11-23T07:00:00.123Z``), exactly; None when
+    it is not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return (parsed - _EPOCH) // timedelta(milliseconds=1)
+
+
 class TurnMirrorTap:
     """A frame tap (:class:`banyan.proxy.websocket.FrameTap`) that mirrors finished tutor turns."""
 
@@ -57,11 +80,15 @@ class TurnMirrorTap:
         authorization: str,
         submit: Submit,
         hold: Callable[[], Callable[[], None]],
+        stamper: Stamper | None = None,
     ) -> None:
         self.feature = feature
         self.target = target
+        self.session_id = session_id
         self.path = f"/api/sessions/{session_id}/messages"
         self.authorization = authorization
+        self.user = user_from_authorization(authorization, None)
+        self.stamper = stamper
         self.submit = submit
         self.hold = hold
         self.mirrored = 0
@@ -88,7 +115,12 @@ class TurnMirrorTap:
         if not (isinstance(role, str) and isinstance(content, str) and message_id):
             log.warning("turn_mirror_skipped", feature=self.feature, reason="malformed message")
             return
-        key = f"tutor-turn:{message_id}"
+        seq = stored.get("seq")
+        key = turn_key(self.session_id, seq) if type(seq) is int else f"tutor-turn:{message_id}"
+        ms = iso_ms(stored.get("created_at"))
+        stamp = None
+        if self.stamper is not None and self.stamper.enabled and ms is not None:
+            stamp = WriteStamp(ms, "POST", key, acting_user(self.user))
         self.submit(
             feature=self.feature,
             target=self.target,
@@ -102,6 +134,7 @@ class TurnMirrorTap:
             body=json.dumps({"role": role, "content": content}).encode(),
             idempotency_key=key,
             release=self.hold(),
+            stamp=stamp,
         )
         self.mirrored += 1
 

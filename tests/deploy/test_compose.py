@@ -38,7 +38,13 @@ from tests.deploy.deployfiles import (
     services_of_role,
 )
 
-PROXY_ENV = ("BANYAN_CONTROL_DB", "BANYAN_ADMIN_TOKEN", "BANYAN_PARITY_DB", "BANYAN_MIRROR_DB")
+PROXY_ENV = (
+    "BANYAN_CONTROL_DB",
+    "BANYAN_ADMIN_TOKEN",
+    "BANYAN_PARITY_DB",
+    "BANYAN_MIRROR_DB",
+    "BANYAN_JWT_SECRET",  # the proxy stamps writes with the backends' secret
+)
 # Names whose value is a secret or a database URL (which carries the password).
 SECRET_NAME = re.compile(r"SECRET|TOKEN|PASSWORD|API_KEY|^BANYAN_\w+_DB$|DB_URL$")
 CREDENTIALS_IN_URL = re.compile(r"://[^/\s:@]+:[^/\s@]+@")

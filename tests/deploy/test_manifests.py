@@ -164,6 +164,16 @@ def test_secrets_are_referenced_never_written() -> None:
                 assert "secretKeyRef" in (item.get("valueFrom") or {}), f"{doc}: {item['name']}"
 
 
+def test_proxy_and_backends_share_the_jwt_secret() -> None:
+    """The proxy signs each write's time (X-Banyan-Stamp) with the secret the backends verify."""
+    refs = set()
+    for role in ("proxy", "legacy", "new"):
+        (container,) = pod_spec(deployment(role))["containers"]
+        ref = container_env(container)["BANYAN_JWT_SECRET"]["valueFrom"]["secretKeyRef"]
+        refs.add((ref["name"], ref["key"]))
+    assert refs == {(SECRET, "jwt-secret")}
+
+
 def test_proxy_is_ready_on_readyz_alive_on_healthz() -> None:
     (container,) = pod_spec(deployment("proxy"))["containers"]
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"

@@ -229,6 +229,12 @@ async def test_a_chunked_request_body_stays_chunked(tmp_path: Path) -> None:
     assert "content-length" not in seen[0].names()
 
 
+def _unstamped(head: bytes) -> bytes:
+    return b"\r\n".join(
+        line for line in head.split(b"\r\n") if not line.lower().startswith(b"x-banyan-stamp:")
+    )
+
+
 async def test_the_shadow_copy_is_the_primarys_request(tmp_path: Path) -> None:
     async with raw_stack(tmp_path, SHADOWED, shadow=make_shadow(tmp_path)) as stack:
         await raw_exchange(
@@ -247,7 +253,15 @@ async def test_the_shadow_copy_is_the_primarys_request(tmp_path: Path) -> None:
         await stack.new.wait_for(1)
         await settle(stack, 1)
         primary, copy = stack.seen("legacy")[0], stack.seen("new")[0]
-    assert copy.head == primary.head and copy.body == primary.body == b"hello"
+    # the same request but for its stamp: the primary's, and the copy's at the very same time
+    (primary_stamp,) = primary.header("X-Banyan-Stamp")
+    (copy_stamp,) = copy.header("X-Banyan-Stamp")
+    assert _unstamped(copy.head) == _unstamped(primary.head) and b"Stamp" not in _unstamped(
+        copy.head
+    )
+    assert copy.body == primary.body == b"hello"
+    _, ms, kind, _, _ = primary_stamp.decode().split(".")
+    assert copy_stamp.decode().split(".")[1:3] == [ms, "mirror"] and kind == "primary"
     assert primary.header("Cookie") == [b"a=1", b"b=2"] and primary.header("Host") == [
         b"front.example"
     ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from banyan import stamps
 from banyan.proxy.mirror import MirrorQueue
+from banyan.proxy.stamping import Stamper, WriteStamp
 from banyan.testing import free_port, serve
 
 
@@ -36,6 +39,8 @@ class Recorder:
                 "key": request.headers.get("Idempotency-Key"),
                 "auth": request.headers.get("Authorization"),
                 "body": body,
+                "stamp": request.headers.get("X-Banyan-Stamp"),
+                "raw_path": request.raw_path,
             }
         )
         return web.json_response({"ok": True}, status=201)
@@ -91,8 +96,103 @@ async def test_write_is_delivered_with_the_same_key(
             "key": "k1",
             "auth": "Bearer t",
             "body": b'{"title": "x"}',
+            "stamp": None,  # stored without a time, sent without a stamp
+            "raw_path": "/api/sessions?x=1",
         }
     ]
+
+
+USER = "0b7c1e6f-4b1a-5d8e-9a35-62616e79616e"
+
+
+async def test_every_delivery_is_stamped_at_the_write_s_time(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    """Retried or not, a delivery carries a mirror stamp of the original write's time, for its
+    user, signed for the target as the backend receives it (the backend URL's prefix in front)."""
+    upstream = Recorder(fail_first=2)
+    secret = "s" * 40
+    async with serve(upstream.app) as url:
+        queue = MirrorQueue(f"sqlite+aiosqlite:///{tmp_path / 'm.db'}", base_delay=0.05)
+        queue.stamper = Stamper(secret)
+        await queue.start(session, {"legacy": url + "/base/"})
+        await queue.enqueue(
+            feature="sessions",
+            target="legacy",
+            method="POST",
+            path_qs="/api/sessions?x=1",
+            headers={"Authorization": "Bearer t", "X-Request-Id": "r1"},
+            body=b"{}",
+            idempotency_key="k1",
+            stamp=WriteStamp(1_234, "POST", "k1", USER),
+        )
+        await queue.enqueue(  # a DELETE without a key: bound to its request id
+            feature="sessions",
+            target="legacy",
+            method="DELETE",
+            path_qs="/api/sessions/1",
+            headers={"Authorization": "Bearer t", "X-Request-Id": "r2"},
+            body=b"",
+            idempotency_key="",
+            stamp=WriteStamp(5_678, "DELETE", "r2", None),
+        )
+
+        async def delivered() -> bool:
+            return (await queue.stats()).delivered == 2
+
+        await wait_until(delivered)
+        await queue.stop()
+    assert queue.retried == 2
+    first, second = upstream.seen
+    assert first["raw_path"] == "/base/api/sessions?x=1"
+    read = stamps.read_stamp(
+        first["stamp"], secret=secret, method="POST", target=first["raw_path"], key="k1", now_ms=0
+    )
+    assert read is not None and (read.ms, read.kind, read.user) == (1_234, "mirror", USER)
+    read = stamps.read_stamp(
+        second["stamp"],
+        secret=secret,
+        method="DELETE",
+        target="/base/api/sessions/1",
+        key="r2",
+        now_ms=0,
+    )
+    assert read is not None and (read.ms, read.user) == (5_678, None)
+
+
+async def test_a_queue_file_from_before_stamps_gains_their_columns(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:  # the table as the first release made it
+        db.execute(
+            "CREATE TABLE banyan_mirror_writes (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+            " feature VARCHAR(200) NOT NULL, target VARCHAR(20) NOT NULL,"
+            " method VARCHAR(10) NOT NULL, path_qs TEXT NOT NULL, headers TEXT NOT NULL,"
+            " body BLOB NOT NULL, idempotency_key VARCHAR(200) NOT NULL,"
+            " attempts INTEGER NOT NULL, next_at FLOAT NOT NULL, status VARCHAR(10) NOT NULL,"
+            " last_error TEXT, created_at FLOAT NOT NULL)"
+        )
+        db.execute(
+            "INSERT INTO banyan_mirror_writes (feature, target, method, path_qs, headers, body,"
+            " idempotency_key, attempts, next_at, status, created_at) VALUES ('f', 'legacy',"
+            " 'POST', '/api/x', '{}', x'7b7d', 'k', 0, 0, 'pending', 0)"
+        )
+    upstream = Recorder()
+    async with serve(upstream.app) as url:
+        queue = MirrorQueue(f"sqlite+aiosqlite:///{path}")
+        queue.stamper = Stamper("s" * 40)
+        await queue.start(session, {"legacy": url})
+
+        async def delivered() -> bool:
+            return (await queue.stats()).delivered == 1
+
+        await wait_until(delivered)
+        await queue.stop()
+    assert upstream.seen[0]["path"] == "/api/x" and upstream.seen[0]["stamp"] is None
+    with sqlite3.connect(path) as db:
+        columns = {row[1] for row in db.execute("PRAGMA table_info(banyan_mirror_writes)")}
+    assert {"stamp_ms", "user_id"} <= columns
 
 
 async def _stats(tmp_path: Path) -> Any:

@@ -29,6 +29,13 @@ def test_plan_follows_the_flag_file(tmp_path: Path) -> None:
     if "legacy" in parts:
         assert "9101" in parts["legacy"].argv and "9102" in parts["new"].argv
         assert parts["legacy"].env["OPENAI_BASE_URL"].endswith(":8003/v1")
+        # the proxy stamps writes with the very secret the backends verify them with
+        secret = parts["legacy"].env["BANYAN_JWT_SECRET"]
+        assert (
+            parts["proxy"].env["BANYAN_JWT_SECRET"]
+            == secret
+            == parts["new"].env["BANYAN_JWT_SECRET"]
+        )
     assert (tmp_path / ".banyan").is_dir()
 
 
