@@ -10,7 +10,10 @@ them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from banyan.proxy.flags.rollout import Rollout
 
 Mode = Literal["legacy", "shadow", "canary", "new"]
 MODES: tuple[str, ...] = ("legacy", "shadow", "canary", "new")
@@ -31,6 +34,7 @@ FEATURE_KEYS: tuple[str, ...] = (  # every key a feature may have, in documentat
     "fallback",
     "parity",
     "guards",
+    "rollout",
 )
 
 
@@ -100,6 +104,7 @@ class Feature:
     fallback: bool = True
     parity: ParityConfig = field(default_factory=ParityConfig)
     guards: GuardConfig = field(default_factory=GuardConfig)
+    rollout: Rollout | None = None  # steps and gates (banyan.proxy.flags.rollout)
     line: int = 0  # line of the feature's key in the file, for messages
 
 

@@ -34,6 +34,7 @@ from banyan.proxy.flags.model import (
     ParityConfig,
 )
 from banyan.proxy.flags.nodes import FAR, NodeReader, compose, line_of
+from banyan.proxy.flags.rollout import parse_rollout
 from banyan.proxy.flags.source import read_flag_bytes
 from banyan.proxy.routes import NO_ROUTE, RouteError, RouteTable, parse_route
 
@@ -230,6 +231,8 @@ def _feature(
             values[key] = reader.boolean(value, here)
         elif key == "parity":
             values[key] = _parity(reader, value, here)
+        elif key == "rollout":
+            values[key] = parse_rollout(reader, value, here)
         else:  # guards
             values[key] = _guards(reader, value, here)
     if not have_routes:
