@@ -62,6 +62,7 @@ from banyan.proxy.tunnel import Tunnel, open_tunnel, run_tunnel
 from banyan.proxy.turn_mirror import TurnMirrorTap, credentials, tutor_session
 from banyan.proxy.upstream import Upstreams
 from banyan.proxy.websocket import Bridge, BridgeRegistry, FrameTap, open_bridge, run_bridge
+from banyan.rollout import admin as rollout_admin
 from banyan.serving import RUNNER
 
 log = get_logger("proxy")
@@ -644,6 +645,7 @@ def create_app(
     app[RUNNER] = runner
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
+    rollout_admin.install(app, STATE)  # before the admin catch-all
     admin.add_admin_routes(app, STATE)
     app.router.add_route("*", "/{tail:.*}", admitted(state.admission, handle, state.on_refusal))
     app.on_response_prepare.append(response_hook(lambda: state.flags.cors))

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "new": ("banyan.backends.new.cli", "Run the new (Convex-style) AI Tutor backend"),
     "model": ("banyan.backends.model.cli", "Run the local OpenAI-compatible model server"),
     "parity": ("banyan.parity.cli", "Parity reports and replays"),
+    "rollout": ("banyan.rollout.cli", "Start, watch, pause, resume, promote or abort a rollout"),
     "data": ("banyan.backends.datatools.cli", "Backfill, verify, back up and restore the stores"),
 }
 

@@ -164,10 +164,14 @@ def main(argv: list[str]) -> int:
         print(f"banyan proxy: {exc}", file=sys.stderr)
         return 1
     factory = _factory(args, admission)
+    from banyan.rollout.store import advertise
+
     if args.workers <= 1:
+        advertise(args.flags, args.host, args.port)  # where `banyan rollout` finds this proxy
         run("proxy", factory, args.host, args.port, timeouts=timeouts)  # type: ignore[arg-type]
         return 0
     port = args.port or free_port(args.host)
+    advertise(args.flags, args.host, port)
     children: list[int] = []
     for _ in range(args.workers):
         pid = os.fork()

@@ -155,7 +155,8 @@ ERRORS = [
         "steps[0].new: unknown key 'for'",
     ),
     (
-        "    rollout:\n      steps:\n        - mirror: {}\n        - new: {}\n        - shadow: {}\n",
+        "    rollout:\n      steps:\n        - mirror: {}\n        - new: {}\n"
+        "        - shadow: {}\n",
         9,
         "rollout.steps[1]: 'new' can only be the last step",
     ),

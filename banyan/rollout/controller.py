@@ -1,0 +1,355 @@
+"""The rollout controller in the proxy: applies each step, judges it, advances or aborts.
+
+Every ``interval`` seconds the controller reads the records (:mod:`banyan.rollout.store`), judges
+the current step of each running rollout on the event loop (:func:`banyan.rollout.gates.judge`
+over the step's :class:`~banyan.rollout.gates.StepWindow`), then decides in one atomic update of
+the store: a failed gate aborts (``mode: legacy``, writes still mirrored), a step whose ``for`` is
+over with ``min_samples`` reached and no failed gate advances, flags moved by someone else (a
+guard's rollback, a hand edit) abort with what they became. The flag changes themselves go through
+the CLI's writer (:func:`banyan.proxy.flag_edit.set_fields`, audited with source ``rollout``);
+outcomes (started, passed, promoted, paused, resumed, aborted and why, succeeded) are audit
+entries too. A record says whether its step's flags are ``applied``, so a restarted proxy
+re-applies a step it had not finished writing and resumes judging where it was (the step's
+window starts again: its evidence lived in memory). With several proxy processes, the one holding
+``rollouts.leader`` (an advisory lock in the state folder) drives rollouts; any of them records
+the operator's actions, which the leader picks up at its next tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from banyan.logs import get_logger
+from banyan.proxy.flag_edit import set_fields
+from banyan.proxy.flags import FlagError, FlagSet
+from banyan.rollout.gates import StepWindow, Verdict, judge
+from banyan.rollout.model import RolloutRecord, step_dict
+from banyan.rollout.schedule import (
+    abort,
+    abort_changes,
+    advance,
+    describe,
+    in_step,
+    step_changes,
+    transition,
+)
+from banyan.rollout.store import Records, RolloutStore
+
+if TYPE_CHECKING:
+    from banyan.proxy.app import ProxyState
+
+log = get_logger("rollout")
+
+INTERVAL = 0.25
+
+
+@dataclass(frozen=True)
+class Effect:
+    kind: str  # apply | abort
+    feature: str
+    step: int
+    changes: dict[str, Any]
+
+
+class RolloutController:
+    def __init__(
+        self,
+        state: ProxyState,
+        store: RolloutStore,
+        leader_path: str | Path,
+        *,
+        interval: float = INTERVAL,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.state = state
+        self.store = store
+        self.leader_path = Path(leader_path)
+        self.interval = interval
+        self.clock = clock
+        self.windows: dict[str, tuple[int, StepWindow]] = {}
+        self._leader_fd: int | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._task = asyncio.ensure_future(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        for _, window in self.windows.values():
+            self.state.guards.detach(window)
+        self.windows.clear()
+        if self._leader_fd is not None:
+            os.close(self._leader_fd)  # releases the leader lock
+            self._leader_fd = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except Exception:  # a bad tick must not end the controller
+                log.exception("rollout_tick_failed")
+            await asyncio.sleep(self.interval)
+
+    @property
+    def leader(self) -> bool:
+        if self._leader_fd is not None:
+            return True
+        self.leader_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.leader_path, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self._leader_fd = fd
+        return True
+
+    # -- the operator's actions ------------------------------------------------------------------
+
+    async def act(self, feature_name: str, action: str) -> RolloutRecord:
+        """Apply ``action`` (raises :class:`~banyan.rollout.schedule.TransitionError`), audit it,
+        and drive the rollout at once when this process leads."""
+        flags = self.state.flags
+        feature = flags.feature(feature_name)
+        assert feature is not None
+
+        def change(records: Records) -> RolloutRecord:
+            record = transition(
+                records.get(feature_name), action, feature, feature.rollout, self.clock()
+            )
+            records[feature_name] = record
+            return record
+
+        async with self._lock:
+            record = await asyncio.to_thread(self.store.update, change)
+        self._audit(flags, feature_name, f"{action}: {record.reason}")
+        log.info("rollout_action", feature=feature_name, action=action, reason=record.reason)
+        await self.tick()
+        current = (await asyncio.to_thread(self.store.load)).get(feature_name)
+        return current or record
+
+    # -- one pass --------------------------------------------------------------------------------
+
+    async def tick(self) -> None:
+        if not self.leader:
+            return
+        async with self._lock:
+            for _ in range(3):  # an advance is applied in the same tick
+                if not await self._pass():
+                    break
+
+    async def _pass(self) -> bool:
+        records = await asyncio.to_thread(self.store.load)
+        flags = self.state.flags
+        now = self.clock()
+        verdicts: dict[str, tuple[int, Verdict, bool]] = {}
+        for name, record in records.items():
+            feature = flags.feature(name)
+            if record.state not in ("running", "paused") or not record.applied:
+                continue
+            if feature is None or feature.rollout is None:
+                continue
+            if record.step >= len(feature.rollout.steps):
+                continue
+            fresh = name not in self.windows or self.windows[name][0] != record.step
+            window = self._window(name, record.step, feature.rollout.analysis)
+            step = feature.rollout.steps[record.step]
+            verdicts[name] = (record.step, judge(window, step, feature.rollout.analysis), fresh)
+        notes: list[tuple[str, str]] = []
+        effects: list[Effect] = await asyncio.to_thread(
+            self.store.update, lambda rs: self._decide(rs, flags, verdicts, now, notes)
+        )
+        for name, note in notes:
+            self._audit(flags, name, note)
+        for effect in effects:
+            await self._perform(effect)
+        self._drop_windows(await asyncio.to_thread(self.store.load))
+        return bool(effects)
+
+    def _window(self, name: str, step: int, analysis: Any) -> StepWindow:
+        held = self.windows.get(name)
+        if held is not None and held[0] == step:
+            return held[1]
+        if held is not None:
+            self.state.guards.detach(held[1])
+        window = StepWindow(name, analysis)
+        self.state.guards.attach(window)
+        self.windows[name] = (step, window)
+        return window
+
+    def _drop_windows(self, records: Records) -> None:
+        for name, (step, window) in list(self.windows.items()):
+            record = records.get(name)
+            if record is None or not record.active or record.step != step or not record.applied:
+                self.state.guards.detach(window)
+                del self.windows[name]
+
+    def _decide(
+        self,
+        records: Records,
+        flags: FlagSet,
+        verdicts: dict[str, tuple[int, Verdict, bool]],
+        now: float,
+        notes: list[tuple[str, str]],
+    ) -> list[Effect]:
+        """In the store's transaction: change records, return the flag writes to make."""
+        effects: list[Effect] = []
+        for name, record in records.items():
+            feature = flags.feature(name)
+            if record.state == "aborted" and not record.applied:
+                if feature is None:
+                    record.applied = True
+                    continue
+                effects.append(Effect("abort", name, record.step, abort_changes(feature)))
+                continue
+            if record.state != "running":
+                continue
+            rollout = feature.rollout if feature is not None else None
+            if feature is None or rollout is None:
+                abort(record, "the feature or its rollout block left the flag file")
+                record.applied = True
+                notes.append((name, f"aborted: {record.reason}"))
+                continue
+            if record.steps != [step_dict(s) for s in rollout.steps]:
+                where = describe(record)
+                abort(record, f"the rollout's steps changed in the flag file at {where}")
+                notes.append((name, f"aborted: {record.reason}"))
+                continue
+            step = rollout.steps[record.step]
+            if not record.applied:
+                effects.append(Effect("apply", name, record.step, step_changes(feature, step)))
+                continue
+            if not in_step(feature, step):
+                moved = self._moved(feature.name, feature.mode)
+                abort(record, f"{describe(record)}: {moved}")
+                notes.append((name, f"aborted: {record.reason}"))
+                continue
+            held = verdicts.get(name)
+            if held is None or held[0] != record.step:
+                continue
+            _, verdict, fresh = held
+            if fresh and record.step_started_at is not None and record.step_started_at < now:
+                record.step_started_at = now  # a restart: the step's window starts again
+            record.gates, record.samples = verdict.gates, verdict.samples
+            if verdict.breached is not None:
+                abort(record, f"{describe(record)}: {verdict.reason}", verdict.breached["name"])
+                notes.append((name, f"aborted: {record.reason}"))
+                effects.append(Effect("abort", name, record.step, abort_changes(feature)))
+                continue
+            started = record.step_started_at if record.step_started_at is not None else now
+            if now - started >= step.duration and verdict.enough:
+                passed = f"{describe(record)} passed"
+                if verdict.gates:
+                    passed += f" with {verdict.samples} samples, every gate ok"
+                advance(record, passed)
+                notes.append((name, passed))
+                if record.state == "succeeded":
+                    record.touch(f"succeeded: {passed}")
+                    notes.append((name, "succeeded"))
+                else:
+                    nxt = rollout.steps[record.step]
+                    effects.append(Effect("apply", name, record.step, step_changes(feature, nxt)))
+            else:
+                waiting = "waiting for min_samples" if not verdict.enough else "judging"
+                record.touch(f"{describe(record)}: {waiting}")
+        return effects
+
+    def _moved(self, name: str, mode: str) -> str:
+        breach = next((b for b in reversed(self.state.breaches) if b.get("feature") == name), None)
+        if breach is not None and mode == "legacy":
+            return f"rolled back by the feature's guard ({breach.get('message')})"
+        return f"the flags were changed outside the rollout (mode is now {mode})"
+
+    async def _perform(self, effect: Effect) -> None:
+        error: str | None = None
+        try:
+            await asyncio.to_thread(
+                set_fields, self.state.flags_path, effect.feature, effect.changes, source="rollout"
+            )
+        except FlagError as exc:
+            error = str(exc)
+            log.error("rollout_flag_write_failed", feature=effect.feature, error=error)
+        await self.state.store.reload()
+        now = self.clock()
+
+        def settle(records: Records) -> RolloutRecord | None:
+            record = records.get(effect.feature)
+            if record is None or record.step != effect.step or record.applied:
+                return None
+            if effect.kind == "abort" and record.state == "aborted":
+                record.applied = True
+                if error:
+                    record.touch(f"{record.reason}; the legacy flags could not be written: {error}")
+                return record
+            if effect.kind == "apply" and record.active:
+                if error:
+                    abort(
+                        record,
+                        f"{describe(record)}: the step's flags could not be written: {error}",
+                    )
+                    record.applied = True
+                    return record
+                record.applied = True
+                record.step_started_at = now
+                step = record.steps[record.step]
+                if step["kind"] == "new" and record.step == len(record.steps) - 1:
+                    record.state = "succeeded"
+                    record.touch(f"succeeded: {describe(record)} applied")
+                else:
+                    record.touch(f"{describe(record)} applied")
+                return record
+            return None
+
+        record = await asyncio.to_thread(self.store.update, settle)
+        if record is not None:
+            self._audit(self.state.flags, effect.feature, record.reason or effect.kind)
+            log.info(
+                "rollout_step",
+                feature=effect.feature,
+                state=record.state,
+                step=record.step,
+                reason=record.reason,
+            )
+
+    def _audit(self, flags: FlagSet, feature: str, reason: str) -> None:
+        if self.state.audit is None:
+            return
+        try:
+            self.state.audit.append(
+                source="rollout",
+                feature=feature,
+                before=None,
+                after=None,
+                digest=flags.digest,
+                reason=reason,
+            )
+        except OSError:
+            log.exception("rollout_audit_failed", feature=feature)
+
+
+def view(record: RolloutRecord, flags: FlagSet, now: float | None = None) -> dict[str, Any]:
+    """A record as the API and ``banyan rollout status --json`` show it."""
+    now = time.time() if now is None else now
+    feature = flags.feature(record.feature)
+    body = record.to_dict()
+    started = record.step_started_at
+    if record.paused_at is not None and started is not None:
+        now = record.paused_at
+    body["elapsed_s"] = round(now - started, 3) if started is not None and record.active else None
+    body["mode"] = feature.mode if feature is not None else None
+    body["percent"] = feature.percent if feature is not None else None
+    return body
