@@ -5,8 +5,8 @@ store reads the file with the overrides on top (:mod:`banyan.control.overlay`) a
 whenever the control store's overrides change (NOTIFY, or the poll); guard rollbacks and admin
 edits become overrides instead of file writes — the file is never written by a replica; audit
 entries go to the shared table, an edit of the file itself audited once whichever replicas see
-it. The guard windows judged on every replica's observations are
-:mod:`banyan.control.guards`'s.
+it. The guard windows judged on every replica's observations are :mod:`banyan.control.guards`'s
+(:meth:`ControlPlane.share_guards`).
 """
 
 from __future__ import annotations
@@ -15,14 +15,18 @@ import asyncio
 import hashlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from banyan.control.db import schema_from_env
+from banyan.control.guards import SharedGuards
 from banyan.control.overlay import overlay_bytes, settings_with
 from banyan.control.store import POLL_INTERVAL, ControlStore, Override, Snapshot, default_actor
 from banyan.logs import get_logger
 from banyan.proxy.audit import diff_flagsets
 from banyan.proxy.flags import FlagSet, FlagStore, load_flags
+
+if TYPE_CHECKING:
+    from banyan.proxy.app import ProxyState
 
 log = get_logger("banyan.control")
 
@@ -43,6 +47,7 @@ class ControlPlane:
             poll_interval=poll_interval,
             actor=default_actor("proxy"),
         )
+        self.guards = SharedGuards(self.store)
         self._flags: FlagStore | None = None
         self._file_digest: str | None = None  # of the file bytes behind the last read
         self._audited_digest: str | None = None  # the file version whose edit was last audited
@@ -56,7 +61,12 @@ class ControlPlane:
         self.store.subscribe(self._changed)
         await flags.reload()
 
+    def share_guards(self, state: ProxyState) -> None:
+        """Judge this replica's guards on every replica's evidence from now on."""
+        self.guards.start(state)
+
     async def stop(self) -> None:
+        await self.guards.stop()
         if self._flags is not None:
             self._flags.overlay = None
         await self.store.close()

@@ -280,7 +280,7 @@ class ProxyState:
 
     def check_guard(self, feature: str) -> None:
         guard = self.guards.get(feature)
-        if guard is None:
+        if guard is None or self.control is not None:  # shared: judged on all replicas' windows
             return
         breach = guard.evaluate()
         if breach is not None:
@@ -540,6 +540,7 @@ async def _startup(app: web.Application) -> None:
     EDIT_LISTENERS.append(listener)
     if state.control is not None:
         await state.control.start(state.store)
+        state.control.share_guards(state)
     await state.store.start()
     state.health = HealthProbe(
         state.session,

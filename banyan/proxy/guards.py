@@ -25,6 +25,7 @@ from __future__ import annotations
 import statistics
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 from banyan.proxy.flags import GuardConfig
 
@@ -159,6 +160,45 @@ class FeatureGuard:
             shifted += excess * len(new)
             counted += len(new)
         return (shifted / counted if counted else None), counted
+
+    def export(self) -> dict[str, Any]:
+        """The window's evidence as plain data: what a shared store sums across replicas."""
+        return {
+            "new_failed": [int(x) for x in self._new_failed],
+            "mismatch": [int(x) for x in self._mismatch],
+            "latency": {side: list(values) for side, values in self._latency.items()},
+            "shifted": [int(x) for x in self._shifted],
+            "classes": {
+                side: {endpoint: list(w) for endpoint, w in windows.items()}
+                for side, windows in self._classes.items()
+            },
+        }
+
+    @classmethod
+    def combined(
+        cls,
+        feature: str,
+        config: GuardConfig,
+        exports: list[dict[str, Any]],
+        *,
+        min_samples: int = MIN_SAMPLES,
+    ) -> FeatureGuard:
+        """One guard holding all of ``exports``' evidence (replicas' windows side by side, none
+        cut to ``window``), judged by the same rules as a single replica's."""
+        guard = cls(feature, config, min_samples=min_samples)
+        guard._new_failed = deque(bool(x) for e in exports for x in e.get("new_failed", ()))
+        guard._mismatch = deque(bool(x) for e in exports for x in e.get("mismatch", ()))
+        guard._shifted = deque(bool(x) for e in exports for x in e.get("shifted", ()))
+        for side in ("legacy", "new"):
+            guard._latency[side] = deque(
+                float(x) for e in exports for x in e.get("latency", {}).get(side, ())
+            )
+            merged: dict[str, deque[str]] = {}
+            for e in exports:
+                for endpoint, kinds in e.get("classes", {}).get(side, {}).items():
+                    merged.setdefault(endpoint, deque()).extend(str(k) for k in kinds)
+            guard._classes[side] = merged
+        return guard
 
     def evaluate(self) -> Breach | None:
         """The first breached rule with enough samples, or None. Remembers the first breach."""

@@ -93,10 +93,11 @@ async def test_a_guard_breach_rolls_back_once_across_replicas(
     async with replicas(tmp_path, control_db, count=3) as (urls, states, flags):
         before = flags.read_bytes()
 
-        # every replica sees its own failures at once: all three breach, one decides
+        # each replica sees 2 failures, under the window's 4 samples alone: only the sum of
+        # all three replicas' windows is evidence enough, and one of them decides
         async def fail(url: str) -> None:
             async with httpx.AsyncClient(base_url=url) as client:
-                for _ in range(4):
+                for _ in range(2):
                     await client.get("/status/500")
 
         await asyncio.gather(*(fail(u) for u in urls))
@@ -110,6 +111,12 @@ async def test_a_guard_breach_rolls_back_once_across_replicas(
         assert len(guard) == 1 and guard[0]["feature"] == "api"
         assert "max_error_rate" in guard[0]["reason"]
         assert sum(len(s.breaches) for s in states) == 1
+        assert all(
+            s.guards.get("api") is None or s.guards.get("api").rates()["new_samples"] < 4
+            for s in states
+        )
+        (decided,) = [s for s in states if s.breaches]
+        assert decided.breaches[0]["samples"] > 2  # more than any one replica saw
         assert flags.read_bytes() == before
 
 

@@ -155,3 +155,25 @@ def test_candidate_errors_never_trip_the_mismatch_rate() -> None:
         guard.observe_comparison(outcome)
     breach = guard.evaluate()
     assert breach is not None and breach.rule == "max_mismatch_rate" and breach.observed == 0.2
+
+
+def test_export_and_combined_judge_the_union_of_windows() -> None:
+    from banyan.proxy.flags import GuardConfig
+    from banyan.proxy.guards import FeatureGuard
+
+    config = GuardConfig(max_error_rate=0.5, max_latency_ratio=2.0, window=4)
+    one, two = FeatureGuard("f", config, min_samples=2), FeatureGuard("f", config, min_samples=2)
+    for guard in (one, two):
+        guard.observe_request("new", True, 1.0)
+        guard.observe_request("new", False, 30.0, endpoint="/a", status=404)
+        guard.observe_request("legacy", False, 10.0, endpoint="/a", status=200)
+        guard.observe_comparison("mismatch")
+        guard.observe_pair(200, 404)
+        assert guard.evaluate() is None  # one latency sample per side each: not yet evidence
+    total = FeatureGuard.combined("f", config, [one.export(), two.export()], min_samples=2)
+    rates = total.rates()
+    assert rates["new_samples"] == 4 and rates["error_rate"] == 0.5
+    assert rates["parity_samples"] == 2 and rates["latency_ratio"] == 3.0
+    assert total.status_shift() == (1.0, 2)
+    breach = total.evaluate()
+    assert breach is not None and breach.rule == "max_latency_ratio" and breach.samples == 2
