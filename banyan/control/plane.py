@@ -17,7 +17,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from banyan.control.db import schema_from_env
+import asyncpg
+
+from banyan.control.db import ControlError, schema_from_env
 from banyan.control.guards import SharedGuards
 from banyan.control.overlay import overlay_bytes, settings_with
 from banyan.control.store import POLL_INTERVAL, ControlStore, Override, Snapshot, default_actor
@@ -100,11 +102,15 @@ class ControlPlane:
         reason: str | None = None,
     ) -> Override | None:
         """Store ``changes`` as (part of) ``feature``'s override and apply them here at once;
-        :class:`~banyan.proxy.flags.FlagError` when the file cannot take them."""
-        override = await self.store.set_override(
-            feature, changes, source=source, reason=reason, describe=self._describe(feature)
-        )
-        await self.store.refresh()
+        :class:`~banyan.proxy.flags.FlagError` when the file cannot take them,
+        :class:`~banyan.control.db.ControlError` when the store cannot be reached."""
+        try:
+            override = await self.store.set_override(
+                feature, changes, source=source, reason=reason, describe=self._describe(feature)
+            )
+            await self.store.refresh()
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise ControlError(f"the control store refused the change: {exc}") from exc
         return override
 
     async def roll_back(self, feature: str, reason: str) -> bool:

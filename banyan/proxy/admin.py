@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from banyan.control.db import ControlError
 from banyan.proxy.audit import feature_settings
 from banyan.proxy.flag_edit import set_fields
 from banyan.proxy.flags import FEATURE_KEYS, FlagError
@@ -145,6 +146,9 @@ def add_admin_routes(app: web.Application, key: web.AppKey[ProxyState]) -> None:
                 digest = result.digest
         except FlagError as exc:
             return _json(request, {"error": {"code": "invalid_flags", "message": str(exc)}}, 400)
+        except ControlError as exc:
+            body = {"error": {"code": "control_store_unavailable", "message": str(exc)}}
+            return _json(request, body, 503)
         await state.store.reload()
         feature = state.flags.feature(name)
         return _json(

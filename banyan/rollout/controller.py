@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from banyan.control.db import ControlError
 from banyan.logs import get_logger
 from banyan.proxy.flag_edit import set_fields
 from banyan.proxy.flags import FlagError, FlagSet
@@ -277,10 +278,18 @@ class RolloutController:
     async def _perform(self, effect: Effect) -> None:
         error: str | None = None
         try:
-            await asyncio.to_thread(
-                set_fields, self.state.flags_path, effect.feature, effect.changes, source="rollout"
-            )
-        except FlagError as exc:
+            control = self.state.control
+            if control is not None:  # a control store: an override every replica applies
+                await control.edit(effect.feature, effect.changes, source="rollout")
+            else:
+                await asyncio.to_thread(
+                    set_fields,
+                    self.state.flags_path,
+                    effect.feature,
+                    effect.changes,
+                    source="rollout",
+                )
+        except (FlagError, ControlError) as exc:
             error = str(exc)
             log.error("rollout_flag_write_failed", feature=effect.feature, error=error)
         await self.state.store.reload()

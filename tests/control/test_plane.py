@@ -17,6 +17,7 @@ import pytest
 
 from banyan.proxy.app import STATE, ProxyState, create_app
 from banyan.testing import serve
+from tests.proxy.conftest import make_stack
 from tests.proxy.upstreams import Recorder, flags_yaml
 
 pytestmark = pytest.mark.postgres
@@ -31,6 +32,7 @@ FEATURES = """\
     mode: legacy
 """
 TOKEN = {"Authorization": "Bearer t0ken"}
+__all__ = ["make_stack"]
 
 
 @asynccontextmanager
@@ -133,3 +135,35 @@ async def test_a_file_edit_is_audited_once_whichever_replicas_see_it(
             await asyncio.gather(*list(state._tasks), return_exceptions=True)
         history = await states[0].control.history()
         assert [(e["source"], e["feature"]) for e in history] == [("file", "docs")]
+
+
+async def test_a_rollout_step_is_an_override_not_a_file_write(
+    make_stack: Any, control_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.rollout.test_controller import FEATURE
+
+    monkeypatch.setenv("BANYAN_ADMIN_TOKEN", "t0ken")
+    async with (
+        make_stack(FEATURE, control_db=control_db) as stack,
+        httpx.AsyncClient(base_url=stack.url, headers=TOKEN) as client,
+    ):
+        before = stack.flags.read_bytes()
+        started = await client.post("/_proxy/rollouts/api/start")
+        assert started.status_code == 200, started.text
+        await until(lambda: "api" in stack.state.control.overrides, "the first step")
+        override = stack.state.control.overrides["api"]
+        assert override.source == "rollout" and override.changes["writes"] == "mirror"
+        assert stack.flags.read_bytes() == before
+
+
+async def test_an_admin_flip_without_the_store_is_a_503(
+    tmp_path: Path, control_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BANYAN_ADMIN_TOKEN", "t0ken")
+    async with replicas(tmp_path, control_db, count=1) as (urls, states, _flags):
+        await states[0].control.guards.stop()
+        await states[0].control.store.close()
+        async with httpx.AsyncClient(base_url=urls[0], headers=TOKEN) as admin:
+            put = await admin.put("/_proxy/flags/docs", json={"mode": "new"})
+        assert put.status_code == 503
+        assert put.json()["error"]["code"] == "control_store_unavailable"
