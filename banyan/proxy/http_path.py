@@ -180,20 +180,16 @@ def _failed(
 
 
 def mirror_target(feature: Feature, decision: Decision, served_by: str) -> str | None:
-    """Where a successful write of a ``writes: mirror`` feature is re-applied, if anywhere: on
-    new, to legacy; in a canary, to the side that did not serve it (so moving the percent either
-    way finds every record); in shadow, to the candidate when the write was not compared. With
-    ``writes: always`` (revocations: a logout must hold on both sides), to the other side in every
-    mode, legacy included."""
-    if feature.writes == "always":
-        return "new" if served_by == "legacy" else "legacy"
-    if feature.mode == "new" and served_by == "new":
-        return "legacy"
-    if feature.mode == "canary":
-        return "new" if served_by == "legacy" else "legacy"
-    if feature.mode == "shadow":
+    """Where a successful write of a ``writes: mirror`` or ``always`` feature is re-applied: the
+    other store, in every mode — ``legacy`` included, so "mirror, then backfill, then verify"
+    keeps the new store complete before any traffic moves, and a flip either way finds every
+    record. In shadow the other store is the candidate (a compared write's copy is sent there by
+    the shadow; the queue takes the rest). With ``writes: skip``, nowhere."""
+    if feature.writes == "skip":
+        return None
+    if feature.mode == "shadow" and decision.shadow is not None:
         return decision.shadow
-    return None
+    return "new" if served_by == "legacy" else "legacy"
 
 
 async def _fallback(

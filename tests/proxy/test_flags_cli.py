@@ -95,7 +95,7 @@ def events() -> Iterator[list[dict[str, Any]]]:
 def test_check_valid(repo_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", str(repo_copy)]) == 0
     digest = hashlib.sha256(repo_copy.read_bytes()).hexdigest()
-    assert capsys.readouterr().out.strip() == f"{repo_copy}: valid (13 features, digest {digest})"
+    assert capsys.readouterr().out.strip() == f"{repo_copy}: valid (14 features, digest {digest})"
 
 
 def test_check_invalid_prints_file_line_reason(
