@@ -1,10 +1,16 @@
-"""``banyan parity report`` and ``banyan parity replay``.
+"""``banyan parity report``, ``banyan parity replay`` and ``banyan parity noise``.
 
 The store is ``--db`` (default ``BANYAN_PARITY_DB``, else ``parity.db`` beside the flag file).
 ``replay`` re-sends a stored example's request to both backends named in the flag file and compares
 again with the feature's rules: exit 0 when they now agree, 1 when they still differ. Stored
 requests are redacted, so credentials are supplied again with ``--token`` (or
 ``BANYAN_REPLAY_TOKEN``) as a bearer token.
+
+``noise`` lists the learned noise per feature with its counts, and ``--forget PATH`` forgets a
+path (of ``--feature``, or of every feature). With ``--proxy URL`` it asks the running proxy
+(``/_proxy/parity/noise``; forgetting needs ``BANYAN_ADMIN_TOKEN``), which also drops the path
+from what the proxy holds in memory; without, it works on the store (a running proxy keeps what it
+had learned until it restarts).
 """
 
 from __future__ import annotations
@@ -139,6 +145,57 @@ def _replay_text(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+NOISE_THRESHOLD = 2  # as NoiseLearner's: a path seen differing twice within a backend is noise
+
+
+async def noise(args: argparse.Namespace) -> int:
+    if args.proxy:
+        return await _noise_by_proxy(args)
+    store = ParityStore(args.db or default_db(args.flags))
+    try:
+        await store.open()
+        if args.forget:
+            forgotten = await store.forget_noise(args.forget, args.feature)
+            print(f"forgot {args.forget} ({forgotten} learned entries)")
+            return 0 if forgotten else 1
+        rows = [
+            {"feature": f, "endpoint": e, "path": p, "count": n}
+            for f, e, p, n in await store.noise_counts(args.feature)
+            if n >= NOISE_THRESHOLD
+        ]
+    finally:
+        await store.close()
+    _print_noise(rows)
+    return 0
+
+
+async def _noise_by_proxy(args: argparse.Namespace) -> int:
+    token = args.admin_token or os.environ.get("BANYAN_ADMIN_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    params = {k: v for k, v in (("feature", args.feature), ("path", args.forget)) if v}
+    url = args.proxy.rstrip("/") + "/_proxy/parity/noise"
+    async with aiohttp.ClientSession() as session:
+        method = "DELETE" if args.forget else "GET"
+        async with session.request(method, url, params=params, headers=headers) as answer:
+            body = await answer.json(content_type=None)
+    if answer.status != 200:
+        message = body.get("error", {}).get("message", body) if isinstance(body, dict) else body
+        print(f"banyan parity noise: {answer.status}: {message}", file=sys.stderr)
+        return 2
+    if args.forget:
+        print(f"forgot {args.forget} ({body['forgotten']} learned entries)")
+        return 0 if body["forgotten"] else 1
+    _print_noise(body["noise"])
+    return 0
+
+
+def _print_noise(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        print("No noise learned.")
+    for row in rows:
+        print(f"{row['feature']}  {row['endpoint']}  {row['path']}  (seen {row['count']}x)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="banyan parity")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -154,6 +211,13 @@ def build_parser() -> argparse.ArgumentParser:
     rpl.add_argument("--flags", default=os.environ.get("BANYAN_FLAGS", "flags.yaml"))
     rpl.add_argument("--token")
     rpl.add_argument("--json", action="store_true")
+    nse = sub.add_parser("noise", help="list learned noise, or forget a path")
+    nse.add_argument("--feature")
+    nse.add_argument("--forget", metavar="PATH", help="forget this learned path, e.g. $.items")
+    nse.add_argument("--db")
+    nse.add_argument("--proxy", metavar="URL", help="ask the running proxy instead of the store")
+    nse.add_argument("--admin-token", help="default: BANYAN_ADMIN_TOKEN")
+    nse.add_argument("--flags", default=os.environ.get("BANYAN_FLAGS", "flags.yaml"))
     return parser
 
 
@@ -161,4 +225,6 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "report":
         return asyncio.run(report(args))
+    if args.command == "noise":
+        return asyncio.run(noise(args))
     return asyncio.run(replay(args))

@@ -305,7 +305,12 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-def compare_json(a: Any, b: Any, rules: Rules, location: Location = ()) -> Iterable[Difference]:
+def compare_json(
+    a: Any, b: Any, rules: Rules, location: Location = (), *, align: bool = False
+) -> Iterable[Difference]:
+    """Typed differences between two JSON values. ``align``: ordered lists are aligned first
+    (equal elements paired, the rest added or removed unless a run of them is replaced one for
+    one), as the noise learner needs; without it elements are paired by index."""
     if any(paths.covers(p, location) for p in rules.ignore):
         return
     kind_a, kind_b = _type(a), _type(b)
@@ -325,7 +330,7 @@ def compare_json(a: Any, b: Any, rules: Rules, location: Location = ()) -> Itera
                         paths.render(child), "removed", a[key], None, paths.generalise(child)
                     )
             else:
-                yield from compare_json(a[key], b[key], rules, (*location, key))
+                yield from compare_json(a[key], b[key], rules, (*location, key), align=align)
         for key in b:
             if key not in a:
                 child = (*location, key)
@@ -336,6 +341,9 @@ def compare_json(a: Any, b: Any, rules: Rules, location: Location = ()) -> Itera
     elif kind_a == "array":
         if any(paths.matches(p, location) for p in rules.unordered):
             yield from _compare_unordered(a, b, location, rules)
+            return
+        if align:
+            yield from _compare_aligned(a, b, location, rules)
             return
         for index in range(min(len(a), len(b))):
             yield from compare_json(a[index], b[index], rules, (*location, index))
@@ -366,6 +374,51 @@ def _without_ignored(value: Any, location: Location, rules: Rules) -> Any:
     if isinstance(value, list):
         return [_without_ignored(item, (*location, i), rules) for i, item in enumerate(value)]
     return value
+
+
+def _compare_aligned(
+    a: list[Any], b: list[Any], location: Location, rules: Rules
+) -> Iterable[Difference]:
+    keys_a = [_canonical(_without_ignored(x, (*location, i), rules)) for i, x in enumerate(a)]
+    keys_b = [_canonical(_without_ignored(x, (*location, i), rules)) for i, x in enumerate(b)]
+    matcher = difflib.SequenceMatcher(a=keys_a, b=keys_b, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            continue
+        if tag == "replace" and i2 - i1 == j2 - j1:
+            for k in range(i2 - i1):
+                child = (*location, i1 + k)
+                yield from compare_json(a[i1 + k], b[j1 + k], rules, child, align=True)
+            continue
+        for index in range(i1, i2):
+            child = (*location, index)
+            yield Difference(
+                paths.render(child), "removed", a[index], None, paths.generalise(child)
+            )
+        for index in range(j1, j2):
+            child = (*location, index)
+            yield Difference(paths.render(child), "added", None, b[index], paths.generalise(child))
+
+
+def learnable_body_differences(first: Response, second: Response, rules: Rules) -> list[Difference]:
+    """The differences between two JSON (or event stream) bodies with lists aligned, for the
+    noise learner; other bodies give none (a text or binary body is never noise as a whole)."""
+    a_headers, b_headers = _lower(first.headers), _lower(second.headers)
+    try:
+        a, b = decode_body(first.body, a_headers), decode_body(second.body, b_headers)
+    except Exception:  # gzip, zlib and brotli each raise their own error types
+        return []
+    if a == b:
+        return []
+    if is_event_stream(a_headers) and is_event_stream(b_headers):
+        try:
+            return list(compare_json(parse_events(a), parse_events(b), rules, align=True))
+        except UnicodeDecodeError:
+            return []
+    left, right = parse_json(a, a_headers), parse_json(b, b_headers)
+    if left is _MISSING or right is _MISSING:
+        return []
+    return list(compare_json(left, right, rules, align=True))
 
 
 def _compare_unordered(

@@ -28,6 +28,7 @@ class ComparisonRecord:
 
 @dataclass(slots=True)
 class NoiseRecord:
+    feature: str
     endpoint: str
     patterns: list[str]
 

@@ -3,8 +3,8 @@
 SQLAlchemy async; a SQLite file by default, PostgreSQL by URL. The store never grows with traffic:
 it keeps counters per (feature, endpoint, hour), per (feature, endpoint, path, kind, hour) and per
 (feature, backend, latency bucket, hour), at most ``examples_per_path`` example diffs per
-(feature, endpoint, path), and learned noise per (endpoint, path). A million comparisons are a
-few thousand rows, so reports stay fast.
+(feature, endpoint, path), and learned noise per (feature, endpoint, path). A million comparisons
+are a few thousand rows, so reports stay fast.
 
 :class:`ParityRecorder` takes records on the request path without blocking (a bounded queue that
 drops and counts when full) and writes them in batches, aggregated in memory first, one
@@ -99,9 +99,12 @@ examples = Table(
     Column("differences", Text, nullable=False),
     Index("ix_parity_examples_lookup", "feature", "endpoint", "path"),
 )
+# Learned noise per feature and endpoint (``parity_noise``, keyed by endpoint alone, is left
+# unread: noise learned before it was per feature is learned again).
 noise = Table(
-    "parity_noise",
+    "parity_noise_learned",
     metadata,
+    Column("feature", String(200), primary_key=True),
     Column("endpoint", String(500), primary_key=True),
     Column("path", String(500), primary_key=True),
     Column("count", BigInteger, nullable=False, default=0),
@@ -169,7 +172,7 @@ class _Batch:
         default_factory=lambda: defaultdict(int)
     )
     latency: dict[tuple[str, str, int, int], int] = field(default_factory=lambda: defaultdict(int))
-    noise: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+    noise: dict[tuple[str, str, str], int] = field(default_factory=lambda: defaultdict(int))
     examples: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -205,7 +208,7 @@ class ParityStore:
                 self._add_comparison(batch, item)
             elif isinstance(item, NoiseRecord):
                 for pattern in item.patterns:
-                    batch.noise[(item.endpoint, pattern)] += 1
+                    batch.noise[(item.feature, item.endpoint, pattern)] += 1
             else:
                 hour = int(time.time()) // HOUR * HOUR
                 batch.counters[(item.feature, item.endpoint, hour)]["skipped"] += 1
@@ -316,8 +319,13 @@ class ParityStore:
                     rows,
                 )
             if batch.noise:
-                rows = [{"endpoint": e, "path": p, "count": n} for (e, p), n in batch.noise.items()]
-                await conn.execute(_upsert(engine, noise, ["endpoint", "path"], ["count"]), rows)
+                rows = [
+                    {"feature": f, "endpoint": e, "path": p, "count": n}
+                    for (f, e, p), n in batch.noise.items()
+                ]
+                await conn.execute(
+                    _upsert(engine, noise, ["feature", "endpoint", "path"], ["count"]), rows
+                )
             if batch.examples:
                 wanted = {(x["feature"], x["endpoint"], x["path"]) for x in batch.examples}
                 have: dict[tuple[str, str, str], int] = defaultdict(int)
@@ -340,14 +348,22 @@ class ParityStore:
                 if keep:
                     await conn.execute(examples.insert(), keep)
 
-    async def noise_counts(self) -> list[tuple[str, str, int]]:
+    async def noise_counts(self, feature: str | None = None) -> list[tuple[str, str, str, int]]:
+        """Every noise count: (feature, endpoint, path, count), learned or not yet."""
+        query = select(noise.c.feature, noise.c.endpoint, noise.c.path, noise.c.count)
+        if feature is not None:
+            query = query.where(noise.c.feature == feature)
         async with self.engine.connect() as conn:
-            return [
-                tuple(r)
-                for r in (
-                    await conn.execute(select(noise.c.endpoint, noise.c.path, noise.c.count))
-                ).all()
-            ]
+            rows = (await conn.execute(query.order_by(noise.c.feature, noise.c.endpoint))).all()
+        return [(f, e, p, int(n)) for f, e, p, n in rows]
+
+    async def forget_noise(self, path: str, feature: str | None = None) -> int:
+        """Forget the noise path ``path`` (of ``feature``, or of every feature): the rows
+        deleted."""
+        where = [noise.c.path == path] + ([noise.c.feature == feature] if feature else [])
+        async with self.engine.begin() as conn:
+            result = await conn.execute(noise.delete().where(and_(*where)))
+        return int(result.rowcount or 0)
 
     async def example(self, example_id: int) -> dict[str, Any] | None:
         async with self.engine.connect() as conn:
@@ -422,7 +438,11 @@ class ParityStore:
                 .all()
             )
             noise_rows = (
-                await conn.execute(select(noise.c.endpoint, noise.c.path, noise.c.count))
+                await conn.execute(
+                    select(noise.c.feature, noise.c.endpoint, noise.c.path, noise.c.count).where(
+                        *([noise.c.feature == feature] if feature else [])
+                    )
+                )
             ).all()
         return build_report(
             count_rows, field_rows, latency_rows, [dict(r) for r in example_rows], noise_rows
@@ -520,12 +540,10 @@ def build_report(
             "p95": percentile_from_buckets(values, 0.95),
             "p99": percentile_from_buckets(values, 0.99),
         }
-    noise_by_endpoint: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for endpoint, path, count in noise_rows:
+    noise_by_feature: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for name, endpoint, path, count in noise_rows:
         if int(count) >= noise_threshold:
-            noise_by_endpoint[endpoint].append(
-                {"endpoint": endpoint, "path": path, "count": int(count)}
-            )
+            noise_by_feature[name].append({"endpoint": endpoint, "path": path, "count": int(count)})
     out = []
     for name in sorted(features):
         entry = features[name]
@@ -554,7 +572,9 @@ def build_report(
                 "mismatch_rate": round(entry["mismatched"] / judged, 6) if judged else None,
                 "error_rate": round(entry["errors"] / compared, 6) if compared else None,
                 "endpoints": endpoints,
-                "noise": [n for e in endpoints for n in noise_by_endpoint.get(e["endpoint"], [])],
+                "noise": sorted(
+                    noise_by_feature.get(name, []), key=lambda n: (n["endpoint"], n["path"])
+                ),
             }
         )
     return {"schema": "banyan.parity/v1", "generated_at": time.time(), "features": out}

@@ -235,6 +235,37 @@ def add_admin_routes(app: web.Application, key: web.AppKey[ProxyState]) -> None:
     app.router.add_get("/_proxy/parity", parity_page)
     app.router.add_get("/_proxy/parity.json", parity_page)
 
+    def no_parity(request: web.Request) -> web.Response:
+        return _json(
+            request, {"error": {"code": "not_found", "message": "parity is not enabled"}}, 404
+        )
+
+    @guarded()
+    async def list_noise(request: web.Request, state: ProxyState) -> web.Response:
+        learned = getattr(state.shadow, "learned_noise", None)
+        if learned is None:
+            return no_parity(request)
+        return _json(request, {"noise": learned(request.query.get("feature"))})
+
+    @guarded(write=True)
+    async def forget_noise(request: web.Request, state: ProxyState) -> web.Response:
+        forget = getattr(state.shadow, "forget_noise", None)
+        if forget is None:
+            return no_parity(request)
+        path = request.query.get("path", "")
+        if not path:
+            return _json(
+                request,
+                {"error": {"code": "validation_error", "message": "path: the path to forget"}},
+                400,
+            )
+        feature = request.query.get("feature") or None
+        forgotten = await forget(path, feature)
+        return _json(request, {"path": path, "feature": feature, "forgotten": forgotten})
+
+    app.router.add_get("/_proxy/parity/noise", list_noise)
+    app.router.add_delete("/_proxy/parity/noise", forget_noise)
+
     async def unknown(request: web.Request) -> web.Response:
         return _json(
             request, {"error": {"code": "not_found", "message": "no such admin endpoint"}}, 404

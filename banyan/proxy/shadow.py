@@ -160,8 +160,8 @@ class Shadow:
         self.upstreams = Upstreams(state.limits, PoolSettings(max_connections=self.max_inflight))
         self.sender.start(self.upstreams)
         await self.recorder.start()
-        for endpoint, path, count in await self.recorder.store.noise_counts():
-            self.learner.load(endpoint, path, count)
+        for feature, endpoint, path, count in await self.recorder.store.noise_counts():
+            self.learner.load(feature, endpoint, path, count)
 
     async def stop(self) -> None:
         await cancel_and_wait(list(self._tasks))
@@ -337,10 +337,11 @@ class Shadow:
             ):
                 again = await self._send(decision.backend, exchange, headers, body, feature)
                 if again.error is None:
-                    found = self.learner.observe(endpoint, primary, again, rules)
+                    found = self.learner.observe(feature.name, endpoint, primary, again, rules)
                     if found:
-                        self.recorder.record(NoiseRecord(endpoint, found))
-            result = compare(primary, candidate, rules, noise=self.learner.predicate(endpoint))
+                        self.recorder.record(NoiseRecord(feature.name, endpoint, found))
+            noise = self.learner.predicate(feature.name, endpoint)
+            result = compare(primary, candidate, rules, noise=noise)
             self._record(
                 feature,
                 endpoint,
@@ -445,6 +446,16 @@ class Shadow:
         return tap
 
     # -- reports ---------------------------------------------------------------------------------
+
+    def learned_noise(self, feature: str | None = None) -> list[dict[str, Any]]:
+        return self.learner.learned(feature)
+
+    async def forget_noise(self, path: str, feature: str | None = None) -> int:
+        """Forget a learned noise path, in memory and in the store (what is queued is written
+        first, so it cannot bring the path back)."""
+        dropped = self.learner.forget(path, feature)
+        await self.recorder.flush()
+        return max(dropped, await self.recorder.store.forget_noise(path, feature))
 
     async def report(self, request: web.Request, *, html: bool) -> web.Response:
         await self.recorder.flush()
@@ -648,7 +659,7 @@ class WebSocketTap:
             left,
             right,
             Rules.from_config(self.feature.parity),
-            noise=self.shadow.learner.predicate(self.endpoint),
+            noise=self.shadow.learner.predicate(self.feature.name, self.endpoint),
         )
         self.shadow._record(
             self.feature, self.endpoint, "WS", path, {}, None, self.decision, left, right, result

@@ -5,8 +5,8 @@ from __future__ import annotations
 import itertools
 import json
 
-from banyan.parity.compare import Response, compare
-from banyan.parity.noise import NoiseLearner, endpoint_key
+from banyan.parity.compare import Response, Rules, compare
+from banyan.parity.noise import NoiseLearner, endpoint_key, learnable
 from banyan.parity.redact import (
     REDACTED,
     redact_body,
@@ -35,20 +35,57 @@ def test_timestamps_are_learned_as_noise_within_twenty_samples() -> None:
     assert endpoint == "GET /api/sessions/*"
     learned_after = None
     for sample in range(1, 21):
-        learner.observe(endpoint, session_answer(), session_answer())
-        if learner.is_noise(endpoint, "$.updated_at") and learned_after is None:
+        learner.observe("sessions", endpoint, session_answer(), session_answer())
+        if learner.is_noise("sessions", endpoint, "$.updated_at") and learned_after is None:
             learned_after = sample
     assert learned_after is not None and learned_after <= 20
-    assert dict(learner.noise_paths(endpoint)) == {"$.updated_at": 20, "$.items[*].seen": 20}
-    assert not learner.is_noise(endpoint, "$.title")
+    assert learner.learned("sessions") == [
+        {"feature": "sessions", "endpoint": endpoint, "path": "$.items[*].seen", "count": 20},
+        {"feature": "sessions", "endpoint": endpoint, "path": "$.updated_at", "count": 20},
+    ]
+    assert learner.learned("other") == [] and not learner.is_noise(
+        "other", endpoint, "$.updated_at"
+    )
+    assert not learner.is_noise("sessions", endpoint, "$.title")
     primary = session_answer()
     candidate = Response(200, primary.headers, primary.body.replace(b"Fractions", b"Ratios"))
     later = session_answer()
-    result = compare(later, candidate, noise=learner.predicate(endpoint))
+    result = compare(later, candidate, noise=learner.predicate("sessions", endpoint))
     assert [d.path for d in result.differences] == ["$.title"]
     assert {d.pattern for d in result.noise} == {"$.updated_at", "$.items[*].seen"}
-    learner.load("GET /x", "$.a", 5)
-    assert learner.is_noise("GET /x", "$.a")
+    learner.load("sessions", "GET /x", "$.a", 5)
+    assert learner.is_noise("sessions", "GET /x", "$.a")
+    assert learner.forget("$.updated_at", feature="other") == 0
+    assert learner.forget("$.updated_at") == 1
+    assert not learner.is_noise("sessions", endpoint, "$.updated_at")
+    assert learner.is_noise("sessions", endpoint, "$.items[*].seen")
+
+
+def listing(*titles: str, status: int = 200, **extra: object) -> Response:
+    items = [{"id": f"id-{t}", "title": t} for t in titles]
+    body = json.dumps({"items": items, **extra}).encode()
+    return Response(status, {"content-type": "application/json"}, body)
+
+
+def test_only_leaves_that_change_within_one_backend_are_noise() -> None:
+    # a list that grew between the two asks (the user created an item in between): no noise
+    assert learnable(listing("b", "a"), listing("c", "b", "a")) == []
+    # a full page that shifted by one: elements added and removed, never "every title changed"
+    assert learnable(listing("c", "b", "a"), listing("d", "c", "b")) == []
+    # an element replaced in place is compared field by field
+    assert learnable(listing("a", "b"), listing("a", "x")) == ["$.items[*].id", "$.items[*].title"]
+    # never the status, a key that appears, a whole object or list, a text body
+    assert learnable(listing("a"), listing("a", status=201)) == []
+    assert learnable(listing("a"), listing("a", warning="w")) == []
+    assert learnable(listing("a", meta={"n": 1}), listing("a", meta=[1])) == []
+    text = {"content-type": "text/plain"}
+    assert learnable(Response(200, text, b"a\nb"), Response(200, text, b"a\nc")) == []
+    # a scalar changing value or type is, and so is a listed header present on both sides
+    assert learnable(listing("a", at=1), listing("a", at=None)) == ["$.at"]
+    dated = Response(200, {"content-type": "application/json", "date": "1"}, b"{}")
+    undated = Response(200, {"content-type": "application/json", "date": "2"}, b"{}")
+    assert learnable(dated, undated, Rules(headers=("content-type", "date"))) == ["header:date"]
+    assert learnable(dated, listing(), Rules(headers=("date",))) == []
 
 
 def test_endpoint_keys_hide_ids() -> None:

@@ -74,7 +74,9 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 async def test_counters_examples_latency_and_noise(store: ParityStore) -> None:
     await store.write([record(i) for i in range(10)])
     await store.write([record(10, candidate_title="A"), record(11, error="timeout")])
-    await store.write([NoiseRecord("GET /api/sessions/*", ["$.updated_at"]) for _ in range(2)])
+    await store.write(
+        [NoiseRecord("sessions", "GET /api/sessions/*", ["$.updated_at"]) for _ in range(2)]
+    )
     await store.write([SkipRecord("sessions", "GET /api/sessions/*", "body_too_large")])
     data = await store.summary()
     feature = data["features"][0]
@@ -175,7 +177,7 @@ async def test_reports_render_what_matters(tmp_path: Path) -> None:
     parity = ParityStore(f"sqlite+aiosqlite:///{tmp_path / 'parity.db'}")
     await parity.open()
     await parity.write([record(i) for i in range(3)])
-    await parity.write([NoiseRecord("GET /api/sessions/*", ["$.updated_at"])] * 2)
+    await parity.write([NoiseRecord("sessions", "GET /api/sessions/*", ["$.updated_at"])] * 2)
     data = await parity.summary()
     await parity.close()
     text = render_text(data)
@@ -250,3 +252,32 @@ def test_since_parsing() -> None:
     assert cli.parse_since("2h", now=10_000) == 10_000 - 7200
     assert cli.parse_since("2023-11-14T22:13:20Z") == 1_700_000_000
     assert cli.default_db("some/flags.yaml").endswith("some/parity.db")
+
+
+async def test_cli_lists_and_forgets_learned_noise_in_the_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = f"sqlite+aiosqlite:///{tmp_path / 'parity.db'}"
+    parity = ParityStore(db)
+    await parity.open()
+    await parity.write([NoiseRecord("sessions", "GET /api/sessions/*", ["$.updated_at"])] * 3)
+    await parity.write([NoiseRecord("folders", "GET /api/folders", ["$.at", "$.once"])] * 1)
+    await parity.write([NoiseRecord("folders", "GET /api/folders", ["$.at"])])
+    await parity.close()
+    assert await asyncio.to_thread(cli.main, ["noise", "--db", db]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed == [
+        "folders  GET /api/folders  $.at  (seen 2x)",  # $.once, seen once, is not noise yet
+        "sessions  GET /api/sessions/*  $.updated_at  (seen 3x)",
+    ]
+    assert await asyncio.to_thread(cli.main, ["noise", "--db", db, "--feature", "folders"]) == 0
+    assert "sessions" not in capsys.readouterr().out
+    forget = ["noise", "--db", db, "--forget", "$.updated_at", "--feature", "folders"]
+    assert await asyncio.to_thread(cli.main, forget) == 1  # not learned for folders
+    assert await asyncio.to_thread(cli.main, forget[:-2]) == 0
+    capsys.readouterr()
+    assert await asyncio.to_thread(cli.main, ["noise", "--db", db]) == 0
+    assert "$.updated_at" not in capsys.readouterr().out
+    empty = f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+    assert await asyncio.to_thread(cli.main, ["noise", "--db", empty]) == 0
+    assert "No noise learned." in capsys.readouterr().out

@@ -11,6 +11,7 @@ import httpx
 import jwt
 import pytest
 
+from banyan.parity import cli
 from banyan.parity.compare import Response
 from banyan.parity.store import ParityRecorder, ParityStore
 from banyan.proxy.shadow import Shadow, sampled, shadow_from_env, undelivered
@@ -86,6 +87,54 @@ async def test_timestamps_are_learned_as_noise(make_stack: Any, tmp_path: Path) 
     feature = data["features"][0]
     assert feature["noise"] and feature["noise"][0]["path"] == "$.now"
     assert feature["matched"] >= 15  # once learned, the timestamp no longer counts as a mismatch
+
+
+async def test_learned_noise_is_listed_and_forgotten_through_the_admin_api(
+    make_stack: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BANYAN_ADMIN_TOKEN", "admin-secret")
+    admin = {"Authorization": "Bearer admin-secret"}
+    async with make_stack(features(noise=100), shadow=make_shadow(tmp_path)) as stack:
+        async with httpx.AsyncClient(base_url=stack.url) as client:
+            for _ in range(5):
+                await client.get("/clock")
+            before = (await settle(stack, 5))["features"][0]["mismatched"]
+            listed = (await client.get("/_proxy/parity/noise", headers=admin)).json()["noise"]
+            assert [(n["feature"], n["endpoint"], n["path"]) for n in listed] == [
+                ("api", "GET /clock", "$.now")
+            ]
+            assert listed[0]["count"] >= 2
+            assert (
+                await client.get("/_proxy/parity/noise?feature=other", headers=admin)
+            ).json() == {"noise": []}
+            refused = await client.delete("/_proxy/parity/noise?path=$.now")
+            assert refused.status_code == 401 and refused.json()["error"]["code"] == "unauthorized"
+            no_path = await client.delete("/_proxy/parity/noise", headers=admin)
+            assert no_path.status_code == 400 and "path" in no_path.json()["error"]["message"]
+            out = await asyncio.to_thread(
+                cli.main,
+                [
+                    "noise",
+                    "--proxy",
+                    stack.url,
+                    "--admin-token",
+                    "admin-secret",
+                    "--forget",
+                    "$.now",
+                ],
+            )
+            assert out == 0
+            assert (await client.get("/_proxy/parity/noise", headers=admin)).json() == {"noise": []}
+            store = stack.state.shadow.recorder.store
+            assert [c for c in await store.noise_counts() if c[2] == "$.now"] == []
+            # forgotten: the timestamp is a mismatch again until it is learned again
+            stack.flags.write_text(
+                stack.flags.read_text().replace("noise_sample: 100", "noise_sample: 0")
+            )
+            assert stack.state.store.reload_now()
+            await client.get("/clock")
+            data = await settle(stack, 6)
+    assert data["features"][0]["mismatched"] == before + 1
 
 
 async def test_writes_are_not_shadowed_unless_mirrored(make_stack: Any, tmp_path: Path) -> None:
