@@ -16,7 +16,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import fields, is_dataclass
+from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,9 @@ def feature_settings(feature: Feature) -> dict[str, Any]:
     data: dict[str, Any] = {}
     for name in _SETTING_NAMES:
         value = getattr(feature, name)
-        if is_dataclass(value):
+        if name == "rollout" and value is not None:
+            value = asdict(value)  # steps nest one level deeper; rare enough to copy
+        elif is_dataclass(value):
             value = {f.name: getattr(value, f.name) for f in fields(value)}
         elif isinstance(value, dict):
             value = dict(value)

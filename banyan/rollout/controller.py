@@ -229,6 +229,7 @@ class RolloutController:
                 where = describe(record)
                 abort(record, f"the rollout's steps changed in the flag file at {where}")
                 notes.append((name, f"aborted: {record.reason}"))
+                effects.append(Effect("abort", name, record.step, abort_changes(feature)))
                 continue
             step = rollout.steps[record.step]
             if not record.applied:
@@ -238,6 +239,7 @@ class RolloutController:
                 moved = self._moved(feature.name, feature.mode)
                 abort(record, f"{describe(record)}: {moved}")
                 notes.append((name, f"aborted: {record.reason}"))
+                effects.append(Effect("abort", name, record.step, abort_changes(feature)))
                 continue
             held = verdicts.get(name)
             if held is None or held[0] != record.step:

@@ -190,3 +190,20 @@ def test_every_mistake_names_its_line(block: str, line: int, reason: str) -> Non
     assert caught.value.line == line, str(caught.value)
     assert reason in caught.value.reason
     assert str(caught.value).startswith(f"flags.yaml:{line}: features.sessions.rollout")
+
+
+def test_a_step_moved_to_another_line_is_the_same_setting() -> None:
+    from banyan.proxy.audit import diff_flagsets
+
+    block = "    rollout: {steps: [shadow: {for: 1m}, new: {}]}\n"
+    before = parse_flags(HEAD + block, "f")
+    after = parse_flags(HEAD.replace("features:\n", "# a comment\nfeatures:\n") + block, "f")
+    assert after.features[0].rollout.steps[0].line == before.features[0].rollout.steps[0].line + 1
+    assert diff_flagsets(before, after) == []
+    changed = parse_flags(HEAD + block.replace("1m", "2m"), "f")
+    [(name, old, new)] = diff_flagsets(before, changed)
+    assert name == "sessions"
+    assert (
+        old["rollout"]["steps"][0]["duration"] == 60
+        and new["rollout"]["steps"][0]["duration"] == 120
+    )

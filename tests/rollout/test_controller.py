@@ -14,6 +14,7 @@ import httpx
 
 from banyan.parity.store import ParityRecorder, ParityStore
 from banyan.proxy.shadow import Shadow
+from banyan.rollout.store import FileRolloutStore
 
 AUTH = {"Authorization": "Bearer rollout-token"}
 
@@ -144,3 +145,62 @@ async def test_a_restarted_proxy_resumes_the_rollout_where_it_was(make_stack: An
         assert record["state"] == "running" and record["step"] == 2 and record["mode"] == "canary"
         promoted = (await client.post("/_proxy/rollouts/api/promote", headers=AUTH)).json()
     assert promoted["state"] == "succeeded" and promoted["mode"] == "new"
+
+
+async def test_flags_moved_outside_the_rollout_abort_it(make_stack: Any) -> None:
+    guarded = FEATURE.replace(
+        "    stick_by: header:X-User\n",
+        "    stick_by: header:X-User\n    guards: {max_error_rate: 0.1, window: 10}\n",
+    ).replace("canary: {percent: 50, for: 1s}", "canary: {percent: 100, for: 1h}")
+    async with (
+        make_stack(guarded) as stack,
+        httpx.AsyncClient(base_url=stack.url, timeout=10, headers=AUTH) as client,
+    ):
+        await client.post("/_proxy/rollouts/api/start", headers=AUTH)  # mirror passes at once
+        await until(client, lambda r: r["step"] == 1 and r["applied"])
+        await client.post("/_proxy/rollouts/api/promote", headers=AUTH)  # past shadow
+        await until(client, lambda r: r["step"] == 2 and r["applied"])
+        for _ in range(20):  # new fails: the feature's own guard rolls it back first
+            await client.get("/status/500", headers={"X-User": "u1"})
+        record = await until(client, lambda r: r["state"] == "aborted" and r["applied"])
+    assert "rolled back by the feature's guard (guard max_error_rate breached" in record["reason"]
+    assert record["mode"] == "legacy"
+
+
+async def test_a_rollout_block_changed_or_removed_mid_way_aborts(make_stack: Any) -> None:
+    slow = FEATURE.replace("{for: 1s}", "{for: 1h}")
+    async with (
+        make_stack(slow) as stack,
+        httpx.AsyncClient(base_url=stack.url, timeout=10, headers=AUTH) as client,
+    ):
+        await client.post("/_proxy/rollouts/api/start", headers=AUTH)
+        await until(client, lambda r: r["step"] == 1 and r["applied"])
+        text = stack.flags.read_text().replace("shadow: {for: 1h}", "shadow: {for: 2h}")
+        stack.flags.write_text(text)
+        await stack.state.store.reload()
+        record = await until(client, lambda r: r["state"] == "aborted" and r["applied"])
+        assert "the rollout's steps changed in the flag file at step 2/4" in record["reason"]
+        assert record["mode"] == "legacy"
+        await client.post("/_proxy/rollouts/api/start", headers=AUTH)
+        await until(client, lambda r: r["state"] == "running" and r["applied"])
+        stack.flags.write_text(text.split("    rollout:")[0] + "default: legacy\n")
+        await stack.state.store.reload()
+        record = await until(client, lambda r: r["state"] == "aborted" and r["applied"])
+    assert record["reason"] == "the feature or its rollout block left the flag file"
+
+
+async def test_one_controller_leads_per_state_folder(make_stack: Any) -> None:
+    from banyan.rollout.controller import RolloutController
+
+    async with make_stack(FEATURE) as stack:
+        leading = RolloutController(
+            stack.state, FileRolloutStore(stack.flags.parent / "x.json"), stack.flags.parent / "l"
+        )
+        second = RolloutController(
+            stack.state, FileRolloutStore(stack.flags.parent / "x.json"), stack.flags.parent / "l"
+        )
+        assert leading.leader and not second.leader
+        await second.tick()  # a follower does nothing
+        await leading.stop()
+        assert second.leader
+        await second.stop()

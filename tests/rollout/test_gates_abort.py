@@ -70,7 +70,7 @@ async def run_until_aborted(
             for i in range(600):
                 await traffic(client, i)
                 record = (await client.get("/_proxy/rollouts/api")).json()
-                if record["state"] != "running":
+                if record["state"] != "running" and record["applied"]:  # the flags are written
                     break
                 await asyncio.sleep(0.01)
             took = time.monotonic() - began

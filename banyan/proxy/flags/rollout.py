@@ -12,7 +12,7 @@ mirrored back) — with an optional ``for`` duration (``30s``, ``10m``, ``2h``) 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import yaml
@@ -47,7 +47,7 @@ class RolloutStep:
     kind: StepKind
     percent: float = 0.0
     duration: float = 0.0
-    line: int = 0
+    line: int = field(default=0, compare=False)  # for messages; moving a step is no change
 
     @property
     def label(self) -> str:
