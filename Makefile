@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 COV_MIN ?= 90
 
-.PHONY: run test lint typecheck pytest browser-deps web bench clean
+.PHONY: run test lint typecheck pytest browser-deps stack-deps web bench clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or make PYTHON=python3)"; exit 1; }
@@ -45,11 +45,22 @@ browser-deps:
 		else echo "WARNING: npm not found; browser tests will skip (fail in CI)"; fi; \
 	fi
 
+# What the whole-stack test needs (tests/stack): Debian's HAProxy when it is absent and we are root.
+# A failure here is reported, not fatal: the test then skips loudly, or fails in CI (CI=true).
+stack-deps:
+	@if ! command -v haproxy >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing haproxy (apt-get) for the whole-stack test"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -q haproxy >/dev/null 2>&1 \
+		|| { apt-get update -q >/dev/null && apt-get install -y -q haproxy >/dev/null; } \
+		|| echo "WARNING: could not install haproxy; the whole-stack test will skip (fail in CI)"; \
+	fi
+
 # Rebuild the committed web app (banyan/webapp/dist) after changing web/.
 web:
 	cd web && npm ci --no-audit --no-fund --loglevel=error && npm run build
 
-pytest: $(STAMP) browser-deps
+pytest: $(STAMP) browser-deps stack-deps
 	rm -f .coverage .coverage.*
 	COVERAGE_PROCESS_START=$(CURDIR)/pyproject.toml $(BIN)/pytest --cov --cov-report=term --cov-fail-under=$(COV_MIN) $(PYTEST_ARGS)
 
