@@ -25,13 +25,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
-from banyan.parity.compare import Response, Rules, compare
+from banyan.parity.compare import Rules
+from banyan.parity.replay import replay as replay_example
 from banyan.parity.report import render_html, render_json, render_text
 from banyan.parity.store import ParityStore
-
-REDACTED_HEADERS = {"authorization", "cookie", "proxy-authorization", "x-api-key"}
 
 
 def default_db(flags: str) -> str:
@@ -94,44 +91,11 @@ async def replay(args: argparse.Namespace) -> int:
     if example is None:
         print(f"banyan parity: no stored example #{args.id}", file=sys.stderr)
         return 2
-    backends = _backends(args.flags)
-    headers = {
-        k: v for k, v in example["request"]["headers"].items() if k.lower() not in REDACTED_HEADERS
-    }
-    headers = {k: v for k, v in headers.items() if k.lower() not in ("host", "content-length")}
     token = args.token or os.environ.get("BANYAN_REPLAY_TOKEN")
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    body = example["request"]["body"].encode() if example["request"]["body"] else None
-    answers: dict[str, Response] = {}
-    async with aiohttp.ClientSession(auto_decompress=False) as session:
-        for role in ("primary", "candidate"):
-            backend = example[f"{role}_backend"]
-            started = time.perf_counter()
-            try:
-                async with session.request(
-                    example["method"],
-                    backends[backend] + example["url"],
-                    headers=headers,
-                    data=body,
-                ) as r:
-                    raw = await r.read()
-                    answers[role] = Response(
-                        r.status, dict(r.headers), raw, (time.perf_counter() - started) * 1000
-                    )
-            except aiohttp.ClientError as exc:
-                answers[role] = Response(0, {}, b"", error=f"{type(exc).__name__}: {exc}")
-    result = compare(
-        answers["primary"], answers["candidate"], _rules(args.flags, example["feature"])
-    )
-    summary = {
-        "example": example["id"],
-        "request": f"{example['method']} {example['url']}",
-        "still_differs": not result.match,
-        "differences": [d.as_dict() for d in result.differences],
-    }
+    rules = _rules(args.flags, example["feature"])
+    summary = await replay_example(example, _backends(args.flags), rules, token=token)
     print(json.dumps(summary, indent=2, default=str) if args.json else _replay_text(summary))
-    return 1 if not result.match else 0
+    return 1 if summary["still_differs"] else 0
 
 
 def _replay_text(summary: dict[str, Any]) -> str:

@@ -1,4 +1,5 @@
-"""The admin surface under ``/_proxy/``: status, flags, explain, metrics, audit, parity.
+"""The admin surface under ``/_proxy/``: status, flags, explain, metrics, audit, parity, and
+the console (:mod:`banyan.proxy.console`, :mod:`banyan.proxy.parity_admin`).
 
 Access: with ``BANYAN_ADMIN_TOKEN`` set, every admin call needs ``Authorization: Bearer <token>``;
 without it, only loopback clients may read, and writes are refused (a write always needs a token).
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from banyan.control.db import ControlError
+from banyan.proxy import console, parity_admin
 from banyan.proxy.audit import feature_settings
 from banyan.proxy.flag_edit import set_fields
 from banyan.proxy.flags import FEATURE_KEYS, FlagError
@@ -230,10 +232,12 @@ def add_admin_routes(app: web.Application, key: web.AppKey[ProxyState]) -> None:
             return _json(
                 request, {"error": {"code": "not_found", "message": "parity is not enabled"}}, 404
             )
-        return await hook.report(request, html=request.path.endswith("parity"))
+        return await hook.report(request, html=request.path.endswith(".html"))
 
-    app.router.add_get("/_proxy/parity", parity_page)
     app.router.add_get("/_proxy/parity.json", parity_page)
+    app.router.add_get("/_proxy/parity/export.html", parity_page)  # the static page for a ticket
+    parity_admin.add_routes(app, guarded, _json)
+    console.add_routes(app)  # /_proxy/ui/, and /_proxy/parity redirecting there
 
     def no_parity(request: web.Request) -> web.Response:
         return _json(

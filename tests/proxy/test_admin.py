@@ -100,7 +100,7 @@ async def test_writes_need_the_token(make_stack: Any, monkeypatch: pytest.Monkey
         assert audit[0]["source"] == "admin" and audit[0]["after"]["mode"] == "new"
         assert len([e for e in audit if e["feature"] == "api"]) == 1  # not again as a file edit
         assert (await client.get("/_proxy/audit?limit=x", headers=auth)).status_code == 400
-        assert (await client.get("/_proxy/parity", headers=auth)).status_code == 404
+        assert (await client.get("/_proxy/parity.json", headers=auth)).status_code == 404
 
 
 async def test_file_edits_are_audited(make_stack: Any) -> None:

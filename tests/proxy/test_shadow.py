@@ -59,7 +59,7 @@ async def test_differences_are_found_at_their_exact_paths(make_stack: Any, tmp_p
             answer = await client.get("/api/lessons?x=1")
             assert answer.json()["backend"] == "legacy"
             data = await settle(stack, 1)
-            page = await client.get("/_proxy/parity")
+            page = await client.get("/_proxy/parity/export.html")
             as_json = (await client.get("/_proxy/parity.json")).json()
     feature = data["features"][0]
     assert feature["feature"] == "api" and feature["mismatched"] == 1

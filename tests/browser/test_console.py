@@ -1,0 +1,188 @@
+"""The Banyan console (/_proxy/ui/) in headless Chromium, on the whole stack started as
+``banyan up`` does, the admin token set.
+
+The planted mismatch is real: ``folders`` is shadowed (legacy serves, new gets a copy) while
+``auth`` never writes to new, so new does not know the user and refuses what legacy answers. A QA
+user finds it in the console, filters to it, sees both answers side by side with the differing
+parts highlighted and replays it. An engineer flips a feature through the admin API and reads it
+in the features panel and the audit history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+
+from banyan.processes import RunningStack, running_stack
+from tests.browser.harness import JWT_SECRET, Driver, Page, shipped_features
+
+ADMIN = "console-browser-admin-token"
+PASSWORD = "correct horse battery"
+
+
+@contextlib.asynccontextmanager
+async def console_stack(workdir: Path) -> AsyncIterator[RunningStack]:
+    env = {"BANYAN_JWT_SECRET": JWT_SECRET, "BANYAN_ADMIN_TOKEN": ADMIN}
+    features = shipped_features({"folders": {"mode": "shadow"}})
+    async with running_stack(workdir, features=features, env=env) as stack:
+        yield stack
+
+
+async def plant_mismatch(proxy: str) -> str:
+    """A user legacy knows and new does not lists their folders through the proxy."""
+    async with httpx.AsyncClient(base_url=proxy) as client:
+        answer = await client.post(
+            "/api/auth/register",
+            json={"email": "qa@example.org", "password": PASSWORD, "name": "QA"},
+        )
+        assert answer.status_code == 201, answer.text
+        token = answer.json()["token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        made = await client.post("/api/folders", json={"name": "Biology"}, headers=auth)
+        assert made.status_code == 201, made.text
+        listed = await client.get("/api/folders", headers=auth)
+        assert listed.status_code == 200 and listed.headers["x-banyan-backend"] == "legacy"
+        # the comparison is recorded once the candidate answered: wait until the proxy has it
+        admin = {"Authorization": f"Bearer {ADMIN}"}
+        for _ in range(200):
+            found = await client.get(
+                "/_proxy/parity/mismatches?feature=folders&path=status", headers=admin
+            )
+            if found.json()["items"]:
+                return str(token)
+            await asyncio.sleep(0.05)
+        raise AssertionError("the shadowed comparison was never recorded")
+
+
+async def unexpected(page: Page, *expected: str) -> list[str]:
+    """The page's console errors, less failed loads the test causes on purpose (``expected``:
+    statuses or endpoints, such as a panel probing an endpoint this proxy may not have yet)."""
+    return [
+        p
+        for p in await page.problems()
+        if not ("Failed to load resource" in p and any(e in p for e in expected))
+    ]
+
+
+async def use_admin_token(page: Page) -> None:
+    await page.fill('role=textbox[name="Admin token"]', ADMIN)
+    await page.click('role=button[name="Use token"]')
+    await page.wait('[data-testid="access"]:has-text("Admin: actions enabled")')
+
+
+async def test_qa_finds_filters_and_replays_a_planted_mismatch(
+    tmp_path: Path, browser: Driver
+) -> None:
+    async with console_stack(tmp_path / "stack") as stack:
+        proxy = stack.url("proxy")
+        user_token = await plant_mismatch(proxy)
+        qa = await browser.page("qa", proxy)
+        await qa.goto("/_proxy/parity")  # the old page's address leads to the console
+        await qa.wait("#notice:has-text('Paste the admin token')")
+        assert await qa.text('[data-testid="access"]') == "Read-only"
+        await qa.screenshot("console-without-token")
+        await use_admin_token(qa)
+        assert await qa.eval("() => sessionStorage.getItem('banyan.adminToken')") == ADMIN
+        assert await qa.eval("() => localStorage.length") == 0
+
+        await qa.wait('role=heading[name="Parity"]')
+        await qa.wait('role=table[name="Parity per endpoint"] >> text=folders')
+        await qa.wait(".chart svg circle.dot.bad")  # the match rate fell this hour
+        await qa.screenshot("parity-overview")
+
+        # filter down to the mismatch: feature, endpoint, differing path, time window
+        await qa.eval(
+            """() => {
+              const form = document.querySelector('form.filters')
+              form.feature.value = 'folders'
+              form.feature.dispatchEvent(new Event('change'))
+            }"""
+        )
+        await qa.click('role=button[name="Apply"]')
+        await qa.wait('[data-filters="#/parity?feature=folders"] form.filters')
+        await qa.eval(
+            """() => {
+              const form = document.querySelector('form.filters')
+              form.endpoint.value = 'GET /api/folders'
+              form.path.value = 'status'
+              form.since.value = '1h'
+            }"""
+        )
+        await qa.click('role=button[name="Apply"]')
+        await qa.wait('[data-filters*="path=status"] [data-testid="example-request"]')
+        assert await qa.text('[data-testid="example-request"]') == "GET /api/folders"
+        assert "feature=folders" in await qa.eval("() => location.hash")
+        assert "path=status" in await qa.eval("() => location.hash")
+        position = await qa.text('[data-testid="mismatch-position"]')
+        assert position.strip().startswith("Mismatch 1 of ")
+
+        # both answers side by side; what differs is highlighted on each side
+        primary = '[data-testid="answer-primary"]'
+        candidate = '[data-testid="answer-candidate"]'
+        assert await qa.text(f"{primary} h4") == "legacy (primary)"
+        assert await qa.text(f"{candidate} h4") == "new (candidate)"
+        assert await qa.text(f'{primary} mark[data-path="status"]') == "200"
+        assert await qa.text(f'{candidate} mark[data-path="status"]') == "401"
+        assert await qa.count(f'{primary} pre mark.diff[data-path="$.items"]') == 1
+        assert "Biology" in await qa.text(f'{primary} pre mark.diff[data-path="$.items"]')
+        assert await qa.count(f'{candidate} pre mark.diff[data-path="$.error"]') == 1
+        await qa.screenshot("mismatch-side-by-side")
+
+        # replay it with the user's token: new still refuses, so it still differs
+        await qa.fill('role=textbox[name="Bearer token for the replayed request"]', user_token)
+        await qa.click('role=button[name="Replay"]')
+        await qa.wait('[data-testid="replay-result"] [data-verdict]')
+        verdict = await qa.text('[data-testid="replay-result"] [data-verdict]')
+        assert verdict == "Still differs (legacy 200, new 401)"
+        await qa.screenshot("replayed")
+        assert await unexpected(qa, "401", "/_proxy/parity/noise") == []
+
+
+async def test_features_audit_and_mirror_panels(tmp_path: Path, browser: Driver) -> None:
+    async with console_stack(tmp_path / "stack") as stack:
+        proxy = stack.url("proxy")
+        engineer = await browser.page("engineer", proxy)
+        await engineer.goto("/_proxy/ui/")
+        await use_admin_token(engineer)
+        await engineer.wait('role=heading[name="Features"]')
+        assert await engineer.text('[data-testid="mode-folders"]') == "shadow (primary legacy)"
+        assert await engineer.text('[data-testid="mode-quizzes"]') == "legacy"
+
+        # traffic shows up in the live split; a flag change shows up in mode and audit
+        async with httpx.AsyncClient(base_url=proxy) as client:
+            for _ in range(5):
+                await client.get("/api/quizzes/none")
+            flipped = await client.put(
+                "/_proxy/flags/quizzes",
+                json={"mode": "new"},
+                headers={"Authorization": f"Bearer {ADMIN}"},
+            )
+            assert flipped.status_code == 200, flipped.text
+            for _ in range(3):
+                await client.get("/api/quizzes/none")
+        await engineer.wait('[data-testid="mode-quizzes"]:has-text("new")')
+        await engineer.wait_for(
+            """() => {
+              const split = document.querySelector('[data-testid="split-quizzes"]')
+              return split && split.textContent.includes('total legacy 5, new 3')
+            }"""
+        )
+        await engineer.screenshot("features")
+
+        await engineer.click('role=link[name="Audit"]')
+        await engineer.wait('role=table[name="Audit history"] >> text=quizzes')
+        row = await engineer.text('role=table[name="Audit history"] >> tr:has-text("quizzes")')
+        assert "admin" in row and 'mode: "legacy" → "new"' in row
+        await engineer.screenshot("audit")
+
+        await engineer.click('role=link[name="Mirror"]')
+        await engineer.wait('role=heading[name="Mirror dead letters"]')
+        assert (await engineer.text('[data-testid="mirror-counts"]')).startswith("Queue: ")
+        await engineer.click('role=link[name="Rollouts"]')
+        await engineer.wait('role=heading[name="Rollouts"]')
+        await engineer.screenshot("rollouts")
+        assert await unexpected(engineer, "401", "/_proxy/rollouts", "/_proxy/mirror") == []
