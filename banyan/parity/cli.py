@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from banyan.parity.compare import Rules
 from banyan.parity.replay import replay as replay_example
 from banyan.parity.report import render_html, render_json, render_text

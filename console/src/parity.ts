@@ -169,8 +169,22 @@ function headerMarks(differences: Difference[]): Set<string> {
   )
 }
 
-function side(role: string, backend: string, answer: Answer, differences: Difference[]): HTMLElement {
-  const marked = new Set(differences.map((d) => d.path))
+const LAST_SEGMENT = /(\.[A-Za-z_][\w-]*|\['(?:[^'\\]|\\.)*'\]|\[\d+\])$/
+
+/** The paths to highlight on one side: each difference's own, and for a value only the other
+ * side has, the container on this side where it is missing. */
+function marksFor(role: 'primary' | 'candidate', differences: Difference[]): Set<string> {
+  const marked = new Set<string>()
+  for (const d of differences) {
+    marked.add(d.path)
+    const missingHere = role === 'primary' ? d.kind === 'added' : d.kind === 'removed'
+    if (missingHere && d.path.startsWith('$')) marked.add(d.path.replace(LAST_SEGMENT, '') || '$')
+  }
+  return marked
+}
+
+function side(role: 'primary' | 'candidate', backend: string, answer: Answer, differences: Difference[]): HTMLElement {
+  const marked = marksFor(role, differences)
   const headers = headerMarks(differences)
   const statusDiffers = marked.has('status')
   return h(
