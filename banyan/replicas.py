@@ -117,8 +117,16 @@ class ReplicaStack:
         return base
 
     async def start(self, name: str) -> None:
-        env = {**self.env, "BANYAN_MIRROR_DB": f"sqlite+aiosqlite:///{self.workdir / 'mirror.db'}"}
-        self.children[name] = await start(name, self.argv(name), env=env)
+        # each proxy its own SQLite mirror queue and parity store unless the caller names shared
+        # ones: replicas creating one SQLite file's tables at the same instant collide
+        env = {
+            "BANYAN_MIRROR_DB": f"sqlite+aiosqlite:///{self.workdir / (name + '-mirror.db')}",
+            "BANYAN_PARITY_DB": f"sqlite+aiosqlite:///{self.workdir / (name + '-parity.db')}",
+            **self.env,
+        }
+        # a proxy's log (stderr) stays visible: why a replica refused to start, what it decided
+        quiet = not name.startswith("proxy-")
+        self.children[name] = await start(name, self.argv(name), env=env, quiet=quiet)
 
     async def start_all(self, *names: str) -> None:
         """Start ``names`` at once; every start has ended before a failure is raised."""
