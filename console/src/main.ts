@@ -39,14 +39,22 @@ function say(text: string | null): void {
   notice.textContent = text ?? ''
 }
 
-async function show(): Promise<void> {
+/** Whether the user is in the middle of something a refresh would wipe out (typing, choosing, a
+ * button asking for confirmation). */
+function busy(): boolean {
+  const focused = document.activeElement
+  if (!(focused instanceof HTMLElement) || !main.contains(focused)) return false
+  return focused.matches('input, select, textarea, button.danger')
+}
+
+async function show(force = false): Promise<void> {
   const mine = ++generation
   window.clearTimeout(timer)
   const { panel, query } = route()
   mount(nav, ...PANELS.map(([name, label]) => h('a', { href: `#/${name}`, 'aria-current': name === panel ? 'page' : null }, label)))
   document.title = `${PANELS.find(([name]) => name === panel)?.[1]} · Banyan console`
   const target = h('div', { 'data-panel': panel })
-  const reload = (): void => void show()
+  const reload = (): void => void show(true)
   try {
     if (panel === 'features') await renderFeatures(target)
     else if (panel === 'rollouts') await renderRollouts(target, reload)
@@ -55,9 +63,8 @@ async function show(): Promise<void> {
     else await renderMirror(target, reload)
     if (mine !== generation) return
     say(null)
-    const focused = document.activeElement
-    const keep = focused instanceof HTMLElement && main.contains(focused) && LIVE.has(panel)
-    if (!keep || main.firstElementChild?.getAttribute('data-panel') !== panel) mount(main, target)
+    const same = main.firstElementChild?.getAttribute('data-panel') === panel
+    if (force || !same || !busy()) mount(main, target)
   } catch (err) {
     if (mine !== generation) return
     const denied = err instanceof ApiError && (err.status === 401 || err.status === 403)
@@ -102,8 +109,8 @@ tokenForm.addEventListener('submit', async (event) => {
 })
 window.addEventListener('banyan:token', () => {
   renderToken()
-  void show()
+  void show(true)
 })
-window.addEventListener('hashchange', () => void show())
+window.addEventListener('hashchange', () => void show(true))
 renderToken()
 void show()

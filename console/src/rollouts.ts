@@ -9,6 +9,8 @@ interface Gate {
   observed: number | null
   limit: number | null
   ok: boolean | null
+  judged?: boolean
+  samples?: number
 }
 interface Rollout {
   feature: string
@@ -22,6 +24,10 @@ interface Rollout {
 const ACTIONS = ['pause', 'resume', 'promote', 'abort'] as const
 
 function stepName(step: unknown): string {
+  if (step && typeof step === 'object' && 'label' in step) {
+    const shown = step as { label: unknown; for?: unknown }
+    return shown.for ? `${shown.label} for ${shown.for}` : String(shown.label)
+  }
   if (step && typeof step === 'object') {
     const entries = Object.entries(step as Record<string, unknown>)
     if (entries.length === 1) {
@@ -38,40 +44,67 @@ function gatesOf(rollout: Rollout): [string, Gate][] {
   return Object.entries(rollout.gates ?? {})
 }
 
-function card(rollout: Rollout, message: HTMLElement, reload: () => void): HTMLElement {
-  const act = async (action: string): Promise<void> => {
-    if (action === 'abort' && !confirm(`Abort the rollout of ${rollout.feature}? It goes back to legacy.`)) return
-    try {
-      await post(`/_proxy/rollouts/${encodeURIComponent(rollout.feature)}/${action}`)
-      mount(message, `${action}: ${rollout.feature} done`)
-    } catch (err) {
-      mount(message, h('span', { class: 'bad' }, `${action} ${rollout.feature}: ${problem(err)}`))
-    }
-    reload()
+function verdict(g: Gate): HTMLElement | string {
+  if (g.judged === false) return h('span', { class: 'muted' }, 'not judged yet')
+  if (g.ok === null) return '—'
+  return g.ok ? 'yes' : h('strong', { class: 'bad' }, 'no')
+}
+
+async function act(feature: string, action: string, message: HTMLElement, reload: () => void): Promise<void> {
+  try {
+    await post(`/_proxy/rollouts/${encodeURIComponent(feature)}/${action}`)
+    mount(message, `${action}: ${feature} done`)
+  } catch (err) {
+    mount(message, h('span', { class: 'bad' }, `${action} ${feature}: ${problem(err)}`))
   }
+  reload()
+}
+
+function actionButton(rollout: Rollout, action: string, message: HTMLElement, reload: () => void): HTMLElement {
+  const label = action[0].toUpperCase() + action.slice(1)
+  const pointless =
+    (action === 'pause' && rollout.state !== 'running') || (action === 'resume' && rollout.state !== 'paused')
+  const button = h('button', { type: 'button', disabled: !canWrite() || pointless }, label)
+  let armed = false
+  button.addEventListener('click', () => {
+    if (action === 'abort' && !armed) {
+      // an abort moves users back to legacy: ask once more, in the page (no blocking dialog)
+      armed = true
+      button.textContent = `Confirm abort of ${rollout.feature}`
+      button.classList.add('danger')
+      return
+    }
+    void act(rollout.feature, action, message, reload)
+  })
+  return button
+}
+
+function card(rollout: Rollout, message: HTMLElement, reload: () => void): HTMLElement {
   const steps = rollout.steps.map((s, i) =>
     h('li', { class: i === rollout.step ? 'current' : i < rollout.step ? 'done' : '', 'aria-current': i === rollout.step ? 'step' : null }, stepName(s)),
   )
+  const active = rollout.state === 'running' || rollout.state === 'paused'
   return h(
     'article',
     { class: 'rollout', 'data-testid': `rollout-${rollout.feature}`, 'data-state': rollout.state, 'data-step': rollout.step },
     h('h2', {}, rollout.feature, ' ', h('span', { class: `state state-${rollout.state}` }, rollout.state)),
-    h('p', {}, `Step ${rollout.step + 1} of ${rollout.steps.length}`, rollout.reason ? ` · ${rollout.reason}` : ''),
+    h(
+      'p',
+      { 'data-testid': `rollout-${rollout.feature}-step` },
+      `Step ${rollout.step + 1} of ${rollout.steps.length}: ${stepName(rollout.steps[rollout.step])}`,
+    ),
+    rollout.reason ? h('p', { class: 'muted' }, rollout.reason) : null,
     h('ol', { class: 'steps' }, ...steps),
     gatesOf(rollout).length
       ? table(
-          ['Gate', 'Observed', 'Limit', 'OK'],
-          gatesOf(rollout).map(([name, g]) => [name, g.observed ?? '—', g.limit ?? '—', g.ok === null ? '—' : g.ok ? 'yes' : h('strong', { class: 'bad' }, 'no')]),
+          ['Gate', 'Observed', 'Limit', 'Samples', 'OK'],
+          gatesOf(rollout).map(([name, g]) => [name, g.observed ?? '—', g.limit ?? '—', g.samples ?? '—', verdict(g)]),
           `Gates of ${rollout.feature}`,
         )
-      : null,
-    h(
-      'p',
-      { class: 'actions' },
-      ...ACTIONS.map((action) =>
-        h('button', { type: 'button', disabled: !canWrite(), onclick: () => void act(action) }, action[0].toUpperCase() + action.slice(1)),
-      ),
-    ),
+      : h('p', { class: 'muted' }, 'No gates on this step.'),
+    active
+      ? h('p', { class: 'actions' }, ...ACTIONS.map((action) => actionButton(rollout, action, message, reload)))
+      : h('p', { class: 'actions' }, actionButton(rollout, 'start', message, reload)),
   )
 }
 
@@ -86,6 +119,11 @@ export async function renderRollouts(root: HTMLElement, reload: () => void): Pro
     }
     throw err
   }
+  const flags = await get<{ features: Record<string, { rollout?: unknown }> }>('/_proxy/flags')
+  const known = new Set(rollouts.map((r) => r.feature))
+  const startable = Object.entries(flags.features)
+    .filter(([name, f]) => f.rollout && !known.has(name))
+    .map(([name]) => name)
   const message = h('p', { class: 'message', role: 'status', 'data-testid': 'rollout-message' })
   mount(
     root,
@@ -93,6 +131,24 @@ export async function renderRollouts(root: HTMLElement, reload: () => void): Pro
     message,
     rollouts.length
       ? h('div', { class: 'cards' }, ...rollouts.map((r) => card(r, message, reload)))
-      : h('p', { class: 'muted' }, 'No rollout has been started. Start one with `banyan rollout start FEATURE`.'),
+      : h('p', { class: 'muted' }, 'No rollout has been started.'),
+    startable.length
+      ? h(
+          'section',
+          {},
+          h('h2', {}, 'Features with a rollout plan'),
+          h(
+            'ul',
+            { class: 'plain' },
+            ...startable.map((name) =>
+              h(
+                'li',
+                {},
+                h('button', { type: 'button', disabled: !canWrite(), onclick: () => void act(name, 'start', message, reload) }, `Start ${name}`),
+              ),
+            ),
+          ),
+        )
+      : null,
   )
 }

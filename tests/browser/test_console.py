@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -25,10 +29,22 @@ ADMIN = "console-browser-admin-token"
 PASSWORD = "correct horse battery"
 
 
+# quizzes carries a rollout plan whose steps never end by themselves (the engineer moves it)
+PLAN = {
+    "steps": [
+        {"mirror": {"for": "1h"}},
+        {"shadow": {"for": "1h"}},
+        {"canary": {"percent": 10, "for": "1h"}},
+        {"new": {}},
+    ],
+    "analysis": {"max_mismatch_rate": 0.01, "min_samples": 200},
+}
+
+
 @contextlib.asynccontextmanager
 async def console_stack(workdir: Path) -> AsyncIterator[RunningStack]:
     env = {"BANYAN_JWT_SECRET": JWT_SECRET, "BANYAN_ADMIN_TOKEN": ADMIN}
-    features = shipped_features({"folders": {"mode": "shadow"}})
+    features = shipped_features({"folders": {"mode": "shadow"}, "quizzes": {"rollout": PLAN}})
     async with running_stack(workdir, features=features, env=env) as stack:
         yield stack
 
@@ -60,6 +76,23 @@ async def plant_mismatch(proxy: str) -> str:
             await asyncio.sleep(0.05)
         summary = (await client.get("/_proxy/parity.json", headers=admin)).text
         raise AssertionError(f"the shadowed comparison was never recorded: {summary}")
+
+
+async def banyan(*argv: str) -> Any:
+    """``banyan ARGV`` as an engineer types it (with the admin token in the environment), its
+    output read as JSON; it must exit 0."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "banyan.proxy.cli",
+        *argv,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "BANYAN_ADMIN_TOKEN": ADMIN},
+    )
+    output, errors = await process.communicate()
+    assert process.returncode == 0, (output + errors).decode()
+    return json.loads(output)
 
 
 async def unexpected(page: Page, *expected: str) -> list[str]:
@@ -189,3 +222,52 @@ async def test_features_audit_and_mirror_panels(tmp_path: Path, browser: Driver)
         await engineer.wait('role=heading[name="Rollouts"]')
         await engineer.screenshot("rollouts")
         assert await unexpected(engineer, "401", "/_proxy/rollouts", "/_proxy/mirror") == []
+
+
+async def test_an_engineer_promotes_and_aborts_a_rollout_and_the_cli_agrees(
+    tmp_path: Path, browser: Driver
+) -> None:
+    async with console_stack(tmp_path / "stack") as stack:
+        proxy = stack.url("proxy")
+        engineer = await browser.page("engineer", proxy)
+        await engineer.goto("/_proxy/ui/#/rollouts")
+        await use_admin_token(engineer)
+        card = '[data-testid="rollout-quizzes"]'
+
+        await engineer.click('role=button[name="Start quizzes"]')
+        await engineer.wait(f'{card}[data-state="running"][data-step="0"]')
+        assert await engineer.text('[data-testid="rollout-quizzes-step"]') == (
+            "Step 1 of 4: mirror for 1h"
+        )
+        await engineer.screenshot("rollout-started")
+
+        await engineer.click(f'{card} >> role=button[name="Promote"]')
+        await engineer.wait(f'{card}[data-state="running"][data-step="1"]')
+        await engineer.wait(f'{card} >> role=table[name="Gates of quizzes"]')
+        await engineer.screenshot("rollout-promoted")
+        [shown] = await banyan("rollout", "status", "--json", "--proxy", proxy)
+        assert (shown["feature"], shown["state"], shown["step"]) == ("quizzes", "running", 1)
+        assert shown["mode"] == "shadow"
+        assert [g["name"] for g in shown["gates"]] == [
+            await engineer.eval(
+                "(n) => document.querySelectorAll('[aria-label=\"Gates of quizzes\"] tbody tr')"
+                "[n].cells[0].textContent",
+                i,
+            )
+            for i in range(len(shown["gates"]))
+        ]
+
+        await engineer.click(f'{card} >> role=button[name="Abort"]')  # asks once more
+        await engineer.click(f'{card} >> role=button[name="Confirm abort of quizzes"]')
+        await engineer.wait(f'{card}[data-state="aborted"]')
+        await engineer.screenshot("rollout-aborted")
+        [shown] = await banyan("rollout", "status", "--json", "--proxy", proxy)
+        assert (shown["state"], shown["step"], shown["mode"]) == ("aborted", 1, "legacy")
+        assert shown["reason"] and shown["reason"] in await engineer.text(card)
+
+        await engineer.click('role=link[name="Features"]')
+        await engineer.wait('[data-testid="mode-quizzes"]:has-text("legacy")')
+        await engineer.click('role=link[name="Audit"]')
+        await engineer.wait('role=table[name="Audit history"] >> text=rollout')
+        await engineer.screenshot("rollout-audit")
+        assert await unexpected(engineer, "401") == []
