@@ -56,6 +56,7 @@ from banyan.proxy.http_path import forward_http, mirror_target
 from banyan.proxy.limits import Limits
 from banyan.proxy.metrics import ProxyMetrics
 from banyan.proxy.mirror import MirrorQueue
+from banyan.proxy.mirror_order import SubmitOrder
 from banyan.proxy.routing import NOT_ROUTED, Decision, user_from_authorization
 from banyan.proxy.stamping import Stamper
 from banyan.proxy.tunnel import Tunnel, open_tunnel, run_tunnel
@@ -111,6 +112,7 @@ class ProxyState:
     bridges: BridgeRegistry = field(default_factory=BridgeRegistry)
     guards: GuardBoard = field(default_factory=GuardBoard)
     fence: WriteFence = field(default_factory=WriteFence)
+    mirror_order: SubmitOrder = field(default_factory=SubmitOrder)  # one line per user, in order
     gaps: IdleGaps = field(default_factory=IdleGaps)
     audit: AuditLog | None = None
     control: ControlPlane | None = None  # --control-db: runtime changes shared by replicas
@@ -236,24 +238,31 @@ class ProxyState:
         ip: str,
     ) -> None:
         """Re-apply a successful write to the other store, durably; the user's next request to
-        that store (and their next copy to it) waits for it (:mod:`banyan.proxy.fence`)."""
-        if self.mirror is None or exchange.request_capture is None:
+        that store (and their next copy to it) waits for it (:mod:`banyan.proxy.fence`). It joins
+        the queue after the user's copies still in flight there (:mod:`banyan.proxy.mirror_order`).
+        """
+        mirror = self.mirror
+        if mirror is None or exchange.request_capture is None:
             return
         body = exchange.request_capture.value()
         if body is None:
-            self.mirror.skipped_too_large += 1
+            mirror.skipped_too_large += 1
             return
-        self.mirror.submit(
-            feature=feature.name,
-            target=target,
-            method=exchange.method,
-            path_qs=exchange.path_qs,
-            headers=dict(headers),
-            body=body,
-            idempotency_key=headers.get("Idempotency-Key", ""),
-            release=self.fence.hold(target, user, ip),
-            stamp=exchange.stamp,  # delivered, however late, at the write's own time
-        )
+        copies = self.fence.copies(target, user, ip)
+        write = {
+            "feature": feature.name,
+            "target": target,
+            "method": exchange.method,
+            "path_qs": exchange.path_qs,
+            "headers": dict(headers),
+            "body": body,
+            "idempotency_key": headers.get("Idempotency-Key", ""),
+            "release": self.fence.hold(target, user, ip, queued=True),
+            "stamp": exchange.stamp,  # delivered, however late, at the write's own time
+        }
+        lane = (target, user or f"ip:{ip}")
+        wait = feature.parity.shadow_timeout + 2  # a copy in flight gives up before that
+        self.mirror_order.submit(lane, copies, lambda: mirror.submit(**write), wait)
 
     def observe(self, exchange: Exchange, feature: Feature | None) -> None:
         status = str(exchange.status or (504 if exchange.error == "timeout" else 502))
@@ -572,6 +581,7 @@ async def _cleanup(app: web.Application) -> None:
         await state.shadow.stop()
     if state.health is not None:
         await state.health.stop()
+    await state.mirror_order.flush()  # writes waiting for a copy are stored before the queue stops
     if state.mirror is not None:
         await state.mirror.stop()
     await state.store.stop()

@@ -15,6 +15,12 @@ queue). A write without a user (a registration: no JWT ``sub`` yet) is held unde
 address, and every request from that address waits for it too, so the first call made with the new
 token never overtakes the copy that creates the user. In steady state — every feature of
 a user on one side — nothing is ever pending for the side the user talks to, so nothing waits.
+
+A hold is either a *copy* on its way (a shadow copy, sent straight to the candidate) or a write
+*queued* in the durable mirror queue (``hold(..., queued=True)``). The queue keeps its own writes
+in order, so a write that joins it only waits for the user's copies still in flight
+(:meth:`copies`): that way a logout mirrored through the queue never reaches the other store
+before the create whose shadow copy is still on its way (:mod:`banyan.proxy.mirror_order`).
 """
 
 from __future__ import annotations
@@ -34,23 +40,30 @@ class WriteFence:
     def __init__(self, *, max_wait: float = MAX_WAIT) -> None:
         self.max_wait = max_wait
         self._pending: dict[Hashable, list[asyncio.Future[None]]] = {}
+        self._queued: set[asyncio.Future[None]] = set()  # holds of writes in the mirror queue
         self.waits = 0  # requests that found writes on their way and waited
         self.timeouts = 0  # waits cut at max_wait
 
-    def hold(self, backend: str, user: str | None, ip: str = "") -> Release:
+    def hold(
+        self, backend: str, user: str | None, ip: str = "", *, queued: bool = False
+    ) -> Release:
         """Register a write on its way to ``backend`` for ``user`` (or, for a caller without a
-        user such as a registration, for its address); call the result when done."""
+        user such as a registration, for its address); call the result when done. ``queued``:
+        the write travels through the mirror queue (not a copy in flight)."""
         caller = user or (f"ip:{ip}" if ip else None)
         if not caller:
             return _noop
         key = (backend, caller)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.setdefault(key, []).append(future)
+        if queued:
+            self._queued.add(future)
 
         def release() -> None:
             if future.done():
                 return
             future.set_result(None)
+            self._queued.discard(future)
             waiting = self._pending.get(key)
             if waiting is not None:
                 waiting.remove(future)
@@ -70,6 +83,10 @@ class WriteFence:
         if ip:
             found.extend(self._pending.get((backend, f"ip:{ip}"), ()))
         return found
+
+    def copies(self, backend: str, user: str | None, ip: str = "") -> list[asyncio.Future[None]]:
+        """Like :meth:`pending`, but only the copies in flight, not the writes queued."""
+        return [f for f in self.pending(backend, user, ip) if f not in self._queued]
 
     async def wait(self, futures: list[asyncio.Future[None]]) -> bool:
         """Wait for a :meth:`pending` snapshot; False when ``max_wait`` cut the wait short."""

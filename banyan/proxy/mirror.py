@@ -32,7 +32,7 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -57,6 +57,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from banyan import stamps
 from banyan.backends.common.engines import make_engine
+from banyan.backends.common.ids import user_id_for
 from banyan.logs import get_logger
 from banyan.parity.redact import redact_url
 from banyan.proxy.routing import user_from_authorization
@@ -100,6 +101,21 @@ def _add_later_columns(conn: Connection) -> None:
 INTAKE_BATCH = 200
 
 
+Outcome = Literal["done", "retry", "refused"]
+
+
+def outcome(method: str, status: int) -> Outcome:
+    """What a target's answer to a delivered write means: ``done`` (it has the write: 2xx/3xx,
+    or a DELETE of what is not there), ``retry`` (:func:`not_yet`), or ``refused`` (any other
+    4xx: the target will not take this write as it stands — a dead letter at once, with the
+    answer as its reason, for an operator to fix and retry or drop)."""
+    if not_yet(method, status):
+        return "retry"
+    if status < 400 or (status == 404 and method.upper() == "DELETE"):
+        return "done"
+    return "refused"
+
+
 def not_yet(method: str, status: int) -> bool:
     """Whether an answer means "not yet": server trouble, or a 401/404 from a target that has not
     received an earlier write yet — the registration that creates the user (mirrored in another
@@ -112,10 +128,46 @@ def not_yet(method: str, status: int) -> bool:
     return status == 401
 
 
-def _lane_of(headers_json: str) -> str:
-    """The delivery lane of a stored write: its user (JWT ``sub``), else its credentials."""
-    auth = json.loads(headers_json).get("authorization", "")
-    return user_from_authorization(auth, None) or auth
+REGISTER_PATH = "/api/auth/register"
+
+
+def lane_of(row: Mapping[str, Any]) -> str:
+    """The delivery lane of a stored write: its user, whatever the feature — the user its stamp
+    acts for, else its token's ``sub``, else, for a registration (no token yet), the id the
+    backends derive from its e-mail (``ids.user_id_for``), so the user's first writes wait
+    behind the registration that creates them; else its credentials."""
+    if row.get("user_id"):
+        return str(row["user_id"])
+    auth = json.loads(row["headers"]).get("authorization", "")
+    user = user_from_authorization(auth, None)
+    if user:
+        return user
+    if not auth and row["path_qs"].split("?", 1)[0] == REGISTER_PATH:
+        email = _email_of(row["body"])
+        if email:
+            return user_id_for(email)
+    return str(auth)
+
+
+def _detail(body: bytes) -> str:
+    """`` <code>: <message>`` of a JSON error body (docs/api.md), else nothing; at most 300
+    characters: a dead letter's reason says what the target objected to."""
+    try:
+        error = json.loads(body).get("error")
+    except (ValueError, AttributeError):
+        return ""
+    if not isinstance(error, dict):
+        return ""
+    return f" {error.get('code', '')}: {error.get('message', '')}"[:300]
+
+
+def _email_of(body: bytes) -> str | None:
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return None
+    email = document.get("email") if isinstance(document, dict) else None
+    return email if isinstance(email, str) and email else None
 
 
 FORWARDED_HEADERS = ("authorization", "content-type", "cookie", "accept", "x-request-id")
@@ -326,12 +378,14 @@ class MirrorQueue:
     async def deliver_due(self, limit: int = 500) -> bool:
         """One round of delivery; True if any write was attempted.
 
-        Writes are grouped in lanes, one per target and user (the JWT ``sub`` of the stored
-        ``Authorization``). Lanes are delivered side by side (at most ``lanes`` at once); within a
-        lane writes go one after the other in id order, and a lane stops at its first write that
-        is not due yet or fails, so one user's writes never overtake each other — a message is
-        never mirrored before the session it belongs to. The round's outcome is stored in one
-        transaction; a write's ``release`` is called as soon as the target has it."""
+        Writes are grouped in lanes, one per target and user across features (:func:`lane_of`).
+        Lanes are delivered side by side (at most ``lanes`` at once); within a lane writes go one
+        after the other in id order, and a lane stops at its first write that is not due yet or
+        fails, so one user's writes never overtake each other — a message is never mirrored
+        before the session it belongs to, a logout never before the user's creates. A write the
+        target refuses (:func:`outcome`) is dead at once, with the answer as its reason, and the
+        lane goes on. The round's outcome is stored in one transaction; a write's ``release`` is
+        called as soon as the target has it."""
         assert self.engine is not None
         async with self.engine.connect() as conn:
             rows = (
@@ -350,25 +404,28 @@ class MirrorQueue:
         lanes: dict[tuple[str, str], list[dict[str, Any]]] = {}
         blocked: set[tuple[str, str]] = set()
         for found in rows:
-            lane = (found["target"], _lane_of(found["headers"]))
+            row = dict(found)
+            lane = (row["target"], lane_of(row))
             if lane in blocked:
                 continue
-            if found["next_at"] > now:
+            if row["next_at"] > now:
                 blocked.add(lane)  # an earlier write of this lane waits for its retry
                 continue
-            lanes.setdefault(lane, []).append(dict(found))
+            lanes.setdefault(lane, []).append(row)
         if not lanes:
             return False
         delivered: list[int] = []
-        failed: list[tuple[dict[str, Any], str]] = []
+        failed: list[tuple[dict[str, Any], str, bool]] = []  # (row, reason, refused)
         gate = asyncio.Semaphore(self.lanes)
 
         async def run_lane(lane_rows: list[dict[str, Any]]) -> None:
             async with gate:
                 for row in lane_rows:
-                    error = await self._send(row)
+                    error, refused = await self._send(row)
                     if error is not None:
-                        failed.append((row, error))
+                        failed.append((row, error, refused))
+                        if refused:
+                            continue  # kept as a dead letter; the user's next writes go on
                         return
                     delivered.append(row["id"])
                     self._release(row["id"])
@@ -378,10 +435,10 @@ class MirrorQueue:
         async with self.engine.begin() as conn:
             if delivered:
                 await conn.execute(mirror_writes.delete().where(mirror_writes.c.id.in_(delivered)))
-            for row, error in failed:
+            for row, error, refused in failed:
                 attempts = row["attempts"] + 1
-                self.retried += 1
-                if attempts >= self.max_attempts:
+                self.retried += 0 if refused else 1
+                if refused or attempts >= self.max_attempts:
                     dead.append(row["id"])
                 delay = min(self.max_delay, self.base_delay * 2 ** row["attempts"])
                 await conn.execute(
@@ -395,7 +452,7 @@ class MirrorQueue:
                     )
                 )
         self.delivered += len(delivered)  # counted once the deletion is committed
-        for row, error in failed:
+        for row, error, _ in failed:
             is_dead = row["id"] in dead
             if is_dead:
                 self._release(row["id"])
@@ -408,12 +465,13 @@ class MirrorQueue:
             )
         return True
 
-    async def _send(self, row: dict[str, Any]) -> str | None:
-        """Deliver one stored write; None when the target has it, else why not."""
+    async def _send(self, row: dict[str, Any]) -> tuple[str | None, bool]:
+        """Deliver one stored write: (None, False) when the target has it, else why not and
+        whether the target refused it (no retry will change its answer)."""
         assert self._session is not None
         base = self.backends.get(row["target"])
         if base is None:
-            return f"no backend named {row['target']}"
+            return f"no backend named {row['target']}", False
         try:
             origin = origin_of(base)
             target = origin.target(row["path_qs"].encode()).decode()
@@ -430,12 +488,14 @@ class MirrorQueue:
                 data=row["body"],
                 timeout=self.timeout,
             ) as response:
-                await response.read()
-                if not_yet(row["method"], response.status):
-                    return f"{row['target']} answered {response.status}"
+                body = await response.read()
+                verdict = outcome(row["method"], response.status)
+                if verdict != "done":
+                    reason = f"{row['target']} answered {response.status}{_detail(body)}"
+                    return reason, verdict == "refused"
         except (aiohttp.ClientError, TimeoutError) as exc:
-            return f"{type(exc).__name__}: {exc}"
-        return None
+            return f"{type(exc).__name__}: {exc}", False
+        return None, False
 
     def _stamp(self, row: dict[str, Any], target: str, headers: dict[str, str]) -> str | None:
         """The ``mirror`` stamp of a stored write at its original time, for ``target`` as the

@@ -61,6 +61,7 @@ from banyan.proxy.fence import Release, WriteFence
 from banyan.proxy.flags import Feature
 from banyan.proxy.forward import Exchange
 from banyan.proxy.headers import mark, request_id_of
+from banyan.proxy.mirror import outcome
 from banyan.proxy.routing import Decision, user_from_authorization
 from banyan.proxy.upstream import PoolSettings, Upstreams, origin_of
 from banyan.tasks import cancel_and_wait
@@ -315,7 +316,7 @@ class Shadow:
             await self.state.gaps.wait()  # the users' requests first
             try:
                 candidate = await self._send(decision.shadow, exchange, headers, body, feature)
-                if writer is not None and undelivered(primary.status, candidate):
+                if writer is not None and undelivered(primary.status, candidate, exchange.method):
                     self.state.enqueue_mirror(feature, exchange, headers, decision.shadow, *writer)
             finally:
                 if release is not None:
@@ -468,14 +469,17 @@ class Shadow:
         return response
 
 
-def undelivered(primary_status: int, candidate: Response) -> bool:
-    """Whether a write the primary took (2xx) may be missing from the candidate's store because
-    its copy got no answer (timed out, refused, lost by the copy sender). An answer, whatever its
-    status, is the candidate's verdict on the write: a difference to report, not a delivery to
-    retry (a 404 for a record created before the feature was shadowed is the backfill's work)."""
+def undelivered(primary_status: int, candidate: Response, method: str = "POST") -> bool:
+    """Whether a write the primary took (2xx) may be missing from the candidate's store: its copy
+    got no answer (timed out, refused, lost by the copy sender), or an answer that did not take
+    it (a 5xx, a 401 or 404 that means an earlier write has not landed yet, any other refusal).
+    Such a write goes to the mirror queue, which retries it and keeps a refusal as a dead letter
+    with its reason, besides the comparison reporting the difference: nothing is lost silently."""
     if not 200 <= primary_status < 300:
         return False
-    return candidate.error not in (None, "body_too_large")  # too large: it did answer
+    if candidate.error is not None:
+        return candidate.error != "body_too_large"  # too large: it did answer
+    return outcome(method, candidate.status) != "done"
 
 
 def _bare(answer: Response) -> Response:

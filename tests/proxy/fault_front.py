@@ -35,6 +35,7 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     fields: dict[str, Any] = field(default_factory=dict)  # "$.a[0].b" -> value | REMOVE
     frame_type: str | None = None  # method "WS": the server frames ({"type": ...}) rewritten
+    delay: float = 0.0  # seconds a matching request is held before it is relayed
 
     def matches(self, method: str, path: str) -> bool:
         return method == self.method and re.fullmatch(self.path, path) is not None
@@ -64,6 +65,7 @@ class FaultFront:
         self.upstream = upstream.rstrip("/")
         self.faults = faults
         self.applied: list[tuple[str, str]] = []  # (method, path) of each altered answer
+        self.relayed: list[tuple[str, str]] = []  # (method, path) in the order the backend got them
         self.session: aiohttp.ClientSession | None = None
         self.app = web.Application()
         self.app.router.add_route("*", "/{tail:.*}", self.relay)
@@ -79,16 +81,20 @@ class FaultFront:
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return await self.relay_socket(request)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP}
+        fault = next((f for f in self.faults if f.matches(request.method, request.path)), None)
+        body_in = await request.read()
+        if fault is not None and fault.delay:
+            await asyncio.sleep(fault.delay)
+        self.relayed.append((request.method, request.path))
         async with self.session.request(
             request.method,
             self.upstream + request.path_qs,
             headers=headers,
-            data=await request.read() or None,
+            data=body_in or None,
             allow_redirects=False,
         ) as answer:
             status, body = answer.status, await answer.read()
             out = {k: v for k, v in answer.headers.items() if k.lower() not in HOP}
-        fault = next((f for f in self.faults if f.matches(request.method, request.path)), None)
         if fault is not None:
             self.applied.append((request.method, request.path))
             status = fault.status or status

@@ -56,3 +56,15 @@ async def test_a_write_without_a_user_fences_its_address() -> None:
     assert not waiter.done()
     registration()
     assert await waiter is True and fence._pending == {}
+
+
+async def test_copies_leave_out_the_writes_queued() -> None:
+    fence = WriteFence()
+    copy = fence.hold("new", "u1")
+    queued = fence.hold("new", "u1", queued=True)
+    assert len(fence.pending("new", "u1")) == 2  # a request waits for both
+    assert len(fence.copies("new", "u1")) == 1  # a write joining the queue, for the copy only
+    copy()
+    assert fence.copies("new", "u1") == [] and len(fence.pending("new", "u1")) == 1
+    queued()
+    assert fence.pending("new", "u1") == []

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import jwt
 import pytest
 from aiohttp import web
 
 from banyan import stamps
-from banyan.proxy.mirror import MirrorQueue
+from banyan.backends.common.ids import user_id_for
+from banyan.proxy.mirror import REGISTER_PATH, MirrorQueue, lane_of, outcome
 from banyan.proxy.stamping import Stamper, WriteStamp
 from banyan.testing import free_port, serve
 
@@ -377,3 +380,119 @@ def test_not_yet_answers_are_retried_and_a_missing_delete_is_done() -> None:
     assert not_yet("POST", 404) and not_yet("PATCH", 404)  # nor the record this write refers to
     assert not not_yet("DELETE", 404)  # already gone: what the delete wanted
     assert not not_yet("POST", 400) and not not_yet("POST", 409) and not not_yet("POST", 201)
+
+
+def test_answers_are_done_retried_or_refused() -> None:
+    assert outcome("POST", 201) == outcome("PUT", 200) == outcome("DELETE", 204) == "done"
+    assert outcome("DELETE", 404) == "done"
+    assert outcome("POST", 401) == outcome("PATCH", 404) == outcome("POST", 503) == "retry"
+    assert outcome("POST", 400) == outcome("POST", 409) == outcome("PUT", 413) == "refused"
+
+
+class Refuser:
+    """An upstream that refuses writes to ``/refused`` with a 409 and takes the others."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self.app = web.Application()
+        self.app.router.add_route("*", "/{tail:.*}", self.handle)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        await request.read()
+        self.seen.append(request.path)
+        if request.path == "/refused":
+            error = {"code": "idempotency_conflict", "message": "key used with another body"}
+            return web.json_response({"error": error}, status=409)
+        return web.json_response({"ok": True}, status=201)
+
+
+async def test_a_refused_write_is_a_dead_letter_at_once_with_the_answer_as_reason(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    """Before, a 4xx other than 401/404 counted as delivered: the write was lost silently."""
+    upstream = Refuser()
+    released: list[str] = []
+    async with serve(upstream.app) as url:
+        queue = MirrorQueue(f"sqlite+aiosqlite:///{tmp_path / 'm.db'}", base_delay=0.01)
+        await queue.start(session, {"legacy": url})
+        queue.submit(**write("/refused", "Bearer a", lambda: released.append("refused")))
+        queue.submit(**write("/next", "Bearer a", lambda: released.append("next")))
+
+        async def settled() -> bool:
+            stats = await queue.stats()
+            return stats.pending == 0 and stats.dead == 1
+
+        await wait_until(settled)
+        (dead,) = await queue.dead_letters()
+        await queue.stop()
+    assert upstream.seen == ["/refused", "/next"]  # tried once; the user's next write went on
+    assert dead["attempts"] == 1 and dead["path_qs"] == "/refused"
+    assert dead["last_error"] == (
+        "legacy answered 409 idempotency_conflict: key used with another body"
+    )
+    assert sorted(released) == ["next", "refused"] and queue.delivered == 1
+
+
+class SlowRegistration:
+    """An upstream that takes its time over registrations and logs when each write starts and
+    ends: a user's create must not start before their registration ended."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+        self.app = web.Application()
+        self.app.router.add_route("*", "/{tail:.*}", self.handle)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        await request.read()
+        self.events.append(f"start {request.path}")
+        if request.path == REGISTER_PATH:
+            await asyncio.sleep(0.3)
+        self.events.append(f"end {request.path}")
+        return web.json_response({"ok": True}, status=201)
+
+
+async def test_a_registration_and_the_user_s_writes_share_one_lane(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    email = "Lane@Example.com"
+    user = user_id_for(email)
+    token = jwt.encode({"sub": user}, "k" * 40, algorithm="HS256")
+    upstream = SlowRegistration()
+    async with serve(upstream.app) as url:
+        queue = MirrorQueue(f"sqlite+aiosqlite:///{tmp_path / 'm.db'}")
+        await queue.start(session, {"legacy": url})
+        registration = write(REGISTER_PATH, "", None)
+        registration["headers"] = {}
+        registration["body"] = json.dumps({"email": email, "password": "p"}).encode()
+        queue.submit(**registration)
+        queue.submit(**write("/api/sessions", f"Bearer {token}"))
+
+        async def delivered() -> bool:
+            return (await queue.stats()).delivered == 2
+
+        await wait_until(delivered)
+        await queue.stop()
+    assert upstream.events == [
+        f"start {REGISTER_PATH}",
+        f"end {REGISTER_PATH}",
+        "start /api/sessions",
+        "end /api/sessions",
+    ]
+
+
+def test_lanes_are_users_across_features() -> None:
+    user = user_id_for("a@example.com")
+    token = jwt.encode({"sub": user}, "k" * 40, algorithm="HS256")
+    row: dict[str, Any] = {"user_id": None, "path_qs": "/api/x", "body": b""}
+    by_token = {**row, "headers": json.dumps({"authorization": f"Bearer {token}"})}
+    by_stamp = {**row, "headers": "{}", "user_id": user}
+    registration = {
+        **row,
+        "headers": "{}",
+        "path_qs": REGISTER_PATH + "?x=1",
+        "body": b'{"email": "A@example.com"}',
+    }
+    assert lane_of(by_token) == lane_of(by_stamp) == lane_of(registration) == user
+    unreadable = {**registration, "body": b"not json"}
+    assert lane_of(unreadable) == lane_of({**registration, "body": b"[]"}) == ""
+    assert lane_of({**row, "headers": json.dumps({"authorization": "Basic x"})}) == "Basic x"

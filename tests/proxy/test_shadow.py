@@ -380,7 +380,10 @@ def test_which_write_copies_may_have_missed_the_candidates_store() -> None:
     assert undelivered(200, answer(error="ClientConnectorError"))
     assert not undelivered(500, answer(error="candidate timed out"))  # the user's write failed
     assert not undelivered(200, answer(200, "body_too_large"))  # it did answer
-    assert not undelivered(200, answer(503)) and not undelivered(201, answer(404))  # verdicts
+    assert not undelivered(201, answer(201)) and not undelivered(204, answer(404), "DELETE")
+    # answers that did not take the write go to the queue too: retried, or kept as dead letters
+    assert undelivered(200, answer(503)) and undelivered(201, answer(404))
+    assert undelivered(201, answer(401)) and undelivered(201, answer(409))
 
 
 async def test_a_copy_the_helper_loses_is_skipped_not_blamed_on_the_candidate(

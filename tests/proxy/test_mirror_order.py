@@ -1,0 +1,114 @@
+"""Tests of banyan/proxy/mirror_order.py: a user's writes join the mirror queue in the user's
+order, behind the user's copies still in flight; and, through the whole proxy, a logout mirrored
+through the queue reaches the other store after the create whose shadow copy was slow."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+
+from banyan.backends.legacy.app import create_app as legacy_app
+from banyan.backends.new.app import create_app as new_app
+from banyan.proxy.app import STATE, create_app
+from banyan.proxy.mirror_order import SubmitOrder
+from banyan.proxy.shadow import shadow_from_env
+from banyan.testing import serve
+from tests.proxy.fault_front import Fault, FaultFront
+
+
+async def test_nothing_to_wait_for_is_stored_at_once() -> None:
+    order, stored = SubmitOrder(), []
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    done.set_result(None)
+    order.submit("u", [done], lambda: stored.append("a"), 1.0)
+    assert stored == ["a"] and order.waited == 0
+
+
+async def test_a_write_waits_for_copies_and_earlier_writes_of_its_lane() -> None:
+    order, stored = SubmitOrder(), []
+    copy: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    order.submit("u", [copy], lambda: stored.append("logout"), 5.0)
+    order.submit("u", [], lambda: stored.append("after"), 5.0)  # behind the waiting one
+    order.submit("v", [], lambda: stored.append("other user"), 5.0)  # another lane: at once
+    await asyncio.sleep(0.05)
+    assert stored == ["other user"]
+    copy.set_result(None)  # the copy landed (or failed and was queued before this)
+    for _ in range(100):
+        if len(stored) == 3:
+            break
+        await asyncio.sleep(0.01)
+    assert stored == ["other user", "logout", "after"] and order.waited == 2
+
+
+async def test_the_wait_is_bounded_and_flush_stores_the_rest() -> None:
+    order, stored = SubmitOrder(max_wait=0.1), []
+    never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    order.submit("u", [never], lambda: stored.append("late"), 60.0)  # capped at max_wait
+    await asyncio.sleep(0.3)
+    assert stored == ["late"]
+    order.submit("w", [never], lambda: stored.append("flushed"), 60.0)
+    await order.flush()
+    assert stored == ["late", "flushed"]
+
+
+FLAGS = """\
+version: 1
+backends:
+  legacy: {legacy}
+  new: {new}
+features:
+  logout:
+    routes: ["/api/auth/logout"]
+    mode: legacy
+    writes: always
+  register:
+    routes: ["/api/auth/register"]
+    mode: legacy
+    writes: mirror
+  sessions:
+    routes: ["/api/sessions/**"]
+    mode: shadow
+    writes: mirror
+default: legacy
+"""
+
+
+async def test_a_logout_never_overtakes_a_slow_copy_of_the_create_before_it(
+    tmp_path: Path,
+) -> None:
+    """The create's shadow copy takes 0.5 s to reach new; the logout right after it goes through
+    the mirror queue. New must see the create first."""
+    async with (
+        serve(legacy_app(f"sqlite+aiosqlite:///{tmp_path / 'legacy.db'}")) as legacy_url,
+        serve(new_app(f"sqlite+aiosqlite:///{tmp_path / 'new.db'}")) as new_url,
+    ):
+        slow = FaultFront(new_url, [Fault("POST", "/api/sessions", delay=0.5)])
+        async with serve(slow.app) as front_url:
+            flags = tmp_path / "flags.yaml"
+            flags.write_text(FLAGS.format(legacy=legacy_url, new=front_url))
+            app = create_app(flags, access_log=False, shadow=shadow_from_env(flags))
+            async with serve(app) as proxy_url, httpx.AsyncClient(base_url=proxy_url) as http:
+                body = {"email": "o@example.com", "password": "password-1", "name": "O"}
+                made = await http.post("/api/auth/register", json=body)
+                auth = {"Authorization": f"Bearer {made.json()['token']}"}
+                for _ in range(100):  # the registration reached new
+                    if ("POST", "/api/auth/register") in slow.relayed:
+                        break
+                    await asyncio.sleep(0.02)
+                created = await http.post("/api/sessions", json={"title": "t"}, headers=auth)
+                assert created.status_code == 201
+                assert (await http.post("/api/auth/logout", headers=auth)).status_code == 204
+                for _ in range(300):
+                    if ("POST", "/api/auth/logout") in slow.relayed:
+                        break
+                    await asyncio.sleep(0.02)
+                state = app[STATE]
+                assert state.mirror_order.waited >= 1
+    writes = [r for r in slow.relayed if r[0] == "POST"]
+    assert writes == [
+        ("POST", "/api/auth/register"),
+        ("POST", "/api/sessions"),
+        ("POST", "/api/auth/logout"),
+    ]
