@@ -101,5 +101,12 @@ def render(location: Location) -> str:
 
 
 def generalise(location: Location) -> str:
-    """The location with every index replaced by ``[*]``: how noise is remembered."""
-    return render(tuple(-1 if isinstance(s, int) else s for s in location)).replace("[-1]", "[*]")
+    """The location with every index replaced by ``[*]`` and every key that looks like an id (an
+    object keyed by ids, dates, e-mails) by ``{id}``: how differences are counted and noise
+    remembered, so their number does not grow with the data."""
+    from banyan.parity.endpoints import looks_like_id
+
+    general = tuple(
+        -1 if isinstance(s, int) else "{id}" if looks_like_id(s) else s for s in location
+    )
+    return render(general).replace("[-1]", "[*]")

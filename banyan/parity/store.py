@@ -42,7 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from banyan.backends.common.engines import make_engine
 from banyan.logs import get_logger
 from banyan.parity.models import ComparisonRecord, NoiseRecord, SkipRecord
-from banyan.parity.redact import redact_body, redact_headers
+from banyan.parity.redact import redact_body, redact_difference, redact_headers, redact_url
 from banyan.tasks import cancel_and_wait
 
 log = get_logger("banyan.parity.store")
@@ -179,7 +179,7 @@ class _Batch:
 def _answer(response: Any, redact: Iterable[str]) -> dict[str, Any]:
     return {
         "status": response.status,
-        "headers": redact_headers(dict(response.headers)),
+        "headers": redact_headers(dict(response.headers), redact),
         "body": redact_body(response.body, redact),
         "latency_ms": round(response.latency_ms, 3),
         "error": response.error,
@@ -248,10 +248,10 @@ class ParityStore:
                     "kind": difference.kind,
                     "at": record.at,
                     "method": record.method,
-                    "url": record.path,
+                    "url": redact_url(record.path, record.redact),
                     "request": json.dumps(
                         {
-                            "headers": redact_headers(dict(record.request_headers)),
+                            "headers": redact_headers(dict(record.request_headers), record.redact),
                             "body": redact_body(record.request_body or b"", record.redact),
                         }
                     ),
@@ -261,11 +261,7 @@ class ParityStore:
                     "candidate_answer": json.dumps(_answer(record.candidate, record.redact)),
                     "differences": json.dumps(
                         [
-                            {
-                                **d.as_dict(),
-                                "primary": _short(d.primary),
-                                "candidate": _short(d.candidate),
-                            }
+                            _shortened(redact_difference(d.as_dict(), record.redact))
                             for d in result.differences[:50]
                         ],
                         default=str,
@@ -347,6 +343,12 @@ class ParityStore:
                         keep.append(example)
                 if keep:
                     await conn.execute(examples.insert(), keep)
+
+    async def endpoints(self) -> list[tuple[str, str]]:
+        """Every (feature, endpoint) with counters: the endpoints that keep their own rows."""
+        query = select(counters.c.feature, counters.c.endpoint).distinct()
+        async with self.engine.connect() as conn:
+            return [(f, e) for f, e in (await conn.execute(query)).all()]
 
     async def noise_counts(self, feature: str | None = None) -> list[tuple[str, str, str, int]]:
         """Every noise count: (feature, endpoint, path, count), learned or not yet."""
@@ -447,6 +449,14 @@ class ParityStore:
         return build_report(
             count_rows, field_rows, latency_rows, [dict(r) for r in example_rows], noise_rows
         )
+
+
+def _shortened(difference: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **difference,
+        "primary": _short(difference["primary"]),
+        "candidate": _short(difference["candidate"]),
+    }
 
 
 def _short(value: Any, limit: int = 500) -> Any:

@@ -50,8 +50,9 @@ from multidict import MultiDict
 
 from banyan.logs import get_logger
 from banyan.parity.compare import Response, Rules, compare
+from banyan.parity.endpoints import EndpointCap
 from banyan.parity.models import ComparisonRecord, NoiseRecord, SkipRecord
-from banyan.parity.noise import NoiseLearner, endpoint_key
+from banyan.parity.noise import NoiseLearner
 from banyan.parity.report import render_html, render_json
 from banyan.parity.store import ParityRecorder, ParityStore
 from banyan.parity.ws_capture import LiveAnswers, TutorTurns, WhiteboardReplica
@@ -138,6 +139,7 @@ class Shadow:
         self.recorder = recorder
         self.sender = sender or CopySender(max_inflight)
         self.learner = NoiseLearner()
+        self.endpoints = EndpointCap()  # ids collapse, and at most 200 endpoints per feature
         self.max_inflight = max_inflight
         self.quiet_seconds = quiet_seconds
         self.inflight = 0
@@ -161,6 +163,7 @@ class Shadow:
         self.upstreams = Upstreams(state.limits, PoolSettings(max_connections=self.max_inflight))
         self.sender.start(self.upstreams)
         await self.recorder.start()
+        self.endpoints.load(await self.recorder.store.endpoints())
         for feature, endpoint, path, count in await self.recorder.store.noise_counts():
             self.learner.load(feature, endpoint, path, count)
 
@@ -228,7 +231,7 @@ class Shadow:
     ) -> bool:
         """Start comparing one answered request; False when it is skipped (and recorded so)."""
         assert self.state is not None and decision.shadow is not None
-        endpoint = endpoint_key(exchange.method, request.path)
+        endpoint = self.endpoints.key(feature.name, exchange.method, request.path)
         primary_body = exchange.response_capture.value() if exchange.response_capture else None
         request_body = exchange.request_capture.value() if exchange.request_capture else b""
         if primary_body is None or request_body is None:
@@ -535,7 +538,7 @@ class WebSocketTap:
         self.raw_path = raw_path
         self.headers = headers
         self.kind = kind
-        self.endpoint = endpoint_key("GET", raw_path.split("?", 1)[0])
+        self.endpoint = shadow.endpoints.key(feature.name, "GET", raw_path.split("?", 1)[0])
         # Each client frame waits in the outbox with what must reach the candidate before it (the
         # caller's copies on their way when it came) and its own fence entry, released once sent:
         # frames and HTTP copies reach the candidate in the order the client sent them.

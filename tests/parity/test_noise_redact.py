@@ -10,6 +10,7 @@ from banyan.parity.noise import NoiseLearner, endpoint_key, learnable
 from banyan.parity.redact import (
     REDACTED,
     redact_body,
+    redact_difference,
     redact_headers,
     redact_json,
     redact_text,
@@ -139,3 +140,49 @@ def test_redact_url_hides_secret_query_values() -> None:
     )
     jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1In0.sig"
     assert redact_url(f"/a?q={jwt}") == f"/a?q={REDACTED}"
+
+
+def test_headers_queries_text_and_differences_share_the_body_rules() -> None:
+    headers = redact_headers(
+        {"X-Auth-Token": "t1", "X-Client-Secret": "s1", "X-Tenant": "acme", "X-Plan": "p"},
+        extra=("x-plan",),
+    )
+    assert headers == {
+        "X-Auth-Token": REDACTED,
+        "X-Client-Secret": REDACTED,
+        "X-Tenant": "acme",
+        "X-Plan": REDACTED,  # a configured name
+    }
+    assert redact_url("/login?user=bo&password=hunter2&api-key=k") == (
+        f"/login?user=bo&password={REDACTED}&api-key={REDACTED}"
+    )
+    assert redact_url("/x?pin=1234", extra=("pin",)) == f"/x?pin={REDACTED}"
+    text = redact_text("password=hunter2 key sk-live-4f9a8b7c6d5e4f3a2b AKIAABCDEFGHIJKLMNOP")
+    assert text == f"password={REDACTED} key {REDACTED} {REDACTED}"
+    assert redact_text('{"api_key": "abc"}') == f'{{"api_key": "{REDACTED}"}}'
+
+
+def test_differences_are_redacted_by_where_they_are() -> None:
+    def stored(path: str, primary: object, candidate: object, *extra: str) -> tuple[object, ...]:
+        d = {"path": path, "kind": "changed", "primary": primary, "candidate": candidate}
+        out = redact_difference(d, extra)
+        return out["path"], out["primary"], out["candidate"]
+
+    assert stored("$.user.api_key", "k1", "k2") == ("$.user.api_key", REDACTED, REDACTED)
+    assert stored("$.items[2].secret.v", None, "s") == ("$.items[2].secret.v", None, REDACTED)
+    assert stored("$.user", {"token": "t"}, {"name": "n"}) == (
+        "$.user",
+        {"token": REDACTED},
+        {"name": "n"},
+    )
+    assert stored("$.profile.ssn", "1", "2", "$.profile.ssn") == (
+        "$.profile.ssn",
+        REDACTED,
+        REDACTED,
+    )
+    assert stored("$.title", "a", "sk-live-4f9a8b7c6d5e4f3a2b")[2] == REDACTED
+    assert stored("header:set-cookie[1]", "a=1", None) == ("header:set-cookie[1]", REDACTED, None)
+    assert stored("header:x-api-key", "k", "j")[1:] == (REDACTED, REDACTED)
+    assert stored("header:etag", "a", "b")[1:] == ("a", "b")
+    assert stored("line:3", "password: hunter2", "ok")[1:] == (f"password: {REDACTED}", "ok")
+    assert stored("status", 200, 500)[1:] == (200, 500)

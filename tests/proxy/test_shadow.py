@@ -265,7 +265,7 @@ async def test_tutor_turns_are_compared_over_websockets(make_stack: Any, tmp_pat
     top = data["features"][0]["endpoints"][0]["top_fields"]
     paths = {t["path"] for t in top}
     assert {"$.text", "$.answer.content"} <= paths
-    assert data["features"][0]["endpoints"][0]["endpoint"] == "GET /ws/tutor/s1"
+    assert data["features"][0]["endpoints"][0]["endpoint"] == "GET /ws/tutor/{id}"
 
 
 async def test_whiteboard_documents_are_compared_when_quiet(

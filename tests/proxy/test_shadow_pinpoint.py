@@ -43,10 +43,10 @@ EXPECTED = {
     ("auth", "GET /api/auth/me", "$.user.nickname", "added", "$.user.nickname"),
     ("folders", "POST /api/folders", "status", "changed", "status"),
     ("folders", "GET /api/folders", "header:content-type", "changed", "header:content-type"),
-    ("sessions", "GET /api/sessions/*", "$.title", "changed", "$.title"),
-    ("sessions", "GET /api/sessions/*/context", "$.context.level", "removed", "$.context.level"),
-    ("sessions", "GET /api/sessions/*/messages", "$.items[*].role", "type", "$.items[0].role"),
-    ("tutor", "GET /ws/tutor/*", "$.answer.content", "changed", "$.answer.content"),
+    ("sessions", "GET /api/sessions/{id}", "$.title", "changed", "$.title"),
+    ("sessions", "GET /api/sessions/{id}/context", "$.context.level", "removed", "$.context.level"),
+    ("sessions", "GET /api/sessions/{id}/messages", "$.items[*].role", "type", "$.items[0].role"),
+    ("tutor", "GET /ws/tutor/{id}", "$.answer.content", "changed", "$.answer.content"),
 }
 
 
@@ -146,6 +146,6 @@ async def test_every_injected_difference_is_found_at_its_place_and_nothing_else(
     # the verdict lists each faulty endpoint, with the differing field and both values
     text = "\n".join(problems)
     assert len(problems) == len(EXPECTED)
-    assert "sessions GET /api/sessions/*: 1 mismatched" in text
+    assert "sessions GET /api/sessions/{id}: 1 mismatched" in text
     assert "changed at $.title x1" in text and "primary 'Cells', candidate 'Tampered'" in text
     assert problems == parity_problems(report, status)
