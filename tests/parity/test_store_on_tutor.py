@@ -141,7 +141,7 @@ async def test_secrets_are_stored_nowhere_nor_shown(
         me = await client.get(f"/api/auth/me?password={PASSWORD}&lang=en", headers=auth)
         assert me.status_code == 200 and "api_key" not in me.json()["user"]  # legacy answered
         await settled(shadow)
-        page = (await client.get("/_proxy/parity")).text
+        page = (await client.get("/_proxy/parity/export.html")).text
         report = (await client.get("/_proxy/parity.json")).text
         data = await shadow.recorder.store.summary(feature="auth")
     me_entry = next(
