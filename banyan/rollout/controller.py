@@ -291,7 +291,7 @@ class RolloutController:
                     effect.changes,
                     source="rollout",
                 )
-        except (FlagError, ControlError) as exc:
+        except (FlagError, ControlError, OSError) as exc:
             error = str(exc)
             log.error("rollout_flag_write_failed", feature=effect.feature, error=error)
         await self.state.store.reload()

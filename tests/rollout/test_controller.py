@@ -152,6 +152,9 @@ async def test_flags_moved_outside_the_rollout_abort_it(make_stack: Any) -> None
         "    stick_by: header:X-User\n",
         "    stick_by: header:X-User\n    guards: {max_error_rate: 0.1, window: 10}\n",
     ).replace("canary: {percent: 50, for: 1s}", "canary: {percent: 100, for: 1h}")
+    guarded = guarded.replace(
+        "{max_latency_ratio: null,", "{max_latency_ratio: null, max_error_rate: null,"
+    )
     async with (
         make_stack(guarded) as stack,
         httpx.AsyncClient(base_url=stack.url, timeout=10, headers=AUTH) as client,
@@ -204,3 +207,44 @@ async def test_one_controller_leads_per_state_folder(make_stack: Any) -> None:
         await leading.stop()
         assert second.leader
         await second.stop()
+
+
+async def test_a_hand_edit_aborts_and_a_rollout_may_end_before_new(make_stack: Any) -> None:
+    partial = FEATURE.replace("        - new: {}\n", "").replace(
+        "canary: {percent: 50, for: 1s}", "canary: {percent: 50, for: 1h}"
+    )
+    async with (
+        make_stack(partial) as stack,
+        httpx.AsyncClient(base_url=stack.url, timeout=10, headers=AUTH) as client,
+    ):
+        assert (await client.get("/_proxy/rollouts/api")).status_code == 404
+        await client.post("/_proxy/rollouts/api/start", headers=AUTH)
+        await until(client, lambda r: r["step"] == 1 and r["applied"])
+        text = stack.flags.read_text()
+        stack.flags.write_text(text.replace("mode: shadow", "mode: new"))  # by hand
+        await stack.state.store.reload()
+        record = await until(client, lambda r: r["state"] == "aborted" and r["applied"])
+        assert record["reason"] == (
+            "step 2/3 (shadow): the flags were changed outside the rollout (mode is now new)"
+        )
+        assert record["mode"] == "legacy"
+        await client.post("/_proxy/rollouts/api/start", headers=AUTH)
+        await until(client, lambda r: r["step"] == 1 and r["applied"])
+        await client.post("/_proxy/rollouts/api/promote", headers=AUTH)
+        paused = (await client.post("/_proxy/rollouts/api/pause", headers=AUTH)).json()
+        assert paused["elapsed_s"] is not None and paused["mode"] == "canary"
+        done = (await client.post("/_proxy/rollouts/api/promote", headers=AUTH)).json()
+    assert done["state"] == "succeeded" and done["mode"] == "canary"  # its last step stays
+
+
+async def test_a_step_that_cannot_be_written_aborts_the_rollout(make_stack: Any) -> None:
+    async with (
+        make_stack(FEATURE) as stack,
+        httpx.AsyncClient(base_url=stack.url, timeout=10, headers=AUTH) as client,
+    ):
+        (stack.flags.parent / f".{stack.flags.name}.lock").mkdir()  # the writer's lock is gone
+        await client.post("/_proxy/rollouts/api/start", headers=AUTH)
+        record = await until(client, lambda r: r["state"] == "aborted")
+    assert "step 1/4 (mirror): the step's flags could not be written" in record["reason"]
+    assert "cannot open the lock" in record["reason"]
+    assert stack.state.flags.feature("api").mode == "legacy"
