@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 COV_MIN ?= 90
 
-.PHONY: run test lint typecheck pytest browser-deps stack-deps web bench clean
+.PHONY: run test lint typecheck pytest browser-deps stack-deps web console bench clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or make PYTHON=python3)"; exit 1; }
@@ -59,6 +59,10 @@ stack-deps:
 # Rebuild the committed web app (banyan/webapp/dist) after changing web/.
 web:
 	cd web && npm ci --no-audit --no-fund --loglevel=error && npm run build
+
+# Rebuild the committed console (banyan/console/dist) after changing console/.
+console:
+	cd console && npm ci --no-audit --no-fund --loglevel=error && npm run build
 
 pytest: $(STAMP) browser-deps stack-deps
 	rm -f .coverage .coverage.*
