@@ -50,9 +50,12 @@ export function pct(value: number | null | undefined): string {
   return value === null || value === undefined ? '—' : `${(value * 100).toFixed(2)}%`
 }
 
-export function when(seconds: number | null | undefined): string {
-  if (!seconds) return '—'
-  return new Date(seconds * 1000).toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z')
+/** A time for people: epoch seconds or an ISO string, shown as UTC to the second. */
+export function when(value: number | string | null | undefined): string {
+  if (value === null || value === undefined || value === '' || value === 0) return '—'
+  const date = typeof value === 'number' ? new Date(value * 1000) : new Date(value)
+  if (Number.isNaN(date.getTime())) return String(value)
+  return date.toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z')
 }
 
 export function json(value: unknown): string {

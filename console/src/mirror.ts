@@ -1,4 +1,6 @@
-// Mirror dead letters: writes the other store refused, with the reason; retry or drop each.
+// Mirror dead letters: writes the other store refused, with the reason; retry or drop each (or
+// all), through the admin API (GET /_proxy/mirror, POST /_proxy/mirror/{id}/retry,
+// DELETE /_proxy/mirror/{id}; {id} may be `all`).
 import { ApiError, canWrite, del, get, listOf, post, problem } from './api'
 import { h, json, mount, table, when } from './dom'
 
@@ -7,70 +9,68 @@ interface Letter {
   feature?: string
   target?: string
   method?: string
-  path?: string
   path_qs?: string
   reason?: string
-  error?: string
-  status?: number
   attempts?: number
-  created_at?: number
-  at?: number
-}
-interface Status {
-  mirror: null | Record<string, number>
+  created_at?: number | string
 }
 
+const COUNTS = ['pending', 'dead', 'delivered', 'retried', 'dropped', 'skipped_too_large']
+
 export async function renderMirror(root: HTMLElement, reload: () => void): Promise<void> {
-  const status = await get<Status>('/_proxy/status')
-  let letters: Letter[] | null
+  let answer: Record<string, unknown> | null
   try {
-    letters = listOf<Letter>(await get<unknown>('/_proxy/mirror'), 'dead', 'letters', 'dead_letters')
+    answer = await get<Record<string, unknown>>('/_proxy/mirror')
   } catch (err) {
     if (!(err instanceof ApiError && err.status === 404)) throw err
-    letters = null
+    answer = null
   }
-  const message = h('p', { class: 'message', role: 'status' })
-  const act = async (letter: Letter, action: 'retry' | 'drop'): Promise<void> => {
+  if (answer === null) {
+    const status = await get<{ mirror: null | Record<string, unknown> }>('/_proxy/status')
+    answer = status.mirror
+  }
+  const letters = answer ? listOf<Letter>(answer, 'letters') : []
+  const message = h('p', { class: 'message', role: 'status', 'data-testid': 'mirror-message' })
+  const act = async (id: number | string, action: 'retry' | 'drop'): Promise<void> => {
     try {
-      if (action === 'retry') await post(`/_proxy/mirror/${letter.id}/retry`)
-      else await del(`/_proxy/mirror/${letter.id}`)
-      mount(message, `${action} #${letter.id}: done`)
+      if (action === 'retry') await post(`/_proxy/mirror/${id}/retry`)
+      else await del(`/_proxy/mirror/${id}`)
+      mount(message, `${action} ${id === 'all' ? 'all dead letters' : '#' + id}: done`)
     } catch (err) {
-      mount(message, h('span', { class: 'bad' }, `${action} #${letter.id}: ${problem(err)}`))
+      mount(message, h('span', { class: 'bad' }, `${action} ${id}: ${problem(err)}`))
     }
     reload()
   }
-  const counts = status.mirror
-    ? Object.entries(status.mirror).map(([k, v]) => `${k} ${json(v)}`).join(' · ')
-    : 'the mirror queue is off'
+  const button = (id: number | string, action: 'retry' | 'drop', label: string): HTMLElement =>
+    h('button', { type: 'button', disabled: !canWrite(), onclick: () => void act(id, action) }, label)
+  const counts = answer
+    ? COUNTS.filter((k) => k in answer!).map((k) => `${k} ${json(answer![k])}`).join(' · ')
+    : 'this proxy runs no mirror queue'
   mount(
     root,
     h('h1', {}, 'Mirror dead letters'),
     h('p', { 'data-testid': 'mirror-counts' }, `Queue: ${counts}`),
     message,
-    letters === null
-      ? h('p', { class: 'muted' }, 'This proxy does not list dead letters.')
-      : letters.length
-        ? table(
+    letters.length
+      ? h(
+          'div',
+          {},
+          table(
             ['#', 'When', 'Feature', 'Target', 'Request', 'Reason', 'Attempts', ''],
             letters.map((l) => [
               String(l.id),
-              when(l.created_at ?? l.at),
+              when(l.created_at),
               l.feature ?? '',
               l.target ?? '',
-              h('code', {}, `${l.method ?? ''} ${l.path_qs ?? l.path ?? ''}`),
-              l.reason ?? l.error ?? (l.status ? `status ${l.status}` : ''),
+              h('code', {}, `${l.method ?? ''} ${l.path_qs ?? ''}`),
+              l.reason ?? '',
               l.attempts ?? '',
-              h(
-                'span',
-                {},
-                h('button', { type: 'button', disabled: !canWrite(), onclick: () => void act(l, 'retry') }, 'Retry'),
-                ' ',
-                h('button', { type: 'button', disabled: !canWrite(), onclick: () => void act(l, 'drop') }, 'Drop'),
-              ),
+              h('span', { class: 'actions' }, button(l.id, 'retry', 'Retry'), button(l.id, 'drop', 'Drop')),
             ]),
             'Dead letters',
-          )
-        : h('p', { class: 'muted' }, 'No dead letters.'),
+          ),
+          h('p', { class: 'actions' }, button('all', 'retry', 'Retry all'), button('all', 'drop', 'Drop all')),
+        )
+      : h('p', { class: 'muted', 'data-testid': 'no-dead-letters' }, 'No dead letters.'),
   )
 }
