@@ -48,6 +48,12 @@ def _respond(request: web.Request, asset: Asset, cache_control: str) -> web.Resp
     return response
 
 
+def _missing(request: web.Request, message: str) -> web.Response:
+    response = error_response(404, "not_found", message)
+    mark(response.headers, "_proxy", "proxy", request_id_of(request))
+    return response
+
+
 def _redirect(request: web.Request, location: str) -> web.Response:
     response = web.Response(status=302, headers={"Location": location})
     mark(response.headers, "_proxy", "proxy", request_id_of(request))
@@ -65,15 +71,13 @@ def add_routes(app: web.Application) -> None:
     async def index(request: web.Request) -> web.Response:
         found = assets.get("index.html")
         if found is None:
-            return error_response(404, "not_found", "the console is not built")
+            return _missing(request, "the console is not built")
         return _respond(request, found, "no-cache")
 
     async def asset(request: web.Request) -> web.Response:
         found = assets.get("assets/" + request.match_info["name"])
         if found is None:
-            response = error_response(404, "not_found", "no such console file")
-            mark(response.headers, "_proxy", "proxy", request_id_of(request))
-            return response
+            return _missing(request, "no such console file")
         return _respond(request, found, "public, max-age=31536000, immutable")
 
     async def bare(request: web.Request) -> web.Response:

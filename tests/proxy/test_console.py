@@ -3,11 +3,14 @@ the old parity page's address redirecting there."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from banyan.console import DIST
+from banyan.proxy import console
 from banyan.webapp import build_info
 
 
@@ -35,3 +38,15 @@ async def test_the_console_is_served_with_its_assets(make_stack: Any) -> None:
     assert asset.content == raw.content  # httpx took the gzip off
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
     assert old.status_code == 302 and old.headers["location"] == "/_proxy/ui/#/parity"
+
+
+async def test_without_a_build_the_console_says_so(
+    make_stack: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(console, "DIST", tmp_path / "no-build")
+    async with make_stack() as stack, httpx.AsyncClient(base_url=stack.url) as client:
+        page = await client.get("/_proxy/ui/")
+        asset = await client.get("/_proxy/ui/assets/console.js")
+    assert page.status_code == 404 and page.json()["error"]["message"] == "the console is not built"
+    assert page.headers["x-banyan-backend"] == "proxy"
+    assert asset.status_code == 404
