@@ -21,6 +21,7 @@ import asyncpg
 
 from banyan.control.db import ControlError, schema_from_env
 from banyan.control.guards import SharedGuards
+from banyan.control.noise import SharedNoise
 from banyan.control.overlay import overlay_bytes, settings_with
 from banyan.control.store import POLL_INTERVAL, ControlStore, Override, Snapshot, default_actor
 from banyan.logs import get_logger
@@ -50,6 +51,7 @@ class ControlPlane:
             actor=default_actor("proxy"),
         )
         self.guards = SharedGuards(self.store)
+        self.noise = SharedNoise()
         self._flags: FlagStore | None = None
         self._file_digest: str | None = None  # of the file bytes behind the last read
         self._audited_digest: str | None = None  # the file version whose edit was last audited
@@ -64,11 +66,14 @@ class ControlPlane:
         await flags.reload()
 
     def share_guards(self, state: ProxyState) -> None:
-        """Judge this replica's guards on every replica's evidence from now on."""
+        """Judge this replica's guards on every replica's evidence from now on, and learn the
+        parity noise every replica learned."""
         self.guards.start(state)
+        self.noise.start(state.shadow)
 
     async def stop(self) -> None:
         await self.guards.stop()
+        await self.noise.stop()
         if self._flags is not None:
             self._flags.overlay = None
         await self.store.close()

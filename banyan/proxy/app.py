@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import aiohttp
 from aiohttp import web
 
+from banyan.control.mirror import shared_queue
 from banyan.control.plane import ControlPlane
 from banyan.logs import get_logger
 from banyan.parity.noise import endpoint_key
@@ -650,6 +651,10 @@ def create_app(
         limits=limits or Limits.from_env(),
         admission=Admission(admission if admission is not None else AdmissionLimits.from_env()),
     )
+    if control_db and mirror is None:  # replicas sharing a PostgreSQL mirror queue and fence
+        shared = shared_queue(mirror_url(path))
+        if shared is not None:
+            state.mirror, state.fence = shared
     app = web.Application(client_max_size=1024**4)
     app[STATE] = state
     runner: Callable[..., web.AppRunner] = functools.partial(ProxyRunner, limits=state.limits)

@@ -103,10 +103,14 @@ async def stack(tmp_path: Path) -> AsyncIterator[ReplicaStack]:
         "BANYAN_ADMIN_TOKEN": ADMIN,
         "BANYAN_REDIS_PREFIX": f"stack-{secrets.token_hex(4)}",
     }
-    async with temp_database("stack_legacy") as legacy, temp_database("stack_new") as new:
+    async with (
+        temp_database("stack_legacy") as legacy,
+        temp_database("stack_new") as new,
+        temp_database("stack_mirror") as mirror,
+    ):
         replicas = ReplicaStack(
             tmp_path,
-            env=env,
+            env={**env, "BANYAN_MIRROR_DB": mirror},  # one mirror queue for the three replicas
             legacy_db=legacy,
             new_db=new,
             redis=REDIS,

@@ -1,0 +1,122 @@
+"""Tests for banyan/control/mirror.py: one PostgreSQL mirror queue for several replicas — each
+write delivered once, holds released whoever delivered, and the fence across replicas."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+
+from banyan.control.db import dsn
+from banyan.control.mirror import SharedMirrorQueue, SharedWriteFence, is_postgres, shared_queue
+from banyan.pg import postgres_available, temp_database
+from banyan.proxy.mirror import MirrorQueue
+from banyan.proxy.stamping import WriteStamp
+from banyan.testing import serve
+from tests.proxy.upstreams import Recorder
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+async def mirror_db() -> AsyncIterator[str]:
+    if not await postgres_available():
+        pytest.skip("SHARED MIRROR TESTS SKIPPED — no PostgreSQL at 127.0.0.1:5432")
+    async with temp_database("ctlmirror") as url:
+        yield url
+
+
+async def until(check: Any, what: str) -> None:
+    for _ in range(400):
+        if check():
+            return
+        await asyncio.sleep(0.025)
+    raise AssertionError(f"never happened: {what}")
+
+
+async def enqueue(queue: MirrorQueue, key: str, user: str | None = None, **kwargs: Any) -> None:
+    await queue.enqueue(
+        feature="sessions",
+        target="legacy",
+        method="POST",
+        path_qs=f"/echo/{key}",
+        headers={"Content-Type": "application/json"},
+        body=b"{}",
+        idempotency_key=key,
+        stamp=None if user is None else WriteStamp(1_700_000_000_000, "POST", key, user),
+        **kwargs,
+    )
+
+
+def test_only_postgres_is_shared() -> None:
+    assert is_postgres("postgresql+asyncpg://h/d") and is_postgres("postgres://h/d")
+    assert not is_postgres("sqlite+aiosqlite:///m.db")
+    assert shared_queue("sqlite+aiosqlite:///m.db") is None
+    queue, fence = shared_queue("postgresql+asyncpg://h/d") or (None, None)
+    assert isinstance(queue, SharedMirrorQueue) and queue.fence is fence
+
+
+async def test_the_fence_holds_for_writes_another_replica_queued() -> None:
+    fence = SharedWriteFence(max_wait=5)
+    assert fence.pending("new", "u1") == []
+    fence.update({("new", "u1")})
+    (waiting,) = fence.pending("new", "u1")
+    assert fence.pending("new", "u1") == [waiting]  # one wait per pair
+    assert fence.copies("new", "u1") == []  # a queued write, not a copy in flight
+    assert fence.pending("legacy", "u1") == [] and fence.pending("new", None) == []
+    release = fence.hold("new", "u1")
+    assert waiting not in fence.pending("new", "u1")  # its own hold is the one to wait for
+    release()
+    fence.update(set())
+    assert waiting.done() and await fence.wait([waiting])
+
+
+async def test_replicas_sharing_the_queue_deliver_each_write_once(mirror_db: str) -> None:
+    upstream = Recorder("legacy")
+    async with serve(upstream.app) as url, aiohttp.ClientSession() as session:
+        queues = [SharedMirrorQueue(mirror_db, poll_interval=0.02) for _ in range(3)]
+        for queue in queues:
+            await queue.start(session, {"legacy": url})
+        try:
+            released: list[str] = []
+            for i in range(30):
+                key = f"w{i}"
+                await enqueue(
+                    queues[i % 3], key, user=f"u{i % 4}", release=lambda k=key: released.append(k)
+                )
+            await until(lambda: len(upstream.requests) >= 30 and len(released) == 30, "delivery")
+            await asyncio.sleep(0.2)  # any second delivery would have happened by now
+        finally:
+            for queue in queues:
+                await queue.stop()
+    keys = Counter(r["headers"]["idempotency-key"] for r in upstream.requests)
+    assert keys == Counter({f"w{i}": 1 for i in range(30)})
+    for user in range(4):  # each user's lane kept its order, whichever replica delivered it
+        order = [int(r["path_qs"][len("/echo/w") :]) for r in upstream.requests]
+        mine = [i for i in order if i % 4 == user]
+        assert mine == sorted(mine)
+
+
+async def test_holds_are_released_when_another_replica_delivered(mirror_db: str) -> None:
+    async with aiohttp.ClientSession() as session:
+        fence = SharedWriteFence()
+        queue = SharedMirrorQueue(mirror_db, fence=fence, poll_interval=0.02)
+        await queue.start(session, {"legacy": "http://127.0.0.1:1"})
+        other = await asyncpg.connect(dsn(mirror_db))
+        try:
+            await other.execute("SELECT pg_advisory_lock($1)", queue.key)  # "delivering"
+            done = asyncio.get_running_loop().create_future()
+            await enqueue(queue, "k1", user="u1", release=lambda: done.set_result(True))
+            await until(lambda: ("legacy", "u1") in fence.remote, "seen pending")
+            assert queue.busy_rounds > 0 and not done.done()
+            await other.execute("DELETE FROM banyan_mirror_writes")  # the other one delivered
+            assert await asyncio.wait_for(done, 10)
+            await until(lambda: ("legacy", "u1") not in fence.remote, "seen delivered")
+        finally:
+            await other.close()
+            await queue.stop()
