@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from banyan.control.db import ControlError
-from banyan.proxy import console, parity_admin
+from banyan.proxy import console, mirror_admin, parity_admin
+from banyan.proxy.attention import attention
 from banyan.proxy.audit import feature_settings
 from banyan.proxy.flag_edit import set_fields
 from banyan.proxy.flags import FEATURE_KEYS, FlagError
@@ -237,6 +238,7 @@ def add_admin_routes(app: web.Application, key: web.AppKey[ProxyState]) -> None:
     app.router.add_get("/_proxy/parity.json", parity_page)
     app.router.add_get("/_proxy/parity/export.html", parity_page)  # the static page for a ticket
     parity_admin.add_routes(app, guarded, _json)
+    mirror_admin.add_routes(app, guarded, _json)  # /_proxy/mirror: dead letters
     console.add_routes(app)  # /_proxy/ui/, and /_proxy/parity redirecting there
 
     def no_parity(request: web.Request) -> web.Response:
@@ -306,7 +308,7 @@ async def status_body(state: ProxyState) -> dict[str, Any]:
     mirror = None
     if state.mirror is not None and state.mirror.engine is not None:
         mirror = asdict(await state.mirror.stats())
-    return {
+    body = {
         "version": __version__,
         "uptime_s": round(__import__("time").time() - state.started_at, 3),
         "flags": {
@@ -331,3 +333,5 @@ async def status_body(state: ProxyState) -> dict[str, Any]:
         "shadow_sender": sender.status() if sender is not None else None,
         "open_websockets": len(state.bridges),
     }
+    body["attention"] = attention(body)  # dead letters, guard rollbacks, ...: what needs a look
+    return body

@@ -23,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "parity": ("banyan.parity.cli", "Parity reports and replays"),
     "rollout": ("banyan.rollout.cli", "Start, watch, pause, resume, promote or abort a rollout"),
     "data": ("banyan.backends.datatools.cli", "Backfill, verify, back up and restore the stores"),
+    "mirror": ("banyan.proxy.mirror_cli", "List, retry or drop the mirror queue's dead letters"),
+    "status": ("banyan.proxy.status_cli", "The running proxy on one screen: what needs attention"),
 }
 
 

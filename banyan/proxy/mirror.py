@@ -180,6 +180,7 @@ class MirrorStats:
     delivered: int
     retried: int
     skipped_too_large: int
+    dropped: int = 0
 
 
 class MirrorQueue:
@@ -217,6 +218,7 @@ class MirrorQueue:
         self.delivered = 0
         self.retried = 0
         self.skipped_too_large = 0
+        self.dropped = 0  # dead letters an operator dropped
 
     async def start(self, session: aiohttp.ClientSession, backends: Mapping[str, str]) -> None:
         self._session = session
@@ -523,9 +525,13 @@ class MirrorQueue:
             delivered=self.delivered,
             retried=self.retried,
             skipped_too_large=self.skipped_too_large,
+            dropped=self.dropped,
         )
 
     async def dead_letters(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The dead letters, oldest first: each write's id, feature, target, method, path,
+        attempts, ``reason`` (the last answer or failure), the write's time (``stamp_ms``, None
+        when it was stored without one) and when it was queued (``created_at``, epoch seconds)."""
         assert self.engine is not None
         async with self.engine.connect() as conn:
             rows = (
@@ -539,6 +545,8 @@ class MirrorQueue:
                             mirror_writes.c.path_qs,
                             mirror_writes.c.attempts,
                             mirror_writes.c.last_error,
+                            mirror_writes.c.stamp_ms,
+                            mirror_writes.c.created_at,
                         )
                         .where(mirror_writes.c.status == "dead")
                         .order_by(mirror_writes.c.id)
@@ -548,16 +556,35 @@ class MirrorQueue:
                 .mappings()
                 .all()
             )
-        return [dict(r) for r in rows]
+        return [{**dict(r), "reason": r["last_error"]} for r in rows]
 
-    async def retry_dead(self) -> int:
-        """Give every dead write a fresh set of attempts (after an operator fixed the cause)."""
+    async def retry_dead(self, letter: int | None = None) -> int:
+        """Give dead writes a fresh set of attempts (after an operator fixed the cause): one
+        (``letter``, its id) or every one; how many were dead and are pending again."""
         assert self.engine is not None
+        query = mirror_writes.update().where(mirror_writes.c.status == "dead")
+        if letter is not None:
+            query = query.where(mirror_writes.c.id == letter)
         async with self.engine.begin() as conn:
             result = await conn.execute(
-                mirror_writes.update()
-                .where(mirror_writes.c.status == "dead")
-                .values(status="pending", attempts=0, next_at=time.time())
+                query.values(status="pending", attempts=0, next_at=time.time())
             )
         self._wake.set()
         return int(result.rowcount or 0)
+
+    async def drop_dead(self, letter: int | None = None) -> int:
+        """Delete dead writes the operator gave up on: one (``letter``) or every one; how many.
+        Only dead letters: a pending write is never dropped from under its delivery."""
+        assert self.engine is not None
+        query = mirror_writes.delete().where(mirror_writes.c.status == "dead")
+        if letter is not None:
+            query = query.where(mirror_writes.c.id == letter)
+        async with self.engine.begin() as conn:
+            result = await conn.execute(query)
+        dropped = int(result.rowcount or 0)
+        self.dropped += dropped
+        if dropped:
+            log.warning(
+                "mirror_dropped", letter=letter if letter is not None else "all", count=dropped
+            )
+        return dropped

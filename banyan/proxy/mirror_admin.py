@@ -1,0 +1,94 @@
+"""The mirror queue's admin endpoints: its dead letters shown, retried and dropped.
+
+- ``GET /_proxy/mirror`` (``?limit=``, default 100): ``{"pending", "dead", "delivered",
+  "retried", "skipped_too_large", "dropped", "letters": [...]}``; each letter has ``id``,
+  ``feature``, ``target``, ``method``, ``path_qs``, ``attempts``, ``reason``, ``stamp_ms`` and
+  ``created_at``.
+- ``POST /_proxy/mirror/{id}/retry``: the letter goes back to pending with fresh attempts
+  (``{"retried": n}``); ``DELETE /_proxy/mirror/{id}``: it is deleted (``{"dropped": n}``).
+  ``{id}`` is a letter's id, or ``all`` for every dead letter.
+
+Reads follow the admin read rules, retry and drop are writes (the admin token); a letter that
+is not dead (delivered, pending, unknown) is ``404 not_found``, a malformed id ``400``, a proxy
+without a mirror queue ``404 mirror_disabled``. Every action is logged by the queue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from banyan.proxy.mirror import MirrorQueue
+
+if TYPE_CHECKING:
+    from banyan.proxy.app import ProxyState
+
+Guard = Callable[..., Any]
+Reply = Callable[..., web.Response]
+MAX_LIMIT = 1000
+
+
+def letter_of(text: str) -> int | None:
+    """The letter an ``{id}`` names: its number, None for ``all``; ValueError otherwise."""
+    if text == "all":
+        return None
+    if not text.isdigit() or len(text) > 18:
+        raise ValueError(f"{text!r} is not a dead letter's id (a number) or 'all'")
+    return int(text)
+
+
+def add_routes(app: web.Application, guarded: Guard, reply: Reply) -> None:
+    """Register the endpoints (``guarded`` and ``reply`` as in :mod:`banyan.proxy.admin`)."""
+
+    def error(request: web.Request, status: int, code: str, message: str) -> web.Response:
+        return reply(request, {"error": {"code": code, "message": message}}, status)
+
+    def queue_of(state: ProxyState) -> MirrorQueue | None:
+        mirror = state.mirror
+        return mirror if mirror is not None and mirror.engine is not None else None
+
+    def disabled(request: web.Request) -> web.Response:
+        return error(request, 404, "mirror_disabled", "this proxy runs no mirror queue")
+
+    @guarded()
+    async def listing(request: web.Request, state: ProxyState) -> web.Response:
+        queue = queue_of(state)
+        if queue is None:
+            return disabled(request)
+        limit = request.query.get("limit", "100")
+        if not limit.isdigit() or not 1 <= int(limit) <= MAX_LIMIT:
+            return error(request, 400, "validation_error", f"limit: a number from 1 to {MAX_LIMIT}")
+        stats = asdict(await queue.stats())
+        return reply(request, {**stats, "letters": await queue.dead_letters(int(limit))})
+
+    async def act(request: web.Request, state: ProxyState, action: str) -> web.Response:
+        queue = queue_of(state)
+        if queue is None:
+            return disabled(request)
+        try:
+            letter = letter_of(request.match_info["id"])
+        except ValueError as exc:
+            return error(request, 400, "validation_error", str(exc))
+        if action == "retry":
+            count = await queue.retry_dead(letter)
+        else:
+            count = await queue.drop_dead(letter)
+        if letter is not None and count == 0:
+            return error(request, 404, "not_found", f"no dead letter {letter}")
+        done = "retried" if action == "retry" else "dropped"
+        return reply(request, {"id": request.match_info["id"], done: count})
+
+    @guarded(write=True)
+    async def retry(request: web.Request, state: ProxyState) -> web.Response:
+        return await act(request, state, "retry")
+
+    @guarded(write=True)
+    async def drop(request: web.Request, state: ProxyState) -> web.Response:
+        return await act(request, state, "drop")
+
+    app.router.add_get("/_proxy/mirror", listing)
+    app.router.add_post("/_proxy/mirror/{id}/retry", retry)
+    app.router.add_delete("/_proxy/mirror/{id}", drop)
