@@ -1,7 +1,7 @@
 // Parity for QA: per feature and endpoint, the match rate over time (a small chart), filters by
 // feature, endpoint, differing path and time, one mismatched request at a time with both answers
 // side by side and the differing paths highlighted, replay with its result, learned noise.
-import { canWrite, del, get, listOf, post, problem } from './api'
+import { ApiError, canWrite, del, get, listOf, post, problem } from './api'
 import { h, json, mount, pct, svg, table, when, type Child } from './dom'
 import { jsonView } from './jsonview'
 
@@ -392,7 +392,14 @@ function summaryTable(report: FeatureReport[], filters: Filters): Child {
 }
 
 export async function renderParity(root: HTMLElement, filters: Filters, reload: () => void): Promise<void> {
-  const summary = await get<{ features: FeatureReport[] }>(`/_proxy/parity.json?${querystring(filters, 'feature')}`)
+  let summary: { features: FeatureReport[] }
+  try {
+    summary = await get<{ features: FeatureReport[] }>(`/_proxy/parity.json?${querystring(filters, 'feature')}`)
+  } catch (err) {
+    if (!(err instanceof ApiError && err.status === 404)) throw err
+    mount(root, h('h1', {}, 'Parity'), h('p', { class: 'muted' }, 'Parity is not enabled on this proxy (started with --no-parity).'))
+    return
+  }
   const [series, found, learned] = await Promise.all([
     get<{ hours: Hour[] }>(`/_proxy/parity/series?${querystring(filters, 'feature', 'endpoint', 'since', 'until')}`),
     get<{ items: Mismatch[] }>(`/_proxy/parity/mismatches?${querystring(filters, 'feature', 'endpoint', 'path', 'since', 'until')}&limit=200`),
