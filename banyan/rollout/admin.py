@@ -5,7 +5,8 @@
 (``start | pause | resume | promote | abort``) acts and answers the record after the action.
 Access is the admin surface's (:func:`banyan.proxy.admin.authorize`): reads from loopback or with
 the admin token, writes only with it. Errors are JSON: 404 for an unknown feature, 400 for an
-unknown action, 409 for an action the rollout's state does not allow. :func:`install` adds the
+unknown action, 409 for an action the rollout's state does not allow, 503 when the rollout state
+cannot be read or written. :func:`install` adds the
 routes (before the admin catch-all) and starts and stops the controller with the app.
 """
 
@@ -63,7 +64,10 @@ def install(app: web.Application, key: web.AppKey[ProxyState]) -> None:
             mark(refusal.headers, "_proxy", "proxy", request_id_of(request))
             return refusal
         controller = request.app[CONTROLLER]
-        records = await asyncio.to_thread(controller.store.load)
+        try:
+            records = await asyncio.to_thread(controller.store.load)
+        except (OSError, ValueError) as exc:
+            return _error(request, 503, "rollout_state_unavailable", str(exc))
         flags = controller.state.flags
         wanted = request.match_info.get("feature")
         if wanted is not None:
@@ -85,6 +89,8 @@ def install(app: web.Application, key: web.AppKey[ProxyState]) -> None:
             record = await controller.act(name, request.match_info["action"])
         except TransitionError as exc:
             return _error(request, exc.status, exc.code, exc.message)
+        except (OSError, ValueError) as exc:  # the state file cannot be read or written
+            return _error(request, 503, "rollout_state_unavailable", str(exc))
         return _json(request, view(record, controller.state.flags))
 
     app.router.add_get("/_proxy/rollouts", listing)

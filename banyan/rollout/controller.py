@@ -77,6 +77,7 @@ class RolloutController:
         self.clock = clock
         self.windows: dict[str, tuple[int, StepWindow]] = {}
         self._leader_fd: int | None = None
+        self._unwritable = False
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
@@ -109,8 +110,14 @@ class RolloutController:
     def leader(self) -> bool:
         if self._leader_fd is not None:
             return True
-        self.leader_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.leader_path, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            self.leader_path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.leader_path, os.O_WRONLY | os.O_CREAT, 0o644)
+        except OSError as exc:  # a read-only state folder: say so once, drive nothing
+            if not self._unwritable:
+                self._unwritable = True
+                log.error("rollout_state_unwritable", path=str(self.leader_path), error=str(exc))
+            return False
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from banyan.parity.store import ParityRecorder, ParityStore
 from banyan.proxy.shadow import Shadow
@@ -248,3 +249,24 @@ async def test_a_step_that_cannot_be_written_aborts_the_rollout(make_stack: Any)
     assert "step 1/4 (mirror): the step's flags could not be written" in record["reason"]
     assert "cannot open the lock" in record["reason"]
     assert stack.state.flags.feature("api").mode == "legacy"
+
+
+async def test_an_unusable_state_file_is_a_503_and_no_crash(
+    make_stack: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the state folder should be")
+    monkeypatch.setenv("BANYAN_ROLLOUTS", str(blocker / "rollouts.json"))
+    async with (
+        make_stack(FEATURE) as stack,
+        httpx.AsyncClient(base_url=stack.url, timeout=10, headers=AUTH) as client,
+    ):
+        started = await client.post("/_proxy/rollouts/api/start", headers=AUTH)
+        assert started.status_code == 503
+        assert started.json()["error"]["code"] == "rollout_state_unavailable"
+        blocker.unlink()
+        blocker.mkdir()
+        (blocker / "rollouts.json").write_text("{broken")
+        listed = await client.get("/_proxy/rollouts")
+        assert listed.status_code == 503 and "not a rollout file" in listed.text
+        assert (await client.get("/status/200")).status_code == 200  # traffic unaffected

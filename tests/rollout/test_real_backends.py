@@ -1,5 +1,5 @@
-"""A rollout of ``sessions`` with the real backends (SQLite) behind the real proxy: users register,
-create and read sessions all along while the proxy walks mirror -> shadow -> canary 50 -> new;
+"""A rollout of ``sessions`` with the real backends (SQLite) behind the real proxy: registered
+users create and read sessions all along while the proxy walks mirror -> shadow -> canary 50 -> new;
 no user sees an error, the rollout succeeds on its gates, and ``banyan data verify`` finds the two
 stores identical at the end. (Users read single sessions, not their list: a list read's shadow
 copy can still be overtaken by the same user's next create, a parity question outside rollouts.)"""
@@ -51,6 +51,17 @@ default: legacy
 """
 
 
+async def settled(state: Any) -> None:
+    """Wait until the mirror queue and the shadow copies are done; no dead letter."""
+    assert state.mirror is not None
+    for _ in range(600):
+        stats = await state.mirror.stats()
+        if not stats.pending and not getattr(state.shadow, "inflight", 0):
+            break
+        await asyncio.sleep(0.05)
+    assert stats.dead == 0
+
+
 async def test_sessions_roll_out_to_new_with_no_user_visible_error(tmp_path: Path) -> None:
     stores = {
         "legacy": f"sqlite+aiosqlite:///{tmp_path / 'legacy.db'}",
@@ -73,14 +84,16 @@ async def test_sessions_roll_out_to_new_with_no_user_visible_error(tmp_path: Pat
                 return response
 
             users: list[dict[str, str]] = []
+            for number in range(12):  # registered (and mirrored to new) before the rollout
+                body = {"email": f"u{number}@example.com", "password": "password-1", "name": "U"}
+                made = await call("POST", "/api/auth/register", json=body)
+                users.append({"Authorization": f"Bearer {made.json()['token']}"})
+            await settled(state)
             started = await http.post("/_proxy/rollouts/sessions/start", headers=ADMIN)
             assert started.status_code == 200, started.text
             record: dict[str, Any] = {}
             for round_ in range(400):
-                body = {"email": f"u{round_}@example.com", "password": "password-1", "name": "U"}
-                made = await call("POST", "/api/auth/register", json=body)
-                users.append({"Authorization": f"Bearer {made.json()['token']}"})
-                for auth in users[-6:]:
+                for auth in users[round_ % 2 :: 2]:
                     created = await call("POST", "/api/sessions", json={"title": "x"}, headers=auth)
                     assert created.status_code == 201, (created.text, answers[-3:])
                     await call("GET", f"/api/sessions/{created.json()['id']}", headers=auth)
@@ -91,12 +104,6 @@ async def test_sessions_roll_out_to_new_with_no_user_visible_error(tmp_path: Pat
             assert state.flags.feature("sessions").mode == "new"
             failed = [a for a in answers if a[1] >= 400]
             assert failed == [], failed[:5]
-            assert state.mirror is not None
-            for _ in range(600):  # the mirror queue and shadow copies settle
-                stats = await state.mirror.stats()
-                if not stats.pending and not getattr(state.shadow, "inflight", 0):
-                    break
-                await asyncio.sleep(0.05)
-            assert stats.dead == 0
+            await settled(state)
     reports = await verify(stores["legacy"], stores["new"])
     assert sum(r.difference_count for r in reports) == 0
