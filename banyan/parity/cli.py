@@ -1,16 +1,26 @@
-"""``banyan parity report``, ``banyan parity replay`` and ``banyan parity noise``.
+"""``banyan parity report``, ``replay``, ``noise`` and ``reset``.
 
-The store is ``--db`` (default ``BANYAN_PARITY_DB``, else ``parity.db`` beside the flag file).
+The store is ``--db`` (a URL or a SQLite file path), by default the one the running stack writes:
+``BANYAN_PARITY_DB``, else ``.banyan/parity.db`` beside the flag file
+(:mod:`banyan.parity.location`). ``report --proxy URL`` asks a running proxy for its report
+instead (``/_proxy/parity.json``, with ``BANYAN_ADMIN_TOKEN`` when it has one). ``--since`` takes
+``10m``, ``2h``, ``1d`` or an ISO time: counters are kept by the hour, so they count from the start
+of the hour ``since`` falls in; examples, skips and rollbacks from ``since`` exactly.
+
 ``replay`` re-sends a stored example's request to both backends named in the flag file and compares
-again with the feature's rules: exit 0 when they now agree, 1 when they still differ. Stored
-requests are redacted, so credentials are supplied again with ``--token`` (or
-``BANYAN_REPLAY_TOKEN``) as a bearer token.
+again with the feature's rules: exit 0 when they now agree, 1 when they still differ, 3 when both
+refused or failed (two 401s are not agreement: nothing was compared). Stored requests are
+redacted, so credentials are supplied again with ``--token`` (or ``BANYAN_REPLAY_TOKEN``) as a
+bearer token.
 
 ``noise`` lists the learned noise per feature with its counts, and ``--forget PATH`` forgets a
 path (of ``--feature``, or of every feature). With ``--proxy URL`` it asks the running proxy
 (``/_proxy/parity/noise``; forgetting needs ``BANYAN_ADMIN_TOKEN``), which also drops the path
 from what the proxy holds in memory; without, it works on the store (a running proxy keeps what it
 had learned until it restarts).
+
+``reset [--feature F]`` deletes what the store holds (of one feature): counters, examples,
+latencies, skips, rollbacks and learned noise.
 """
 
 from __future__ import annotations
@@ -28,16 +38,18 @@ from typing import Any
 import aiohttp
 
 from banyan.parity.compare import Rules
+from banyan.parity.location import default_url, store_url
 from banyan.parity.replay import replay as replay_example
 from banyan.parity.report import render_html, render_json, render_text
 from banyan.parity.store import ParityStore
 
 
 def default_db(flags: str) -> str:
-    return (
-        os.environ.get("BANYAN_PARITY_DB")
-        or f"sqlite+aiosqlite:///{Path(flags).resolve().parent / 'parity.db'}"
-    )
+    return default_url(flags)
+
+
+def db_of(args: argparse.Namespace) -> str:
+    return store_url(args.db) if args.db else default_url(args.flags)
 
 
 def parse_since(text: str | None, now: float | None = None) -> float | None:
@@ -55,14 +67,56 @@ def parse_since(text: str | None, now: float | None = None) -> float | None:
 
 
 async def report(args: argparse.Namespace) -> int:
-    store = ParityStore(args.db or default_db(args.flags))
-    try:
-        await store.open()
-        data = await store.summary(feature=args.feature, since=parse_since(args.since))
-    finally:
-        await store.close()
+    since = parse_since(args.since)
+    if args.proxy:
+        data = await _report_by_proxy(args, since)
+        if data is None:
+            return 2
+    else:
+        store = ParityStore(db_of(args))
+        try:
+            await store.open()
+            data = await store.summary(feature=args.feature, since=since)
+        finally:
+            await store.close()
     render = {"text": render_text, "json": render_json, "html": render_html}[args.format]
     print(render(data))
+    return 0
+
+
+def _admin_headers(args: argparse.Namespace) -> dict[str, str]:
+    token = args.admin_token or os.environ.get("BANYAN_ADMIN_TOKEN")
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+async def _report_by_proxy(args: argparse.Namespace, since: float | None) -> dict[str, Any] | None:
+    params = {k: str(v) for k, v in (("feature", args.feature), ("since", since)) if v}
+    url = args.proxy.rstrip("/") + "/_proxy/parity.json"
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(url, params=params, headers=_admin_headers(args)) as answer,
+        ):
+            body = await answer.json(content_type=None)
+    except (aiohttp.ClientError, ValueError) as exc:
+        print(f"banyan parity report: cannot ask {args.proxy}: {exc}", file=sys.stderr)
+        return None
+    if answer.status != 200:
+        message = body.get("error", {}).get("message", body) if isinstance(body, dict) else body
+        print(f"banyan parity report: {answer.status}: {message}", file=sys.stderr)
+        return None
+    return dict(body)
+
+
+async def reset(args: argparse.Namespace) -> int:
+    store = ParityStore(db_of(args))
+    try:
+        await store.open()
+        deleted = await store.reset(args.feature)
+    finally:
+        await store.close()
+    what = f"feature {args.feature}" if args.feature else "every feature"
+    print(f"parity store reset for {what}: {deleted} rows deleted")
     return 0
 
 
@@ -84,7 +138,7 @@ def _rules(flags: str, feature: str) -> Rules:
 
 
 async def replay(args: argparse.Namespace) -> int:
-    store = ParityStore(args.db or default_db(args.flags))
+    store = ParityStore(db_of(args))
     try:
         await store.open()
         example = await store.example(args.id)
@@ -97,12 +151,26 @@ async def replay(args: argparse.Namespace) -> int:
     rules = _rules(args.flags, example["feature"])
     summary = await replay_example(example, _backends(args.flags), rules, token=token)
     print(json.dumps(summary, indent=2, default=str) if args.json else _replay_text(summary))
+    if summary["verdict"] in ("both refused", "both failed"):
+        return 3
     return 1 if summary["still_differs"] else 0
 
 
 def _replay_text(summary: dict[str, Any]) -> str:
-    lines = [f"replay #{summary['example']}: {summary['request']}"]
-    if not summary["still_differs"]:
+    primary, candidate = summary["primary"], summary["candidate"]
+    lines = [
+        f"replay #{summary['example']}: {summary['request']}",
+        f"  {primary['backend']} answered {primary['status'] or 'nothing'}, "
+        f"{candidate['backend']} answered {candidate['status'] or 'nothing'}",
+    ]
+    verdict = summary["verdict"]
+    if verdict == "both refused":
+        lines.append(
+            "both refused: nothing was compared (stored credentials are redacted: pass --token)"
+        )
+    elif verdict == "both failed":
+        lines.append("both failed: nothing was compared")
+    elif verdict == "agree":
         lines.append("the backends now agree")
     for d in summary["differences"]:
         lines.append(
@@ -117,7 +185,7 @@ NOISE_THRESHOLD = 2  # as NoiseLearner's: a path seen differing twice within a b
 async def noise(args: argparse.Namespace) -> int:
     if args.proxy:
         return await _noise_by_proxy(args)
-    store = ParityStore(args.db or default_db(args.flags))
+    store = ParityStore(db_of(args))
     try:
         await store.open()
         if args.forget:
@@ -136,8 +204,7 @@ async def noise(args: argparse.Namespace) -> int:
 
 
 async def _noise_by_proxy(args: argparse.Namespace) -> int:
-    token = args.admin_token or os.environ.get("BANYAN_ADMIN_TOKEN")
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    headers = _admin_headers(args)
     params = {k: v for k, v in (("feature", args.feature), ("path", args.forget)) if v}
     url = args.proxy.rstrip("/") + "/_proxy/parity/noise"
     async with aiohttp.ClientSession() as session:
@@ -169,7 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--format", choices=("text", "json", "html"), default="text")
     rep.add_argument("--feature")
     rep.add_argument("--since", help="e.g. 1h, 30m, 2d, or an ISO timestamp")
-    rep.add_argument("--db")
+    rep.add_argument("--db", help="a store URL or a SQLite file (default: the stack's store)")
+    rep.add_argument("--proxy", metavar="URL", help="ask the running proxy instead of the store")
+    rep.add_argument("--admin-token", help="default: BANYAN_ADMIN_TOKEN")
     rep.add_argument("--flags", default=os.environ.get("BANYAN_FLAGS", "flags.yaml"))
     rpl = sub.add_parser("replay", help="re-send a stored mismatch to both backends")
     rpl.add_argument("id", type=int)
@@ -184,6 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
     nse.add_argument("--proxy", metavar="URL", help="ask the running proxy instead of the store")
     nse.add_argument("--admin-token", help="default: BANYAN_ADMIN_TOKEN")
     nse.add_argument("--flags", default=os.environ.get("BANYAN_FLAGS", "flags.yaml"))
+    rst = sub.add_parser("reset", help="start over: delete what the store holds")
+    rst.add_argument("--feature")
+    rst.add_argument("--db")
+    rst.add_argument("--flags", default=os.environ.get("BANYAN_FLAGS", "flags.yaml"))
     return parser
 
 
@@ -193,4 +266,6 @@ def main(argv: list[str]) -> int:
         return asyncio.run(report(args))
     if args.command == "noise":
         return asyncio.run(noise(args))
+    if args.command == "reset":
+        return asyncio.run(reset(args))
     return asyncio.run(replay(args))

@@ -76,6 +76,7 @@ class Difference:
             "kind": self.kind,
             "primary": self.primary,
             "candidate": self.candidate,
+            "pattern": self.pattern,
         }
 
 

@@ -38,3 +38,19 @@ class SkipRecord:
     feature: str
     endpoint: str
     reason: str  # body_too_large | candidate_timeout | queue_full ...
+
+
+@dataclass(slots=True)
+class RollbackRecord:
+    """A guard rolled a feature back: shown on the feature's report."""
+
+    feature: str
+    rule: str
+    observed: float
+    limit: float
+    samples: int
+    message: str
+    at: float = field(default_factory=time.time)
+
+
+ParityItem = ComparisonRecord | NoiseRecord | SkipRecord | RollbackRecord

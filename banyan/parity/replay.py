@@ -3,7 +3,8 @@
 Used by ``banyan parity replay`` and by the console (``POST /_proxy/parity/examples/{id}/replay``).
 Stored requests are redacted (:mod:`banyan.parity.redact`), so credentials are never replayed:
 the caller may give a bearer token to send instead. The answer says whether the backends still
-differ, with the differences and each side's status.
+differ, with the differences and each side's status, and a verdict: two refusals (say two 401s:
+the replay had no credentials) are ``both refused``, never ``agree``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,21 @@ async def _send(
         return Response(0, {}, b"", error=f"{type(exc).__name__}: {exc}")
 
 
+def verdict(primary: Response, candidate: Response, match: bool) -> str:
+    """``agree`` | ``differ`` | ``both refused`` (both answered 4xx: two 401s compare equal but
+    nothing was compared — a replay without credentials) | ``both failed`` (both 5xx or no
+    answer)."""
+
+    def failed(answer: Response) -> bool:
+        return answer.error is not None or answer.status == 0 or answer.status >= 500
+
+    if failed(primary) and failed(candidate):
+        return "both failed"
+    if 400 <= primary.status < 500 and 400 <= candidate.status < 500:
+        return "both refused"
+    return "agree" if match else "differ"
+
+
 async def replay(
     example: Mapping[str, Any],
     backends: Mapping[str, str],
@@ -61,9 +77,13 @@ async def replay(
                 session, example["method"], base + example["url"], headers, body
             )
     result = compare(answers["primary"], answers["candidate"], rules)
+    primary, candidate = answers["primary"], answers["candidate"]
     return {
         "example": example["id"],
         "request": f"{example['method']} {example['url']}",
+        "verdict": verdict(primary, candidate, result.match),
+        "primary": {"backend": example["primary_backend"], "status": primary.status},
+        "candidate": {"backend": example["candidate_backend"], "status": candidate.status},
         "still_differs": not result.match,
         "differences": [d.as_dict() for d in result.differences],
         "status": {

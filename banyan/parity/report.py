@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,6 +41,11 @@ def render_text(data: dict[str, Any]) -> str:
                 f"  latency {backend}: p50 {_ms(figures['p50'])}  p95 {_ms(figures['p95'])}  "
                 f"p99 {_ms(figures['p99'])}  ({figures['count']} answers)"
             )
+        reasons = feature.get("skip_reasons") or {}
+        if reasons:
+            lines.append("  skipped: " + ", ".join(f"{r} {n}" for r, n in sorted(reasons.items())))
+        for rollback in feature.get("rollbacks") or []:
+            lines.append(f"  ROLLED BACK at {_when(rollback['at'])}: {rollback['message']}")
         for endpoint in feature["endpoints"]:
             for failed in endpoint.get("error_fields", []):
                 errors = sorted(
@@ -57,9 +63,8 @@ def render_text(data: dict[str, Any]) -> str:
             )
             for top in endpoint["top_fields"][:10]:
                 lines.append(f"    {top['kind']:<8} {top['path']}  x{top['count']}")
-                for example in top["examples"][:1]:
-                    mine = [d for d in example["differences"] if d["kind"] == top["kind"]][:1]
-                    for d in mine:
+                for example in top["examples"][:1]:  # the newest
+                    for d in own_differences(example, top["path"], top["kind"])[:1]:
                         lines.append(
                             f"      e.g. #{example['id']} {example['method']} {example['url']}: "
                             f"{example['primary_backend']}={json.dumps(d['primary'], default=str)} "
@@ -118,6 +123,18 @@ def render_html(data: dict[str, Any]) -> str:
         parts.append("</table>")
     for f in data["features"]:
         parts.append(f"<h2 id='f-{_e(f['feature'])}'>{_e(f['feature'])}</h2>")
+        for rollback in f.get("rollbacks") or []:
+            parts.append(
+                f"<p class='bad'>Rolled back at {_e(_when(rollback['at']))}: "
+                f"{_e(rollback['message'])}</p>"
+            )
+        reasons = f.get("skip_reasons") or {}
+        if reasons:
+            parts.append(
+                "<p class='muted'>Skipped: "
+                + ", ".join(f"{_e(r)} {n}" for r, n in sorted(reasons.items()))
+                + "</p>"
+            )
         if f["latency"]:
             parts.append(
                 "<table><tr><th>backend</th><th>answers</th><th>p50</th><th>p95</th><th>p99</th></tr>"
@@ -167,8 +184,18 @@ def render_html(data: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+def own_differences(example: dict[str, Any], path: str, kind: str) -> list[dict[str, Any]]:
+    """The differences of ``example`` at the differing path ``path`` (a pattern, indices as
+    ``[*]``) of kind ``kind``: each path's own values, not the first of the same kind."""
+
+    def pattern(d: dict[str, Any]) -> str:
+        return str(d.get("pattern") or re.sub(r"\[\d+\]", "[*]", str(d["path"])))
+
+    return [d for d in example["differences"] if d["kind"] == kind and pattern(d) == path]
+
+
 def _example_html(example: dict[str, Any], path: str, kind: str) -> str:
-    chosen = [d for d in example["differences"] if d["kind"] == kind] or example["differences"][:1]
+    chosen = own_differences(example, path, kind) or example["differences"][:1]
     rows = "".join(
         f"<tr><td><code>{_e(d['path'])}</code></td><td><mark>{_e(d['primary'])}</mark></td>"
         f"<td><mark>{_e(d['candidate'])}</mark></td></tr>"

@@ -41,7 +41,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from banyan.backends.common.engines import make_engine
 from banyan.logs import get_logger
-from banyan.parity.models import ComparisonRecord, NoiseRecord, SkipRecord
+from banyan.parity.location import sqlite_file
+from banyan.parity.models import (
+    ComparisonRecord,
+    NoiseRecord,
+    ParityItem,
+    RollbackRecord,
+)
 from banyan.parity.redact import redact_body, redact_difference, redact_headers, redact_url
 from banyan.tasks import cancel_and_wait
 
@@ -110,6 +116,31 @@ noise = Table(
     Column("count", BigInteger, nullable=False, default=0),
 )
 
+skips = Table(
+    "parity_skips",
+    metadata,
+    Column("feature", String(200), primary_key=True),
+    Column("endpoint", String(500), primary_key=True),
+    Column("reason", String(100), primary_key=True),
+    Column("hour", BigInteger, primary_key=True),
+    Column("count", BigInteger, nullable=False, default=0),
+)
+rollbacks = Table(
+    "parity_rollbacks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("feature", String(200), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("rule", String(100), nullable=False),
+    Column("observed", Float, nullable=False),
+    Column("limit", Float, nullable=False),
+    Column("samples", BigInteger, nullable=False),
+    Column("message", Text, nullable=False),
+    Index("ix_parity_rollbacks_feature", "feature", "at"),
+)
+ROLLBACKS_KEPT = 100  # per feature, the newest
+TABLES = (counters, fields, latency, examples, noise, skips, rollbacks)
+
 # Items aggregated between two yields to the event loop while a batch is written.
 AGGREGATE_CHUNK = 50
 
@@ -173,6 +204,8 @@ class _Batch:
     )
     latency: dict[tuple[str, str, int, int], int] = field(default_factory=lambda: defaultdict(int))
     noise: dict[tuple[str, str, str], int] = field(default_factory=lambda: defaultdict(int))
+    skips: dict[tuple[str, str, str, int], int] = field(default_factory=lambda: defaultdict(int))
+    rollbacks: list[dict[str, Any]] = field(default_factory=list)
     examples: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -193,13 +226,16 @@ class ParityStore:
         self.engine: AsyncEngine = make_engine(url)  # SQLite: WAL and a busy timeout
 
     async def open(self) -> None:
+        database = sqlite_file(self.url)
+        if database is not None:
+            database.parent.mkdir(parents=True, exist_ok=True)
         async with self.engine.begin() as conn:
             await conn.run_sync(metadata.create_all)
 
     async def close(self) -> None:
         await self.engine.dispose()
 
-    async def write(self, items: list[ComparisonRecord | NoiseRecord | SkipRecord]) -> None:
+    async def write(self, items: list[ParityItem]) -> None:
         batch = _Batch()
         for n, item in enumerate(items):
             if n and not n % AGGREGATE_CHUNK:
@@ -209,9 +245,22 @@ class ParityStore:
             elif isinstance(item, NoiseRecord):
                 for pattern in item.patterns:
                     batch.noise[(item.feature, item.endpoint, pattern)] += 1
+            elif isinstance(item, RollbackRecord):
+                batch.rollbacks.append(
+                    {
+                        "feature": item.feature,
+                        "at": item.at,
+                        "rule": item.rule,
+                        "observed": item.observed,
+                        "limit": item.limit,
+                        "samples": item.samples,
+                        "message": item.message,
+                    }
+                )
             else:
                 hour = int(time.time()) // HOUR * HOUR
                 batch.counters[(item.feature, item.endpoint, hour)]["skipped"] += 1
+                batch.skips[(item.feature, item.endpoint, item.reason, hour)] += 1
         await self._flush(batch)
 
     def _add_comparison(self, batch: _Batch, record: ComparisonRecord) -> None:
@@ -322,27 +371,49 @@ class ParityStore:
                 await conn.execute(
                     _upsert(engine, noise, ["feature", "endpoint", "path"], ["count"]), rows
                 )
+            if batch.skips:
+                rows = [
+                    {"feature": f, "endpoint": e, "reason": r, "hour": h, "count": n}
+                    for (f, e, r, h), n in batch.skips.items()
+                ]
+                await conn.execute(
+                    _upsert(engine, skips, ["feature", "endpoint", "reason", "hour"], ["count"]),
+                    rows,
+                )
+            if batch.rollbacks:
+                await conn.execute(rollbacks.insert(), batch.rollbacks)
+                for name in {r["feature"] for r in batch.rollbacks}:
+                    await conn.execute(_older_than_kept(rollbacks, [rollbacks.c.feature == name]))
             if batch.examples:
-                wanted = {(x["feature"], x["endpoint"], x["path"]) for x in batch.examples}
-                have: dict[tuple[str, str, str], int] = defaultdict(int)
-                for feature, endpoint, path, count in (
-                    await conn.execute(
-                        select(
-                            examples.c.feature, examples.c.endpoint, examples.c.path, func.count()
-                        )
-                        .where(examples.c.feature.in_({w[0] for w in wanted}))
-                        .group_by(examples.c.feature, examples.c.endpoint, examples.c.path)
-                    )
-                ).all():
-                    have[(feature, endpoint, path)] = count
-                keep = []
-                for example in batch.examples:
-                    key = (example["feature"], example["endpoint"], example["path"])
-                    if have[key] < self.examples_per_path:
-                        have[key] += 1
-                        keep.append(example)
-                if keep:
-                    await conn.execute(examples.insert(), keep)
+                await self._rotate_examples(conn, batch.examples)
+
+    async def _rotate_examples(self, conn: Any, batch: list[dict[str, Any]]) -> None:
+        """Keep the newest ``examples_per_path`` examples of each differing path: the batch's
+        newest are inserted, the oldest beyond the limit deleted, so the examples follow what
+        the backends do now rather than what they did first."""
+        newest: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+        for example in batch:
+            newest[(example["feature"], example["endpoint"], example["path"])].append(example)
+        keep = [x for group in newest.values() for x in group[-self.examples_per_path :]]
+        await conn.execute(examples.insert(), keep)
+        for feature, endpoint, path in newest:
+            where = [
+                examples.c.feature == feature,
+                examples.c.endpoint == endpoint,
+                examples.c.path == path,
+            ]
+            await conn.execute(_older_than_kept(examples, where, self.examples_per_path))
+
+    async def reset(self, feature: str | None = None) -> int:
+        """Delete everything stored (of ``feature``): rows deleted."""
+        deleted = 0
+        async with self.engine.begin() as conn:
+            for table in TABLES:
+                statement = table.delete()
+                if feature:
+                    statement = statement.where(table.c.feature == feature)
+                deleted += int((await conn.execute(statement)).rowcount or 0)
+        return deleted
 
     async def endpoints(self) -> list[tuple[str, str]]:
         """Every (feature, endpoint) with counters: the endpoints that keep their own rows."""
@@ -431,11 +502,37 @@ class ParityStore:
                     .group_by(latency.c.feature, latency.c.backend, latency.c.bucket)
                 )
             ).all()
-            where_e = [examples.c.at >= since_hour] + (
+            where_e = [examples.c.at >= (since or 0)] + (
                 [examples.c.feature == feature] if feature else []
             )
-            example_rows = (
-                (await conn.execute(select(examples).where(and_(*where_e)).order_by(examples.c.id)))
+            example_rows = (  # newest first
+                (
+                    await conn.execute(
+                        select(examples).where(and_(*where_e)).order_by(examples.c.id.desc())
+                    )
+                )
+                .mappings()
+                .all()
+            )
+            where_s = [skips.c.hour >= since_hour] + (
+                [skips.c.feature == feature] if feature else []
+            )
+            skip_rows = (
+                await conn.execute(
+                    select(skips.c.feature, skips.c.reason, func.sum(skips.c.count))
+                    .where(and_(*where_s))
+                    .group_by(skips.c.feature, skips.c.reason)
+                )
+            ).all()
+            where_r = [rollbacks.c.at >= (since or 0)] + (
+                [rollbacks.c.feature == feature] if feature else []
+            )
+            rollback_rows = (
+                (
+                    await conn.execute(
+                        select(rollbacks).where(and_(*where_r)).order_by(rollbacks.c.id.desc())
+                    )
+                )
                 .mappings()
                 .all()
             )
@@ -446,9 +543,55 @@ class ParityStore:
                     )
                 )
             ).all()
-        return build_report(
+        data = build_report(
             count_rows, field_rows, latency_rows, [dict(r) for r in example_rows], noise_rows
         )
+        add_skips_and_rollbacks(data, skip_rows, [dict(r) for r in rollback_rows])
+        return data
+
+
+def add_skips_and_rollbacks(
+    data: dict[str, Any], skip_rows: Iterable[Any], rollback_rows: list[dict[str, Any]]
+) -> None:
+    """Each feature's skips by reason and the guard rollbacks (newest first) into report
+    ``data``; a feature with nothing but rollbacks gets an entry of its own."""
+    by_name = {f["feature"]: f for f in data["features"]}
+
+    def entry(name: str) -> dict[str, Any]:
+        if name not in by_name:
+            by_name[name] = {
+                "feature": name,
+                "compared": 0,
+                "matched": 0,
+                "mismatched": 0,
+                "errors": 0,
+                "skipped": 0,
+                "latency": {},
+                "match_rate": None,
+                "mismatch_rate": None,
+                "error_rate": None,
+                "endpoints": [],
+                "noise": [],
+            }
+            data["features"].append(by_name[name])
+        return by_name[name]
+
+    for feature in data["features"]:
+        feature.setdefault("skip_reasons", {})
+        feature.setdefault("rollbacks", [])
+    for name, reason, count in skip_rows:
+        entry(name).setdefault("skip_reasons", {})[reason] = int(count or 0)
+    for row in rollback_rows:
+        entry(row["feature"]).setdefault("rollbacks", []).append(
+            {k: row[k] for k in ("at", "rule", "observed", "limit", "samples", "message")}
+        )
+    data["features"].sort(key=lambda f: f["feature"])
+
+
+def _older_than_kept(table: Table, where: list[Any], kept: int = ROLLBACKS_KEPT) -> Any:
+    """``DELETE`` of ``table``'s rows matching ``where`` but the newest ``kept`` (by id)."""
+    newest = select(table.c.id).where(*where).order_by(table.c.id.desc()).limit(kept)
+    return table.delete().where(*where, table.c.id.not_in(newest.scalar_subquery()))
 
 
 def _shortened(difference: dict[str, Any]) -> dict[str, Any]:
@@ -607,9 +750,7 @@ class ParityRecorder:
         flush_interval: float = 2.0,
     ) -> None:
         self.store = store
-        self.queue: asyncio.Queue[ComparisonRecord | NoiseRecord | SkipRecord] = asyncio.Queue(
-            max_queue
-        )
+        self.queue: asyncio.Queue[ParityItem] = asyncio.Queue(max_queue)
         self.batch = batch
         self.flush_interval = flush_interval
         self.dropped = 0
@@ -619,7 +760,7 @@ class ParityRecorder:
         self._full = asyncio.Event()  # a batch waits: write now
         self._writing = asyncio.Lock()  # items leave the queue only under it
 
-    def record(self, item: ComparisonRecord | NoiseRecord | SkipRecord) -> bool:
+    def record(self, item: ParityItem) -> bool:
         try:
             self.queue.put_nowait(item)
         except asyncio.QueueFull:
@@ -655,7 +796,7 @@ class ParityRecorder:
         """Write everything recorded so far (including what a write in progress holds)."""
         async with self._writing:
             while not self.queue.empty():
-                items: list[ComparisonRecord | NoiseRecord | SkipRecord] = []
+                items: list[ParityItem] = []
                 while not self.queue.empty() and len(items) < self.batch:
                     items.append(self.queue.get_nowait())
                 await self._write(items)

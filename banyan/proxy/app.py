@@ -315,6 +315,9 @@ class ProxyState:
         log.error("guard_rollback", **details)
         self.metrics.rollbacks.inc(breach.feature, breach.rule)
         self.breaches.append({"at": time.time(), **details, "message": breach.message})
+        on_report = getattr(self.shadow, "record_rollback", None)  # the parity report shows it
+        if on_report is not None:
+            on_report({**details, "message": breach.message})
         if self.control is not None:
             return
         _GUARD_REASON[0] = breach.message

@@ -51,7 +51,8 @@ from multidict import MultiDict
 from banyan.logs import get_logger
 from banyan.parity.compare import Response, Rules, compare
 from banyan.parity.endpoints import EndpointCap
-from banyan.parity.models import ComparisonRecord, NoiseRecord, SkipRecord
+from banyan.parity.location import default_url
+from banyan.parity.models import ComparisonRecord, NoiseRecord, RollbackRecord, SkipRecord
 from banyan.parity.noise import NoiseLearner
 from banyan.parity.report import render_html, render_json
 from banyan.parity.store import ParityRecorder, ParityStore
@@ -60,7 +61,7 @@ from banyan.proxy.breaker import ShadowBreaker
 from banyan.proxy.copy_sender import SENDER_ERRORS, Copy, CopySender
 from banyan.proxy.fence import Release, WriteFence
 from banyan.proxy.flags import Feature
-from banyan.proxy.forward import Exchange
+from banyan.proxy.forward import Exchange, error_response
 from banyan.proxy.headers import mark, request_id_of
 from banyan.proxy.mirror import outcome
 from banyan.proxy.routing import Decision, user_from_authorization
@@ -451,6 +452,19 @@ class Shadow:
 
     # -- reports ---------------------------------------------------------------------------------
 
+    def record_rollback(self, breach: Mapping[str, Any]) -> None:
+        """A guard rolled a feature back: the feature's report shows it."""
+        self.recorder.record(
+            RollbackRecord(
+                feature=str(breach["feature"]),
+                rule=str(breach["rule"]),
+                observed=float(breach["observed"]),
+                limit=float(breach["limit"]),
+                samples=int(breach["samples"]),
+                message=str(breach.get("message", "")),
+            )
+        )
+
     def learned_noise(self, feature: str | None = None) -> list[dict[str, Any]]:
         return self.learner.learned(feature)
 
@@ -463,7 +477,11 @@ class Shadow:
 
     async def report(self, request: web.Request, *, html: bool) -> web.Response:
         await self.recorder.flush()
-        data = await self.recorder.store.summary(feature=request.query.get("feature"))
+        try:
+            since = float(request.query["since"]) if "since" in request.query else None
+        except ValueError:
+            return error_response(400, "validation_error", "since: seconds since the epoch")
+        data = await self.recorder.store.summary(feature=request.query.get("feature"), since=since)
         if html:
             response = web.Response(text=render_html(data), content_type="text/html")
         else:
@@ -852,14 +870,12 @@ class WebSocketTap:
 
 
 def parity_url(flags_path: str | Path) -> str:
-    return (
-        os.environ.get("BANYAN_PARITY_DB")
-        or f"sqlite+aiosqlite:///{Path(flags_path).resolve().parent / 'parity.db'}"
-    )
+    return default_url(flags_path)  # the store `banyan parity report` reads by default
 
 
 def shadow_from_env(flags_path: str | Path) -> Shadow:
-    """The proxy's shadow: parity store from ``BANYAN_PARITY_DB`` (else next to the flag file);
+    """The proxy's shadow: parity store from ``BANYAN_PARITY_DB`` (else ``.banyan/parity.db``
+    beside the flag file, :mod:`banyan.parity.location`);
     copies leave from a helper process unless ``BANYAN_SHADOW_SENDER=inline``."""
     inline = os.environ.get("BANYAN_SHADOW_SENDER", "process") == "inline"
     return Shadow(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,8 +15,8 @@ from sqlalchemy import select
 
 from banyan.parity import cli
 from banyan.parity.compare import Response, compare
-from banyan.parity.models import ComparisonRecord, NoiseRecord, SkipRecord
-from banyan.parity.report import render_html, render_text
+from banyan.parity.models import ComparisonRecord, NoiseRecord, RollbackRecord, SkipRecord
+from banyan.parity.report import render_html, render_json, render_text
 from banyan.parity.store import ParityRecorder, ParityStore, examples, percentile_from_buckets
 from banyan.pg import postgres_available, temp_database
 from banyan.testing import serve
@@ -251,7 +252,7 @@ def test_since_parsing() -> None:
     assert cli.parse_since(None) is None
     assert cli.parse_since("2h", now=10_000) == 10_000 - 7200
     assert cli.parse_since("2023-11-14T22:13:20Z") == 1_700_000_000
-    assert cli.default_db("some/flags.yaml").endswith("some/parity.db")
+    assert cli.default_db("some/flags.yaml").endswith("some/.banyan/parity.db")
 
 
 async def test_cli_lists_and_forgets_learned_noise_in_the_store(
@@ -281,3 +282,142 @@ async def test_cli_lists_and_forgets_learned_noise_in_the_store(
     empty = f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
     assert await asyncio.to_thread(cli.main, ["noise", "--db", empty]) == 0
     assert "No noise learned." in capsys.readouterr().out
+
+
+def comparison(
+    at: float, primary: dict[str, object], candidate: dict[str, object]
+) -> ComparisonRecord:
+    a = Response(200, JSON, json.dumps(primary).encode(), 1.0)
+    b = Response(200, JSON, json.dumps(candidate).encode(), 1.0)
+    return ComparisonRecord(
+        feature="sessions",
+        endpoint="GET /api/sessions/{id}",
+        method="GET",
+        path="/api/sessions/1",
+        request_headers={},
+        request_body=None,
+        primary_backend="legacy",
+        candidate_backend="new",
+        primary=a,
+        candidate=b,
+        comparison=compare(a, b),
+        at=at,
+    )
+
+
+async def test_each_path_shows_its_own_newest_examples(tmp_path: Path) -> None:
+    parity = ParityStore(f"sqlite+aiosqlite:///{tmp_path / 'parity.db'}", examples_per_path=3)
+    await parity.open()
+    now = time.time()
+    for n in range(8):  # one batch each: the examples rotate, the newest three are kept
+        primary = {"id": f"31c9{n}", "title": f"Fractions {n}"}
+        await parity.write([comparison(now + n, primary, {})])
+    data = await parity.summary()
+    since = await parity.summary(since=now + 6.5)
+    await parity.close()
+    [endpoint] = data["features"][0]["endpoints"]
+    fields = {f["path"]: f for f in endpoint["top_fields"]}
+    assert fields["$.title"]["count"] == 8
+    titles = [e["differences"] for e in fields["$.title"]["examples"]]
+    assert len(titles) == 3
+    assert [e["at"] for e in fields["$.title"]["examples"]] == [now + 7, now + 6, now + 5]
+    text = render_text(data)
+    assert "removed  $.title  x8" in text
+    assert 'legacy="Fractions 7" new=null' in text and 'legacy="31c97" new=null' in text
+    title_line = text.splitlines()[text.splitlines().index("    removed  $.title  x8") + 1]
+    assert "Fractions 7" in title_line and "31c9" not in title_line  # its own value, not the id
+    page = render_html(data)
+    assert "<mark>Fractions 7</mark>" in page
+    [only] = since["features"][0]["endpoints"][0]["top_fields"][:1]
+    assert [e["at"] for e in only["examples"]] == [now + 7]  # examples from `since` exactly
+
+
+async def test_skip_reasons_and_guard_rollbacks_are_reported(tmp_path: Path) -> None:
+    parity = ParityStore(f"sqlite+aiosqlite:///{tmp_path / 'parity.db'}")
+    await parity.open()
+    await parity.write([record(1)])
+    await parity.write(
+        [
+            SkipRecord("sessions", "GET /api/sessions/*", "body_too_large"),
+            SkipRecord("sessions", "GET /api/sessions/*", "body_too_large"),
+            SkipRecord("sessions", "GET /api/sessions/*", "candidate_failing"),
+            RollbackRecord("sessions", "max_mismatch_rate", 0.5, 0.02, 20, "guard breached: 0.5"),
+            RollbackRecord("folders", "max_error_rate", 0.2, 0.01, 20, "guard breached: 0.2"),
+        ]
+    )
+    data = await parity.summary()
+    await parity.close()
+    features = {f["feature"]: f for f in data["features"]}
+    assert features["sessions"]["skip_reasons"] == {"body_too_large": 2, "candidate_failing": 1}
+    assert features["sessions"]["skipped"] == 3
+    assert [r["rule"] for r in features["sessions"]["rollbacks"]] == ["max_mismatch_rate"]
+    assert features["folders"]["rollbacks"][0]["message"] == "guard breached: 0.2"
+    text = render_text(data)
+    assert "skipped: body_too_large 2, candidate_failing 1" in text
+    assert "ROLLED BACK at" in text and "guard breached: 0.5" in text
+    page = render_html(data)
+    assert "Rolled back at" in page and "guard breached: 0.2" in page
+    assert "body_too_large 2" in page
+    assert '"rollbacks"' in render_json(data)
+
+
+async def test_cli_reset_starts_over(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "parity.db"
+    parity = ParityStore(f"sqlite+aiosqlite:///{path}")
+    await parity.open()
+    other = record(2)
+    other.feature = "folders"
+    await parity.write([record(1), other, NoiseRecord("sessions", "GET /x", ["$.a"])])
+    await parity.write([SkipRecord("sessions", "GET /x", "queue_full")])
+    await parity.close()
+    # --db takes a plain file path too
+    assert (
+        await asyncio.to_thread(cli.main, ["reset", "--db", str(path), "--feature", "sessions"])
+        == 0
+    )
+    assert "reset for feature sessions" in capsys.readouterr().out
+    parity = ParityStore(f"sqlite+aiosqlite:///{path}")
+    await parity.open()
+    assert [f["feature"] for f in (await parity.summary())["features"]] == ["folders"]
+    assert await parity.noise_counts() == []
+    await parity.close()
+    assert await asyncio.to_thread(cli.main, ["reset", "--db", str(path)]) == 0
+    assert await asyncio.to_thread(cli.main, ["report", "--db", str(path)]) == 0
+    assert "No comparisons recorded yet." in capsys.readouterr().out
+
+
+async def test_replay_of_two_refusals_is_not_agreement(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = f"sqlite+aiosqlite:///{tmp_path / 'parity.db'}"
+    parity = ParityStore(db)
+    await parity.open()
+    await parity.write([record(1)])
+    data = await parity.summary()
+    await parity.close()
+    example_id = data["features"][0]["endpoints"][0]["top_fields"][0]["examples"][0]["id"]
+
+    def refusing() -> web.Application:
+        application = web.Application()
+
+        async def handler(_: web.Request) -> web.Response:
+            return web.json_response({"error": {"code": "unauthorized"}}, status=401)
+
+        application.router.add_get("/api/sessions/{n}", handler)
+        return application
+
+    async with serve(refusing()) as legacy, serve(refusing()) as new:
+        flags = tmp_path / "flags.yaml"
+        flags.write_text(
+            f"version: 1\nbackends:\n  legacy: {legacy}\n  new: {new}\n"
+            "features: {}\ndefault: legacy\n"
+        )
+        args = ["replay", str(example_id), "--db", db, "--flags", str(flags)]
+        assert await asyncio.to_thread(cli.main, args) == 3
+        out = capsys.readouterr().out
+        assert "legacy answered 401, new answered 401" in out and "both refused" in out
+        assert "agree" not in out
+        assert await asyncio.to_thread(cli.main, [*args, "--json"]) == 3
+        summary = json.loads(capsys.readouterr().out)
+    assert summary["verdict"] == "both refused" and summary["still_differs"] is False
+    assert (summary["primary"]["status"], summary["candidate"]["status"]) == (401, 401)

@@ -491,3 +491,44 @@ async def test_a_candidate_that_cannot_answer_is_an_error_not_a_mismatch(
     assert feature["mismatch_rate"] is None  # nothing was answered, nothing judged
     assert "mode: shadow" in stack.flags.read_text()  # the guard did not roll the feature back
     assert stack.state.breaches == [] and status is not None
+
+
+async def test_a_guard_rollback_is_on_the_report_the_cli_asks_the_proxy_for(
+    make_stack: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    guarded = features(extra="    guards: {max_mismatch_rate: 0.1, window: 5}\n")
+    async with make_stack(guarded, shadow=make_shadow(tmp_path)) as stack:
+        async with httpx.AsyncClient(base_url=stack.url) as client:
+            for i in range(5):  # legacy and new answer with their own names: all mismatches
+                await client.get(f"/api/a{i}")
+            await settle(stack, 5)
+            for _ in range(100):
+                if stack.state.breaches and "mode: legacy" in stack.flags.read_text():
+                    break
+                await asyncio.sleep(0.02)
+            args = ["report", "--proxy", stack.url, "--since", "1h", "--feature", "api"]
+            assert await asyncio.to_thread(cli.main, args) == 0
+            text = capsys.readouterr().out
+            as_json = (await client.get("/_proxy/parity.json?since=x")).status_code
+    assert "ROLLED BACK at" in text and "max_mismatch_rate" in text
+    assert "api: 5 compared" in text
+    assert as_json == 400
+    unreachable = f"http://127.0.0.1:{free_port()}"
+    assert await asyncio.to_thread(cli.main, ["report", "--proxy", unreachable]) == 2
+
+
+async def test_the_report_reads_the_store_the_proxy_writes_by_default(
+    make_stack: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    monkeypatch.delenv("BANYAN_PARITY_DB", raising=False)
+    monkeypatch.delenv("BANYAN_FLAGS", raising=False)
+    monkeypatch.setenv("BANYAN_SHADOW_SENDER", "inline")
+    flags = tmp_path / "flags.yaml"  # where make_stack writes the flag file
+    async with make_stack(features(), shadow=shadow_from_env(flags)) as stack:
+        async with httpx.AsyncClient(base_url=stack.url) as client:
+            await client.get("/api/lessons")
+            await settle(stack, 1)
+    assert (tmp_path / ".banyan" / "parity.db").exists()
+    monkeypatch.chdir(tmp_path)
+    assert await asyncio.to_thread(cli.main, ["report"]) == 0  # --flags defaults to flags.yaml
+    assert "api: 1 compared" in capsys.readouterr().out
