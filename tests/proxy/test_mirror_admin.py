@@ -16,13 +16,11 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from banyan.proxy.app import STATE, ProxyState, create_app
-from banyan.proxy.attention import attention
 from banyan.proxy.cli import main as banyan
 from banyan.proxy.mirror import MirrorQueue
 from banyan.proxy.mirror_admin import letter_of
@@ -214,27 +212,3 @@ def test_letter_ids() -> None:
     for bad in ("", "x", "1.5", "9" * 19):
         with pytest.raises(ValueError):
             letter_of(bad)
-
-
-def test_attention_lists_what_needs_a_look() -> None:
-    status: dict[str, Any] = {
-        "mirror": {"dead": 1},
-        "rollbacks": [{"feature": "sessions", "rule": "max_error_rate", "message": "guard x"}],
-        "flags": {"last_error": "flags.yaml:3: bad mode"},
-        "backends": {"new": {"healthy": False, "error": "connect refused"}, "legacy": {}},
-    }
-    kinds = [(item["kind"], item["message"]) for item in attention(status)]
-    assert kinds == [
-        (
-            "dead_letters",
-            "1 mirrored write the other store did not take: see `banyan mirror "
-            "list`, then retry or drop",
-        ),
-        ("guard_rollback", "rolled back to legacy: guard x"),
-        (
-            "flags_error",
-            "the flag file is invalid (the last good version serves): flags.yaml:3: bad mode",
-        ),
-        ("backend_down", "new: connect refused"),
-    ]
-    assert attention({"mirror": None, "rollbacks": [], "flags": {}}) == []

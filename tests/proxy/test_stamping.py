@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import jwt
+import pytest
 
 from banyan import stamps
 from banyan.backends.common import tokens
@@ -213,3 +214,10 @@ async def legacy_login(base: str, email: str) -> dict[str, str]:
         )
         assert answer.status_code == 200, answer.text
         return {"Authorization": f"Bearer {answer.json()['token']}"}
+
+
+def test_the_secret_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BANYAN_JWT_SECRET", "e" * 40)
+    assert Stamper.from_env().secret == "e" * 40
+    monkeypatch.delenv("BANYAN_JWT_SECRET")
+    assert not Stamper.from_env().enabled  # logged as stamps_disabled; the proxy still runs
