@@ -80,8 +80,9 @@ def learnable(first: Response, second: Response, rules: Rules = DEFAULT_RULES) -
 
 
 class NoiseLearner:
-    def __init__(self, threshold: int = 2) -> None:
+    def __init__(self, threshold: int = 2, paths_per_endpoint: int = 100) -> None:
         self.threshold = threshold
+        self.paths_per_endpoint = paths_per_endpoint  # counted paths; new ones past it are not
         self.counts: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
 
     def observe(
@@ -93,10 +94,12 @@ class NoiseLearner:
         rules: Rules = DEFAULT_RULES,
     ) -> list[str]:
         """Record one pair of answers of one backend; returns the learnable paths that differed."""
-        found = learnable(first, second, rules)
         seen = self.counts[(feature, endpoint)]
-        for pattern in found:
-            seen[pattern] = seen.get(pattern, 0) + 1
+        found = []
+        for pattern in learnable(first, second, rules):
+            if pattern in seen or len(seen) < self.paths_per_endpoint:
+                seen[pattern] = seen.get(pattern, 0) + 1
+                found.append(pattern)
         return found
 
     def load(self, feature: str, endpoint: str, pattern: str, count: int) -> None:

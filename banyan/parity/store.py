@@ -139,6 +139,8 @@ rollbacks = Table(
     Index("ix_parity_rollbacks_feature", "feature", "at"),
 )
 ROLLBACKS_KEPT = 100  # per feature, the newest
+PATHS_PER_ENDPOINT = 100  # distinct differing paths counted per endpoint; the rest as OTHER_PATH
+OTHER_PATH = "other"
 TABLES = (counters, fields, latency, examples, noise, skips, rollbacks)
 
 # Items aggregated between two yields to the event loop while a batch is written.
@@ -220,9 +222,13 @@ def _answer(response: Any, redact: Iterable[str]) -> dict[str, Any]:
 
 
 class ParityStore:
-    def __init__(self, url: str, *, examples_per_path: int = 5) -> None:
+    def __init__(
+        self, url: str, *, examples_per_path: int = 5, paths_per_endpoint: int = PATHS_PER_ENDPOINT
+    ) -> None:
         self.url = url
         self.examples_per_path = examples_per_path
+        self.paths_per_endpoint = paths_per_endpoint
+        self._paths: dict[tuple[str, str], set[str]] = defaultdict(set)
         self.engine: AsyncEngine = make_engine(url)  # SQLite: WAL and a busy timeout
 
     async def open(self) -> None:
@@ -231,6 +237,20 @@ class ParityStore:
             database.parent.mkdir(parents=True, exist_ok=True)
         async with self.engine.begin() as conn:
             await conn.run_sync(metadata.create_all)
+            known = select(fields.c.feature, fields.c.endpoint, fields.c.path).distinct()
+            for feature, endpoint, path in (await conn.execute(known)).all():
+                self._paths[(feature, endpoint)].add(path)
+
+    def _path_of(self, feature: str, endpoint: str, pattern: str) -> str:
+        """``pattern``, or ``other`` once the endpoint has ``paths_per_endpoint`` differing paths
+        (an object keyed by names no heuristic takes for ids must not grow the store)."""
+        known = self._paths[(feature, endpoint)]
+        if pattern in known:
+            return pattern
+        if len(known) >= self.paths_per_endpoint:
+            return OTHER_PATH
+        known.add(pattern)
+        return pattern
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -282,18 +302,17 @@ class ParityStore:
                 batch.latency[(record.feature, backend, bucket_of(answer.latency_ms), hour)] += 1
         seen_paths: set[tuple[str, str]] = set()
         for difference in result.differences:
-            key = (difference.pattern, difference.kind)
+            pattern = self._path_of(record.feature, record.endpoint, difference.pattern)
+            key = (pattern, difference.kind)
             if key in seen_paths:
                 continue
             seen_paths.add(key)
-            batch.fields[
-                (record.feature, record.endpoint, difference.pattern, difference.kind, hour)
-            ] += 1
+            batch.fields[(record.feature, record.endpoint, pattern, difference.kind, hour)] += 1
             batch.examples.append(
                 {
                     "feature": record.feature,
                     "endpoint": record.endpoint,
-                    "path": difference.pattern,
+                    "path": pattern,
                     "kind": difference.kind,
                     "at": record.at,
                     "method": record.method,

@@ -186,3 +186,12 @@ def test_differences_are_redacted_by_where_they_are() -> None:
     assert stored("header:etag", "a", "b")[1:] == ("a", "b")
     assert stored("line:3", "password: hunter2", "ok")[1:] == (f"password: {REDACTED}", "ok")
     assert stored("status", 200, 500)[1:] == (200, 500)
+
+
+def test_noise_paths_per_endpoint_are_capped() -> None:
+    learner = NoiseLearner(paths_per_endpoint=2)
+    for name in ("alice", "bob", "carol"):
+        first = Response(200, {"content-type": "application/json"}, json.dumps({name: 1}).encode())
+        second = Response(200, {"content-type": "application/json"}, json.dumps({name: 2}).encode())
+        learner.observe("f", "GET /x", first, second)
+    assert set(learner.counts[("f", "GET /x")]) == {"$.alice", "$.bob"}

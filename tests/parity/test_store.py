@@ -421,3 +421,22 @@ async def test_replay_of_two_refusals_is_not_agreement(
         summary = json.loads(capsys.readouterr().out)
     assert summary["verdict"] == "both refused" and summary["still_differs"] is False
     assert (summary["primary"]["status"], summary["candidate"]["status"]) == (401, 401)
+
+
+async def test_differing_paths_per_endpoint_are_capped(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'parity.db'}"
+    parity = ParityStore(url, paths_per_endpoint=3)
+    await parity.open()
+    now = time.time()
+    for name in ("alice", "bob", "carol", "dave", "erin"):  # keys no heuristic takes for ids
+        await parity.write([comparison(now, {"scores": {name: 1}}, {"scores": {name: 2}})])
+    await parity.close()
+    reopened = ParityStore(url, paths_per_endpoint=3)  # the paths already stored keep theirs
+    await reopened.open()
+    await reopened.write([comparison(now, {"scores": {"bob": 1}}, {"scores": {"bob": 3}})])
+    await reopened.write([comparison(now, {"scores": {"frank": 1}}, {"scores": {"frank": 3}})])
+    data = await reopened.summary()
+    await reopened.close()
+    [endpoint] = data["features"][0]["endpoints"]
+    counts = {f["path"]: f["count"] for f in endpoint["top_fields"]}
+    assert counts == {"$.scores.alice": 1, "$.scores.bob": 2, "$.scores.carol": 1, "other": 3}
