@@ -193,12 +193,22 @@ def compare(
         found.extend(compare_header(name, primary.headers, candidate.headers))
     found.extend(compare_bodies(primary.body, p_headers, candidate.body, c_headers, rules))
     for difference in found:
-        if noise is not None and noise(difference.pattern):
+        if noise is not None and could_be_noise(difference) and noise(difference.pattern):
             result.noise.append(difference)
         else:
             result.differences.append(difference)
     result.match = not result.differences
     return result
+
+
+def could_be_noise(difference: Difference) -> bool:
+    """Only a scalar that changed value or type can be noise: learned noise at ``$.x`` or
+    ``header:set-cookie`` never hides ``$.x`` missing, or a dropped ``Set-Cookie`` line."""
+    return (
+        difference.kind in ("changed", "type")
+        and not isinstance(difference.primary, dict | list)
+        and not isinstance(difference.candidate, dict | list)
+    )
 
 
 def header_values(headers: Mapping[str, str], name: str) -> list[str]:

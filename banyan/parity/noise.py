@@ -37,6 +37,7 @@ from banyan.parity.compare import (
     Response,
     Rules,
     compare_header,
+    could_be_noise,
     learnable_body_differences,
 )
 
@@ -44,17 +45,12 @@ _ID_SEGMENT = re.compile(
     r"^(\d+|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
     r"|[0-9a-fA-F]{16,}|[A-Za-z0-9_-]{22,})$"
 )
-LEARNABLE_KINDS = frozenset({"changed", "type"})
 
 
 def endpoint_key(method: str, path: str) -> str:
     path = path.split("?", 1)[0]
     segments = ["*" if _ID_SEGMENT.match(s) else s for s in path.split("/")]
     return f"{method.upper()} {'/'.join(segments) or '/'}"
-
-
-def _scalar(value: Any) -> bool:
-    return not isinstance(value, dict | list)
 
 
 def learnable(first: Response, second: Response, rules: Rules = DEFAULT_RULES) -> list[str]:
@@ -70,9 +66,7 @@ def learnable(first: Response, second: Response, rules: Rules = DEFAULT_RULES) -
         {
             d.pattern
             for d in found
-            if d.kind in LEARNABLE_KINDS
-            and _scalar(d.primary)
-            and _scalar(d.candidate)
+            if could_be_noise(d)
             and d.pattern not in ("status", "body", "line")
             and not (d.pattern.startswith("header:") and (d.primary is None or d.candidate is None))
         }

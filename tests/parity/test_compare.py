@@ -204,3 +204,19 @@ def test_event_streams_are_compared_event_by_event_with_the_rules() -> None:
     assert parse_events(b"data: plain\ndata: two\r\n\r\n") == [
         {"event": "message", "data": "plain\ntwo"}
     ]
+
+
+def test_learned_noise_hides_only_a_changed_scalar() -> None:
+    noisy = {"$.at", "header:set-cookie", "$.meta"}
+    three = MultiDict([("set-cookie", "s=1"), ("set-cookie", "t=2"), ("set-cookie", "u=3")])
+    primary = Response(200, MultiDict([*three.items(), *JSON.items()]), b'{"at": 1, "meta": 1}')
+    two = MultiDict([("set-cookie", "s=9"), ("set-cookie", "u=3"), *JSON.items()])
+    candidate = Response(200, two, b'{"meta": {"a": 1}}')
+    rules = Rules(headers=("set-cookie",))
+    result = compare(primary, candidate, rules, noise=lambda pattern: pattern in noisy)
+    assert [(d.path, d.kind) for d in result.noise] == [("header:set-cookie[0]", "changed")]
+    assert [(d.path, d.kind) for d in result.differences] == [
+        ("header:set-cookie[1]", "removed"),  # a dropped cookie is never noise
+        ("$.at", "removed"),  # nor a field gone
+        ("$.meta", "type"),  # nor a scalar turned into an object
+    ]
