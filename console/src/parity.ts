@@ -73,6 +73,7 @@ interface Example {
   differences: Difference[]
 }
 interface Replayed {
+  verdict?: string
   still_differs: boolean
   differences: Difference[]
   status: Record<string, number>
@@ -241,12 +242,19 @@ function replayPanel(example: Example): HTMLElement {
             token: bearer.value.trim() || null,
           })
           const statuses = Object.entries(done.status).map(([b, s]) => `${b} ${s}`).join(', ')
+          const verdict = done.verdict ?? (done.still_differs ? 'differ' : 'agree')
+          const said: Record<string, string> = {
+            agree: 'The backends now agree',
+            differ: 'Still differs',
+            'both refused': 'Both refused it (nothing compared: give a bearer token to replay as a user)',
+            'both failed': 'Both failed to answer',
+          }
           mount(
             result,
             h(
               'p',
-              { class: done.still_differs ? 'bad' : 'good', 'data-verdict': done.still_differs ? 'differs' : 'agrees' },
-              done.still_differs ? `Still differs (${statuses})` : `The backends now agree (${statuses})`,
+              { class: verdict === 'agree' ? 'good' : 'bad', 'data-verdict': verdict },
+              `${said[verdict] ?? verdict} (${statuses})`,
             ),
             done.errors.length ? h('p', { class: 'bad' }, done.errors.join('; ')) : null,
             done.differences.length ? differenceList(done.differences) : null,
