@@ -77,6 +77,9 @@ class ReplicaStack:
     ) -> None:
         self.workdir = workdir
         self.env = dict(env)
+        from banyan.backends.common.tokens import SECRET_ENV, new_secret  # the backends' rules
+
+        self.env.setdefault(SECRET_ENV, os.environ.get(SECRET_ENV) or new_secret())
         self.dbs = {"legacy": legacy_db, "new": new_db}
         self.redis = redis
         self.control_db = control_db
