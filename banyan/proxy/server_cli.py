@@ -164,7 +164,13 @@ def main(argv: list[str]) -> int:
         print(f"banyan proxy: {exc}", file=sys.stderr)
         return 1
     factory = _factory(args, admission)
-    from banyan.rollout.store import advertise
+    from banyan.rollout.store import advertise as note_address
+
+    def advertise(flags: str, host: str, port: int) -> None:
+        try:
+            note_address(flags, host, port)
+        except OSError as exc:  # a read-only flag folder (a ConfigMap): serve all the same
+            print(f"banyan proxy: cannot note this proxy's address: {exc}", file=sys.stderr)
 
     if args.workers <= 1:
         advertise(args.flags, args.host, args.port)  # where `banyan rollout` finds this proxy

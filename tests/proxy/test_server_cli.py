@@ -187,3 +187,22 @@ def test_header_limits_come_from_options_and_the_environment(tmp_path: Path) -> 
 
 def test_a_bad_limit_is_refused(tmp_path: Path) -> None:
     assert main(["--flags", str(_flags(tmp_path)), "--max-headers", "0"]) == 1
+
+
+def test_a_flag_folder_it_cannot_write_does_not_stop_the_proxy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flags = _flags(tmp_path)
+    (tmp_path / ".banyan").write_text("not a folder")  # as unwritable as a read-only ConfigMap
+    state = tmp_path / "state"  # where a deployment puts the proxy's own stores
+    state.mkdir()
+    monkeypatch.setenv("BANYAN_PARITY_DB", f"sqlite+aiosqlite:///{state / 'parity.db'}")
+    monkeypatch.setenv("BANYAN_MIRROR_DB", f"sqlite+aiosqlite:///{state / 'mirror.db'}")
+    monkeypatch.setenv("BANYAN_ROLLOUTS", str(state / "rollouts.json"))
+    process, url = _start(["--flags", str(flags), "--port", "0", "--no-access-log"])
+    try:
+        assert httpx.get(url + "/healthz", timeout=10).json()["service"] == "proxy"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    assert process.returncode == 0
