@@ -21,7 +21,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -32,6 +32,7 @@ from banyan.tasks import finish_or_cancel
 log = get_logger("banyan.control")
 
 POLL_INTERVAL = 0.5  # seconds between version checks; NOTIFY usually wins
+T = TypeVar("T")
 
 
 def default_actor(role: str) -> str:
@@ -160,6 +161,10 @@ class ControlStore:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._pool.close(), 5)
             self._pool = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._pool is not None
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -409,6 +414,41 @@ class ControlStore:
                 version,
             )
         return Entry(key, value, source, self.actor, now, version)
+
+    async def update(self, key: str, change: Callable[[Any], tuple[Any, T]], *, source: str) -> T:
+        """Read ``key``'s value (None when absent), ``change(value) -> (new value, result)``,
+        write the new value if it differs (notifying every replica), return ``result``; one
+        transaction under an advisory lock on ``key``, so concurrent updates apply one by one
+        wherever they run. ``change`` runs on the event loop: keep it quick."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", lock_key(self.schema, "kv", key))
+            current = await conn.fetchval(
+                f"SELECT value FROM {self.table('kv')} WHERE key = $1", key
+            )
+            value = _loads(current) if current is not None else None
+            new, result = change(value)
+            if new != value:
+                version = await self._bump(conn)
+                await conn.execute(
+                    f"""INSERT INTO {self.table("kv")} (key, value, source, actor, set_at, version)
+                        VALUES ($1, $2, $3, $4, $5, $6)
+                        ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value,
+                        source = EXCLUDED.source, actor = EXCLUDED.actor,
+                        set_at = EXCLUDED.set_at, version = EXCLUDED.version""",
+                    key,
+                    json.dumps(new),
+                    source,
+                    self.actor,
+                    time.time(),
+                    version,
+                )
+        return result
+
+    async def read(self, key: str, default: Any = None) -> Any:
+        """``key``'s committed value now (not the last re-read's)."""
+        async with self.pool.acquire() as conn:
+            value = await conn.fetchval(f"SELECT value FROM {self.table('kv')} WHERE key = $1", key)
+        return default if value is None else _loads(value)
 
     async def delete(self, key: str) -> bool:
         """Remove ``key``; True when it was there."""

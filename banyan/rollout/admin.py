@@ -47,9 +47,15 @@ def install(app: web.Application, key: web.AppKey[ProxyState]) -> None:
     async def startup(app: web.Application) -> None:
         state = app[key]
         path = default_path(state.flags_path)
-        controller = RolloutController(
-            state, FileRolloutStore(path), path.with_name(path.name + ".leader")
-        )
+        controller: RolloutController
+        if state.control is not None:  # replicas: records and leadership in the control store
+            from banyan.control.rollouts import ControlRolloutController
+
+            controller = ControlRolloutController(state, state.control.store)
+        else:
+            controller = RolloutController(
+                state, FileRolloutStore(path), path.with_name(path.name + ".leader")
+            )
         app[CONTROLLER] = controller
         await controller.start()
 

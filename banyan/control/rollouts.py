@@ -1,0 +1,131 @@
+"""Rollouts across proxy replicas: their records in the control store, one leader among them.
+
+Owns :class:`ControlRolloutStore` (the :class:`~banyan.rollout.store.RolloutStore` interface over
+the control store's key ``rollouts``: every record by feature, read and changed in one
+transaction under an advisory lock, every replica notified) and :class:`ControlRolloutController`
+(the rollout controller whose leadership is a PostgreSQL session advisory lock held on a
+connection of its own, instead of a lock file beside the flag file: one replica drives every
+rollout whichever host it runs on; when it dies its connection goes and another takes over within
+a tick). The store's calls block, as the interface says: the controller makes them in a worker
+thread, and they run on the proxy's event loop, where the control store lives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import asyncpg
+
+from banyan.control.db import ControlError, lock_key
+from banyan.control.store import ControlStore
+from banyan.logs import get_logger
+from banyan.rollout.controller import RolloutController
+from banyan.rollout.model import RolloutRecord
+from banyan.rollout.store import Records
+
+if TYPE_CHECKING:
+    from banyan.proxy.app import ProxyState
+
+log = get_logger("banyan.control")
+
+KEY = "rollouts"
+T = TypeVar("T")
+
+
+def _records(value: Any) -> Records:
+    return {name: RolloutRecord.from_dict(data) for name, data in (value or {}).items()}
+
+
+def _plain(records: Records) -> dict[str, Any]:
+    return {name: record.to_dict() for name, record in records.items()}
+
+
+class ControlRolloutStore:
+    def __init__(self, store: ControlStore, loop: asyncio.AbstractEventLoop) -> None:
+        self.store = store
+        self.loop = loop
+
+    def _call(self, coro: Any) -> Any:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            coro.close()
+            raise RuntimeError("ControlRolloutStore blocks: call it from a worker thread")
+        try:
+            return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
+        except (TimeoutError, ControlError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            # the interface's callers treat OSError as "the state cannot be read or written"
+            raise OSError(f"the control store: {exc}") from exc
+
+    def load(self) -> Records:
+        return _records(self._call(self.store.read(KEY)))
+
+    def update(self, change: Callable[[Records], T]) -> T:
+        def apply(value: Any) -> tuple[Any, T]:
+            records = _records(value)
+            result = change(records)
+            return _plain(records), result
+
+        async def run() -> T:
+            result = await self.store.update(KEY, apply, source="rollout")
+            await self.store.refresh()
+            return result
+
+        result: T = self._call(run())
+        return result
+
+
+class ControlRolloutController(RolloutController):
+    """A :class:`RolloutController` led by whichever replica holds the rollouts' advisory lock."""
+
+    def __init__(self, state: ProxyState, store: ControlStore, **kwargs: Any) -> None:
+        super().__init__(
+            state,
+            ControlRolloutStore(store, asyncio.get_running_loop()),
+            store.table("rollouts_leader"),  # never opened: leadership is the lock below
+            **kwargs,
+        )
+        self.control = store
+        self.key = lock_key(store.schema, "rollouts-leader")
+        self._leading = False
+        self._lead: asyncpg.Connection | None = None
+
+    @property
+    def leader(self) -> bool:
+        return self._leading
+
+    async def tick(self) -> None:
+        if not self.control.is_open:  # the proxy is starting or stopping
+            self._leading = False
+            return
+        await self._claim()
+        await super().tick()
+
+    async def _claim(self) -> None:
+        """Hold the leader's lock, or try to take it (a lost connection lets it go)."""
+        try:
+            if self._lead is None or self._lead.is_closed():
+                self._leading = False
+                self._lead = await asyncpg.connect(self.control.dsn, timeout=5)
+            if not self._leading:
+                self._leading = bool(
+                    await self._lead.fetchval("SELECT pg_try_advisory_lock($1)", self.key)
+                )
+                if self._leading:
+                    log.info("rollout_leader", actor=self.control.actor)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            self._leading = False
+            log.warning("rollout_leader_unavailable", error=str(exc))
+
+    async def stop(self) -> None:
+        await super().stop()
+        self._leading = False
+        if self._lead is not None:
+            with contextlib.suppress(Exception):
+                await self._lead.close(timeout=2)  # lets the lock go
+            self._lead = None

@@ -1,0 +1,100 @@
+"""Tests for banyan/control/rollouts.py: rollout records in the control store, one leader among
+the replicas, and a rollout started through one replica driven once for all."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import httpx
+import pytest
+
+from banyan.control.db import schema_from_env
+from banyan.control.rollouts import ControlRolloutStore
+from banyan.control.store import ControlStore
+from banyan.proxy.app import STATE, create_app
+from banyan.rollout.admin import CONTROLLER
+from banyan.rollout.model import RolloutRecord
+from banyan.testing import serve
+from tests.proxy.upstreams import Recorder, flags_yaml
+from tests.rollout.test_controller import FEATURE
+
+pytestmark = pytest.mark.postgres
+AUTH = {"Authorization": "Bearer t0ken"}
+
+
+async def test_records_are_read_and_changed_in_the_store(control_db: str) -> None:
+    a = ControlStore(control_db, schema=schema_from_env())
+    b = ControlStore(control_db, schema=schema_from_env())
+    await a.open()
+    await b.open()
+    try:
+        records = ControlRolloutStore(a, asyncio.get_running_loop())
+        assert await asyncio.to_thread(records.load) == {}
+
+        def start(current: dict[str, RolloutRecord]) -> str:
+            current["api"] = RolloutRecord("api", "running", 0, [], reason="started")
+            return "done"
+
+        assert await asyncio.to_thread(records.update, start) == "done"
+        assert await asyncio.to_thread(records.update, lambda current: len(current)) == 1
+        loaded = await asyncio.to_thread(records.load)
+        assert loaded["api"].state == "running" and loaded["api"].reason == "started"
+        await b.refresh()
+        assert b.get("rollouts")["api"]["state"] == "running"  # every replica is told
+        with pytest.raises(RuntimeError, match="worker thread"):
+            records.load()  # on the event loop it would wait for itself
+        await a.close()
+        with pytest.raises(OSError, match="control store"):
+            await asyncio.to_thread(records.load)
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_one_replica_leads_and_a_rollout_started_anywhere_runs_once(
+    tmp_path: Path, control_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BANYAN_ADMIN_TOKEN", "t0ken")
+    legacy, new = Recorder("legacy"), Recorder("new")
+    async with AsyncExitStack() as stack:
+        legacy_url = await stack.enter_async_context(serve(legacy.app))
+        new_url = await stack.enter_async_context(serve(new.app))
+        flags = tmp_path / "flags.yaml"
+        flags.write_text(flags_yaml(legacy_url, new_url, FEATURE))
+        flags.chmod(0o444)
+        urls, apps = [], []
+        for _ in range(2):
+            app = create_app(flags, health_interval=5, control_db=control_db)
+            urls.append(await stack.enter_async_context(serve(app)))
+            apps.append(app)
+        controllers = [app[CONTROLLER] for app in apps]
+        for _ in range(200):
+            if any(c.leader for c in controllers):
+                break
+            await asyncio.sleep(0.05)
+        assert [c.leader for c in controllers].count(True) == 1
+        async with httpx.AsyncClient(base_url=urls[1], headers=AUTH) as client:
+            started = await client.post("/_proxy/rollouts/api/start")
+            assert started.status_code == 200, started.text
+        states = [app[STATE] for app in apps]
+        for _ in range(200):
+            if all("api" in s.control.overrides for s in states):
+                break
+            await asyncio.sleep(0.05)
+        assert all(s.control.overrides["api"].source == "rollout" for s in states)
+        async with httpx.AsyncClient(base_url=urls[0], headers=AUTH) as client:
+            record = (await client.get("/_proxy/rollouts/api")).json()
+        assert record["state"] == "running"
+        history = await states[0].control.history(feature="api")
+        steps = [str(e["after"]) for e in history if e["source"] == "rollout"]
+        assert steps and len(steps) == len(set(steps))  # each step applied once, by the leader
+        leader = next(c for c in controllers if c.leader)
+        await leader.stop()  # its connection goes: the other replica takes over
+        other = next(c for c in controllers if c is not leader)
+        for _ in range(200):
+            if other.leader:
+                break
+            await asyncio.sleep(0.05)
+        assert other.leader
