@@ -262,8 +262,8 @@ class ProxyState:
             "stamp": exchange.stamp,  # delivered, however late, at the write's own time
         }
         lane = (target, user or f"ip:{ip}")
-        wait = feature.parity.shadow_timeout + 2  # a copy in flight gives up before that
-        self.mirror_order.submit(lane, copies, lambda: mirror.submit(**write), wait)
+        # in the order the requests arrived (a failed copy's write comes back late)
+        self.mirror_order.submit(lane, exchange.started, copies, lambda: mirror.submit(**write))
 
     def observe(self, exchange: Exchange, feature: Feature | None) -> None:
         status = str(exchange.status or (504 if exchange.error == "timeout" else 502))

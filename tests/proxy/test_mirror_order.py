@@ -22,16 +22,16 @@ async def test_nothing_to_wait_for_is_stored_at_once() -> None:
     order, stored = SubmitOrder(), []
     done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     done.set_result(None)
-    order.submit("u", [done], lambda: stored.append("a"), 1.0)
+    order.submit("u", 1.0, [done], lambda: stored.append("a"))
     assert stored == ["a"] and order.waited == 0
 
 
 async def test_a_write_waits_for_copies_and_earlier_writes_of_its_lane() -> None:
     order, stored = SubmitOrder(), []
     copy: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    order.submit("u", [copy], lambda: stored.append("logout"), 5.0)
-    order.submit("u", [], lambda: stored.append("after"), 5.0)  # behind the waiting one
-    order.submit("v", [], lambda: stored.append("other user"), 5.0)  # another lane: at once
+    order.submit("u", 1.0, [copy], lambda: stored.append("logout"))
+    order.submit("u", 2.0, [], lambda: stored.append("after"))  # behind the waiting one
+    order.submit("v", 3.0, [], lambda: stored.append("other user"))  # another lane: at once
     await asyncio.sleep(0.05)
     assert stored == ["other user"]
     copy.set_result(None)  # the copy landed (or failed and was queued before this)
@@ -42,13 +42,33 @@ async def test_a_write_waits_for_copies_and_earlier_writes_of_its_lane() -> None
     assert stored == ["other user", "logout", "after"] and order.waited == 2
 
 
+async def test_an_earlier_write_joining_late_is_stored_first() -> None:
+    """A create's copy is in flight; the update after it waits for that copy. The copy fails, so
+    the create joins the queue only then — after the update asked — and must still go first."""
+    order, stored = SubmitOrder(), []
+    create_copy: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    other_copy: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    order.submit("u", 2.0, [create_copy], lambda: stored.append("update"))
+    # the copy failed: the create (arrived at 1.0) joins, itself behind another copy in flight
+    order.submit("u", 1.0, [other_copy], lambda: stored.append("create"))
+    create_copy.set_result(None)  # released right after the create joined
+    await asyncio.sleep(0.05)
+    assert stored == []  # the update waits for the create, which waits for the other copy
+    other_copy.set_result(None)
+    for _ in range(100):
+        if len(stored) == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert stored == ["create", "update"]
+
+
 async def test_the_wait_is_bounded_and_flush_stores_the_rest() -> None:
     order, stored = SubmitOrder(max_wait=0.1), []
     never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    order.submit("u", [never], lambda: stored.append("late"), 60.0)  # capped at max_wait
+    order.submit("u", 1.0, [never], lambda: stored.append("late"))  # capped at max_wait
     await asyncio.sleep(0.3)
     assert stored == ["late"]
-    order.submit("w", [never], lambda: stored.append("flushed"), 60.0)
+    order.submit("w", 2.0, [never], lambda: stored.append("flushed"))
     await order.flush()
     assert stored == ["late", "flushed"]
 
