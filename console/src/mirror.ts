@@ -15,6 +15,9 @@ interface Letter {
   created_at?: number | string
 }
 
+// what the last action said: kept across the re-render the action causes (and the live refreshes)
+let said: Node | string = ''
+
 const COUNTS = ['pending', 'dead', 'delivered', 'retried', 'dropped', 'skipped_too_large']
 
 export async function renderMirror(root: HTMLElement, reload: () => void): Promise<void> {
@@ -30,15 +33,16 @@ export async function renderMirror(root: HTMLElement, reload: () => void): Promi
     answer = status.mirror
   }
   const letters = answer ? listOf<Letter>(answer, 'letters') : []
-  const message = h('p', { class: 'message', role: 'status', 'data-testid': 'mirror-message' })
+  const message = h('p', { class: 'message', role: 'status', 'data-testid': 'mirror-message' }, said)
   const act = async (id: number | string, action: 'retry' | 'drop'): Promise<void> => {
     try {
       if (action === 'retry') await post(`/_proxy/mirror/${id}/retry`)
       else await del(`/_proxy/mirror/${id}`)
-      mount(message, `${action} ${id === 'all' ? 'all dead letters' : '#' + id}: done`)
+      said = `${action} ${id === 'all' ? 'all dead letters' : '#' + id}: done`
     } catch (err) {
-      mount(message, h('span', { class: 'bad' }, `${action} ${id}: ${problem(err)}`))
+      said = h('span', { class: 'bad' }, `${action} ${id}: ${problem(err)}`)
     }
+    mount(message, said)
     reload()
   }
   const button = (id: number | string, action: 'retry' | 'drop', label: string): HTMLElement =>

@@ -50,13 +50,19 @@ function verdict(g: Gate): HTMLElement | string {
   return g.ok ? 'yes' : h('strong', { class: 'bad' }, 'no')
 }
 
+// what the last action said: kept across the re-render the action causes (and the live refreshes)
+let said: Node | string = ''
+// the feature whose Abort asks for confirmation
+let armed: string | null = null
+
 async function act(feature: string, action: string, message: HTMLElement, reload: () => void): Promise<void> {
   try {
     await post(`/_proxy/rollouts/${encodeURIComponent(feature)}/${action}`)
-    mount(message, `${action}: ${feature} done`)
+    said = `${action}: ${feature} done`
   } catch (err) {
-    mount(message, h('span', { class: 'bad' }, `${action} ${feature}: ${problem(err)}`))
+    said = h('span', { class: 'bad' }, `${action} ${feature}: ${problem(err)}`)
   }
+  mount(message, said)
   reload()
 }
 
@@ -65,15 +71,19 @@ function actionButton(rollout: Rollout, action: string, message: HTMLElement, re
   const pointless =
     (action === 'pause' && rollout.state !== 'running') || (action === 'resume' && rollout.state !== 'paused')
   const button = h('button', { type: 'button', disabled: !canWrite() || pointless }, label)
-  let armed = false
+  const arm = (): void => {
+    button.textContent = `Confirm abort of ${rollout.feature}`
+    button.classList.add('danger')
+  }
+  if (action === 'abort' && armed === rollout.feature) arm() // still asking after a refresh
   button.addEventListener('click', () => {
-    if (action === 'abort' && !armed) {
+    if (action === 'abort' && armed !== rollout.feature) {
       // an abort moves users back to legacy: ask once more, in the page (no blocking dialog)
-      armed = true
-      button.textContent = `Confirm abort of ${rollout.feature}`
-      button.classList.add('danger')
+      armed = rollout.feature
+      arm()
       return
     }
+    armed = null
     void act(rollout.feature, action, message, reload)
   })
   return button
@@ -124,7 +134,7 @@ export async function renderRollouts(root: HTMLElement, reload: () => void): Pro
   const startable = Object.entries(flags.features)
     .filter(([name, f]) => f.rollout && !known.has(name))
     .map(([name]) => name)
-  const message = h('p', { class: 'message', role: 'status', 'data-testid': 'rollout-message' })
+  const message = h('p', { class: 'message', role: 'status', 'data-testid': 'rollout-message' }, said)
   mount(
     root,
     h('h1', {}, 'Rollouts'),
