@@ -6,7 +6,10 @@ transaction under an advisory lock, every replica notified) and :class:`ControlR
 (the rollout controller whose leadership is a PostgreSQL session advisory lock held on a
 connection of its own, instead of a lock file beside the flag file: one replica drives every
 rollout whichever host it runs on; when it dies its connection goes and another takes over within
-a tick). The store's calls block, as the interface says: the controller makes them in a worker
+a tick). Every replica keeps a window of the current step of each running rollout (fed by its own
+traffic, as the leader's is) and writes it to the shared ``guard_counts`` table at each tick; the
+leader judges each step's gates on the union of all replicas' windows of that step. The store's
+calls block, as the interface says: the controller makes them in a worker
 thread, and they run on the proxy's event loop, where the control store lives.
 """
 
@@ -14,15 +17,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import time
+import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 
 from banyan.control.db import ControlError, lock_key
+from banyan.control.guards import STALE_AFTER
 from banyan.control.store import ControlStore
 from banyan.logs import get_logger
 from banyan.rollout.controller import RolloutController
+from banyan.rollout.gates import StepWindow
 from banyan.rollout.model import RolloutRecord
 from banyan.rollout.store import Records
 
@@ -91,6 +99,8 @@ class ControlRolloutController(RolloutController):
             **kwargs,
         )
         self.control = store
+        self.replica = f"{store.actor}:{uuid.uuid4().hex[:8]}"
+        self._combined: dict[str, tuple[int, StepWindow]] = {}
         self.key = lock_key(store.schema, "rollouts-leader")
         self._leading = False
         self._lead: asyncpg.Connection | None = None
@@ -104,7 +114,83 @@ class ControlRolloutController(RolloutController):
             self._leading = False
             return
         await self._claim()
+        try:
+            await self._share_windows()
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("rollout_windows_unshared", error=str(exc))
         await super().tick()
+
+    def _window(self, name: str, step: int, analysis: Any) -> StepWindow:
+        """This replica's window, fed here; for judging, every replica's windows of the step."""
+        local = super()._window(name, step, analysis)
+        combined = self._combined.get(name)
+        return combined[1] if combined is not None and combined[0] == step else local
+
+    async def _share_windows(self) -> None:
+        records = _records(self.control.get(KEY))  # the last re-read: at most a second old
+        flags = self.state.flags
+        prints: dict[str, tuple[int, str]] = {}
+        for name, record in records.items():
+            feature = flags.feature(name)
+            if (
+                record.state in ("running", "paused")
+                and record.applied
+                and feature is not None
+                and feature.rollout is not None
+                and record.step < len(feature.rollout.steps)
+            ):
+                super()._window(name, record.step, feature.rollout.analysis)
+                prints[name] = (record.step, f"{record.step}:{record.started_at}")
+        if not self.leader:
+            self._drop_windows(records)
+        now = time.time()
+        rows = [
+            (
+                f"rollout:{name}",
+                self.replica,
+                prints[name][1],
+                json.dumps({**window.export(), "comparisons": window.comparisons}),
+                now,
+            )
+            for name, (step, window) in self.windows.items()
+            if name in prints and prints[name][0] == step
+        ]
+        table = self.control.table("guard_counts")
+        async with self.control.pool.acquire() as conn:
+            if rows:
+                await conn.executemany(
+                    f"""INSERT INTO {table} (feature, replica, fingerprint, counts, at)
+                        VALUES ($1, $2, $3, $4, $5) ON CONFLICT (feature, replica) DO UPDATE
+                        SET fingerprint = EXCLUDED.fingerprint, counts = EXCLUDED.counts,
+                        at = EXCLUDED.at""",
+                    rows,
+                )
+            if not self.leader:
+                self._combined = {}
+                return
+            found = await conn.fetch(
+                f"""SELECT feature, fingerprint, counts FROM {table}
+                    WHERE feature = ANY($1::text[]) AND at > $2""",
+                [f"rollout:{name}" for name in prints],
+                now - STALE_AFTER,
+            )
+        exports: dict[str, list[dict[str, Any]]] = {}
+        for row in found:
+            name = row["feature"].split(":", 1)[1]
+            if row["fingerprint"] == prints[name][1]:
+                counts = row["counts"]
+                exports.setdefault(name, []).append(
+                    json.loads(counts) if isinstance(counts, str) else counts
+                )
+        combined: dict[str, tuple[int, StepWindow]] = {}
+        for name, parts in exports.items():
+            feature = flags.feature(name)
+            assert feature is not None and feature.rollout is not None
+            window = StepWindow(name, feature.rollout.analysis)
+            window.absorb(parts)
+            window.comparisons = sum(int(p.get("comparisons", 0)) for p in parts)
+            combined[name] = (prints[name][0], window)
+        self._combined = combined
 
     async def _claim(self) -> None:
         """Hold the leader's lock, or try to take it (a lost connection lets it go)."""

@@ -186,19 +186,23 @@ class FeatureGuard:
         """One guard holding all of ``exports``' evidence (replicas' windows side by side, none
         cut to ``window``), judged by the same rules as a single replica's."""
         guard = cls(feature, config, min_samples=min_samples)
-        guard._new_failed = deque(bool(x) for e in exports for x in e.get("new_failed", ()))
-        guard._mismatch = deque(bool(x) for e in exports for x in e.get("mismatch", ()))
-        guard._shifted = deque(bool(x) for e in exports for x in e.get("shifted", ()))
+        guard.absorb(exports)
+        return guard
+
+    def absorb(self, exports: list[dict[str, Any]]) -> None:
+        """Replace this window's evidence with all of ``exports``' (see :meth:`combined`)."""
+        self._new_failed = deque(bool(x) for e in exports for x in e.get("new_failed", ()))
+        self._mismatch = deque(bool(x) for e in exports for x in e.get("mismatch", ()))
+        self._shifted = deque(bool(x) for e in exports for x in e.get("shifted", ()))
         for side in ("legacy", "new"):
-            guard._latency[side] = deque(
+            self._latency[side] = deque(
                 float(x) for e in exports for x in e.get("latency", {}).get(side, ())
             )
             merged: dict[str, deque[str]] = {}
             for e in exports:
                 for endpoint, kinds in e.get("classes", {}).get(side, {}).items():
                     merged.setdefault(endpoint, deque()).extend(str(k) for k in kinds)
-            guard._classes[side] = merged
-        return guard
+            self._classes[side] = merged
 
     def evaluate(self) -> Breach | None:
         """The first breached rule with enough samples, or None. Remembers the first breach."""

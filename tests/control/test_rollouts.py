@@ -98,3 +98,57 @@ async def test_one_replica_leads_and_a_rollout_started_anywhere_runs_once(
                 break
             await asyncio.sleep(0.05)
         assert other.leader
+
+
+CANARY = """\
+  api:
+    routes: ["/api/**", "/status/*"]
+    mode: legacy
+    stick_by: header:X-User
+    rollout:
+      steps:
+        - canary: {percent: 100, for: 1h}
+        - new: {}
+      analysis:
+        {max_error_rate: 0.5, max_latency_ratio: null, max_status_shift: null, min_samples: 4}
+"""
+
+
+async def test_a_step_is_judged_on_every_replicas_evidence(
+    tmp_path: Path, control_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BANYAN_ADMIN_TOKEN", "t0ken")
+    legacy, new = Recorder("legacy"), Recorder("new")
+    async with AsyncExitStack() as stack:
+        legacy_url = await stack.enter_async_context(serve(legacy.app))
+        new_url = await stack.enter_async_context(serve(new.app))
+        flags = tmp_path / "flags.yaml"
+        flags.write_text(flags_yaml(legacy_url, new_url, CANARY))
+        urls, apps = [], []
+        for _ in range(2):
+            app = create_app(flags, health_interval=5, control_db=control_db)
+            urls.append(await stack.enter_async_context(serve(app)))
+            apps.append(app)
+        states = [app[STATE] for app in apps]
+        async with httpx.AsyncClient(base_url=urls[0], headers=AUTH) as client:
+            assert (await client.post("/_proxy/rollouts/api/start")).status_code == 200
+        for _ in range(200):  # the canary step is applied on both replicas
+            if all(s.flags.feature("api").mode == "canary" for s in states):
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.6)  # and each replica has its window of the step
+        for url in urls:  # 2 failures each: under min_samples for either replica alone
+            async with httpx.AsyncClient(base_url=url) as client:
+                for i in range(2):
+                    answer = await client.get("/status/500", headers={"X-User": f"u{i}"})
+                    assert answer.headers["X-Banyan-Backend"] == "new"
+        record: dict[str, object] = {}
+        async with httpx.AsyncClient(base_url=urls[1], headers=AUTH) as client:
+            for _ in range(200):
+                record = (await client.get("/_proxy/rollouts/api")).json()
+                if record["state"] == "aborted":
+                    break
+                await asyncio.sleep(0.05)
+        assert record["state"] == "aborted", record
+        assert record["abort_gate"] == "max_error_rate"
+        assert int(record["samples"]) >= 4  # both replicas' failures
