@@ -4,7 +4,8 @@ Every Banyan server prints ``banyan <name> listening on <url>`` once bound; :fun
 that line, so ``--port 0`` works and the caller learns the real address. :func:`running_stack`
 starts a whole stack on free ports (model, legacy, new, then a proxy whose flag file points at the
 backends just started) for end-to-end tests and benchmarks, and stops every process on exit; its
-backends share the caller's ``BANYAN_JWT_SECRET``, or a random one made for that stack.
+backends and the proxy share the caller's ``BANYAN_JWT_SECRET``, or a random one made for that
+stack.
 """
 
 from __future__ import annotations
@@ -149,6 +150,7 @@ async def running_stack(
             proxy_env = {
                 **(env or {}),
                 "BANYAN_PARITY_DB": f"sqlite+aiosqlite:///{workdir / 'parity.db'}",
+                SECRET_ENV: backend_env[SECRET_ENV],  # the proxy stamps writes with it
             }
             argv = [*PYTHON_CLI, "proxy", "--flags", str(stack.flags_path), "--port", "0"]
             started.append(await start("proxy", [*argv, *proxy_args], env=proxy_env))
