@@ -194,3 +194,12 @@ def reconcile(url: str, file: str | Path) -> tuple[list[str], list[str]]:
         return written, missing
 
     return _run(url, work)
+
+
+def history(url: str, *, feature: str | None, limit: int | None) -> list[dict[str, Any]]:
+    """The shared audit table's entries (of ``feature``), oldest first, the newest ``limit``."""
+
+    async def work(store: ControlStore) -> list[dict[str, Any]]:
+        return await store.history(feature=feature, limit=limit if limit is not None else 10**9)
+
+    return list(reversed(_run(url, work)))

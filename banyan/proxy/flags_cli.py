@@ -103,6 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     history.add_argument("--limit", type=_count, default=None, help="only the newest N changes")
     history.add_argument("--json", action="store_true", help="the raw JSON lines")
     history.add_argument("--file", default=None)
+    _control_option(history)
     return parser
 
 
@@ -216,6 +217,13 @@ def _flip(
 
 
 def _history(args: argparse.Namespace, file: str) -> int:
+    if args.control_db:  # the replicas' shared audit table
+        shared = control_cli.history(args.control_db, feature=args.feature, limit=args.limit)
+        for row in shared:
+            print(json.dumps(row, default=str) if args.json else format_entry(row))
+        if not shared and not args.json:
+            print("control store: no changes" + (f" of {args.feature}" if args.feature else ""))
+        return 0
     path = log_path(file, args.audit)
     try:
         history = read_history(path, feature=args.feature, limit=args.limit)

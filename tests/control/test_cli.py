@@ -138,3 +138,22 @@ async def test_reconcile_keeps_an_override_of_a_feature_the_file_lost(
     assert code == 0 and "docs: no such feature in the file; override kept" in err
     code, out, _ = await flags(["status", *db, "--file", str(flag_file)], capsys)
     assert "docs: file -, override {'mode': 'new'}" in out
+
+
+async def test_history_reads_the_shared_audit_table(
+    flag_file: Path, control_db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = ["--control-db", control_db, "--file", str(flag_file)]
+    code, out, _ = await flags(["history", *db], capsys)
+    assert code == 0 and out.strip() == "control store: no changes"
+    await flags(["set", "api", "new", *db], capsys)
+    await flags(["rollback", "api", *db], capsys)
+    code, out, _ = await flags(["history", *db], capsys)
+    first, second = out.splitlines()
+    assert "cli" in first and "api" in first and "canary" in first and "new" in first
+    assert "legacy" in second
+    code, out, _ = await flags(["history", "--limit", "1", "--json", *db], capsys)
+    (entry,) = [json.loads(line) for line in out.splitlines()]
+    assert entry["after"]["mode"] == "legacy" and entry["actor"].startswith("cli:")
+    code, out, _ = await flags(["history", "--feature", "docs", *db], capsys)
+    assert out.strip() == "control store: no changes of docs"
