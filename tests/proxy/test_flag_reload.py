@@ -149,7 +149,7 @@ async def test_invalid_edit_keeps_old_flags_then_valid_edit_clears(
         await until(lambda: store.last_error is not None)
     assert store.last_error == f"{path}:9: features.sessions: unknown key 'colour' " + (
         "(allowed: routes, mode, primary, percent, stick_by, cohorts, writes, websocket, "
-        "fallback, parity, guards)"
+        "fallback, parity, guards, rollout)"
     )
     assert store.last_error_at is not None and store.rejected == 1
     assert store.current.digest == good_digest and mode_of(store) == "legacy"
