@@ -14,9 +14,10 @@ replica shares. The queue's rules are the plain queue's; what changes:
   or dead, by whichever replica) and releases their holds, and which (target, user) pairs have
   writes pending at all;
 - the fence makes a request wait for a user's writes pending in the shared queue that another
-  replica stored, until the queue no longer has them (at most ``max_wait``). It sees them once
-  stored and read (``poll_interval``, 100 ms): a request that reaches another replica sooner
-  than that after the write's answer is not held.
+  replica stored, until the queue no longer has them (at most ``max_wait``). A replica that
+  stores writes announces their (target, user) pairs at once (``NOTIFY``), and every replica also
+  reads the pending pairs every ``poll_interval``: a request that reaches another replica within
+  the few milliseconds between the write's answer and that announcement is not held.
 
 Only writes that carry their user (a stamped write, ``user_id``) are fenced across replicas.
 """
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,6 +39,7 @@ from banyan.proxy.fence import WriteFence
 from banyan.proxy.mirror import MirrorQueue, mirror_writes
 
 log = get_logger("banyan.control")
+FENCE_CHANNEL = "banyan_mirror_pending"
 
 
 def is_postgres(url: str) -> bool:
@@ -64,6 +67,10 @@ class SharedWriteFence(WriteFence):
             self._queued.add(future)  # a write in the queue, not a copy in flight
         return [future]
 
+    def announce(self, pairs: set[tuple[str, str]]) -> None:
+        """Writes just stored in the shared queue by some replica (its ``NOTIFY``)."""
+        self.remote = self.remote | pairs
+
     def update(self, pairs: set[tuple[str, str]]) -> None:
         """The (target, user) pairs with writes pending in the shared queue now."""
         self.remote = pairs
@@ -81,6 +88,7 @@ class SharedMirrorQueue(MirrorQueue):
         self.key = lock_key("mirror", url.rpartition("@")[2])
         self.busy_rounds = 0  # rounds another replica was delivering
         self._lock: asyncpg.Connection | None = None
+        self._announcer: asyncpg.Connection | None = None
         self._busy = False
 
     async def start(self, session: aiohttp.ClientSession, backends: Mapping[str, str]) -> None:
@@ -90,13 +98,42 @@ class SharedMirrorQueue(MirrorQueue):
             await super().start(session, backends)
         finally:
             await ddl.close()  # lets the lock go
+        if self.fence is not None:
+            self._announcer = await asyncpg.connect(dsn(self.url), timeout=10)
+            await self._announcer.add_listener(FENCE_CHANNEL, self._announced)
 
     async def stop(self) -> None:
         await super().stop()
-        if self._lock is not None:
-            with contextlib.suppress(Exception):
-                await self._lock.close(timeout=2)
-            self._lock = None
+        for conn in (self._lock, self._announcer):
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await conn.close(timeout=2)
+        self._lock = self._announcer = None
+
+    def _announced(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        if self.fence is not None:
+            with contextlib.suppress(ValueError, TypeError):
+                self.fence.announce({(str(t), str(u)) for t, u in json.loads(payload)})
+
+    async def _store(self, writes: list[dict[str, Any]]) -> int:
+        """Store as the plain queue does, then tell every replica whose writes are now pending
+        (so their fences hold at once, not at their next look at the queue)."""
+        stored = await super()._store(writes)
+        pairs = sorted(
+            {
+                (w["target"], w["stamp"].user)
+                for w in writes
+                if w.get("stamp") is not None and w["stamp"].user
+            }
+        )
+        if pairs and self._announcer is not None and not self._announcer.is_closed():
+            try:
+                await self._announcer.execute(
+                    "SELECT pg_notify($1, $2)", FENCE_CHANNEL, json.dumps(pairs)
+                )
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("mirror_announce_failed", error=str(exc))  # the poll still sees them
+        return stored
 
     async def _connection(self) -> asyncpg.Connection:
         if self._lock is None or self._lock.is_closed():

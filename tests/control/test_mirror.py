@@ -120,3 +120,21 @@ async def test_holds_are_released_when_another_replica_delivered(mirror_db: str)
         finally:
             await other.close()
             await queue.stop()
+
+
+async def test_a_stored_write_is_announced_to_every_replica_at_once(mirror_db: str) -> None:
+    async with aiohttp.ClientSession() as session:
+        writer = SharedMirrorQueue(mirror_db, fence=SharedWriteFence(), poll_interval=0.05)
+        reader_fence = SharedWriteFence()
+        reader = SharedMirrorQueue(mirror_db, fence=reader_fence, poll_interval=3600)
+        await writer.start(session, {"legacy": "http://127.0.0.1:1"})
+        await reader.start(session, {"legacy": "http://127.0.0.1:1"})
+        try:
+            await reader._follow(await reader._connection())  # its one look at the queue
+            assert reader_fence.remote == set()
+            await enqueue(writer, "k1", user="u7")
+            await until(lambda: ("legacy", "u7") in reader_fence.remote, "announced")
+            assert reader_fence.pending("legacy", "u7")  # its next request would wait
+        finally:
+            await writer.stop()
+            await reader.stop()
