@@ -2,7 +2,9 @@
 read-only flag file and one control database, two replicas of each backend on PostgreSQL and
 Redis, the model server — all real processes (:mod:`banyan.replicas`).
 
-One scenario, in phases: a write through one replica is read at once through another; an admin
+One scenario, in phases: a write through one replica is read at once through another; writes
+mirrored to new through the shared queue are read through another replica at once after a flip
+to new; an admin
 flip through one replica moves all three, audited once; a guard breach seen through one replica
 (the new backend's replicas gone) moves all three, audited once; then, under mixed load through
 HAProxy (HTTP, tutor sockets, whiteboard editors), one proxy replica is killed (SIGKILL): no
@@ -53,6 +55,10 @@ features:
   tutor:
     routes: ["/api/sessions/*/ask", "/ws/tutor/*"]
     mode: legacy
+  register:
+    routes: ["/api/auth/register"]
+    mode: legacy
+    writes: mirror
   auth:
     routes: ["/api/auth/**"]
     mode: legacy
@@ -64,6 +70,7 @@ features:
   sessions:
     routes: ["/api/sessions/**"]
     mode: legacy
+    writes: mirror
   whiteboard:
     routes: ["/api/whiteboard/**", "/ws/whiteboard/*"]
     mode: legacy
@@ -180,6 +187,7 @@ async def test_three_proxy_replicas_act_as_one(stack: ReplicaStack) -> None:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as http:
         auth = await sign_up(http, stack.public)
         await write_then_read_elsewhere(http, stack, auth)
+        await mirrored_write_read_after_a_flip_elsewhere(http, stack)
         await admin_flip_moves_every_replica(http, stack)
         await guard_breach_moves_every_replica(http, stack, auth)
     await replica_killed_under_load(stack)
@@ -198,6 +206,33 @@ async def write_then_read_elsewhere(
         async with http.get(f"{reader}/api/sessions/{created['id']}", headers=auth) as r:
             assert r.status == 200, await r.text()
             assert (await r.json())["title"] == f"t{i}"
+
+
+async def mirrored_write_read_after_a_flip_elsewhere(
+    http: aiohttp.ClientSession, stack: ReplicaStack
+) -> None:
+    """Written on legacy through proxy-1 (mirrored to new through the shared queue), the sessions
+    flipped to new, read at once through proxy-2: the write is there (the fence of proxy-2 holds
+    the read while the mirrored write is pending in the queue)."""
+    auth = await sign_up(http, stack.url("proxy-1"))  # the registration is mirrored too
+    made = []
+    for i in range(5):
+        url = stack.url("proxy-1") + "/api/sessions"
+        async with http.post(url, json={"title": f"m{i}"}, headers=auth) as r:
+            assert r.status == 201 and r.headers["X-Banyan-Backend"] == "legacy", await r.text()
+            made.append((await r.json())["id"])
+    flip = stack.url("proxy-3") + "/_proxy/flags/sessions"
+    async with http.put(flip, json={"mode": "new"}, headers=admin()) as r:
+        assert r.status == 200, await r.text()
+    await until_everywhere(http, stack, "sessions", "new")
+    for i, made_id in enumerate(made):
+        async with http.get(f"{stack.url('proxy-2')}/api/sessions/{made_id}", headers=auth) as r:
+            assert r.headers["X-Banyan-Backend"] == "new"
+            assert r.status == 200, await r.text()
+            assert (await r.json())["title"] == f"m{i}"
+    async with http.put(flip, json={"mode": "legacy"}, headers=admin()) as r:
+        assert r.status == 200, await r.text()
+    await until_everywhere(http, stack, "sessions", "legacy")
 
 
 async def admin_flip_moves_every_replica(http: aiohttp.ClientSession, stack: ReplicaStack) -> None:
