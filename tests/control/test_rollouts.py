@@ -136,7 +136,11 @@ async def test_a_step_is_judged_on_every_replicas_evidence(
             if all(s.flags.feature("api").mode == "canary" for s in states):
                 break
             await asyncio.sleep(0.05)
-        await asyncio.sleep(0.6)  # and each replica has its window of the step
+        for _ in range(200):  # and each replica has its window of the step
+            if all("api" in app[CONTROLLER].windows for app in apps):
+                break
+            await asyncio.sleep(0.05)
+        assert all("api" in app[CONTROLLER].windows for app in apps)
         for url in urls:  # 2 failures each: under min_samples for either replica alone
             async with httpx.AsyncClient(base_url=url) as client:
                 for i in range(2):
