@@ -277,15 +277,23 @@ class Shadow:
         headers: Mapping[str, str],
         body: bytes,
         feature: Feature,
+        primary_status: int,
     ) -> Response:
         """Send ``backend`` the request the primary was sent: the same head (but for ``Host``
-        under ``host: backend``) and body, by the same upstream client."""
+        under ``host: backend``) and body, by the same upstream client.
+
+        A copy of a write the primary accepted acts for the request's user whatever its token
+        says by then (a ``mirror`` stamp: the user may have logged out meanwhile); a copy of a
+        write the primary refused carries only the write's time (a ``primary`` stamp), so the
+        candidate judges the same credentials the primary judged and the two refusals compare."""
         assert self.state is not None and exchange.outbound is not None
         spec = self.state.flags.backends[backend]
         outbound = exchange.outbound
         origin = origin_of(spec.url)
-        # a copy of a write: the primary's time, acting for the request's user (banyan/stamps.py)
-        stamp = self.state.stamper.line(exchange.stamp, origin.target(outbound.target), mirror=True)
+        # a copy of a write: the primary's time (banyan/stamps.py)
+        stamp = self.state.stamper.line(
+            exchange.stamp, origin.target(outbound.target), mirror=primary_status < 400
+        )
         return await self.sender.send(
             Copy(
                 exchange.method,
@@ -319,7 +327,9 @@ class Shadow:
             await self.state.fence.wait(earlier)
             await self.state.gaps.wait()  # the users' requests first
             try:
-                candidate = await self._send(decision.shadow, exchange, headers, body, feature)
+                candidate = await self._send(
+                    decision.shadow, exchange, headers, body, feature, primary.status
+                )
                 if writer is not None and undelivered(primary.status, candidate, exchange.method):
                     self.state.enqueue_mirror(feature, exchange, headers, decision.shadow, *writer)
             finally:
@@ -340,7 +350,9 @@ class Shadow:
             if exchange.method in SAFE and sampled(
                 exchange.request_id, feature.parity.noise_sample, "noise"
             ):
-                again = await self._send(decision.backend, exchange, headers, body, feature)
+                again = await self._send(
+                    decision.backend, exchange, headers, body, feature, primary.status
+                )
                 if again.error is None:
                     found = self.learner.observe(feature.name, endpoint, primary, again, rules)
                     if found:
