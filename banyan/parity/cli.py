@@ -3,7 +3,7 @@
 The store is ``--db`` (a URL or a SQLite file path), by default the one the running stack writes:
 ``BANYAN_PARITY_DB``, else ``.banyan/parity.db`` beside the flag file
 (:mod:`banyan.parity.location`). ``report --proxy URL`` asks a running proxy for its report
-instead (``/_proxy/parity.json``, with ``BANYAN_ADMIN_TOKEN`` when it has one). ``--since`` takes
+instead (``/_proxy/parity.json``, with the admin token: :mod:`banyan.admin_token`). ``--since`` takes
 ``10m``, ``2h``, ``1d`` or an ISO time: counters are kept by the hour, so they count from the start
 of the hour ``since`` falls in; examples, skips and rollbacks from ``since`` exactly.
 
@@ -37,6 +37,7 @@ from typing import Any
 
 import aiohttp
 
+from banyan.admin_token import admin_headers
 from banyan.parity.compare import Rules
 from banyan.parity.location import default_url, store_url
 from banyan.parity.replay import replay as replay_example
@@ -85,8 +86,9 @@ async def report(args: argparse.Namespace) -> int:
 
 
 def _admin_headers(args: argparse.Namespace) -> dict[str, str]:
-    token = args.admin_token or os.environ.get("BANYAN_ADMIN_TOKEN")
-    return {"Authorization": f"Bearer {token}"} if token else {}
+    if args.admin_token:
+        return {"Authorization": f"Bearer {args.admin_token}"}
+    return admin_headers(args.flags)
 
 
 async def _report_by_proxy(args: argparse.Namespace, since: float | None) -> dict[str, Any] | None:
@@ -238,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--since", help="e.g. 1h, 30m, 2d, or an ISO timestamp")
     rep.add_argument("--db", help="a store URL or a SQLite file (default: the stack's store)")
     rep.add_argument("--proxy", metavar="URL", help="ask the running proxy instead of the store")
-    rep.add_argument("--admin-token", help="default: BANYAN_ADMIN_TOKEN")
+    rep.add_argument("--admin-token", help="default: BANYAN_ADMIN_TOKEN, else banyan up's")
     rep.add_argument("--flags", default=os.environ.get("BANYAN_FLAGS", "flags.yaml"))
     rpl = sub.add_parser("replay", help="re-send a stored mismatch to both backends")
     rpl.add_argument("id", type=int)
@@ -251,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     nse.add_argument("--forget", metavar="PATH", help="forget this learned path, e.g. $.items")
     nse.add_argument("--db")
     nse.add_argument("--proxy", metavar="URL", help="ask the running proxy instead of the store")
-    nse.add_argument("--admin-token", help="default: BANYAN_ADMIN_TOKEN")
+    nse.add_argument("--admin-token", help="default: BANYAN_ADMIN_TOKEN, else banyan up's")
     nse.add_argument("--flags", default=os.environ.get("BANYAN_FLAGS", "flags.yaml"))
     rst = sub.add_parser("reset", help="start over: delete what the store holds")
     rst.add_argument("--feature")

@@ -86,7 +86,11 @@ def add_admin_routes(app: web.Application, key: web.AppKey[ProxyState]) -> None:
 
     @guarded()
     async def status(request: web.Request, state: ProxyState) -> web.Response:
-        return _json(request, await status_body(state))
+        from banyan.rollout.admin import running_rollouts  # late: that module imports this one
+
+        body = await status_body(state)
+        body["rollouts"] = await running_rollouts(request.app)  # running and paused ones
+        return _json(request, body)
 
     @guarded()
     async def flags(request: web.Request, state: ProxyState) -> web.Response:

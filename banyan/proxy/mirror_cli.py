@@ -6,7 +6,8 @@ and each letter with its reason; ``retry ID`` gives a letter fresh attempts (aft
 fixed), ``drop ID`` deletes it (the write then exists on one store only: ``banyan data verify``
 reports it); ``--all`` acts on every dead letter. The proxy is found as ``banyan rollout`` finds
 it (``--proxy``, ``$BANYAN_PROXY_URL``, the address its flag file's proxy noted, else
-``http://127.0.0.1:8080``); ``$BANYAN_ADMIN_TOKEN`` is sent when set (retry and drop need it).
+``http://127.0.0.1:8080``); the admin token (retry and drop need it) is ``$BANYAN_ADMIN_TOKEN``,
+else the one ``banyan up`` keeps in the state folder (:mod:`banyan.admin_token`).
 Exit codes: 0 done (``list``: whatever it shows), 1 refused, not found or unreachable proxy,
 2 usage error.
 """
@@ -15,13 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from typing import Any
 
 import httpx
 
+from banyan.admin_token import admin_headers
 from banyan.rollout.cli import proxy_url
 
 
@@ -36,11 +37,6 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=int, default=100, help="list: at most this many")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
     return parser
-
-
-def admin_headers() -> dict[str, str]:
-    token = os.environ.get("BANYAN_ADMIN_TOKEN")
-    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 def render(body: dict[str, Any]) -> str:
@@ -82,7 +78,9 @@ def main(argv: list[str]) -> int:
         parser.error(f"ID must be a number, not {args.id!r}")
     base = proxy_url(args.flags, args.proxy)
     try:
-        with httpx.Client(base_url=base, headers=admin_headers(), timeout=args.timeout) as http:
+        with httpx.Client(
+            base_url=base, headers=admin_headers(args.flags), timeout=args.timeout
+        ) as http:
             if args.action == "list":
                 response = http.get("/_proxy/mirror", params={"limit": args.limit})
             else:

@@ -6,7 +6,9 @@ does in production. The backends' ports come from the flag file's ``backends`` U
 and the processes always agree. Stores are SQLite files in ``--data-dir`` (default ``.banyan/``
 beside the flag file). Both backends get the same JWT secret: ``BANYAN_JWT_SECRET`` when exported,
 else a random one made on the first run and kept in ``<data-dir>/jwt-secret`` (mode 0600; a file
-other users can read is refused); the proxy gets it too, to stamp each write's time. The first
+other users can read is refused); the proxy gets it too, to stamp each write's time. The proxy
+also gets an admin token (``BANYAN_ADMIN_TOKEN``, else ``.banyan/admin-token`` beside the flag
+file, made the same way) that ``banyan rollout``/``mirror``/``status`` find there. The first
 process to exit, or Ctrl-C / SIGTERM, stops the others.
 """
 
@@ -26,6 +28,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from banyan import processes
+from banyan.admin_token import TOKEN_ENV, AdminTokenError, stack_token
 from banyan.backends.common.tokens import MIN_SECRET_CHARS, SECRET_ENV, new_secret
 
 MODULES = {
@@ -112,6 +115,10 @@ def plan(args: argparse.Namespace) -> list[Part]:
     host = args.host
     model_url = f"http://{host}:{args.model_port}/v1"
     secret = stack_secret(data_dir)
+    try:
+        admin = stack_token(flags_path)
+    except AdminTokenError as exc:
+        raise StackError(str(exc)) from exc
     backend_env = {
         "OPENAI_BASE_URL": os.environ.get("OPENAI_BASE_URL", model_url),
         SECRET_ENV: secret,  # in the environment, never on a command line
@@ -163,6 +170,7 @@ def plan(args: argparse.Namespace) -> list[Part]:
                     "BANYAN_MIRROR_DB", f"sqlite+aiosqlite:///{data_dir / 'mirror.db'}"
                 ),
                 SECRET_ENV: secret,  # stamps writes (X-Banyan-Stamp) as the backends verify them
+                TOKEN_ENV: admin,  # the CLI finds it in .banyan/admin-token (banyan.admin_token)
             },
         )
     )

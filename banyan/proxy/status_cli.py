@@ -2,9 +2,10 @@
 
 Reads ``GET /_proxy/status`` (and the first dead letters from ``GET /_proxy/mirror``) and shows
 what needs attention first (dead letters, guard rollbacks, an invalid flag file, a backend down:
-:mod:`banyan.proxy.attention`), then each feature's mode, writes and traffic, the mirror queue
-and the backends. ``--json`` prints ``{"status": <the status document>, "dead_letters": [...]}``.
-The proxy is found as ``banyan mirror`` finds it; ``$BANYAN_ADMIN_TOKEN`` is sent when set.
+:mod:`banyan.proxy.attention`), then each feature's mode, writes and traffic, the mirror queue,
+the running rollouts (feature, state, step) and the backends. ``--json`` prints
+``{"status": <the status document>, "dead_letters": [...]}``.
+The proxy and the admin token are found as ``banyan mirror`` finds them.
 Exit codes: 0 nothing needs attention, 1 something does (or the proxy is unreachable), 2 usage.
 """
 
@@ -17,8 +18,8 @@ from typing import Any
 
 import httpx
 
+from banyan.admin_token import admin_headers
 from banyan.proxy.attention import attention
-from banyan.proxy.mirror_cli import admin_headers
 from banyan.rollout.cli import proxy_url
 
 SHOWN_LETTERS = 5
@@ -74,6 +75,14 @@ def render(status: dict[str, Any], letters: list[dict[str, Any]]) -> str:
             )
         if int(mirror.get("dead") or 0) > SHOWN_LETTERS:
             lines.append("  ... `banyan mirror list` shows them all")
+    rollouts = status.get("rollouts") or []
+    for rollout in rollouts:
+        lines.append(
+            f"rollout {rollout['feature']}: {rollout['state']} at step {int(rollout['step']) + 1}"
+            f"/{rollout.get('steps', '?')} ({rollout.get('label') or '-'})"
+        )
+    if not rollouts:
+        lines.append("rollouts: none running")
     rollbacks = status.get("rollbacks") or []
     lines.append(f"guard rollbacks since start: {len(rollbacks)}")
     backends = status.get("backends") or {}
@@ -91,7 +100,9 @@ def main(argv: list[str]) -> int:
     base = proxy_url(args.flags, args.proxy)
     letters: list[dict[str, Any]] = []
     try:
-        with httpx.Client(base_url=base, headers=admin_headers(), timeout=args.timeout) as http:
+        with httpx.Client(
+            base_url=base, headers=admin_headers(args.flags), timeout=args.timeout
+        ) as http:
             response = http.get("/_proxy/status")
             if response.status_code != 200:
                 print(f"banyan status: {response.status_code} {response.text}", file=sys.stderr)

@@ -104,3 +104,31 @@ def install(app: web.Application, key: web.AppKey[ProxyState]) -> None:
     app.router.add_post("/_proxy/rollouts/{feature}/{action}", act)
     app.on_startup.append(startup)
     app.on_cleanup.insert(0, cleanup)
+
+
+async def running_rollouts(app: web.Application) -> list[dict[str, Any]] | None:
+    """The running and paused rollouts for ``/_proxy/status``: feature, state, step (index),
+    its label and the step count; None when the controller is absent or its state unreadable."""
+    controller = app.get(CONTROLLER)
+    if controller is None:
+        return None
+    try:
+        records = await asyncio.to_thread(controller.store.load)
+    except (OSError, ValueError):
+        return None
+    shown = []
+    for name in sorted(records):
+        record = records[name]
+        if not record.active:
+            continue
+        label = record.steps[record.step]["label"] if record.step < len(record.steps) else None
+        shown.append(
+            {
+                "feature": name,
+                "state": record.state,
+                "step": record.step,
+                "label": label,
+                "steps": len(record.steps),
+            }
+        )
+    return shown

@@ -3,7 +3,8 @@
 Talks to the running proxy: ``--proxy URL``, else ``$BANYAN_PROXY_URL``, else the address the
 proxy of the flag file noted in its state folder (``.banyan/proxy.json`` beside ``--flags``,
 default ``$BANYAN_FLAGS`` or ``flags.yaml``), else ``http://127.0.0.1:8080``. Actions send the
-admin token (``$BANYAN_ADMIN_TOKEN``) as the admin API wants. ``status`` shows one feature's
+admin token as the admin API wants (``$BANYAN_ADMIN_TOKEN``, else the one ``banyan up`` keeps in
+the state folder: :mod:`banyan.admin_token`). ``status`` shows one feature's
 rollout (or every rollout without FEATURE); ``--json`` prints the API's JSON; ``--watch`` repeats
 every ``--interval`` seconds until the rollout ends. Exit codes: 0 success (for ``status``, a
 rollout that has not aborted), 1 refused, aborted or unreachable proxy, 2 usage error.
@@ -21,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from banyan.admin_token import admin_headers
 from banyan.rollout.schedule import ACTIONS
 from banyan.rollout.store import proxy_file
 
@@ -52,11 +54,6 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--interval", type=float, default=1.0, help="--watch period, seconds")
     parser.add_argument("--timeout", type=float, default=30.0, help="per call, seconds")
     return parser
-
-
-def _headers() -> dict[str, str]:
-    token = os.environ.get("BANYAN_ADMIN_TOKEN")
-    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 def _number(value: Any) -> str:
@@ -96,7 +93,7 @@ def _show(body: Any, as_json: bool) -> None:
 
 
 def _call(client: httpx.Client, method: str, path: str) -> tuple[int, Any]:
-    answer = client.request(method, path, headers=_headers())
+    answer = client.request(method, path)
     try:
         return answer.status_code, answer.json()
     except ValueError:
@@ -118,7 +115,8 @@ def main(argv: list[str]) -> int:
         return 2
     base = proxy_url(args.flags, args.proxy)
     try:
-        with httpx.Client(base_url=base, timeout=args.timeout) as client:
+        headers = admin_headers(args.flags)
+        with httpx.Client(base_url=base, headers=headers, timeout=args.timeout) as client:
             if args.action != "status":
                 status, body = _call(
                     client, "POST", f"/_proxy/rollouts/{args.feature}/{args.action}"

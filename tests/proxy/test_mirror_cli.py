@@ -3,9 +3,12 @@ tests/proxy/test_mirror_admin.py)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from banyan.proxy.mirror_cli import admin_headers, render
+from banyan.admin_token import admin_headers
+from banyan.proxy.mirror_cli import render
 
 
 def test_the_listing_shows_each_letter_with_its_reason() -> None:
@@ -37,8 +40,8 @@ def test_the_listing_shows_each_letter_with_its_reason() -> None:
     assert render({"letters": []}).endswith("no dead letters")
 
 
-def test_the_admin_token_is_sent_when_set(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_admin_token_is_sent_when_set(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("BANYAN_ADMIN_TOKEN", "tok")
-    assert admin_headers() == {"Authorization": "Bearer tok"}
+    assert admin_headers(tmp_path / "flags.yaml") == {"Authorization": "Bearer tok"}
     monkeypatch.delenv("BANYAN_ADMIN_TOKEN")
-    assert admin_headers() == {}
+    assert admin_headers(tmp_path / "flags.yaml") == {}

@@ -43,7 +43,7 @@ def test_missing_flag_file_is_an_error(tmp_path: Path) -> None:
     assert stack.main(["--flags", str(tmp_path / "nope.yaml")]) == 2
 
 
-UP_MAKES = ("OPENAI_BASE_URL", "BANYAN_JWT_SECRET")  # `up` starts a model and makes a secret
+UP_MAKES = ("OPENAI_BASE_URL", "BANYAN_JWT_SECRET", "BANYAN_ADMIN_TOKEN")  # `up` makes them
 
 
 def test_up_starts_and_stops_the_stack(tmp_path: Path) -> None:
@@ -86,6 +86,7 @@ def test_up_starts_and_stops_the_stack(tmp_path: Path) -> None:
             board = client.get("/api/whiteboard/up-room")
             assert board.json() == {"room": "up-room", "doc": {}}
             _both_backends_share_the_kept_secret(tmp_path / "data", legacy, new, signed.json())
+        _the_cli_finds_the_admin_token(flags, port)
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
@@ -114,6 +115,22 @@ def _both_backends_share_the_kept_secret(
     with httpx.Client(base_url=f"http://127.0.0.1:{legacy}", timeout=10) as direct:
         me = direct.get("/api/auth/me", headers={"Authorization": f"Bearer {minted}"})
         assert me.status_code == 200, me.text
+
+
+def _the_cli_finds_the_admin_token(flags: Path, port: int) -> None:
+    """``up`` gave its proxy a token kept beside the flag file (0600): admin calls without it are
+    refused, and the CLI, with nothing exported, finds it there (reads and writes)."""
+    token_file = flags.parent / ".banyan" / "admin-token"
+    assert oct(token_file.stat().st_mode & 0o777) == "0o600"
+    bare = httpx.get(f"http://127.0.0.1:{port}/_proxy/rollouts", timeout=10)
+    assert bare.status_code == 401, bare.text
+    env = {k: v for k, v in os.environ.items() if k not in (*UP_MAKES, "BANYAN_PROXY_URL")}
+    for argv in (["rollout", "status"], ["mirror", "list"], ["mirror", "retry", "--all"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "banyan.proxy.cli", *argv, "--flags", str(flags)],
+            capture_output=True, text=True, env=env, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 0, (argv, done.stdout, done.stderr)
 
 
 @pytest.fixture

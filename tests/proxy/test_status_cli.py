@@ -50,6 +50,18 @@ def test_one_screen_puts_what_needs_attention_first() -> None:
     assert "mirror queue: 2 pending, 7 dead, 40 delivered" in text
     assert text.count("  dead #") == 5 and "`banyan mirror list` shows them all" in text
     assert "guard rollbacks since start: 1" in text and "backends: legacy up, new DOWN" in text
+    assert "rollouts: none running" in text
+
+
+def test_running_rollouts_are_shown() -> None:
+    rollouts = [
+        {"feature": "sessions", "state": "running", "step": 2, "label": "canary 10%", "steps": 5},
+        {"feature": "tutor", "state": "paused", "step": 1, "label": "shadow", "steps": 5},
+    ]
+    text = render(_status(rollouts=rollouts), [])
+    assert "rollout sessions: running at step 3/5 (canary 10%)" in text
+    assert "rollout tutor: paused at step 2/5 (shadow)" in text
+    assert "none running" not in text
 
 
 def test_a_quiet_proxy() -> None:

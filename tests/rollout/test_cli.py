@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 
+from banyan.admin_token import admin_headers
 from banyan.proxy.cli import main as banyan
 from banyan.rollout.cli import DEFAULT_URL, proxy_url, render
 from banyan.rollout.store import advertise
@@ -60,6 +62,8 @@ async def test_every_command_through_the_running_proxy(
         code, out, _ = await run(capsys, "status", "api", "--flags", flags)
         assert code == 0 and out.startswith("api: running at step 2/4 (shadow)")
         assert "steps: mirror -> shadow -> canary 10% -> new" in out
+        running = {"feature": "api", "state": "running", "step": 1, "label": "shadow", "steps": 4}
+        assert await _status_rollouts(stack.url) == [running]
         code, out, _ = await run(capsys, "pause", "api", "--flags", flags)
         assert code == 0 and out.startswith("api: paused at step 2/4")
         code, _, err = await run(capsys, "pause", "api", "--flags", flags)
@@ -72,7 +76,16 @@ async def test_every_command_through_the_running_proxy(
         assert code == 0 and out.startswith("api: aborted at step 3/4")
         code, out, _ = await run(capsys, "status", "api", "--watch", "--flags", flags)
         assert code == 1 and "aborted by the operator" in out  # --watch ends: it aborted
+        assert await _status_rollouts(stack.url) == []  # /_proxy/status shows running ones only
     assert stack.state.flags.feature("api").mode == "legacy"
+
+
+async def _status_rollouts(url: str) -> Any:
+    headers = admin_headers(None)  # the test's exported token
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=10) as http:
+        answer = await http.get("/_proxy/status")
+    assert answer.status_code == 200, answer.text
+    return answer.json()["rollouts"]
 
 
 async def test_refusals_and_an_unreachable_proxy(
