@@ -139,13 +139,14 @@ def test_timeouts_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
 async def test_a_body_the_server_is_too_busy_to_read_is_not_the_clients_fault(
     tmp_path: Path,
 ) -> None:
-    """The upstream reads nothing for 3 s while the client sends 32 MiB as fast as it can: the
-    proxy stops reading the client (its buffers are full) and the body clock stops with it."""
+    """The upstream reads nothing for 6 s while the client sends 32 MiB as fast as it can: the
+    proxy stops reading the client (its buffers are full) and the body clock (2 s: room for a
+    loaded machine to schedule the client) stops with it."""
     size = 32 * 1024 * 1024
-    async with proxy(tmp_path, ClientTimeouts(header=30, body=0.5, keepalive=30)) as (url, _):
+    async with proxy(tmp_path, ClientTimeouts(header=30, body=2, keepalive=30)) as (url, _):
         async with aiohttp.ClientSession() as session:
             async with session.post(
-                url + "/upload?wait=3",
+                url + "/upload?wait=6",
                 data=b"z" * size,
                 timeout=aiohttp.ClientTimeout(total=60),
             ) as response:
