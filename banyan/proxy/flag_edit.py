@@ -292,13 +292,17 @@ def set_mode(
     percent: float | None = None,
     *,
     source: str = "cli",
+    writes: str | None = None,
 ) -> EditResult:
-    """Switch a feature's mode (and canary percent); returns the file text before and after."""
+    """Switch a feature's mode (and canary percent, and its ``writes`` policy when given);
+    returns the file text before and after."""
     if mode not in MODES:
         raise FlagError(str(path), 0, f"mode {mode!r} is not one of {', '.join(MODES)}")
     changes: dict[str, Any] = {"mode": mode}
     if percent is not None:
         changes["percent"] = int(percent) if float(percent).is_integer() else float(percent)
+    if writes is not None:
+        changes["writes"] = writes  # validated with the rest of the file before it is written
     return _edit(path, [feature], changes, source=source)
 
 

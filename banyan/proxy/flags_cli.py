@@ -29,6 +29,8 @@ from banyan.proxy.flags import MODES, FlagError, load_flags
 from banyan.proxy.flags_history import HistoryError, format_entry, log_path, read_history
 from banyan.proxy.routing import Router, user_from_authorization
 
+WRITES = ("skip", "mirror", "always")  # the flag file's `writes:` values (docs/flags.md)
+
 
 def _default_file() -> str:
     return os.environ.get("BANYAN_FLAGS", "flags.yaml")
@@ -63,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     set_.add_argument("feature")
     set_.add_argument("mode", choices=MODES)
     set_.add_argument("--percent", type=float, default=None)
+    set_.add_argument(
+        "--writes", choices=WRITES, default=None, help="the feature's writes policy too"
+    )
     set_.add_argument("--file", default=None)
     _control_option(set_)
 
@@ -276,14 +281,20 @@ def main(argv: list[str]) -> int:
             if args.percent is not None:
                 p = args.percent
                 changes["percent"] = int(p) if float(p).is_integer() else float(p)
+            if args.writes is not None:
+                changes["writes"] = args.writes
             return _flip(args, file, [args.feature], changes)
         if args.command == "rollback" and args.control_db:
             return _flip(args, file, None if args.all else [args.feature], {"mode": "legacy"})
         if args.command == "set":
-            result = set_mode(file, args.feature, args.mode, args.percent, source="cli")
+            result = set_mode(
+                file, args.feature, args.mode, args.percent, source="cli", writes=args.writes
+            )
             what = f"{args.feature} -> {args.mode}"
             if args.percent is not None:
                 what += f" {args.percent:g}%"
+            if args.writes is not None:
+                what += f", writes {args.writes}"
             return _report_edit(file, what, result)
         if args.command == "rollback":
             feature = None if args.all else args.feature

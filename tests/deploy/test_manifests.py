@@ -222,8 +222,12 @@ def test_configmap_flags_name_the_backend_services(tmp_path: Path) -> None:
         assert int(match.group(2)) in {p["port"] for p in service.body["spec"]["ports"]}
 
 
-def _features(flags: FlagSet) -> list[dict[str, Any]]:
-    return [{k: v for k, v in asdict(f).items() if k != "line"} for f in flags.features]
+def _features(flags: FlagSet) -> list[tuple[dict[str, Any], Any]]:
+    """Each feature's settings; its rollout compared as a value (a step's line is no change)."""
+    return [
+        ({k: v for k, v in asdict(f).items() if k not in ("line", "rollout")}, f.rollout)
+        for f in flags.features
+    ]
 
 
 def test_shipped_flag_files_carry_the_repository_features(tmp_path: Path) -> None:

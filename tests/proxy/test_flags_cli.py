@@ -137,6 +137,16 @@ def test_set_with_percent_keeps_comments_and_order(
     assert events[0]["before"]["mode"] == "legacy" and events[0]["after"]["mode"] == "canary"
 
 
+def test_set_writes_with_the_mode(repo_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["set", "folders", "legacy", "--writes", "mirror", "--file", str(repo_copy)])
+    assert code == 0
+    folders = load_flags(repo_copy).feature("folders")
+    assert folders is not None and (folders.mode, folders.writes) == ("legacy", "mirror")
+    assert "folders -> legacy, writes mirror" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["set", "folders", "legacy", "--writes", "sometimes", "--file", str(repo_copy)])
+
+
 def test_rollback_one_and_all_keep_comments(
     small: Path, capsys: pytest.CaptureFixture[str], events: list[dict[str, Any]]
 ) -> None:

@@ -1,0 +1,305 @@
+"""The runbook is a test: docs/operations.md's commands, run as a user types them, move features of
+the shipped flags.yaml from legacy to new under a population of users, with nothing lost.
+
+The whole stack is the real ``banyan up`` (model server, legacy, new, proxy) in a scratch checkout:
+the shipped ``flags.yaml`` with free ports and short rollout steps (``for: 3s`` instead of minutes,
+``min_samples`` a few dozen), the stores in ``.banyan/`` beside it, nothing exported (the CLI finds
+the proxy and the admin token in ``.banyan/``). The commands are the fenced blocks of
+docs/operations.md marked ``<!-- runbook: NAME -->``, run through the ``banyan`` script with the
+feature name swapped in, so the doc and this test cannot drift apart.
+
+For each feature of ``FEATURES``: mirror its writes, backfill, verify (0), roll out
+(shadow -> canary 10 -> canary 50 -> new, pausing at each step to verify: 0), roll back by hand
+(verify 0), start again and abort (verify 0), start again and promote to new (verify 0) — while
+``tests/e2e/population.py`` keeps registering, logging in and out, and using folders, sessions,
+the tutor socket, documents and a whiteboard. Asserted: no user-visible failure, no guard rollback,
+no aborted rollout step but the operator's, 0 dead letters, ``banyan status`` needs no attention.
+The stores are compared with the users held still (:meth:`Population.quiet`) and the mirror queue
+drained: a write still in flight is not a difference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shlex
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from banyan.testing import free_port
+from tests.e2e.population import Population
+from tests.e2e.traffic import Tally, User, call
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+FEATURES = ("sessions", "folders", "tutor")  # the ones with a rollout block in flags.yaml
+WRITTEN = (
+    "folders",
+    "sessions",
+    "tutor",
+    "whiteboard",
+)  # what the population writes, parents first
+EXAMPLE = "sessions"  # the feature the runbook's commands name
+BLOCK = re.compile(r"<!-- runbook: ([a-z-]+) -->\s*```sh\n(.*?)```", re.S)
+CLEAN_ENV = ("BANYAN_ADMIN_TOKEN", "BANYAN_PROXY_URL", "BANYAN_FLAGS", "BANYAN_JWT_SECRET",
+             "OPENAI_BASE_URL", "BANYAN_ROLLOUTS", "BANYAN_AUDIT_LOG", "BANYAN_PARITY_DB",
+             "BANYAN_MIRROR_DB", "BANYAN_CONTROL_DB")  # fmt: skip
+
+
+def runbook() -> dict[str, list[list[str]]]:
+    """The runbook's marked blocks: name -> commands (comments and blank lines dropped)."""
+    text = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    blocks: dict[str, list[list[str]]] = {}
+    for name, body in BLOCK.findall(text):
+        commands = [shlex.split(line, comments=True) for line in body.splitlines()]
+        blocks[name] = [argv for argv in commands if argv]
+    return blocks
+
+
+def test_the_runbook_blocks_are_there() -> None:
+    blocks = runbook()
+    wanted = {"mirror", "backfill", "start", "status", "check", "watch", "rollback", "abort",
+              "promote", "final"}  # fmt: skip
+    assert wanted <= set(blocks), sorted(blocks)
+    for argv in (argv for commands in blocks.values() for argv in commands):
+        assert argv[0] == "banyan", argv  # a user's command, nothing else
+
+
+def flag_file(workdir: Path, legacy: int, new: int) -> Path:
+    """The shipped flags.yaml on free ports, each rollout step a few seconds long."""
+    text = (ROOT / "flags.yaml").read_text(encoding="utf-8")
+    text = text.replace("http://127.0.0.1:8001", f"http://127.0.0.1:{legacy}")
+    text = text.replace("http://127.0.0.1:8002", f"http://127.0.0.1:{new}")
+    text, timed = re.subn(r"for: \d+[smh]", "for: 3s", text)
+    text, sampled = re.subn(r"min_samples: \d+", "min_samples: 30", text)
+    assert timed >= 3 * len(FEATURES) and sampled >= len(FEATURES)
+    path = workdir / "flags.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+class Runbook:
+    """Runs the runbook's commands in the scratch checkout, as a user would in a shell."""
+
+    def __init__(self, workdir: Path, proxy: str, population: Population) -> None:
+        self.workdir = workdir
+        self.proxy = proxy
+        self.population = population
+        self.env = {k: v for k, v in os.environ.items() if k not in CLEAN_ENV}
+        self.blocks = runbook()
+        self.log: list[str] = []
+
+    async def command(self, argv: list[str], feature: str) -> tuple[int, str]:
+        argv = [feature if word == EXAMPLE else word for word in argv]
+        if argv[1] != "data":
+            return await self._run(argv)
+        await self.still()  # backfill and verify at a quiet moment (docs/operations.md, step 2)
+        try:  # as the runbook says: under traffic, a difference that is still on its way is
+            code, text = await self._run(argv)  # gone at the next verify; a real one stays
+            if code and argv[2] == "verify":
+                await asyncio.sleep(2.0)
+                code, text = await self._run(argv)
+        finally:
+            self.population.resume()
+        if code:
+            async with aiohttp.ClientSession(headers=self.admin()) as http:
+                async with http.get(f"{self.proxy}/_proxy/mirror") as answer:
+                    self.log[-1] += f"\nmirror queue: {await answer.text()}"
+        return code, text
+
+    async def _run(self, argv: list[str]) -> tuple[int, str]:
+        script = Path(sys.executable).with_name("banyan")
+        exe = [str(script)] if script.exists() else [sys.executable, "-m", "banyan.proxy.cli"]
+        child = await asyncio.create_subprocess_exec(
+            *exe, *argv[1:], cwd=self.workdir, env=self.env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        out, _ = await asyncio.wait_for(child.communicate(), 120)
+        text = out.decode(errors="replace")
+        self.log.append(f"$ {shlex.join(argv)}  -> {child.returncode}\n{text}")
+        return int(child.returncode or 0), text
+
+    async def block(self, name: str, feature: str, *, expect: int | None = 0) -> list[str]:
+        outputs = []
+        for argv in self.blocks[name]:
+            code, text = await self.command(argv, feature)
+            if expect is not None:
+                assert code == expect, self.log[-1]
+            outputs.append(text)
+        return outputs
+
+    async def still(self) -> None:
+        """Users held between actions, the mirror queue empty, board copies sent (0.5 s)."""
+        await self.population.quiet()
+        async with aiohttp.ClientSession(headers=self.admin()) as http:
+            deadline = time.monotonic() + 60
+            while True:
+                async with http.get(f"{self.proxy}/_proxy/status") as answer:
+                    mirror = (await answer.json())["mirror"] or {}
+                if not mirror.get("pending"):
+                    break
+                assert time.monotonic() < deadline, f"mirror queue never drained: {mirror}"
+                await asyncio.sleep(0.1)
+        await asyncio.sleep(1.2)
+
+    def admin(self) -> dict[str, str]:
+        token = (self.workdir / ".banyan" / "admin-token").read_text().strip()
+        return {"Authorization": f"Bearer {token}"}
+
+    async def rollout(self, feature: str) -> dict[str, Any]:
+        (text,) = await self.block("status", feature, expect=None)  # 1 once aborted
+        record: dict[str, Any] = json.loads(text)
+        return record
+
+    async def until(
+        self, feature: str, done: Any, what: str, timeout: float = 90
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            record = await self.rollout(feature)
+            if done(record):
+                return record
+            assert record["state"] != "aborted" or "operator" in str(record["reason"]), record
+            assert time.monotonic() < deadline, f"{feature}: no {what}: {record}"
+            await asyncio.sleep(0.3)
+
+
+@contextlib.asynccontextmanager
+async def banyan_up(workdir: Path) -> AsyncIterator[str]:
+    """``banyan up`` in the scratch checkout, on free ports; yields the proxy's URL."""
+    legacy, new, port, model = free_port(), free_port(), free_port(), free_port()
+    flags = flag_file(workdir, legacy, new)
+    env = {k: v for k, v in os.environ.items() if k not in CLEAN_ENV}
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "banyan.proxy.cli", "up", "--flags", flags.name,
+        "--port", str(port), "--model-port", str(model),
+        cwd=workdir, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    assert child.stdout is not None
+    seen: list[str] = []
+    try:
+        async with asyncio.timeout(90):
+            while True:
+                line = (await child.stdout.readline()).decode()
+                assert line, f"banyan up exited: {''.join(seen)}"
+                seen.append(line)
+                if "ready" in line:
+                    break
+        drain = asyncio.create_task(_drain(child.stdout))
+        yield f"http://127.0.0.1:{port}"
+        drain.cancel()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            child.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(child.wait(), 60)
+        except TimeoutError:
+            os.killpg(child.pid, signal.SIGKILL)
+            await child.wait()
+
+
+async def _drain(stream: asyncio.StreamReader) -> None:
+    while await stream.readline():
+        pass
+
+
+async def seed(http: aiohttp.ClientSession, proxy: str) -> list[User]:
+    """Users and records from before the migration (on legacy only: the backfill moves them)."""
+    tally, users = Tally(), []
+    for n in range(2):
+        body = {"email": f"seed{n}@runbook.test", "password": "seed-password", "name": f"s{n}"}
+        made = await call(http, tally, "POST", f"{proxy}/api/auth/register", 201, headers={},
+                          body=body)  # fmt: skip
+        assert made is not None, tally.failures
+        user = User(body["email"], made[2]["token"], made[2]["user"]["id"])
+        users.append(user)
+        folder = await call(http, tally, "POST", f"{proxy}/api/folders", 201, headers=user.auth,
+                            body={"name": "before"})  # fmt: skip
+        assert folder is not None, tally.failures
+        session = await call(http, tally, "POST", f"{proxy}/api/sessions", 201,
+                             headers=user.auth, body={"title": "before"})  # fmt: skip
+        assert session is not None, tally.failures
+    return users
+
+
+@pytest.mark.xfail(
+    reason="known bug, not fixed yet: with sessions in shadow, a tutor turn on a session created "
+    "just before can reach new before the session does; its two mirrored message appends are "
+    "refused 404 for their 8 attempts and become dead letters, so verify finds them legacy only",
+    strict=False,
+)
+async def test_the_runbook_moves_features_under_a_population(tmp_path: Path) -> None:
+    async with banyan_up(tmp_path) as proxy, aiohttp.ClientSession() as http:
+        population = Population(proxy)
+        seeded = await seed(http, proxy)  # what legacy holds before the migration starts
+        book = Runbook(tmp_path, proxy, population)
+        try:
+            for feature in WRITTEN:  # data in step before any traffic moves
+                await book.block("mirror", feature)
+            population.start()  # from now on, everyone's writes reach both stores
+            await asyncio.sleep(2.0)
+            await book.block("backfill", EXAMPLE)  # the seed, with the users held still
+            population.start_drawing(seeded, room="runbook-room")  # after it: step 2's limits
+            for feature in FEATURES:
+                await move(book, feature)
+            await book.still()
+            await book.block("final", EXAMPLE)  # banyan status: exit 0, nothing needs attention
+            async with http.get(f"{proxy}/_proxy/status", headers=book.admin()) as answer:
+                status = await answer.json()
+        finally:
+            await population.stop()
+        journal = "\n".join(book.log)
+        assert population.tally.failures == [], population.tally.failures
+        assert status["rollbacks"] == [] and status["attention"] == [], status
+        assert status["mirror"]["dead"] == 0, status["mirror"]
+        for feature in FEATURES:
+            assert status["features"][feature]["mode"] == "new", journal
+        assert population.lives and population.logouts and population.tally.turns, population
+        assert population.tally.backends.get("new"), population.tally.backends
+
+
+async def move(book: Runbook, feature: str) -> None:
+    """Mirror (done) -> shadow -> canary 10 -> canary 50 -> new -> rollback -> abort -> new."""
+    await book.block("start", feature)
+    verified: set[int] = set()
+    while True:  # verify at every step, the rollout paused meanwhile
+        record = await book.until(
+            feature,
+            lambda r: r["state"] == "succeeded" or (r["applied"] and r["step"] not in verified),
+            "next step",
+        )
+        if record["state"] == "succeeded":
+            break
+        verified.add(record["step"])
+        await book.block("check", feature)
+    assert verified == set(range(len(record["steps"]) - 1)), record  # every timed step
+    assert record["mode"] == "new" and "gate" not in str(record["reason"]), record
+    await book.block("watch", feature)  # exit 0: succeeded
+    await book.block("verify", feature)
+    await book.block("rollback", feature)  # after a success: by hand, writes still mirrored
+    await book.block("verify", feature)
+    await book.block("start", feature)
+    await book.until(feature, lambda r: r["applied"], "first step")
+    await book.block("abort", feature)
+    aborted = await book.until(feature, lambda r: r["applied"], "abort applied")
+    assert aborted["state"] == "aborted" and aborted["mode"] == "legacy", aborted
+    await book.block("verify", feature)
+    await book.block("start", feature)
+    while (record := await book.until(feature, lambda r: r["applied"], "a step"))["state"] != (
+        "succeeded"
+    ):
+        await book.block("promote", feature)
+    assert record["mode"] == "new", record
+    await book.block("verify", feature)
