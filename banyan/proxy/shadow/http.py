@@ -1,0 +1,232 @@
+"""HTTP copies: send a sampled request's copy to the candidate, compare it, record the result.
+
+A copy leaves after the primary answered and after its caller's earlier copies
+(:mod:`banyan.proxy.shadow.order`); the copy sender (:mod:`banyan.proxy.copy_sender`) sends it. A
+compared write that may not have reached the candidate's store also goes to the mirror queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from multidict import MultiDict
+
+from banyan.parity.compare import Response, Rules, compare
+from banyan.parity.models import NoiseRecord
+from banyan.proxy.copy_sender import SENDER_ERRORS, Copy
+from banyan.proxy.flags import Feature
+from banyan.proxy.forward import Exchange
+from banyan.proxy.mirror import outcome
+from banyan.proxy.routing import Decision
+from banyan.proxy.shadow.order import (
+    RESERVED,
+    SAFE,
+    Caller,
+    Reservation,
+    caller_of,
+    hold,
+    lines_of,
+    pending,
+    sampled,
+)
+from banyan.proxy.upstream import origin_of
+
+if TYPE_CHECKING:
+    from banyan.proxy.shadow.core import Shadow
+
+
+def undelivered(primary_status: int, candidate: Response, method: str = "POST") -> bool:
+    """Whether a write the primary took (2xx) may be missing from the candidate's store: its copy
+    got no answer (timed out, refused, lost by the copy sender), or an answer that did not take
+    it (a 5xx, a 401 or 404 that means an earlier write has not landed yet, any other refusal).
+    Such a write goes to the mirror queue, which retries it and keeps a refusal as a dead letter
+    with its reason, besides the comparison reporting the difference: nothing is lost silently."""
+    if not 200 <= primary_status < 300:
+        return False
+    if candidate.error is not None:
+        return candidate.error != "body_too_large"  # too large: it did answer
+    return outcome(method, candidate.status) != "done"
+
+
+class HttpCopies:
+    """The shadow's HTTP side: which requests are copied, their place in line, and the copy."""
+
+    def __init__(self, shadow: Shadow) -> None:
+        self.shadow = shadow
+
+    def wants(self, feature: Feature, decision: Decision, method: str, request_id: str) -> bool:
+        if decision.mode != "shadow" or decision.shadow is None:
+            return False
+        if method not in SAFE and feature.writes != "mirror":
+            return False
+        return sampled(request_id, feature.parity.sample)
+
+    def reserve(self, feature: Feature, decision: Decision, request: web.Request) -> Reservation:
+        """Take this request's place in its caller's line (see :meth:`Shadow.reserve`)."""
+        state = self.shadow.state
+        assert state is not None and decision.shadow is not None
+        caller = caller_of(request)
+        lines = lines_of(request.path, caller)
+        fence = self.shadow.reads if request.method in SAFE else state.fence
+        earlier = pending(state.fence, decision.shadow, lines)
+        if request.method not in SAFE:
+            earlier += pending(self.shadow.reads, decision.shadow, lines)
+        release = hold(fence, decision.shadow, lines)
+        lapse = asyncio.get_running_loop().call_later(feature.parity.shadow_timeout + 1, release)
+        reservation = Reservation(earlier, release, lapse, caller)
+        request[RESERVED] = reservation
+        return reservation
+
+    def _skip_reserved(
+        self, request: web.Request, feature: str, endpoint: str, reason: str
+    ) -> bool:
+        reservation = request.pop(RESERVED, None)
+        if reservation is not None:
+            reservation.cancel()
+        return self.shadow.skip(feature, endpoint, reason)
+
+    def submit(
+        self,
+        feature: Feature,
+        decision: Decision,
+        request: web.Request,
+        exchange: Exchange,
+        headers: Any,
+    ) -> bool:
+        """Start comparing one answered request; False when it is skipped (and recorded so)."""
+        shadow = self.shadow
+        assert shadow.state is not None and decision.shadow is not None
+        endpoint = shadow.endpoints.key(feature.name, exchange.method, request.path)
+        primary_body = exchange.response_capture.value() if exchange.response_capture else None
+        request_body = exchange.request_capture.value() if exchange.request_capture else b""
+        if primary_body is None or request_body is None:
+            return self._skip_reserved(request, feature.name, endpoint, "body_too_large")
+        if shadow.inflight >= shadow.max_inflight:
+            return self._skip_reserved(request, feature.name, endpoint, "too_many_in_flight")
+        if not shadow.breaker.allows(decision.shadow):
+            return self._skip_reserved(request, feature.name, endpoint, "candidate_failing")
+        reservation = request.get(RESERVED) or self.reserve(feature, decision, request)
+        reservation.take_over()
+        writer = reservation.caller if request.method not in SAFE else None
+        primary = Response(
+            exchange.status,
+            MultiDict((k.lower(), v) for k, v in (exchange.response_headers or {}).items()),
+            primary_body,
+            exchange.round_trip * 1000,  # its own round trip, as the candidate's is measured
+        )
+        shadow.inflight += 1
+        copy = _Copy(feature, decision, exchange, dict(headers), request_body, primary, endpoint)
+        shadow.spawn(self._compare(copy, reservation, writer))
+        return True
+
+    async def _send(self, backend: str, copy: _Copy) -> Response:
+        """Send ``backend`` the request the primary was sent: the same head (but for ``Host``
+        under ``host: backend``) and body, by the same upstream client.
+
+        A copy of a write the primary accepted acts for the request's user whatever its token
+        says by then (a ``mirror`` stamp: the user may have logged out meanwhile); a copy of a
+        write the primary refused carries only the write's time (a ``primary`` stamp), so the
+        candidate judges the same credentials the primary judged and the two refusals compare."""
+        state, exchange = self.shadow.state, copy.exchange
+        assert state is not None and exchange.outbound is not None
+        spec = state.flags.backends[backend]
+        outbound = exchange.outbound
+        origin = origin_of(spec.url)
+        # a copy of a write: the primary's time (banyan/stamps.py)
+        stamp = state.stamper.line(
+            exchange.stamp, origin.target(outbound.target), mirror=copy.primary.status < 400
+        )
+        return await self.shadow.sender.send(
+            Copy(
+                exchange.method,
+                spec.url,
+                outbound.head(origin, spec.host, stamp),
+                copy.body,
+                outbound.chunked,
+                copy.feature.parity.shadow_timeout,
+                copy.feature.parity.max_body_bytes,
+            )
+        )
+
+    async def _compare(self, copy: _Copy, reservation: Reservation, writer: Caller | None) -> None:
+        """Send the copy (after the caller's earlier copies), then compare and record. A write's
+        copy (``writer``: who wrote) that may not have reached the candidate's store goes to the
+        mirror queue as well, before the next copy in the caller's line may leave."""
+        release: Any = reservation.release
+        try:
+            state, candidate_backend = self.shadow.state, copy.decision.shadow
+            assert candidate_backend is not None and state is not None
+            await state.fence.wait(reservation.earlier)
+            await state.gaps.wait()  # the users' requests first
+            try:
+                candidate = await self._send(candidate_backend, copy)
+                if writer is not None and undelivered(
+                    copy.primary.status, candidate, copy.exchange.method
+                ):
+                    state.enqueue_mirror(
+                        copy.feature, copy.exchange, copy.headers, candidate_backend, *writer
+                    )
+            finally:
+                release()
+                release = None
+            await self._judge(copy, candidate)
+        finally:
+            if release is not None:
+                release()
+            self.shadow.inflight -= 1
+
+    async def _judge(self, copy: _Copy, candidate: Response) -> None:
+        """Compare the candidate's answer with the primary's (learning noise on the way)."""
+        shadow, feature, endpoint = self.shadow, copy.feature, copy.endpoint
+        assert shadow.state is not None and copy.decision.shadow is not None
+        if candidate.error in SENDER_ERRORS:  # our helper lost the copy, not the candidate
+            shadow.skip(feature.name, endpoint, "copy_sender_failed")
+            return
+        shadow.breaker.observe(
+            copy.decision.shadow, failed=candidate.error not in (None, "body_too_large")
+        )
+        if candidate.error == "body_too_large":
+            shadow.skip(feature.name, endpoint, "body_too_large")
+            return
+        await shadow.state.gaps.wait()  # reading the answer is the loop's work too
+        rules = Rules.from_config(feature.parity)
+        exchange = copy.exchange
+        if exchange.method in SAFE and sampled(
+            exchange.request_id, feature.parity.noise_sample, "noise"
+        ):
+            again = await self._send(copy.decision.backend, copy)
+            if again.error is None:
+                found = shadow.learner.observe(feature.name, endpoint, copy.primary, again, rules)
+                if found:
+                    shadow.recorder.record(NoiseRecord(feature.name, endpoint, found))
+        noise = shadow.learner.predicate(feature.name, endpoint)
+        result = compare(copy.primary, candidate, rules, noise=noise)
+        shadow.record(
+            feature,
+            endpoint,
+            exchange.method,
+            exchange.path_qs,
+            copy.headers,
+            copy.body,
+            copy.decision,
+            copy.primary,
+            candidate,
+            result,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Copy:
+    """One answered request to copy: what the primary was sent and what it answered."""
+
+    feature: Feature
+    decision: Decision
+    exchange: Exchange
+    headers: Mapping[str, str]
+    body: bytes
+    primary: Response
+    endpoint: str
