@@ -97,24 +97,36 @@ def build_report(
     noise_threshold: int = 2,
 ) -> dict[str, Any]:
     features: dict[str, dict[str, Any]] = {}
+    _add_counts(features, count_rows)
+    _add_fields(features, field_rows, example_rows)
+    _add_latency(features, latency_rows)
+    noise_by_feature: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for name, endpoint, path, count in noise_rows:
+        if int(count) >= noise_threshold:
+            noise_by_feature[name].append({"endpoint": endpoint, "path": path, "count": int(count)})
+    out = [_finished(features[name], noise_by_feature.get(name, [])) for name in sorted(features)]
+    return {"schema": "banyan.parity/v1", "generated_at": time.time(), "features": out}
 
-    def feature_entry(name: str) -> dict[str, Any]:
-        return features.setdefault(
-            name,
-            {
-                "feature": name,
-                "compared": 0,
-                "matched": 0,
-                "mismatched": 0,
-                "errors": 0,
-                "skipped": 0,
-                "endpoints": {},
-                "latency": {},
-            },
-        )
 
+def _feature_entry(features: dict[str, dict[str, Any]], name: str) -> dict[str, Any]:
+    return features.setdefault(
+        name,
+        {
+            "feature": name,
+            "compared": 0,
+            "matched": 0,
+            "mismatched": 0,
+            "errors": 0,
+            "skipped": 0,
+            "endpoints": {},
+            "latency": {},
+        },
+    )
+
+
+def _add_counts(features: dict[str, dict[str, Any]], count_rows: Iterable[Any]) -> None:
     for name, endpoint, compared, matched, mismatched, errors, skipped in count_rows:
-        entry = feature_entry(name)
+        entry = _feature_entry(features, name)
         endpoint_entry = entry["endpoints"].setdefault(
             endpoint, {"endpoint": endpoint, "top_fields": []}
         )
@@ -127,11 +139,18 @@ def build_report(
         ):
             endpoint_entry[key] = int(value or 0)
             entry[key] += int(value or 0)
+
+
+def _add_fields(
+    features: dict[str, dict[str, Any]],
+    field_rows: Iterable[Any],
+    example_rows: list[dict[str, Any]],
+) -> None:
     by_path: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for row in example_rows:
         by_path[(row["feature"], row["endpoint"], row["path"])].append(example_of(row))
     for name, endpoint, path, kind, count in field_rows:
-        endpoint_entry = feature_entry(name)["endpoints"].setdefault(
+        endpoint_entry = _feature_entry(features, name)["endpoints"].setdefault(
             endpoint, {"endpoint": endpoint, "top_fields": [], "compared": 0, "mismatched": 0}
         )
         endpoint_entry["top_fields"].append(
@@ -144,54 +163,49 @@ def build_report(
                 ],
             }
         )
+
+
+def _add_latency(features: dict[str, dict[str, Any]], latency_rows: Iterable[Any]) -> None:
     buckets: dict[tuple[str, str], dict[int, int]] = defaultdict(dict)
     for name, backend, bucket, count in latency_rows:
         buckets[(name, backend)][int(bucket)] = int(count)
     for (name, backend), values in buckets.items():
-        feature_entry(name)["latency"][backend] = {
+        _feature_entry(features, name)["latency"][backend] = {
             "count": sum(values.values()),
             "p50": percentile_from_buckets(values, 0.50),
             "p95": percentile_from_buckets(values, 0.95),
             "p99": percentile_from_buckets(values, 0.99),
         }
-    noise_by_feature: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for name, endpoint, path, count in noise_rows:
-        if int(count) >= noise_threshold:
-            noise_by_feature[name].append({"endpoint": endpoint, "path": path, "count": int(count)})
-    out = []
-    for name in sorted(features):
-        entry = features[name]
-        compared = entry["compared"]
-        judged = compared - entry["errors"]
-        endpoints = []
-        for endpoint_entry in sorted(entry["endpoints"].values(), key=lambda e: e["endpoint"]):
-            c = endpoint_entry.get("compared", 0)
-            judged = c - endpoint_entry.get("errors", 0)
-            endpoint_entry["mismatch_rate"] = (
-                round(endpoint_entry.get("mismatched", 0) / judged, 6) if judged > 0 else 0.0
-            )
-            endpoint_entry["error_fields"] = [
-                f for f in endpoint_entry["top_fields"] if f["kind"] == "error"
-            ]
-            endpoint_entry["top_fields"] = [
-                f for f in endpoint_entry["top_fields"] if f["kind"] != "error"
-            ]
-            endpoint_entry["top_fields"].sort(key=lambda f: (-f["count"], f["path"]))
-            endpoints.append(endpoint_entry)
-        out.append(
-            {
-                **{k: v for k, v in entry.items() if k != "endpoints"},
-                # rates over the answered comparisons: a candidate error is no verdict on parity
-                "match_rate": round(entry["matched"] / judged, 6) if judged else None,
-                "mismatch_rate": round(entry["mismatched"] / judged, 6) if judged else None,
-                "error_rate": round(entry["errors"] / compared, 6) if compared else None,
-                "endpoints": endpoints,
-                "noise": sorted(
-                    noise_by_feature.get(name, []), key=lambda n: (n["endpoint"], n["path"])
-                ),
-            }
+
+
+def _finished(entry: dict[str, Any], noise_found: list[dict[str, Any]]) -> dict[str, Any]:
+    """A feature's entry with its rates, its endpoints sorted and its learned noise."""
+    compared = entry["compared"]
+    judged = compared - entry["errors"]
+    endpoints = []
+    for endpoint_entry in sorted(entry["endpoints"].values(), key=lambda e: e["endpoint"]):
+        c = endpoint_entry.get("compared", 0)
+        judged = c - endpoint_entry.get("errors", 0)
+        endpoint_entry["mismatch_rate"] = (
+            round(endpoint_entry.get("mismatched", 0) / judged, 6) if judged > 0 else 0.0
         )
-    return {"schema": "banyan.parity/v1", "generated_at": time.time(), "features": out}
+        endpoint_entry["error_fields"] = [
+            f for f in endpoint_entry["top_fields"] if f["kind"] == "error"
+        ]
+        endpoint_entry["top_fields"] = [
+            f for f in endpoint_entry["top_fields"] if f["kind"] != "error"
+        ]
+        endpoint_entry["top_fields"].sort(key=lambda f: (-f["count"], f["path"]))
+        endpoints.append(endpoint_entry)
+    return {
+        **{k: v for k, v in entry.items() if k != "endpoints"},
+        # rates over the answered comparisons: a candidate error is no verdict on parity
+        "match_rate": round(entry["matched"] / judged, 6) if judged else None,
+        "mismatch_rate": round(entry["mismatched"] / judged, 6) if judged else None,
+        "error_rate": round(entry["errors"] / compared, 6) if compared else None,
+        "endpoints": endpoints,
+        "noise": sorted(noise_found, key=lambda n: (n["endpoint"], n["path"])),
+    }
 
 
 @dataclass(frozen=True, slots=True)
