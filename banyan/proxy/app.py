@@ -73,7 +73,7 @@ STATE: web.AppKey[ProxyState] = web.AppKey("banyan_proxy_state")
 
 
 class ShadowHook(Protocol):
-    """Parity's entry points on the request path (see ``banyan/proxy/shadow.py``)."""
+    """Parity's entry points on the request path (see ``banyan/proxy/shadow/``)."""
 
     def wants(self, feature: Feature, decision: Decision, method: str, request_id: str) -> bool: ...
 
