@@ -184,10 +184,9 @@ def _finished(entry: dict[str, Any], noise_found: list[dict[str, Any]]) -> dict[
     judged = compared - entry["errors"]
     endpoints = []
     for endpoint_entry in sorted(entry["endpoints"].values(), key=lambda e: e["endpoint"]):
-        c = endpoint_entry.get("compared", 0)
-        judged = c - endpoint_entry.get("errors", 0)
+        answered = endpoint_entry.get("compared", 0) - endpoint_entry.get("errors", 0)
         endpoint_entry["mismatch_rate"] = (
-            round(endpoint_entry.get("mismatched", 0) / judged, 6) if judged > 0 else 0.0
+            round(endpoint_entry.get("mismatched", 0) / answered, 6) if answered > 0 else 0.0
         )
         endpoint_entry["error_fields"] = [
             f for f in endpoint_entry["top_fields"] if f["kind"] == "error"

@@ -41,3 +41,23 @@ def test_a_feature_with_only_a_rollback_gets_an_entry() -> None:
     (quizzes,) = data["features"]
     assert quizzes["compared"] == 0 and quizzes["skip_reasons"] == {"body_too_large": 4}
     assert quizzes["rollbacks"][0]["rule"] == "max_error_rate"
+
+
+def test_a_features_rates_are_over_all_its_endpoints() -> None:
+    """The feature's rates divide by the feature's answered comparisons, not by those of the
+    endpoint its loop saw last."""
+    data = build_report(
+        [
+            ("notes", "GET /api/a", 10, 10, 0, 0, 0),
+            ("notes", "GET /api/b", 3, 1, 1, 1, 0),
+        ],
+        [],
+        [],
+        [],
+        [],
+    )
+    (notes,) = data["features"]
+    assert (notes["compared"], notes["errors"]) == (13, 1)
+    assert notes["match_rate"] == round(11 / 12, 6)
+    assert notes["mismatch_rate"] == round(1 / 12, 6)
+    assert [e["mismatch_rate"] for e in notes["endpoints"]] == [0.0, 0.5]
