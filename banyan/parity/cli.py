@@ -20,7 +20,9 @@ from what the proxy holds in memory; without, it works on the store (a running p
 had learned until it restarts).
 
 ``reset [--feature F]`` deletes what the store holds (of one feature): counters, examples,
-latencies, skips, rollbacks and learned noise.
+latencies, skips, rollbacks and learned noise. With ``--proxy URL`` (admin token) the running
+proxy does it (``POST /_proxy/parity/reset``) and also forgets, in memory, the noise it learned
+and the endpoints it counted: it starts over at once, not at its next restart.
 """
 
 from __future__ import annotations
@@ -111,6 +113,8 @@ async def _report_by_proxy(args: argparse.Namespace, since: float | None) -> dic
 
 
 async def reset(args: argparse.Namespace) -> int:
+    if args.proxy:
+        return await _reset_by_proxy(args)
     store = ParityStore(db_of(args))
     try:
         await store.open()
@@ -119,6 +123,24 @@ async def reset(args: argparse.Namespace) -> int:
         await store.close()
     what = f"feature {args.feature}" if args.feature else "every feature"
     print(f"parity store reset for {what}: {deleted} rows deleted")
+    return 0
+
+
+async def _reset_by_proxy(args: argparse.Namespace) -> int:
+    """Reset through the running proxy: its store, and the noise and endpoints it holds in memory."""
+    params = {"feature": args.feature} if args.feature else {}
+    url = args.proxy.rstrip("/") + "/_proxy/parity/reset"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, params=params, headers=_admin_headers(args)) as answer,
+    ):
+        body = await answer.json(content_type=None)
+    if answer.status != 200:
+        message = body.get("error", {}).get("message", body) if isinstance(body, dict) else body
+        print(f"banyan parity reset: {answer.status}: {message}", file=sys.stderr)
+        return 2
+    what = f"feature {args.feature}" if args.feature else "every feature"
+    print(f"parity reset for {what} on {args.proxy}: {body['deleted']} rows deleted")
     return 0
 
 
@@ -258,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     rst = sub.add_parser("reset", help="start over: delete what the store holds")
     rst.add_argument("--feature")
     rst.add_argument("--db")
+    rst.add_argument("--proxy", metavar="URL", help="reset through the running proxy (memory too)")
+    rst.add_argument("--admin-token", help="default: BANYAN_ADMIN_TOKEN, else banyan up's")
     rst.add_argument("--flags", default=os.environ.get("BANYAN_FLAGS", "flags.yaml"))
     return parser
 

@@ -59,6 +59,13 @@ class EndpointCap:
             if endpoint != OTHER:
                 self.known[feature].add(endpoint)
 
+    def clear(self, feature: str | None = None) -> None:
+        """Forget the endpoints counted (of ``feature``): the cap starts again from none."""
+        if feature is None:
+            self.known.clear()
+        else:
+            self.known.pop(feature, None)
+
     def key(self, feature: str, method: str, path: str) -> str:
         endpoint = endpoint_of(method, path)
         known = self.known[feature]

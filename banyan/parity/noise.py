@@ -118,6 +118,11 @@ class NoiseLearner:
             if n >= self.threshold
         ]
 
+    def clear(self, feature: str | None = None) -> None:
+        """Drop every count (of ``feature``): nothing is noise until seen again."""
+        for key in [k for k in self.counts if feature is None or k[0] == feature]:
+            del self.counts[key]
+
     def forget(self, path: str, feature: str | None = None) -> int:
         """Forget ``path`` (every endpoint of ``feature``, or of every feature): it must be seen
         differing within one backend ``threshold`` times again to be noise. Returns how many

@@ -273,6 +273,15 @@ def add_admin_routes(app: web.Application, key: web.AppKey[ProxyState]) -> None:
         forgotten = await forget(path, feature)
         return _json(request, {"path": path, "feature": feature, "forgotten": forgotten})
 
+    @guarded(write=True)
+    async def reset_parity(request: web.Request, state: ProxyState) -> web.Response:
+        reset = getattr(state.shadow, "reset", None)
+        if reset is None:
+            return no_parity(request)
+        feature = request.query.get("feature") or None
+        return _json(request, {"feature": feature, "deleted": await reset(feature)})
+
+    app.router.add_post("/_proxy/parity/reset", reset_parity)
     app.router.add_get("/_proxy/parity/noise", list_noise)
     app.router.add_delete("/_proxy/parity/noise", forget_noise)
 

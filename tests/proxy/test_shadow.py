@@ -137,6 +137,34 @@ async def test_learned_noise_is_listed_and_forgotten_through_the_admin_api(
     assert data["features"][0]["mismatched"] == before + 1
 
 
+async def test_a_reset_through_the_proxy_starts_over_in_memory_too(
+    make_stack: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``banyan parity reset --proxy``: the store is emptied and the proxy forgets the noise it
+    had learned, so the timestamp counts as a mismatch again (a reset of the store alone left it
+    learned in the running proxy)."""
+    monkeypatch.setenv("BANYAN_ADMIN_TOKEN", "admin-secret")
+    async with make_stack(features(noise=100), shadow=make_shadow(tmp_path)) as stack:
+        async with httpx.AsyncClient(base_url=stack.url) as client:
+            for _ in range(5):
+                await client.get("/clock")
+            await settle(stack, 5)
+            assert stack.state.shadow.learned_noise()
+            refused = await client.post("/_proxy/parity/reset")
+            assert refused.status_code == 401
+            argv = ["reset", "--proxy", stack.url, "--admin-token", "admin-secret"]
+            assert await asyncio.to_thread(cli.main, argv) == 0
+            assert stack.state.shadow.learned_noise() == []
+            assert (await stack.state.shadow.recorder.store.summary())["features"] == []
+            stack.flags.write_text(
+                stack.flags.read_text().replace("noise_sample: 100", "noise_sample: 0")
+            )
+            assert stack.state.store.reload_now()
+            await client.get("/clock")
+            data = await settle(stack, 1)
+    assert (data["features"][0]["compared"], data["features"][0]["mismatched"]) == (1, 1)
+
+
 async def test_writes_are_not_shadowed_unless_mirrored(make_stack: Any, tmp_path: Path) -> None:
     async with make_stack(features(), shadow=make_shadow(tmp_path)) as stack:
         async with httpx.AsyncClient(base_url=stack.url) as client:

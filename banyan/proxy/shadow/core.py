@@ -259,6 +259,15 @@ class Shadow:
         await self.recorder.flush()
         return max(dropped, await self.recorder.store.forget_noise(path, feature))
 
+    async def reset(self, feature: str | None = None) -> int:
+        """Start over (for ``feature``, or every feature): what is queued is written, then the
+        store's rows, the learned noise and the endpoints counted are dropped, in memory too, so
+        the running proxy learns again from nothing. Returns the rows deleted."""
+        await self.recorder.flush()
+        self.learner.clear(feature)
+        self.endpoints.clear(feature)
+        return await self.recorder.store.reset(feature)
+
     async def report(self, request: web.Request, *, html: bool) -> web.Response:
         await self.recorder.flush()
         try:
