@@ -11,6 +11,7 @@ stored has been redacted (``banyan/parity/redact.py``).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from collections import defaultdict
@@ -18,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Table, and_, select
+from sqlalchemy import Table, and_, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from banyan.backends.common.engines import make_engine
@@ -110,6 +111,10 @@ def _answer(response: Any, redact: Iterable[str]) -> dict[str, Any]:
     }
 
 
+# the advisory lock under which a PostgreSQL store's tables are created (any fixed 64-bit number)
+DDL_LOCK = int.from_bytes(hashlib.sha256(b"banyan parity ddl").digest()[:8], "big", signed=True)
+
+
 class ParityStore:
     def __init__(
         self, url: str, *, examples_per_path: int = 5, paths_per_endpoint: int = PATHS_PER_ENDPOINT
@@ -125,6 +130,8 @@ class ParityStore:
         if database is not None:
             database.parent.mkdir(parents=True, exist_ok=True)
         async with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":  # replicas starting together: one creates
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": DDL_LOCK})
             await conn.run_sync(metadata.create_all)
             known = select(fields.c.feature, fields.c.endpoint, fields.c.path).distinct()
             for feature, endpoint, path in (await conn.execute(known)).all():

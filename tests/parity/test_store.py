@@ -440,3 +440,17 @@ async def test_differing_paths_per_endpoint_are_capped(tmp_path: Path) -> None:
     [endpoint] = data["features"][0]["endpoints"]
     counts = {f["path"]: f["count"] for f in endpoint["top_fields"]}
     assert counts == {"$.scores.alice": 1, "$.scores.bob": 2, "$.scores.carol": 1, "other": 3}
+
+
+async def test_replicas_opening_one_postgresql_store_at_once_do_not_collide() -> None:
+    """Proxy replicas starting together each open the shared store: its tables are created
+    under an advisory lock, so none trips over another's CREATE TABLE."""
+    if not await postgres_available():
+        pytest.skip("PostgreSQL not reachable at 127.0.0.1:5432: nothing shared to open")
+    async with temp_database("parity_replicas") as url:
+        stores = [ParityStore(url) for _ in range(6)]
+        try:
+            await asyncio.gather(*(store.open() for store in stores))
+            assert await stores[0].endpoints() == []
+        finally:
+            await asyncio.gather(*(store.close() for store in stores))

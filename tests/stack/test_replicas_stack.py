@@ -115,10 +115,12 @@ async def stack(tmp_path: Path) -> AsyncIterator[ReplicaStack]:
         temp_database("stack_legacy") as legacy,
         temp_database("stack_new") as new,
         temp_database("stack_mirror") as mirror,
+        temp_database("stack_parity") as parity,
     ):
         replicas = ReplicaStack(
             tmp_path,
-            env={**env, "BANYAN_MIRROR_DB": mirror},  # one mirror queue for the three replicas
+            # one mirror queue and one parity store (learned noise included) for the three
+            env={**env, "BANYAN_MIRROR_DB": mirror, "BANYAN_PARITY_DB": parity},
             legacy_db=legacy,
             new_db=new,
             redis=REDIS,
