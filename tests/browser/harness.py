@@ -284,8 +284,9 @@ async def wait_for_route(proxy: str, path: str, backend: str, *, rounds: int = 4
 
 
 def keep_artifacts(shots: Path, test_name: str) -> None:
-    """Copy a test's screenshots to tests/browser/artifacts/ if BANYAN_BROWSER_ARTIFACTS is set."""
-    if not os.environ.get("BANYAN_BROWSER_ARTIFACTS") or not shots.is_dir():
+    """Copy a test's screenshots to tests/browser/artifacts/<test>/ (CI's artifacts: every run
+    keeps the last screenshots of each page); ``BANYAN_BROWSER_ARTIFACTS=0`` keeps none."""
+    if os.environ.get("BANYAN_BROWSER_ARTIFACTS") == "0" or not shots.is_dir():
         return
     target = ARTIFACTS / test_name
     shutil.rmtree(target, ignore_errors=True)
