@@ -229,6 +229,18 @@ class ProxyState:
 
     # -- after each exchange ---------------------------------------------------------------------
 
+    def copies_in_flight(
+        self, target: str, user: str | None, ip: str
+    ) -> list[asyncio.Future[None]]:
+        """The user's shadow copies on their way to ``target``, reads included: a write joining
+        the mirror queue waits for them, so it never changes what an earlier copy reads (a
+        logout must not reach the candidate before the read copy made with its token)."""
+        copies = self.fence.copies(target, user, ip)
+        reads = getattr(self.shadow, "reads", None)
+        if isinstance(reads, WriteFence):
+            copies += reads.pending(target, user, ip)
+        return copies
+
     def enqueue_mirror(
         self,
         feature: Feature,
@@ -249,7 +261,7 @@ class ProxyState:
         if body is None:
             mirror.skipped_too_large += 1
             return
-        copies = self.fence.copies(target, user, ip)
+        copies = self.copies_in_flight(target, user, ip)
         write = {
             "feature": feature.name,
             "target": target,
@@ -506,13 +518,22 @@ def _mirror_tap(
     session_id = tutor_session(request.path)
     if session_id is None or authorization is None:
         return None
+    mirror, lane = state.mirror, (target, user or f"ip:{ip}")
+
+    def submit_in_order(**write: Any) -> None:
+        # a turn joins the user's line like an HTTP write: after the user's copies still in
+        # flight to that store (the session it belongs to may be one of them)
+        copies = state.copies_in_flight(target, user, ip)
+        arrived = time.perf_counter()
+        state.mirror_order.submit(lane, arrived, copies, lambda: mirror.submit(**write))
+
     return TurnMirrorTap(
         feature=feature.name,
         target=target,
         session_id=session_id,
         authorization=authorization,
-        submit=state.mirror.submit,
-        hold=lambda: state.fence.hold(target, user, ip),
+        submit=submit_in_order,
+        hold=lambda: state.fence.hold(target, user, ip, queued=True),
         stamper=state.stamper,
     )
 

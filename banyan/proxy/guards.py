@@ -3,10 +3,11 @@
 For each feature with a ``guards:`` block the proxy feeds every answered request (backend, whether
 it failed, latency) and every parity comparison (match or not) into a :class:`FeatureGuard`. A
 guard judges only full evidence: the error rate once ``min_samples`` requests went to new, the
-mismatch rate once as many comparisons were made, the latency ratio once both backends have that
-many samples (ratio of the new backend's median latency to legacy's). The first rule breached
-yields a :class:`Breach`; the proxy then rolls the feature back to legacy (flag file, audit log,
-metrics, log). A guard is reset whenever the feature's flags change, and it never re-promotes.
+mismatch rate once as many comparisons were made, the latency ratio (of the new backend's median
+latency to legacy's) once both backends have half a window of samples, at least that many. The
+first rule breached yields a :class:`Breach`; the proxy then rolls the feature back to legacy
+(flag file, audit log, metrics, log). A guard is reset whenever the feature's flags change, and
+it never re-promotes.
 
 A request "fails" for a guard when the backend could not answer (connection error, timeout) or
 answered with a 5xx status.
@@ -64,6 +65,9 @@ class FeatureGuard:
         self.feature = feature
         self.config = config
         self.min_samples = max(1, min(min_samples, config.window))
+        # a median is judged over half a window at least: medians of 20 millisecond answers
+        # swing by half on a busy machine, and a guard that trips on that rolls back for nothing
+        self.latency_samples = max(self.min_samples, config.window // 2)
         size = config.window
         self._new_failed: deque[bool] = deque(maxlen=size)
         self._mismatch: deque[bool] = deque(maxlen=size)
@@ -238,8 +242,8 @@ class FeatureGuard:
         legacy, new = self._latency["legacy"], self._latency["new"]
         if (
             c.max_latency_ratio is not None
-            and len(legacy) >= self.min_samples
-            and len(new) >= self.min_samples
+            and len(legacy) >= self.latency_samples
+            and len(new) >= self.latency_samples
         ):
             ratio = _ratio(new, legacy) or 0.0
             if ratio > c.max_latency_ratio:

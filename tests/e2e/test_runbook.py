@@ -235,11 +235,10 @@ async def seed(http: aiohttp.ClientSession, proxy: str) -> list[User]:
 
 
 @pytest.mark.xfail(
-    reason="known bug, open: once sessions is in shadow, tutor turns mirrored to new are not "
-    "ordered with the user's shadow copies of session writes: their message appends die as "
-    "dead letters (404 session not found, 8 attempts) or land out of order (messages differ in "
-    "seq), so verify finds differences at the shadow step (docs/operations.md, 'This runbook is "
-    "a test')",
+    reason="open: with the test's min_samples 30 the max_latency_ratio gate judges a median "
+    "of 30 answers, which swings past 1.5 on a busy machine and aborts a canary step; verify "
+    "after a step sometimes finds a few sessions differing (docs/operations.md, 'This runbook "
+    "is a test')",
     strict=False,
 )
 async def test_the_runbook_moves_features_under_a_population(tmp_path: Path) -> None:

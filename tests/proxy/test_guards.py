@@ -45,12 +45,17 @@ def test_mismatch_rate_and_latency_ratio() -> None:
     assert breach is not None and breach.rule == "max_mismatch_rate" and breach.observed == 0.1
 
     slow = FeatureGuard("l", GuardConfig(max_latency_ratio=1.5, window=100), min_samples=10)
-    for _ in range(10):
+    for _ in range(20):  # a median of few samples is not judged: half a window (50) is needed
+        slow.observe_request("legacy", failed=False, latency_ms=10)
+        slow.observe_request("new", failed=False, latency_ms=40)
+    assert slow.evaluate() is None
+    slow = FeatureGuard("l", GuardConfig(max_latency_ratio=1.5, window=100), min_samples=10)
+    for _ in range(50):
         slow.observe_request("legacy", failed=False, latency_ms=10)
         slow.observe_request("new", failed=False, latency_ms=12)
     assert slow.evaluate() is None
     assert slow.rates()["latency_ratio"] == 1.2
-    for _ in range(11):
+    for _ in range(51):
         slow.observe_request("new", failed=False, latency_ms=40)
     breach = slow.evaluate()
     assert breach is not None and breach.rule == "max_latency_ratio" and breach.observed == 4.0

@@ -118,3 +118,41 @@ async def test_create_then_logout_loses_nothing(
     assert reports["users"].matched == USERS
     assert reports["revoked_tokens"].matched == USERS  # every logout held on both stores
     assert sum(r.difference_count for r in reports.values()) == 0
+
+
+async def test_a_logout_never_overtakes_the_users_read_copies(tmp_path: Path) -> None:
+    """Read, then log out at once, in shadow with every read compared: the logout's mirrored
+    write waits for the user's read copies still on their way, so no copy meets a revoked token
+    on the candidate (each was once reported as a 401-for-200 mismatch, and tripped the guard)."""
+    stores = {
+        "legacy": f"sqlite+aiosqlite:///{tmp_path / 'legacy.db'}",
+        "new": f"sqlite+aiosqlite:///{tmp_path / 'new.db'}",
+    }
+    async with (
+        serve(legacy_app(stores["legacy"])) as legacy_url,
+        serve(new_app(stores["new"])) as new_url,
+    ):
+        flags = tmp_path / "flags.yaml"
+        text = FLAGS.format(legacy=legacy_url, new=new_url, sessions="mode: shadow")
+        flags.write_text(text.replace("sample: 50", "sample: 100"))
+        app = create_app(flags, access_log=False, shadow=shadow_from_env(flags))
+        async with serve(app) as proxy_url, httpx.AsyncClient(base_url=proxy_url) as http:
+            state = app[STATE]
+            for number in range(30):
+                body = {"email": f"r{number}@example.com", "password": "password-1", "name": "R"}
+                registered = await http.post("/api/auth/register", json=body)
+                auth = {"Authorization": f"Bearer {registered.json()['token']}"}
+                created = await http.post("/api/sessions", json={"title": "t"}, headers=auth)
+                session = created.json()["id"]
+                for _ in range(3):
+                    read = await http.get(f"/api/sessions/{session}", headers=auth)
+                    assert read.status_code == 200, read.text
+                logged_out = await http.post("/api/auth/logout", headers=auth)
+                assert logged_out.status_code == 204, logged_out.text
+            await _settled(state)
+            shadow: Any = state.shadow
+            await shadow.recorder.flush()
+            summary = await shadow.recorder.store.summary()
+    (sessions,) = [f for f in summary["features"] if f["feature"] == "sessions"]
+    assert sessions["compared"] >= 90
+    assert sessions["mismatched"] == 0, sessions["endpoints"]
