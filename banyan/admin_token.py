@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import os
 import secrets
-import stat
 from pathlib import Path
+
+from banyan import private_file
+from banyan.private_file import PrivateFileError
 
 TOKEN_ENV = "BANYAN_ADMIN_TOKEN"
 TOKEN_FILE = "admin-token"
 MIN_TOKEN_CHARS = 16
 
 
-class AdminTokenError(Exception):
-    """The token file cannot be used: the message says why and what to do."""
+AdminTokenError = PrivateFileError  # the token file cannot be used: the message says why
 
 
 def token_path(flags_path: str | Path) -> Path:
@@ -38,27 +39,13 @@ def stack_token(flags_path: str | Path) -> str:
         return exported
     path = token_path(flags_path)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return read_token(path)
-    value = secrets.token_urlsafe(32)
-    with os.fdopen(fd, "w") as out:
-        out.write(value + "\n")
-    return value
+    return private_file.keep(
+        path, lambda: secrets.token_urlsafe(32), what="admin token", min_chars=MIN_TOKEN_CHARS
+    )
 
 
 def read_token(path: Path) -> str:
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        raise AdminTokenError(
-            f"{path} can be read by other users (mode {mode:o}): delete it to make a new token,"
-            " or chmod 600 it"
-        )
-    value = path.read_text(encoding="utf-8").strip()
-    if len(value) < MIN_TOKEN_CHARS:
-        raise AdminTokenError(f"{path} holds no usable admin token: delete it to make a new one")
-    return value
+    return private_file.read(path, what="admin token", min_chars=MIN_TOKEN_CHARS)
 
 
 def find_token(flags_path: str | Path | None) -> str | None:

@@ -19,7 +19,6 @@ import asyncio
 import importlib.util
 import os
 import signal
-import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from banyan import processes
+from banyan import private_file, processes
 from banyan.admin_token import TOKEN_ENV, AdminTokenError, stack_token
 from banyan.backends.common.tokens import MIN_SECRET_CHARS, SECRET_ENV, new_secret
 
@@ -83,26 +82,15 @@ def stack_secret(data_dir: Path) -> str:
         return exported
     path = data_dir / SECRET_FILE
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return _read_secret(path)
-    value = new_secret()
-    with os.fdopen(fd, "w") as out:
-        out.write(value + "\n")
-    return value
-
-
-def _read_secret(path: Path) -> str:
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        raise StackError(
-            f"{path} can be read by other users (mode {mode:o}): delete it to make a new secret"
-            " (tokens signed with it stop working), or chmod 600 it"
+        return private_file.keep(
+            path,
+            new_secret,
+            what="secret",
+            min_chars=MIN_SECRET_CHARS,
+            lose=" (tokens signed with it stop working)",
         )
-    value = path.read_text().strip()
-    if len(value) < MIN_SECRET_CHARS:
-        raise StackError(f"{path} holds no usable secret: delete it to make a new one")
-    return value
+    except private_file.PrivateFileError as exc:
+        raise StackError(str(exc)) from exc
 
 
 def plan(args: argparse.Namespace) -> list[Part]:
