@@ -90,6 +90,7 @@ class SharedMirrorQueue(MirrorQueue):
         self._lock: asyncpg.Connection | None = None
         self._announcer: asyncpg.Connection | None = None
         self._busy = False
+        self._round = asyncio.Lock()  # one round at a time on the one connection it uses
 
     async def start(self, session: aiohttp.ClientSession, backends: Mapping[str, str]) -> None:
         ddl = await asyncpg.connect(dsn(self.url), timeout=10)
@@ -142,20 +143,22 @@ class SharedMirrorQueue(MirrorQueue):
 
     async def deliver_due(self, limit: int = 500) -> bool:
         """One round under the queue's lock (nothing when another replica holds it), then the
-        holds of this replica's writes delivered elsewhere are released, and the fence told."""
-        conn = await self._connection()
-        delivered = False
-        if await conn.fetchval("SELECT pg_try_advisory_lock($1)", self.key):
-            self._busy = False
-            try:
-                delivered = await super().deliver_due(limit)
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock($1)", self.key)
-        else:
-            self._busy = True
-            self.busy_rounds += 1
-        await self._follow(conn)
-        return delivered
+        holds of this replica's writes delivered elsewhere are released, and the fence told.
+        Rounds never overlap (the worker's and, say, an admin retry's share one connection)."""
+        async with self._round:
+            conn = await self._connection()
+            delivered = False
+            if await conn.fetchval("SELECT pg_try_advisory_lock($1)", self.key):
+                self._busy = False
+                try:
+                    delivered = await super().deliver_due(limit)
+                finally:
+                    await conn.execute("SELECT pg_advisory_unlock($1)", self.key)
+            else:
+                self._busy = True
+                self.busy_rounds += 1
+            await self._follow(conn)
+            return delivered
 
     async def _follow(self, conn: asyncpg.Connection) -> None:
         table = mirror_writes.name
