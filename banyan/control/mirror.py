@@ -36,7 +36,8 @@ import asyncpg
 from banyan.control.db import dsn, lock_key
 from banyan.logs import get_logger
 from banyan.proxy.fence import WriteFence
-from banyan.proxy.mirror import MirrorQueue, mirror_writes
+from banyan.proxy.mirror import MirrorQueue
+from banyan.proxy.mirror_store import mirror_writes
 
 log = get_logger("banyan.control")
 FENCE_CHANNEL = "banyan_mirror_pending"

@@ -4,173 +4,53 @@ With ``writes: mirror`` a successful unsafe request answered by one backend is a
 other with the same ``Idempotency-Key`` (for a POST the proxy generates one when the client sent
 none; PUT, PATCH and DELETE are idempotent as they are), so both stores hold the same records and a
 flip back loses nothing (which writes go where: :func:`banyan.proxy.app.mirror_target`). Each such
-write is
-first stored here (SQLite file or any SQLAlchemy URL), then delivered by a background worker;
-failures — server errors, and a 401 or 404 that means an earlier write (the user's registration, the
-record written to) has not reached the target yet — are retried with exponential backoff
+write is first stored (:mod:`banyan.proxy.mirror_store`: a SQLite file or any SQLAlchemy URL), then
+delivered by a background worker (:mod:`banyan.proxy.mirror_send`); failures — server errors, and a
+401 or 404 that means an earlier write (the user's registration, the record written to) has not
+reached the target yet (:mod:`banyan.proxy.mirror_rules`) — are retried with exponential backoff
 (``base_delay * 2**attempt``, capped) and, after ``max_attempts``, kept as ``dead`` for an operator
 to see in ``/_proxy/status`` and the metrics — never dropped silently. Delivered entries are
 deleted. A write may carry a ``release`` callback (its :mod:`banyan.proxy.fence` hold): it is
-called once
-the write is delivered, dead, skipped or the queue stops, so the user's next request to the target
-stops waiting for it. Bodies larger than ``max_body`` are not mirrored and are counted as
-``skipped_too_large``.
+called once the write is delivered, dead, skipped or the queue stops, so the user's next request to
+the target stops waiting for it. Bodies larger than ``max_body`` are not mirrored and are counted
+as ``skipped_too_large``.
+
+This module owns the queue's life: intake from the request path, the worker, each delivery round
+(lanes side by side, a round's outcome stored at once), the counters and the dead letters'
+operations.
 
 The stored request keeps the client's ``Authorization`` header: the other backend must act as the
 same user. The queue's file therefore deserves the same protection as the stores. Each row also
 keeps the write's stamp time and the user it acts for (:mod:`banyan.proxy.stamping`); every
-delivery, a retry included, is sent with a ``mirror`` stamp of that original time, signed when it
-leaves, so the target stores the write's own times and accepts it even after the user's token
-was revoked or expired. (A queue file from before these columns gains them when opened.)
+delivery, a retry included, is sent with a ``mirror`` stamp of that original time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
-from urllib.parse import urlsplit
+from typing import Any
 
 import aiohttp
-import yarl
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    Float,
-    Integer,
-    LargeBinary,
-    MetaData,
-    String,
-    Table,
-    Text,
-    func,
-    inspect,
-    select,
-    text,
-)
-from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from banyan import stamps
 from banyan.backends.common.engines import make_engine
-from banyan.backends.common.ids import user_id_for
 from banyan.logs import get_logger
 from banyan.parity.redact import redact_url
-from banyan.proxy.routing import user_from_authorization
+from banyan.proxy import mirror_send, mirror_store
+from banyan.proxy.mirror_rules import due_lanes
+from banyan.proxy.mirror_rules import outcome as outcome  # read by the shadow too
 from banyan.proxy.stamping import Stamper, WriteStamp
-from banyan.proxy.upstream.origin import origin_of
 from banyan.tasks import cancel_and_wait, finish_or_cancel
 
 log = get_logger("banyan.proxy.mirror")
 
-metadata = MetaData()
-mirror_writes = Table(
-    "banyan_mirror_writes",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("feature", String(200), nullable=False),
-    Column("target", String(20), nullable=False),
-    Column("method", String(10), nullable=False),
-    Column("path_qs", Text, nullable=False),
-    Column("headers", Text, nullable=False),
-    Column("body", LargeBinary, nullable=False),
-    Column("idempotency_key", String(200), nullable=False),
-    Column("attempts", Integer, nullable=False, default=0),
-    Column("next_at", Float, nullable=False, index=True),
-    Column("status", String(10), nullable=False, index=True),  # pending | dead
-    Column("last_error", Text),
-    Column("created_at", Float, nullable=False),
-    Column("stamp_ms", BigInteger),  # the write's time: every delivery is stamped with it
-    Column("user_id", String(64)),  # the user a delivery acts for (its mirror stamp's user)
-)
-# Columns added after the first release, with their SQL types: added to an older queue file.
-LATER_COLUMNS = {"stamp_ms": "BIGINT", "user_id": "VARCHAR(64)"}
-
-
-def _add_later_columns(conn: Connection) -> None:
-    have = {c["name"] for c in inspect(conn).get_columns(mirror_writes.name)}
-    for name, sql_type in LATER_COLUMNS.items():
-        if name not in have:
-            conn.execute(text(f"ALTER TABLE {mirror_writes.name} ADD COLUMN {name} {sql_type}"))
-
-
 INTAKE_BATCH = 200
 
-
-Outcome = Literal["done", "retry", "refused"]
-
-
-def outcome(method: str, status: int) -> Outcome:
-    """What a target's answer to a delivered write means: ``done`` (it has the write: 2xx/3xx,
-    or a DELETE of what is not there), ``retry`` (:func:`not_yet`), or ``refused`` (any other
-    4xx: the target will not take this write as it stands — a dead letter at once, with the
-    answer as its reason, for an operator to fix and retry or drop)."""
-    if not_yet(method, status):
-        return "retry"
-    if status < 400 or (status == 404 and method.upper() == "DELETE"):
-        return "done"
-    return "refused"
-
-
-def not_yet(method: str, status: int) -> bool:
-    """Whether an answer means "not yet": server trouble, or a 401/404 from a target that has not
-    received an earlier write yet — the registration that creates the user (mirrored in another
-    lane, the caller had no token) or the record this write refers to. A DELETE that finds nothing
-    is done."""
-    if status >= 500 or status in (408, 429):
-        return True
-    if status == 404:
-        return method.upper() != "DELETE"
-    return status == 401
-
-
-REGISTER_PATH = "/api/auth/register"
-
-
-def lane_of(row: Mapping[str, Any]) -> str:
-    """The delivery lane of a stored write: its user, whatever the feature — the user its stamp
-    acts for, else its token's ``sub``, else, for a registration (no token yet), the id the
-    backends derive from its e-mail (``ids.user_id_for``), so the user's first writes wait
-    behind the registration that creates them; else its credentials."""
-    if row.get("user_id"):
-        return str(row["user_id"])
-    auth = json.loads(row["headers"]).get("authorization", "")
-    user = user_from_authorization(auth, None)
-    if user:
-        return user
-    if not auth and row["path_qs"].split("?", 1)[0] == REGISTER_PATH:
-        email = _email_of(row["body"])
-        if email:
-            return user_id_for(email)
-    return str(auth)
-
-
-def _detail(body: bytes) -> str:
-    """`` <code>: <message>`` of a JSON error body (docs/api.md), else nothing; at most 300
-    characters: a dead letter's reason says what the target objected to."""
-    try:
-        error = json.loads(body).get("error")
-    except (ValueError, AttributeError):
-        return ""
-    if not isinstance(error, dict):
-        return ""
-    return f" {error.get('code', '')}: {error.get('message', '')}"[:300]
-
-
-def _email_of(body: bytes) -> str | None:
-    try:
-        document = json.loads(body)
-    except ValueError:
-        return None
-    email = document.get("email") if isinstance(document, dict) else None
-    return email if isinstance(email, str) and email else None
-
-
-FORWARDED_HEADERS = ("authorization", "content-type", "cookie", "accept", "x-request-id")
+Failure = tuple[dict[str, Any], str, bool]  # (row, reason, refused by the target)
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,9 +104,7 @@ class MirrorQueue:
         self._session = session
         self.backends = dict(backends)
         self.engine = make_engine(self.url)  # SQLite: WAL, reads never block a write
-        async with self.engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
-            await conn.run_sync(_add_later_columns)
+        await mirror_store.create_tables(self.engine)
         self._worker = asyncio.create_task(self._run(), name="mirror-queue")
         self._intake_task = asyncio.create_task(self._take_in(), name="mirror-intake")
 
@@ -315,35 +193,12 @@ class MirrorQueue:
                 kept_writes.append(write)
         if not kept_writes:
             return 0
-        now = time.time()
         assert self.engine is not None
-        async with self.engine.begin() as conn:
-            for write in kept_writes:
-                headers = write["headers"]
-                stamp: WriteStamp | None = write.get("stamp")
-                kept = {k.lower(): v for k, v in headers.items() if k.lower() in FORWARDED_HEADERS}
-                if write["idempotency_key"]:
-                    kept["idempotency-key"] = write["idempotency_key"]
-                result = await conn.execute(
-                    mirror_writes.insert().values(
-                        feature=write["feature"],
-                        target=write["target"],
-                        method=write["method"],
-                        path_qs=write["path_qs"],
-                        headers=json.dumps(kept),
-                        body=write["body"],
-                        idempotency_key=write["idempotency_key"],
-                        attempts=0,
-                        next_at=now,
-                        status="pending",
-                        created_at=now,
-                        stamp_ms=None if stamp is None else stamp.ms,
-                        user_id=None if stamp is None else stamp.user,
-                    )
-                )
-                release = write.get("release")
-                if release is not None and result.inserted_primary_key is not None:
-                    self._releases[int(result.inserted_primary_key[0])] = release
+        ids = await mirror_store.insert_writes(self.engine, kept_writes)
+        for write, row_id in zip(kept_writes, ids, strict=True):
+            release = write.get("release")
+            if release is not None and row_id is not None:
+                self._releases[row_id] = release
         self._wake.set()
         return len(kept_writes)
 
@@ -365,95 +220,80 @@ class MirrorQueue:
     async def _seconds_to_next(self) -> float | None:
         """Seconds until the earliest pending write is due (0 if one is due now), None if none."""
         assert self.engine is not None
-        async with self.engine.connect() as conn:
-            earliest = (
-                await conn.execute(
-                    select(func.min(mirror_writes.c.next_at)).where(
-                        mirror_writes.c.status == "pending"
-                    )
-                )
-            ).scalar()
+        earliest = await mirror_store.earliest_due(self.engine)
         if earliest is None:
             return None
-        return max(0.0, float(earliest) - time.time())
+        return max(0.0, earliest - time.time())
 
     async def deliver_due(self, limit: int = 500) -> bool:
         """One round of delivery; True if any write was attempted.
 
-        Writes are grouped in lanes, one per target and user across features (:func:`lane_of`).
-        Lanes are delivered side by side (at most ``lanes`` at once); within a lane writes go one
-        after the other in id order, and a lane stops at its first write that is not due yet or
-        fails, so one user's writes never overtake each other — a message is never mirrored
-        before the session it belongs to, a logout never before the user's creates. A write the
-        target refuses (:func:`outcome`) is dead at once, with the answer as its reason, and the
-        lane goes on. The round's outcome is stored in one transaction; a write's ``release`` is
-        called as soon as the target has it."""
+        Writes are grouped in lanes, one per target and user across features
+        (:func:`~banyan.proxy.mirror_rules.lane_of`). Lanes are delivered side by side (at most
+        ``lanes`` at once); within a lane writes go one after the other in id order, and a lane
+        stops at its first write that is not due yet or fails, so one user's writes never
+        overtake each other — a message is never mirrored before the session it belongs to, a
+        logout never before the user's creates. A write the target refuses
+        (:func:`~banyan.proxy.mirror_rules.outcome`) is dead at once, with the answer as its
+        reason, and the lane goes on. The round's outcome is stored in one transaction; a write's
+        ``release`` is called as soon as the target has it."""
         assert self.engine is not None
-        async with self.engine.connect() as conn:
-            rows = (
-                (
-                    await conn.execute(
-                        select(mirror_writes)
-                        .where(mirror_writes.c.status == "pending")
-                        .order_by(mirror_writes.c.id)
-                        .limit(limit)
-                    )
-                )
-                .mappings()
-                .all()
-            )
-        now = time.time()
-        lanes: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        blocked: set[tuple[str, str]] = set()
-        for found in rows:
-            row = dict(found)
-            lane = (row["target"], lane_of(row))
-            if lane in blocked:
-                continue
-            if row["next_at"] > now:
-                blocked.add(lane)  # an earlier write of this lane waits for its retry
-                continue
-            lanes.setdefault(lane, []).append(row)
+        rows = await mirror_store.pending_rows(self.engine, limit)
+        lanes = due_lanes(rows, time.time())
         if not lanes:
             return False
         delivered: list[int] = []
-        failed: list[tuple[dict[str, Any], str, bool]] = []  # (row, reason, refused)
+        failed: list[Failure] = []
         gate = asyncio.Semaphore(self.lanes)
 
         async def run_lane(lane_rows: list[dict[str, Any]]) -> None:
             async with gate:
-                for row in lane_rows:
-                    error, refused = await self._send(row)
-                    if error is not None:
-                        failed.append((row, error, refused))
-                        if refused:
-                            continue  # kept as a dead letter; the user's next writes go on
-                        return
-                    delivered.append(row["id"])
-                    self._release(row["id"])
+                await self._deliver_lane(lane_rows, delivered, failed)
 
         await asyncio.gather(*(run_lane(lane_rows) for lane_rows in lanes.values()))
-        dead: list[int] = []
+        dead = await self._record_round(delivered, failed)
+        self.delivered += len(delivered)  # counted once the deletion is committed
+        self._report_failures(failed, dead)
+        return True
+
+    async def _deliver_lane(
+        self, lane_rows: list[dict[str, Any]], delivered: list[int], failed: list[Failure]
+    ) -> None:
+        """A lane's writes one after the other, until one fails (a refused one is passed)."""
+        for row in lane_rows:
+            error, refused = await self._send(row)
+            if error is not None:
+                failed.append((row, error, refused))
+                if refused:
+                    continue  # kept as a dead letter; the user's next writes go on
+                return
+            delivered.append(row["id"])
+            self._release(row["id"])
+
+    async def _record_round(self, delivered: list[int], failed: list[Failure]) -> set[int]:
+        """Store a round's outcome in one transaction: delivered rows deleted, failed ones
+        rescheduled with backoff or dead; the ids now dead."""
+        assert self.engine is not None
+        dead: set[int] = set()
         async with self.engine.begin() as conn:
-            if delivered:
-                await conn.execute(mirror_writes.delete().where(mirror_writes.c.id.in_(delivered)))
+            await mirror_store.delete_rows(conn, delivered)
             for row, error, refused in failed:
                 attempts = row["attempts"] + 1
                 self.retried += 0 if refused else 1
                 if refused or attempts >= self.max_attempts:
-                    dead.append(row["id"])
+                    dead.add(row["id"])
                 delay = min(self.max_delay, self.base_delay * 2 ** row["attempts"])
-                await conn.execute(
-                    mirror_writes.update()
-                    .where(mirror_writes.c.id == row["id"])
-                    .values(
-                        attempts=attempts,
-                        next_at=time.time() + delay,
-                        status="dead" if row["id"] in dead else "pending",
-                        last_error=error,
-                    )
+                await mirror_store.mark_failed(
+                    conn,
+                    row["id"],
+                    attempts=attempts,
+                    next_at=time.time() + delay,
+                    dead=row["id"] in dead,
+                    error=error,
                 )
-        self.delivered += len(delivered)  # counted once the deletion is committed
+        return dead
+
+    def _report_failures(self, failed: list[Failure], dead: set[int]) -> None:
         for row, error, _ in failed:
             is_dead = row["id"] in dead
             if is_dead:
@@ -465,49 +305,14 @@ class MirrorQueue:
                 attempts=row["attempts"] + 1,
                 error=error,
             )
-        return True
 
     async def _send(self, row: dict[str, Any]) -> tuple[str | None, bool]:
-        """Deliver one stored write: (None, False) when the target has it, else why not and
-        whether the target refused it (no retry will change its answer)."""
+        """Deliver one stored write (:func:`banyan.proxy.mirror_send.send`)."""
         assert self._session is not None
         base = self.backends.get(row["target"])
-        if base is None:
-            return f"no backend named {row['target']}", False
-        try:
-            origin = origin_of(base)
-            target = origin.target(row["path_qs"].encode()).decode()
-            headers = json.loads(row["headers"])
-            stamp = self._stamp(row, target, headers)
-            if stamp is not None:
-                headers[stamps.HEADER] = stamp
-            parts = urlsplit(base)
-            url = yarl.URL(f"{parts.scheme}://{parts.netloc}{target}", encoded=True)
-            async with self._session.request(
-                row["method"],
-                url,
-                headers=headers,
-                data=row["body"],
-                timeout=self.timeout,
-            ) as response:
-                body = await response.read()
-                verdict = outcome(row["method"], response.status)
-                if verdict != "done":
-                    reason = f"{row['target']} answered {response.status}{_detail(body)}"
-                    return reason, verdict == "refused"
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            return f"{type(exc).__name__}: {exc}", False
-        return None, False
-
-    def _stamp(self, row: dict[str, Any], target: str, headers: dict[str, str]) -> str | None:
-        """The ``mirror`` stamp of a stored write at its original time, for ``target`` as the
-        backend receives it; None for a write stored without a time (or without a secret)."""
-        if self.stamper is None or row.get("stamp_ms") is None:
-            return None
-        write = WriteStamp(
-            int(row["stamp_ms"]), row["method"].upper(), stamps.binding_key(headers), row["user_id"]
+        return await mirror_send.send(
+            self._session, base, row, stamper=self.stamper, timeout=self.timeout
         )
-        return self.stamper.value(write, target, mirror=True)
 
     def _release(self, row_id: int) -> None:
         release = self._releases.pop(row_id, None)
@@ -516,12 +321,10 @@ class MirrorQueue:
 
     async def stats(self) -> MirrorStats:
         assert self.engine is not None
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(select(mirror_writes.c.status, mirror_writes.c.id))).all()
-        pending = sum(1 for status, _ in rows if status == "pending")
+        pending, dead = await mirror_store.counts(self.engine)
         return MirrorStats(
             pending=pending,
-            dead=len(rows) - pending,
+            dead=dead,
             delivered=self.delivered,
             retried=self.retried,
             skipped_too_large=self.skipped_too_large,
@@ -533,55 +336,21 @@ class MirrorQueue:
         attempts, ``reason`` (the last answer or failure), the write's time (``stamp_ms``, None
         when it was stored without one) and when it was queued (``created_at``, epoch seconds)."""
         assert self.engine is not None
-        async with self.engine.connect() as conn:
-            rows = (
-                (
-                    await conn.execute(
-                        select(
-                            mirror_writes.c.id,
-                            mirror_writes.c.feature,
-                            mirror_writes.c.target,
-                            mirror_writes.c.method,
-                            mirror_writes.c.path_qs,
-                            mirror_writes.c.attempts,
-                            mirror_writes.c.last_error,
-                            mirror_writes.c.stamp_ms,
-                            mirror_writes.c.created_at,
-                        )
-                        .where(mirror_writes.c.status == "dead")
-                        .order_by(mirror_writes.c.id)
-                        .limit(limit)
-                    )
-                )
-                .mappings()
-                .all()
-            )
-        return [{**dict(r), "reason": r["last_error"]} for r in rows]
+        return await mirror_store.dead_rows(self.engine, limit)
 
     async def retry_dead(self, letter: int | None = None) -> int:
         """Give dead writes a fresh set of attempts (after an operator fixed the cause): one
         (``letter``, its id) or every one; how many were dead and are pending again."""
         assert self.engine is not None
-        query = mirror_writes.update().where(mirror_writes.c.status == "dead")
-        if letter is not None:
-            query = query.where(mirror_writes.c.id == letter)
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                query.values(status="pending", attempts=0, next_at=time.time())
-            )
+        revived = await mirror_store.revive_dead(self.engine, letter)
         self._wake.set()
-        return int(result.rowcount or 0)
+        return revived
 
     async def drop_dead(self, letter: int | None = None) -> int:
         """Delete dead writes the operator gave up on: one (``letter``) or every one; how many.
         Only dead letters: a pending write is never dropped from under its delivery."""
         assert self.engine is not None
-        query = mirror_writes.delete().where(mirror_writes.c.status == "dead")
-        if letter is not None:
-            query = query.where(mirror_writes.c.id == letter)
-        async with self.engine.begin() as conn:
-            result = await conn.execute(query)
-        dropped = int(result.rowcount or 0)
+        dropped = await mirror_store.delete_dead(self.engine, letter)
         self.dropped += dropped
         if dropped:
             log.warning(

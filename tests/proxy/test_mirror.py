@@ -16,7 +16,8 @@ from aiohttp import web
 
 from banyan import stamps
 from banyan.backends.common.ids import user_id_for
-from banyan.proxy.mirror import REGISTER_PATH, MirrorQueue, lane_of, outcome
+from banyan.proxy.mirror import MirrorQueue
+from banyan.proxy.mirror_rules import REGISTER_PATH, lane_of, outcome
 from banyan.proxy.stamping import Stamper, WriteStamp
 from banyan.testing import free_port, serve
 
@@ -229,7 +230,7 @@ async def test_pending_writes_survive_a_restart(
         # the backoff of 5 s is still running: force the due time, as an operator retry would
         from sqlalchemy import update
 
-        from banyan.proxy.mirror import mirror_writes
+        from banyan.proxy.mirror_store import mirror_writes
 
         assert second.engine is not None
         async with second.engine.begin() as conn:
@@ -373,7 +374,7 @@ async def test_releases_follow_every_end_of_a_write(
 
 
 def test_not_yet_answers_are_retried_and_a_missing_delete_is_done() -> None:
-    from banyan.proxy.mirror import not_yet
+    from banyan.proxy.mirror_rules import not_yet
 
     assert not_yet("POST", 503) and not_yet("PUT", 429) and not_yet("PATCH", 408)
     assert not_yet("POST", 401)  # the user's registration has not landed there yet

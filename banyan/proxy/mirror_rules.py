@@ -1,0 +1,99 @@
+"""What a target's answer to a mirrored write means, and which lane a stored write waits in.
+
+Pure rules, no I/O: :mod:`banyan.proxy.mirror` applies them to each delivery round, and the
+shadow (:mod:`banyan.proxy.shadow.http`) reads answers with the same :func:`outcome`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from banyan.backends.common.ids import user_id_for
+from banyan.proxy.routing import user_from_authorization
+
+Outcome = Literal["done", "retry", "refused"]
+
+REGISTER_PATH = "/api/auth/register"
+
+
+def outcome(method: str, status: int) -> Outcome:
+    """What a target's answer to a delivered write means: ``done`` (it has the write: 2xx/3xx,
+    or a DELETE of what is not there), ``retry`` (:func:`not_yet`), or ``refused`` (any other
+    4xx: the target will not take this write as it stands — a dead letter at once, with the
+    answer as its reason, for an operator to fix and retry or drop)."""
+    if not_yet(method, status):
+        return "retry"
+    if status < 400 or (status == 404 and method.upper() == "DELETE"):
+        return "done"
+    return "refused"
+
+
+def not_yet(method: str, status: int) -> bool:
+    """Whether an answer means "not yet": server trouble, or a 401/404 from a target that has not
+    received an earlier write yet — the registration that creates the user (mirrored in another
+    lane, the caller had no token) or the record this write refers to. A DELETE that finds nothing
+    is done."""
+    if status >= 500 or status in (408, 429):
+        return True
+    if status == 404:
+        return method.upper() != "DELETE"
+    return status == 401
+
+
+def lane_of(row: Mapping[str, Any]) -> str:
+    """The delivery lane of a stored write: its user, whatever the feature — the user its stamp
+    acts for, else its token's ``sub``, else, for a registration (no token yet), the id the
+    backends derive from its e-mail (``ids.user_id_for``), so the user's first writes wait
+    behind the registration that creates them; else its credentials."""
+    if row.get("user_id"):
+        return str(row["user_id"])
+    auth = json.loads(row["headers"]).get("authorization", "")
+    user = user_from_authorization(auth, None)
+    if user:
+        return user
+    if not auth and row["path_qs"].split("?", 1)[0] == REGISTER_PATH:
+        email = _email_of(row["body"])
+        if email:
+            return user_id_for(email)
+    return str(auth)
+
+
+def due_lanes(
+    rows: list[dict[str, Any]], now: float
+) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Pending rows (in id order) grouped by (target, lane), each lane cut at its first row that
+    is not due yet: what one round may attempt without a user's writes overtaking each other."""
+    lanes: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    blocked: set[tuple[str, str]] = set()
+    for row in rows:
+        lane = (row["target"], lane_of(row))
+        if lane in blocked:
+            continue
+        if row["next_at"] > now:
+            blocked.add(lane)  # an earlier write of this lane waits for its retry
+            continue
+        lanes.setdefault(lane, []).append(row)
+    return lanes
+
+
+def error_detail(body: bytes) -> str:
+    """`` <code>: <message>`` of a JSON error body (docs/api.md), else nothing; at most 300
+    characters: a dead letter's reason says what the target objected to."""
+    try:
+        error = json.loads(body).get("error")
+    except (ValueError, AttributeError):
+        return ""
+    if not isinstance(error, dict):
+        return ""
+    return f" {error.get('code', '')}: {error.get('message', '')}"[:300]
+
+
+def _email_of(body: bytes) -> str | None:
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return None
+    email = document.get("email") if isinstance(document, dict) else None
+    return email if isinstance(email, str) and email else None
