@@ -6,6 +6,9 @@ worker setups, the soft open-files limit raised to the hard one at start, the cl
 timeouts of every connection (:mod:`banyan.client_timeouts`), the started heap frozen out of the
 garbage collector's way, and graceful shutdown on SIGINT/SIGTERM that lets in-flight requests
 drain.
+
+Also :func:`serve`, an application on a loopback port for the length of a block (the contract
+suite's, the benches' and the tests' servers).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import gc
 import resource
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
@@ -67,6 +70,20 @@ async def start_site(
     bound_port = sockets[0].getsockname()[1] if sockets else port
     shown_host = f"[{host}]" if ":" in host else host
     return runner, f"http://{shown_host}:{bound_port}"
+
+
+@contextlib.asynccontextmanager
+async def serve(
+    app: web.Application, host: str = "127.0.0.1", *, timeouts: ClientTimeouts | None = None
+) -> AsyncIterator[str]:
+    """Serve ``app`` inside the running event loop on ``host``, port 0, for the length of the
+    block; yield its base URL. What the contract suite, the benches and the tests start their
+    servers with (real sockets, one process)."""
+    runner, url = await start_site(app, host, 0, shutdown_timeout=2.0, timeouts=timeouts)
+    try:
+        yield url
+    finally:
+        await runner.cleanup()
 
 
 def raise_descriptor_limit() -> None:

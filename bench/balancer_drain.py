@@ -32,9 +32,9 @@ from pathlib import Path
 import aiohttp
 
 from banyan.pg import postgres_available, temp_database
+from banyan.ports import free_port
 from banyan.processes import PYTHON_CLI, Child, start, stop
 from banyan.serving import install_uvloop
-from banyan.testing import free_port
 from bench.common import markdown_table, percentile
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"

@@ -28,7 +28,7 @@ from aiohttp import web
 from banyan.processes import PYTHON_CLI, start, stop
 from banyan.proxy.flag_faults import CASES, Outcome, flags_text, many_features, run_case
 from banyan.proxy.flags import load_flags
-from banyan.testing import serve
+from banyan.serving import serve
 from bench.common import markdown_table, percentile
 
 

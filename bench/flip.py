@@ -22,7 +22,7 @@ from aiohttp import web
 
 from banyan.processes import PYTHON_CLI, start, stop
 from banyan.proxy.flag_edit import set_mode
-from banyan.testing import serve
+from banyan.serving import serve
 from bench.common import markdown_table, percentile
 
 FLAGS = """\

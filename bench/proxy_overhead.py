@@ -31,8 +31,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from banyan.ports import free_port
 from banyan.processes import PYTHON_CLI, start, stop_all
-from banyan.testing import free_port
 from bench.common import markdown_table
 
 FLAGS = """\

@@ -31,8 +31,8 @@ from pathlib import Path
 
 import aiohttp
 
+from banyan.ports import free_port
 from banyan.processes import PYTHON_CLI, start, stop_all
-from banyan.testing import free_port
 from bench.common import markdown_table, percentile
 from bench.fixed_rate import latency
 from bench.held_sockets import rss_kib

@@ -26,7 +26,7 @@ from pycrdt import Doc, Map
 from banyan.backends.common.whiteboard.client import WhiteboardClient
 from banyan.backends.common.whiteboard.rooms import RoomManager
 from banyan.backends.model.server import create_app as model_app
-from banyan.testing import serve
+from banyan.serving import serve
 
 MakeApp = Callable[..., web.Application]
 

@@ -36,7 +36,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from banyan.backends.common import tokens
-from banyan.testing import serve
+from banyan.serving import serve
 from tests.backends import hostile
 
 EXAMPLES = settings(

@@ -17,7 +17,7 @@ import pytest
 
 from banyan.backends.model.server import create_app as model_app
 from banyan.processes import PYTHON_CLI, Child, start, stop
-from banyan.testing import serve
+from banyan.serving import serve
 
 DOCUMENTS = 6
 

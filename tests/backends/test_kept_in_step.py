@@ -30,7 +30,7 @@ from banyan.backends.datatools.verify import verify
 from banyan.backends.legacy.app import create_app as legacy_app
 from banyan.backends.model.server import create_app as model_app
 from banyan.backends.new.app import create_app as new_app
-from banyan.testing import serve
+from banyan.serving import serve
 from tests.backends.stamping_front import Copy, StampingFront
 
 PASSWORD = "correct horse battery"

@@ -27,7 +27,7 @@ from banyan.backends.model.server import create_app as model_app
 from banyan.backends.new.app import create_app as new_app
 from banyan.pg import postgres_available, temp_database
 from banyan.processes import PYTHON_CLI, start, stop_all
-from banyan.testing import serve
+from banyan.serving import serve
 from tests.backends.common.redis_front import RedisFront, require_redis, unique_prefix
 
 MakeApp = Callable[..., web.Application]

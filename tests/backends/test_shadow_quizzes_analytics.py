@@ -25,7 +25,7 @@ from banyan.backends.new.app import create_app as new_app
 from banyan.parity.store import ParityRecorder, ParityStore
 from banyan.proxy.app import STATE, create_app
 from banyan.proxy.shadow import Shadow
-from banyan.testing import serve
+from banyan.serving import serve
 
 FLAGS = """\
 version: 1

@@ -17,7 +17,7 @@ import pytest
 
 from banyan.client_timeouts import ClientTimeouts
 from banyan.proxy.app import create_app
-from banyan.testing import serve
+from banyan.serving import serve
 from tests.proxy.conftest import ALL_LEGACY
 from tests.proxy.upstreams import Recorder, flags_yaml
 

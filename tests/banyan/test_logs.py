@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from banyan.logs import REDACTED, redact_event, redact_text
-from banyan.testing import free_port
+from banyan.ports import free_port
 from tests.proxy.raw_upstream import raw_exchange
 
 PROXY = [sys.executable, "-m", "banyan.proxy.cli", "proxy"]

@@ -1,4 +1,4 @@
-"""Tests for banyan/serving.py, banyan/testing.py and banyan/logs.py."""
+"""Tests for banyan/serving.py, banyan/ports.py and banyan/logs.py."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pytest
 from aiohttp import web
 
 from banyan import logs, serving
-from banyan.testing import free_port, serve
+from banyan.ports import free_port
+from banyan.serving import serve
 
 
 def _app() -> web.Application:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from banyan.testing import serve
+from banyan.serving import serve
 from tests.browser.harness import Driver
 from tests.proxy.conftest import real_backends_behind_proxy
 

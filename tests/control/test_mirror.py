@@ -17,7 +17,7 @@ from banyan.control.mirror import SharedMirrorQueue, SharedWriteFence, is_postgr
 from banyan.pg import postgres_available, temp_database
 from banyan.proxy.mirror import MirrorQueue
 from banyan.proxy.stamping import WriteStamp
-from banyan.testing import serve
+from banyan.serving import serve
 from tests.proxy.upstreams import Recorder
 
 pytestmark = pytest.mark.postgres

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from banyan.proxy.app import STATE, ProxyState, create_app
-from banyan.testing import serve
+from banyan.serving import serve
 from tests.proxy.conftest import make_stack
 from tests.proxy.upstreams import Recorder, flags_yaml
 

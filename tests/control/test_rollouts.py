@@ -16,7 +16,7 @@ from banyan.control.store import ControlStore
 from banyan.proxy.app import STATE, create_app
 from banyan.rollout.admin import CONTROLLER
 from banyan.rollout.model import RolloutRecord
-from banyan.testing import serve
+from banyan.serving import serve
 from tests.proxy.upstreams import Recorder, flags_yaml
 from tests.rollout.test_controller import FEATURE
 

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
+from banyan.ports import free_port
 from banyan.proxy.cli import COMMANDS
 from banyan.proxy.cli import main as banyan_main
-from banyan.testing import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"

@@ -11,8 +11,9 @@ import sys
 import tomllib
 from pathlib import Path
 
+from banyan.ports import free_port
 from banyan.proxy.app import create_app
-from banyan.testing import free_port, serve
+from banyan.serving import serve
 from tests.deploy.deployfiles import (
     DEPLOY,
     REPO,

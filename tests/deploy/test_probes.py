@@ -11,7 +11,7 @@ import httpx
 import pytest
 from aiohttp import web
 
-from banyan.testing import serve
+from banyan.serving import serve
 from tests.deploy.deployfiles import (
     banyan_services,
     environment,

@@ -36,7 +36,7 @@ from banyan.processes import PYTHON_CLI, running_stack, start, stop
 from banyan.proxy.flag_edit import EditResult, rollback, set_mode
 from banyan.proxy.flags_cli import main as flags_cli
 from banyan.proxy.flags_history import log_path, read_history
-from banyan.testing import serve
+from banyan.serving import serve
 from tests.e2e.fault_front import FaultFront
 from tests.e2e.traffic import Editor, Tally, User, call, session_worker, tutor_worker
 

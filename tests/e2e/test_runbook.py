@@ -36,7 +36,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from banyan.testing import free_port
+from banyan.ports import free_port
 from tests.e2e.population import Population
 from tests.e2e.traffic import Tally, User, call
 

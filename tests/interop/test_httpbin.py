@@ -30,9 +30,10 @@ from typing import Any
 import pytest
 
 from banyan.parity.store import ParityRecorder, ParityStore
+from banyan.ports import free_port
 from banyan.proxy.app import STATE, create_app
 from banyan.proxy.shadow import Shadow
-from banyan.testing import free_port, serve
+from banyan.serving import serve
 from tests.interop.httpbin_battery import (
     BATTERY,
     UNSAFE,

@@ -16,7 +16,7 @@ from banyan.backends.common.whiteboard.client import WhiteboardClient
 from banyan.backends.common.whiteboard.rooms import RoomManager
 from banyan.backends.common.whiteboard.socket import serve_whiteboard
 from banyan.backends.common.whiteboard.store import MemoryRoomStore
-from banyan.testing import serve
+from banyan.serving import serve
 from tests.interop.conftest import NodeClient
 
 

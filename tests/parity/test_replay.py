@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from banyan.parity.compare import Rules
 from banyan.parity.replay import replay, replay_headers
-from banyan.testing import free_port
+from banyan.ports import free_port
 
 
 def test_stored_credentials_and_framing_are_never_sent() -> None:

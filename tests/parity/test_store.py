@@ -19,7 +19,7 @@ from banyan.parity.models import ComparisonRecord, NoiseRecord, RollbackRecord, 
 from banyan.parity.report import render_html, render_json, render_text
 from banyan.parity.store import ParityRecorder, ParityStore, examples, percentile_from_buckets
 from banyan.pg import postgres_available, temp_database
-from banyan.testing import serve
+from banyan.serving import serve
 
 JSON = {"content-type": "application/json"}
 

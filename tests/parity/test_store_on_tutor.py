@@ -19,7 +19,7 @@ from banyan.backends.contract.targets import serve_backend, sqlite_url
 from banyan.parity.store import ParityRecorder, ParityStore
 from banyan.proxy.app import create_app
 from banyan.proxy.shadow import Shadow
-from banyan.testing import serve
+from banyan.serving import serve
 from tests.proxy.fault_front import Fault, FaultFront
 
 API_KEY = "sk-live-4f9a8b7c6d5e4f3a2b1c0d9e"

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from banyan.proxy.app import STATE, ProxyState, create_app
-from banyan.testing import serve
+from banyan.serving import serve
 from tests.proxy.upstreams import Recorder, flags_yaml
 
 ALL_LEGACY = """\

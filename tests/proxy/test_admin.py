@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from banyan.testing import free_port
+from banyan.ports import free_port
 
 
 async def test_status_reports_flags_features_and_backends(make_stack: Any) -> None:

@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 
 from banyan.proxy.admission import AdmissionLimits
-from banyan.testing import serve
+from banyan.serving import serve
 from tests.proxy.conftest import ALL_LEGACY
 from tests.proxy.upstreams import Recorder, flags_yaml
 
@@ -187,7 +187,7 @@ def test_the_descriptor_count_adds_what_was_admitted_since_it_was_taken() -> Non
 
     from banyan import descriptors
     from banyan.proxy.admission import DescriptorGauge
-    from banyan.testing import ManualClock
+    from tests.clock import ManualClock
 
     clock = ManualClock(100.0)
     gauge = DescriptorGauge(clock)

@@ -13,8 +13,8 @@ import pytest
 from pycrdt import Doc, Map
 
 from banyan.backends.common.whiteboard.client import WhiteboardClient
+from banyan.ports import free_port
 from banyan.proxy.board_mirror import BoardMirrorTap
-from banyan.testing import free_port
 from tests.proxy.conftest import real_backends_behind_proxy
 
 FLAGS = """\

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from banyan.proxy.breaker import ShadowBreaker
-from banyan.testing import ManualClock
+from tests.clock import ManualClock
 
 
 def test_opens_after_threshold_failures_in_a_row() -> None:

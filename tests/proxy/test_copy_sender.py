@@ -16,10 +16,11 @@ from urllib.parse import urlsplit
 import pytest
 from aiohttp import web
 
+from banyan.ports import free_port
 from banyan.proxy import copy_sender
 from banyan.proxy.copy_sender import Channel, Copy, CopySender, serve_jobs
 from banyan.proxy.upstream import Upstreams
-from banyan.testing import free_port, serve
+from banyan.serving import serve
 
 BIG = bytes(range(256)) * 4096  # 1 MiB: many reads on either side of the socket pair
 

@@ -15,9 +15,10 @@ from pathlib import Path
 import httpx
 from aiohttp import web
 
+from banyan.ports import free_port
 from banyan.proxy.app import create_app
 from banyan.proxy.cors import EXPOSED, METHODS, PREFLIGHT_VARY
-from banyan.testing import free_port, serve
+from banyan.serving import serve
 
 ORIGIN = "https://tutor.example.com"
 CORS = """\

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from banyan.processes import PYTHON_CLI, start, stop
 from banyan.proxy.flag_faults import CASES, Case, flags_text, run_case, write_atomically
-from banyan.testing import serve
+from banyan.serving import serve
 
 RSS_LIMIT_KB = 300 * 1024
 

@@ -12,7 +12,7 @@ import aiohttp
 import httpx
 import pytest
 
-from banyan.testing import free_port
+from banyan.ports import free_port
 from tests.proxy.conftest import ALL_LEGACY
 from tests.proxy.upstreams import GZIP_BODY, pattern_chunks, pattern_digest
 

@@ -17,9 +17,10 @@ from typing import Any
 
 import pytest
 
+from banyan.ports import free_port
 from banyan.proxy.app import STATE, ProxyState, create_app
 from banyan.proxy.limits import Limits
-from banyan.testing import free_port, serve
+from banyan.serving import serve
 from tests.proxy.raw_upstream import RawRequest, RawUpstream, raw_exchange, split_answer
 from tests.proxy.test_shadow import make_shadow, settle
 from tests.proxy.upstreams import flags_yaml

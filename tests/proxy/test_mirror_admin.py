@@ -24,7 +24,7 @@ from banyan.proxy.app import STATE, ProxyState, create_app
 from banyan.proxy.cli import main as banyan
 from banyan.proxy.mirror import MirrorQueue
 from banyan.proxy.mirror_admin import letter_of
-from banyan.testing import serve
+from banyan.serving import serve
 from tests.proxy.conftest import real_backends_behind_proxy
 
 TOKEN = "admin-" + "t" * 40

@@ -14,7 +14,7 @@ from banyan.backends.new.app import create_app as new_app
 from banyan.proxy.app import STATE, create_app
 from banyan.proxy.mirror_order import SubmitOrder
 from banyan.proxy.shadow import shadow_from_env
-from banyan.testing import serve
+from banyan.serving import serve
 from tests.proxy.fault_front import Fault, FaultFront
 
 

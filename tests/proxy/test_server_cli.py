@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from banyan.ports import free_port
 from banyan.proxy.server_cli import main
-from banyan.testing import free_port
 
 
 def _flags(tmp_path: Path) -> Path:

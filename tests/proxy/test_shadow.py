@@ -14,8 +14,9 @@ import pytest
 from banyan.parity import cli
 from banyan.parity.compare import Response
 from banyan.parity.store import ParityRecorder, ParityStore
+from banyan.ports import free_port
 from banyan.proxy.shadow import Shadow, sampled, shadow_from_env, undelivered
-from banyan.testing import free_port, serve
+from banyan.serving import serve
 
 SHADOW = """\
   api:

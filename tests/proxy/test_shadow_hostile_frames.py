@@ -19,7 +19,7 @@ from banyan.parity.store import ParityRecorder, ParityStore
 from banyan.parity.ws_capture import LiveAnswers
 from banyan.proxy.app import create_app
 from banyan.proxy.shadow import Shadow
-from banyan.testing import serve
+from banyan.serving import serve
 
 DEEP = "[" * 60_000  # under the live socket's 64 KiB frame limit
 

@@ -25,7 +25,7 @@ from banyan.backends.contract.targets import model_server, serve_backend, sqlite
 from banyan.parity.store import ParityRecorder, ParityStore
 from banyan.proxy.app import create_app
 from banyan.proxy.shadow import Shadow
-from banyan.testing import serve
+from banyan.serving import serve
 from tests.proxy.fault_front import REMOVE, Fault, FaultFront
 
 ID = r"[0-9a-f-]{36}"

@@ -13,8 +13,8 @@ import httpx
 import jwt
 import pytest
 
+from banyan.ports import free_port
 from banyan.proxy import stack
-from banyan.testing import free_port
 
 
 def test_plan_follows_the_flag_file(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from banyan.backends.model.server import create_app as model_app
 from banyan.proxy.shadow import shadow_from_env
 from banyan.proxy.stamping import Stamper, WriteStamp
 from banyan.proxy.turn_mirror import TurnMirrorTap, credentials, iso_ms, tutor_session
-from banyan.testing import serve
+from banyan.serving import serve
 from tests.proxy.conftest import (
     real_backends_behind_proxy,
     stored_messages,

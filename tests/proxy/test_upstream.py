@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from banyan.ports import free_port
 from banyan.proxy.limits import Limits
 from banyan.proxy.upstream import (
     Body,
@@ -18,7 +19,6 @@ from banyan.proxy.upstream import (
     origin_of,
     send,
 )
-from banyan.testing import free_port
 from tests.proxy.raw_upstream import RawUpstream
 
 

@@ -22,7 +22,7 @@ from banyan.backends.legacy.app import create_app as legacy_app
 from banyan.backends.new.app import create_app as new_app
 from banyan.proxy.app import STATE, ProxyState, create_app
 from banyan.proxy.shadow import shadow_from_env
-from banyan.testing import serve
+from banyan.serving import serve
 
 # The shipped account features (logout always, on legacy; register mirrored; auth skip) and
 # sessions, the feature on the move, with writes mirrored.

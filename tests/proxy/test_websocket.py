@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from aiohttp import WSMsgType
 
-from banyan.testing import free_port
+from banyan.ports import free_port
 from tests.proxy.conftest import ALL_LEGACY
 
 

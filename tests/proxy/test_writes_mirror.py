@@ -26,7 +26,7 @@ from banyan.backends.new.app import create_app as new_app
 from banyan.proxy.app import STATE, ProxyState, create_app
 from banyan.proxy.flags import load_flags
 from banyan.proxy.shadow import shadow_from_env
-from banyan.testing import serve
+from banyan.serving import serve
 
 REPO_FLAGS = Path(__file__).resolve().parents[2] / "flags.yaml"
 

@@ -136,7 +136,7 @@ async def test_a_restarted_proxy_resumes_the_rollout_where_it_was(make_stack: An
     assert saved["rollouts"]["api"]["step"] == 2 and saved["rollouts"]["api"]["state"] == "running"
     # a new proxy on the same flag file and state folder
     from banyan.proxy.app import create_app
-    from banyan.testing import serve
+    from banyan.serving import serve
 
     async with (
         serve(create_app(flags, health_interval=0.2)) as url,

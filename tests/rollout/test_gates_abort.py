@@ -16,7 +16,7 @@ from aiohttp import web
 
 from banyan.parity.store import ParityRecorder, ParityStore
 from banyan.proxy.shadow import Shadow
-from banyan.testing import serve
+from banyan.serving import serve
 from tests.proxy.fault_front import Fault, FaultFront
 from tests.proxy.upstreams import flags_yaml
 

@@ -17,7 +17,7 @@ from banyan.backends.legacy.app import create_app as legacy_app
 from banyan.backends.new.app import create_app as new_app
 from banyan.proxy.app import STATE, create_app
 from banyan.proxy.shadow import shadow_from_env
-from banyan.testing import serve
+from banyan.serving import serve
 
 ADMIN = {"Authorization": "Bearer rollout-token"}
 FLAGS = """\

@@ -28,7 +28,8 @@ from aiohttp import web
 
 from banyan import pg
 from banyan.backends.contract.shadow import BACKENDS, SHADOW_PRIMARY, shadow_flags
-from banyan.testing import free_port, serve
+from banyan.ports import free_port
+from banyan.serving import serve
 
 LOCAL_TARGETS: tuple[str, ...] = (
     "legacy",

@@ -23,7 +23,7 @@ import pytest_asyncio
 from banyan.backends.contract.client import PASSWORD, unique_email
 from banyan.backends.contract.targets import model_server, serve_backend, sqlite_url
 from banyan.backends.contract.uploads import tiny_pdf, upload, wait_settled
-from banyan.testing import serve
+from banyan.serving import serve
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from banyan.backends.common import fanout
 from banyan.backends.common.fanout import Bus, Message, decode, encode
-from banyan.testing import serve
+from banyan.serving import serve
 from tests.backends.common.redis_front import RedisFront, require_redis, unique_prefix
 
 

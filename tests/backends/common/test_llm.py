@@ -24,7 +24,8 @@ from banyan.backends.common.llm import (
     settings_from_env,
 )
 from banyan.backends.model.server import create_app
-from banyan.testing import free_port, serve
+from banyan.ports import free_port
+from banyan.serving import serve
 
 MESSAGES = [
     {"role": "system", "content": "You are a tutor."},

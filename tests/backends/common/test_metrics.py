@@ -8,7 +8,7 @@ import httpx
 from aiohttp import web
 
 from banyan.backends.common import metrics
-from banyan.testing import serve
+from banyan.serving import serve
 
 
 def make_app() -> web.Application:

@@ -12,7 +12,7 @@ from banyan.backends.common.agents.framework import AgentContext, AgentRunner
 from banyan.backends.common.errors import ValidationError
 from banyan.backends.common.llm import LLM, LLMSettings
 from banyan.backends.model.server import create_app
-from banyan.testing import serve
+from banyan.serving import serve
 
 QUESTIONS = [
     {"question": "q0", "choices": ["a", "b", "c", "d"], "answer": 2, "explanation": "e0"},

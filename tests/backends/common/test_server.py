@@ -17,7 +17,8 @@ import jwt
 import pytest
 
 from banyan.backends.common import tokens
-from banyan.testing import free_port, serve
+from banyan.ports import free_port
+from banyan.serving import serve
 
 # The secret the code used to fall back to; a token signed with it must never be accepted again.
 OLD_BUILT_IN_SECRET = "banyan-dev-secret-change-me-" + "0123456789abcdef" * 3

@@ -19,7 +19,7 @@ from banyan.backends.common import tokens
 from banyan.backends.common.clock import iso, wall_ms
 from banyan.backends.legacy.app import create_app as legacy_app
 from banyan.backends.new.app import create_app as new_app
-from banyan.testing import serve
+from banyan.serving import serve
 
 SECRET = os.environ[tokens.SECRET_ENV]
 EMAIL, PASSWORD = "bo@example.org", "password-123"

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from banyan.backends.common.errors import error_middleware
 from banyan.backends.common.uploads import DRAIN_LIMIT, read_upload
-from banyan.testing import serve
+from banyan.serving import serve
 
 
 async def echo(request: web.Request) -> web.Response:

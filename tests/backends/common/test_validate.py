@@ -17,7 +17,7 @@ from banyan.backends.common.errors import (
     ValidationError,
     error_middleware,
 )
-from banyan.testing import serve
+from banyan.serving import serve
 
 FOLDER = v.obj(
     {"name": v.string(min_len=1, max_len=5), "parent": v.nullable(v.string())}, optional={"parent"}

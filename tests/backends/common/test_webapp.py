@@ -15,7 +15,7 @@ from banyan.backends.legacy.app import create_app as legacy_app
 from banyan.backends.new.app import create_app as new_app
 from banyan.proxy.flags import load_flags
 from banyan.proxy.routing import Router
-from banyan.testing import serve
+from banyan.serving import serve
 from banyan.webapp import build_info
 
 REPO_FLAGS = Path(__file__).resolve().parents[3] / "flags.yaml"

@@ -19,7 +19,7 @@ from banyan.backends.datatools.cli import main
 from banyan.backends.legacy.app import create_app
 from banyan.backends.legacy.db import Database, StudySession
 from banyan.pg import postgres_available, temp_database
-from banyan.testing import serve
+from banyan.serving import serve
 
 PASSWORD = "password123"
 

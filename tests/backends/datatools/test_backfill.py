@@ -12,7 +12,7 @@ from banyan.backends.datatools.backfill import backfill
 from banyan.backends.datatools.cli import main
 from banyan.backends.datatools.verify import verify
 from banyan.backends.new.app import create_app as create_new
-from banyan.testing import serve
+from banyan.serving import serve
 from tests.backends.datatools.conftest import PASSWORD, Stores, fill_legacy, run_cli
 
 

@@ -3,7 +3,7 @@
 import io
 
 from banyan.backends.datatools.progress import Progress, format_eta
-from banyan.testing import ManualClock
+from tests.clock import ManualClock
 
 
 class TtyStream(io.StringIO):

@@ -19,7 +19,7 @@ from banyan.backends.legacy import analytics
 from banyan.backends.legacy.app import create_app
 from banyan.backends.legacy.cache import cache_of
 from banyan.backends.legacy.state import STATE, LegacyState
-from banyan.testing import serve
+from banyan.serving import serve
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from banyan.backends.legacy.app import create_app
 from banyan.backends.legacy.auth import Caller, Identities, identities
 from banyan.backends.legacy.db import REVOKED
 from banyan.backends.legacy.state import STATE
-from banyan.testing import serve
+from banyan.serving import serve
 
 ALICE = Caller("u-1", "a@x.io", "A", 1)
 

@@ -15,7 +15,8 @@ from banyan.backends.legacy.app import create_app
 from banyan.backends.legacy.cache import TTLCache, cache_of, metric_lines
 from banyan.backends.legacy.db import Database
 from banyan.backends.legacy.state import STATE, LegacyState
-from banyan.testing import ManualClock, serve
+from banyan.serving import serve
+from tests.clock import ManualClock
 
 
 def test_entries_expire_after_their_ttl_and_are_counted() -> None:

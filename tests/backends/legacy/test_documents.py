@@ -18,7 +18,7 @@ from banyan.backends.legacy.app import create_app
 from banyan.backends.legacy.documents import settle_documents
 from banyan.backends.legacy.state import STATE
 from banyan.backends.model.server import create_app as model_app
-from banyan.testing import serve
+from banyan.serving import serve
 
 
 async def test_a_document_deleted_mid_job_stays_deleted(

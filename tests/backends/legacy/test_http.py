@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from banyan.backends.legacy.app import create_app
-from banyan.testing import serve
+from banyan.serving import serve
 
 
 @pytest.fixture

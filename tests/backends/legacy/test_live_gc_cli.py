@@ -13,7 +13,7 @@ import httpx
 from banyan.backends.legacy import gc
 from banyan.backends.legacy.app import create_app
 from banyan.backends.legacy.state import STATE
-from banyan.testing import serve
+from banyan.serving import serve
 
 
 async def _register(http: httpx.AsyncClient) -> str:

@@ -20,7 +20,7 @@ from banyan.backends.legacy.agents import runner_of
 from banyan.backends.legacy.app import create_app
 from banyan.backends.legacy.state import STATE
 from banyan.backends.model.server import create_app as model_app
-from banyan.testing import serve
+from banyan.serving import serve
 
 
 @dataclass

@@ -12,7 +12,7 @@ import pytest
 
 from banyan.backends.legacy.app import create_app
 from banyan.pg import postgres_available, temp_database
-from banyan.testing import serve
+from banyan.serving import serve
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from banyan.backends.model.server import create_app
-from banyan.testing import serve
+from banyan.serving import serve
 
 
 def client_for(url: str, **options: Any) -> openai.AsyncOpenAI:

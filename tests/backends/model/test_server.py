@@ -14,7 +14,7 @@ import pytest
 
 from banyan.backends.common.agents.catalog import PLANNER, QUIZ_WRITER
 from banyan.backends.model.server import create_app
-from banyan.testing import serve
+from banyan.serving import serve
 from tests.backends.model.conftest import client_for
 
 ASK: Any = [

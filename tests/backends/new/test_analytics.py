@@ -21,7 +21,7 @@ from banyan.backends.new.app import RUNTIME, create_app
 from banyan.backends.new.runtime.engine import Runtime
 from banyan.backends.new.runtime.schema import analytics as tables
 from banyan.pg import postgres_available, temp_database
-from banyan.testing import serve
+from banyan.serving import serve
 
 
 @dataclass

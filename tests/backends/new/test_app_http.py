@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from banyan.backends.new.app import create_app
-from banyan.testing import serve
+from banyan.serving import serve
 
 
 @pytest.fixture

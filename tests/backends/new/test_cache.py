@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from banyan.backends.new.app import RUNTIME, create_app
 from banyan.backends.new.runtime.schema import analytics, jobs
-from banyan.testing import serve
+from banyan.serving import serve
 
 
 async def test_periodic_rollup_and_pruning_and_metrics(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import aiohttp
 import httpx
 
 from banyan.backends.new.app import RUNTIME, create_app
-from banyan.testing import serve
+from banyan.serving import serve
 
 
 async def _register(http: httpx.AsyncClient) -> str:

@@ -21,7 +21,7 @@ from banyan.backends.new.app import RUNTIME, create_app
 from banyan.backends.new.functions.agents import runner_of
 from banyan.backends.new.runtime.engine import Runtime
 from banyan.backends.new.runtime.schema import quizzes as tables
-from banyan.testing import serve
+from banyan.serving import serve
 
 
 @dataclass

@@ -20,7 +20,8 @@ from banyan.backends.common.agents.framework import (
 from banyan.backends.common.errors import UpstreamFailed, UpstreamTimeout, ValidationError
 from banyan.backends.common.llm import LLM, LLMSettings
 from banyan.backends.model.server import create_app
-from banyan.testing import free_port, serve
+from banyan.ports import free_port
+from banyan.serving import serve
 
 
 @pytest.fixture

@@ -17,7 +17,8 @@ from banyan.backends.common.tutor.events import Done, Token
 from banyan.backends.common.tutor.prompt import HistoryMessage
 from banyan.backends.common.tutor.turn import SessionState, run_turn
 from banyan.backends.model.server import create_app
-from banyan.testing import free_port, serve
+from banyan.ports import free_port
+from banyan.serving import serve
 
 
 class Session:

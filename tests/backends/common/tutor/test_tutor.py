@@ -20,7 +20,7 @@ from banyan.backends.common.errors import UpstreamFailed, error_middleware
 from banyan.backends.common.tutor.events import Done, Token, TurnEvent, answer_http
 from banyan.backends.common.tutor.prompt import HISTORY_TURNS, HistoryMessage, build_messages
 from banyan.backends.common.tutor.socket import MAX_FRAME_BYTES, TutorHub, serve_tutor
-from banyan.testing import serve
+from banyan.serving import serve
 
 
 class Recorder:

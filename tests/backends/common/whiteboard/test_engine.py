@@ -18,7 +18,7 @@ from banyan.backends.common.whiteboard.rooms import RoomManager
 from banyan.backends.common.whiteboard.snapshot import doc_from_update, doc_to_json
 from banyan.backends.common.whiteboard.socket import serve_whiteboard
 from banyan.backends.common.whiteboard.store import MemoryRoomStore
-from banyan.testing import serve
+from banyan.serving import serve
 
 
 class Board:
