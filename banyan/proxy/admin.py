@@ -150,6 +150,7 @@ def add_admin_routes(app: web.Application, key: web.AppKey[ProxyState]) -> None:
                 result = await asyncio.to_thread(
                     set_fields, state.flags_path, name, changes, source="admin"
                 )
+                state.edits.record(result.changes)  # audited here, on the loop
                 digest = result.digest
         except FlagError as exc:
             return _json(request, {"error": {"code": "invalid_flags", "message": str(exc)}}, 400)

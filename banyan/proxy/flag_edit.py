@@ -11,7 +11,10 @@ read as something else (``on``, ``0o17``, ``1_000``) is quoted. The edited text 
 :class:`FlagError` and leaves the file alone); the write is atomic (temporary file in the same
 directory + ``os.replace``; a symlinked flag file has its target replaced, the link stays).
 Writers in several processes are serialised by an advisory lock on a ``.<name>.lock`` file.
-``EDIT_LISTENERS`` receive one dict per changed feature so the audit log can record who did what.
+Each edit returns its :class:`EditResult`, whose ``changes`` hold one dict per changed feature
+(who, what before and after, the new digest): the caller audits them (a proxy does, on its event
+loop, :mod:`banyan.proxy.edits`). ``EDIT_LISTENERS`` hear the same dicts as they happen, in the
+editing thread: a process-wide hook for the ``banyan flags`` command, which audits its own edits.
 """
 
 from __future__ import annotations
@@ -48,10 +51,12 @@ def _log(level: str, event: str, **fields: Any) -> None:
 
 
 class EditResult(NamedTuple):
-    """The whole file before and after an edit; ``digest`` is the new flags version hash."""
+    """The whole file before and after an edit; ``digest`` is the new flags version hash;
+    ``changes`` one dict per feature whose settings changed (as ``EDIT_LISTENERS`` hear it)."""
 
     before: str
     after: str
+    changes: tuple[dict[str, Any], ...] = ()
 
     @property
     def digest(self) -> str:
@@ -240,6 +245,7 @@ def _edit(
             old = None
         write_atomically(target, after)
     _log("info", "flags_edited", source=source, file=where, features=names, digest=result.digest)
+    events: list[dict[str, Any]] = []
     for name in names:
         before_settings, after_settings = _settings(old, name), _settings(new, name)
         if before_settings == after_settings:
@@ -251,12 +257,13 @@ def _edit(
             "after": after_settings,
             "digest": result.digest,
         }
+        events.append(event)
         for listener in list(EDIT_LISTENERS):
             try:
                 listener(event)
             except Exception:
                 _log("exception", "flag_edit_listener_failed", listener=repr(listener))
-    return result
+    return result._replace(changes=tuple(events))
 
 
 def apply_changes(data: bytes, where: str, changes: Mapping[str, Mapping[str, Any]]) -> bytes:

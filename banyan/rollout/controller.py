@@ -291,13 +291,14 @@ class RolloutController:
             if control is not None:  # a control store: an override every replica applies
                 await control.edit(effect.feature, effect.changes, source="rollout")
             else:
-                await asyncio.to_thread(
+                result = await asyncio.to_thread(
                     set_fields,
                     self.state.flags_path,
                     effect.feature,
                     effect.changes,
                     source="rollout",
                 )
+                self.state.edits.record(result.changes)  # audited by the proxy, on its loop
         except (FlagError, ControlError, OSError) as exc:
             error = str(exc)
             log.error("rollout_flag_write_failed", feature=effect.feature, error=error)

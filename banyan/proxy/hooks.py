@@ -1,0 +1,77 @@
+"""The shadow's interface: what the proxy asks of its parity side, and nothing more.
+
+The request path, the WebSocket path, the guard rollback and the admin handlers all speak to the
+shadow through :class:`ShadowHook` (implemented by :class:`banyan.proxy.shadow.Shadow`); none of
+them looks for an attribute with ``getattr``. The shadow is optional: ``None`` where the proxy
+has no parity side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+from aiohttp import web
+
+from banyan.proxy.fence import WriteFence
+from banyan.proxy.flags import Feature
+from banyan.proxy.forward import Exchange
+from banyan.proxy.routing import Decision
+from banyan.proxy.websocket import FrameTap
+
+if TYPE_CHECKING:
+    from banyan.parity.store import ParityRecorder
+    from banyan.proxy.breaker import ShadowBreaker
+    from banyan.proxy.copy_sender import CopySender
+    from banyan.proxy.state import ProxyState
+
+
+class ShadowHook(Protocol):
+    """Parity's entry points (see ``banyan/proxy/shadow/``)."""
+
+    reads: WriteFence  # read copies on their way to a candidate: a mirrored write waits for them
+    recorder: ParityRecorder  # the parity store behind the console's QA panel
+    breaker: ShadowBreaker  # candidates not copied to for now (the status shows them)
+    sender: CopySender  # where copies leave from (the status shows it)
+
+    # -- the request path ------------------------------------------------------------------------
+
+    def wants(self, feature: Feature, decision: Decision, method: str, request_id: str) -> bool: ...
+
+    def reserve(self, feature: Feature, decision: Decision, request: web.Request) -> None: ...
+
+    def submit(
+        self,
+        feature: Feature,
+        decision: Decision,
+        request: web.Request,
+        exchange: Exchange,
+        headers: Any,
+    ) -> bool: ...
+
+    def websocket_tap(
+        self,
+        feature: Feature,
+        decision: Decision,
+        request: web.Request,
+        headers: Any,
+        fallback: Callable[[], FrameTap | None] | None = None,
+    ) -> FrameTap | None: ...
+
+    def record_rollback(self, breach: Mapping[str, Any]) -> None: ...
+
+    # -- the admin surface -----------------------------------------------------------------------
+
+    def learned_noise(self, feature: str | None = None) -> list[dict[str, Any]]: ...
+
+    async def forget_noise(self, path: str, feature: str | None = None) -> int: ...
+
+    async def reset(self, feature: str | None = None) -> int: ...
+
+    async def report(self, request: web.Request, *, html: bool) -> web.Response: ...
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self, state: ProxyState) -> None: ...
+
+    async def stop(self) -> None: ...
