@@ -12,15 +12,13 @@ import json
 from itertools import accumulate
 from typing import Any
 
+from banyan.errors import TooDeep
+
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")  # +1 / -1 as signed bytes
 
 #: Deepest text :func:`loads_shallow` parses; far past any answer or frame of the AI Tutor.
 DEFAULT_LIMIT = 128
-
-
-class TooDeep(ValueError):
-    """A JSON text nests deeper than the limit it was read under."""
 
 
 def nesting_depth(raw: bytes, limit: int) -> int:

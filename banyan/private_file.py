@@ -13,9 +13,7 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
-
-class PrivateFileError(Exception):
-    """The file cannot be used; the message names it, says why and what to do."""
+from banyan.errors import PrivateFileError
 
 
 def keep(path: Path, make: Callable[[], str], *, what: str, min_chars: int, lose: str = "") -> str:

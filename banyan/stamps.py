@@ -40,6 +40,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from banyan.errors import ExpiredStamp, ForgedStamp, MalformedStamp
+
 HEADER = "X-Banyan-Stamp"
 VERSION = "v1"
 Kind = Literal["primary", "mirror"]
@@ -56,30 +58,6 @@ _DIGITS = re.compile(r"0|[1-9][0-9]{0,15}")
 _SIGNATURE = re.compile(r"[A-Za-z0-9_-]{43}")  # 32 bytes, base64url without padding
 _USER = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")  # a UUID
 _DOMAIN = b"banyan-stamp"
-
-
-class StampError(ValueError):
-    """A stamp that must not be trusted; ``reason`` is one of the subclasses' names."""
-
-    reason = "invalid"
-
-
-class MalformedStamp(StampError):
-    """Not a stamp of a version this reader knows (bad shape, field or length)."""
-
-    reason = "malformed"
-
-
-class ForgedStamp(StampError):
-    """Well-formed, but its signature does not match this request under this secret."""
-
-    reason = "forged"
-
-
-class ExpiredStamp(StampError):
-    """A genuine ``primary`` stamp whose time is outside the reader's window."""
-
-    reason = "expired"
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,14 +16,12 @@ import re
 
 import asyncpg
 
+from banyan.errors import ControlError
+
 CONTROL_DB_ENV = "BANYAN_CONTROL_DB"
 CONTROL_SCHEMA_ENV = "BANYAN_CONTROL_SCHEMA"
 DEFAULT_SCHEMA = "banyan_control"
 _SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
-
-
-class ControlError(Exception):
-    """The control store cannot be used: a bad URL or schema name, or the database refused."""
 
 
 def control_db_from_env() -> str | None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from banyan.errors import PathError
+
 Segment = str | int
 Location = tuple[Segment, ...]
 Token = tuple[
@@ -26,10 +28,6 @@ _TOKEN = re.compile(
     re.X,
 )
 _IDENT = re.compile(r"[A-Za-z_][\w-]*")
-
-
-class PathError(ValueError):
-    """A pattern outside the supported subset."""
 
 
 @lru_cache(maxsize=1024)

@@ -38,12 +38,20 @@ from typing import Any, cast
 
 from multidict import MultiDict
 
+from banyan.errors import (
+    ConnectError,
+    ConnectionClosed,
+    ProtocolError,
+    ResponseTooLarge,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from banyan.logs import get_logger
 from banyan.parity.compare import Response
 from banyan.processes import stop as stop_process
 from banyan.proxy.headers import lowered
 from banyan.proxy.limits import Limits
-from banyan.proxy.upstream import Body, PoolSettings, UpstreamError, Upstreams, finish, send
+from banyan.proxy.upstream import Body, PoolSettings, Upstreams, finish, send
 from banyan.tasks import cancel_and_wait
 
 log = get_logger("banyan.proxy.copy_sender")
@@ -90,12 +98,12 @@ class Copy:
 Job = tuple[int, str, str, bytes, bytes, bool, float, int]
 # (job id, status, header lines (lower-cased name, value), body, head latency ms, error)
 Answer = tuple[int, int, list[tuple[str, str]], bytes, float, str | None]
-_ERRORS = {
-    "timeout": "candidate timed out",
-    "connect": "candidate refused or unreachable",
-    "closed": "candidate closed the connection",
-    "protocol": "candidate sent a malformed answer",
-    "too_large": "candidate's answer head is over the proxy's limits",
+_ERRORS: dict[type[UpstreamError], str] = {
+    UpstreamTimeout: "candidate timed out",
+    ConnectError: "candidate refused or unreachable",
+    ConnectionClosed: "candidate closed the connection",
+    ProtocolError: "candidate sent a malformed answer",
+    ResponseTooLarge: "candidate's answer head is over the proxy's limits",
 }
 
 
@@ -124,9 +132,9 @@ async def send_copy(upstreams: Upstreams, copy: Copy) -> Response:
                 return Response(conn.status, {}, b"", head, error="body_too_large")
             return Response(conn.status, lowered(conn.headers), raw, head)
     except TimeoutError:
-        return _failed(started, _ERRORS["timeout"])
+        return _failed(started, _ERRORS[UpstreamTimeout])
     except UpstreamError as exc:
-        return _failed(started, _ERRORS.get(exc.kind, exc.kind))
+        return _failed(started, _ERRORS.get(type(exc), exc.kind))
     except (OSError, ValueError) as exc:
         return _failed(started, type(exc).__name__)
 

@@ -23,13 +23,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from banyan.errors import HistoryError
 from banyan.proxy.audit import default_path
 
 REQUIRED = ("at", "source", "feature", "before", "after", "digest")
-
-
-class HistoryError(Exception):
-    """The log cannot be read at all (missing, a directory, unreadable)."""
 
 
 @dataclass(frozen=True, slots=True)

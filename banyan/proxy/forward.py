@@ -26,22 +26,39 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from multidict import CIMultiDict
 
+from banyan.errors import (
+    BadRequestBody,
+    ConnectError,
+    ConnectionClosed,
+    ProtocolError,
+    RequestFault,
+    ResponseTooLarge,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from banyan.proxy.headers import Outbound, answer_head, decoded
 from banyan.proxy.relayed import RelayedResponse
 from banyan.proxy.stamping import WriteStamp
-from banyan.proxy.upstream import Body, Capture, Connection, Pool, RequestFault, UpstreamError
+from banyan.proxy.upstream import Body, Capture, Connection, Pool
 from banyan.proxy.upstream.pool import finish
 
 # The ways a backend fails an exchange (counted against it); "request" and "client_closed" are
 # the request's or the client's doing.
-UPSTREAM_FAILURES = frozenset({"connect", "timeout", "closed", "protocol", "too_large"})
+UPSTREAM_FAILURES = frozenset(
+    failure.kind
+    for failure in (
+        ConnectError,
+        UpstreamTimeout,
+        ConnectionClosed,
+        ProtocolError,
+        ResponseTooLarge,
+    )
+)
 
 __all__ = [
     "UPSTREAM_FAILURES",
     "Capture",
     "Exchange",
-    "RequestFault",
-    "UpstreamError",
     "error_response",
     "gateway_error",
     "relay",
@@ -86,11 +103,11 @@ def error_response(status: int, code: str, message: str) -> web.Response:
 
 def gateway_error(exc: UpstreamError, backend: str) -> web.Response:
     """The client's answer to a failed exchange: names the backend, never its address."""
-    if exc.kind == "timeout":
+    if isinstance(exc, UpstreamTimeout):
         return error_response(504, "gateway_timeout", f"{backend} backend timed out")
-    if exc.kind == "too_large":
+    if isinstance(exc, ResponseTooLarge):
         return error_response(502, "upstream_head_too_large", f"{backend} backend: {exc.detail}")
-    if exc.kind == "protocol":
+    if isinstance(exc, ProtocolError):
         return error_response(502, "bad_gateway", f"{backend} backend sent a malformed answer")
     return error_response(502, "bad_gateway", f"{backend} backend unavailable")
 
@@ -117,9 +134,7 @@ def request_body(
         try:
             data = content.read_nowait()
         except Exception as exc:
-            raise RequestFault(
-                400, "bad_request_body", "the request body was cut short or badly framed"
-            ) from exc
+            raise BadRequestBody() from exc
         if capture is not None:
             capture.add(data)
         return Body.whole(data, chunked=chunked), capture

@@ -28,8 +28,8 @@ import os
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict
 
+from banyan.errors import RequestOverLimit
 from banyan.proxy.limits import Limits, describe
-from banyan.proxy.upstream.errors import RequestFault
 from banyan.proxy.upstream.origin import Origin
 
 HOP_BY_HOP = frozenset(
@@ -162,7 +162,7 @@ def _line(name: bytes, value: bytes) -> bytes:
 
 
 def outbound_of(request: web.Request, request_id: str, limits: Limits) -> Outbound:
-    """The request to forward for ``request`` (raises :class:`RequestFault` over a limit)."""
+    """The request to forward for ``request`` (raises :class:`RequestOverLimit` over a limit)."""
     raw = request.raw_headers
     dropped = _HOP
     total = 0
@@ -172,7 +172,7 @@ def outbound_of(request: web.Request, request_id: str, limits: Limits) -> Outbou
             tokens = {t.strip().lower() for t in value.split(b",")}
             dropped = dropped | tokens
     if total > limits.max_header_bytes:
-        raise RequestFault(
+        raise RequestOverLimit(
             431,
             "request_headers_too_large",
             f"the request's headers ({total} bytes) are over "

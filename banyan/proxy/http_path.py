@@ -16,13 +16,12 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from banyan.errors import ConnectError, RequestFault, RequestOverLimit, UpstreamError
 from banyan.logs import get_logger
 from banyan.parity.redact import redact_url
 from banyan.proxy.flags import BackendSpec, Feature
 from banyan.proxy.forward import (
     Exchange,
-    RequestFault,
-    UpstreamError,
     fault_response,
     gateway_error,
     relay,
@@ -115,7 +114,7 @@ async def forward_http(
 def _outbound(state: ProxyState, request: web.Request, request_id: str) -> Outbound:
     limit = state.limits.max_target_bytes
     if len(request.raw_path) > limit:
-        raise RequestFault(
+        raise RequestOverLimit(
             414,
             "request_target_too_long",
             f"the request target is over {describe('max_target_bytes', limit)}",
@@ -205,7 +204,7 @@ async def _fallback(
         feature is None
         or not feature.fallback
         or decision.backend != "new"
-        or exc.kind != "connect"
+        or not isinstance(exc, ConnectError)
         or request.method not in SAFE_METHODS
         or request.body_exists
     ):

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from banyan.errors import BadQuery
 from banyan.parity import browse
 from banyan.parity.cli import parse_since
 from banyan.parity.compare import Rules
@@ -33,10 +34,6 @@ if TYPE_CHECKING:
 
 Guard = Callable[..., Any]
 Reply = Callable[..., web.Response]
-
-
-class BadQuery(ValueError):
-    """A query parameter that cannot be read; its message names it."""
 
 
 def _time(request: web.Request, name: str) -> float | None:

@@ -10,12 +10,10 @@ pattern dead. Ten thousand routes cost no more per request than ten.
 
 from __future__ import annotations
 
+from banyan.errors import RouteError
+
 NO_ROUTE = -1
 _NEVER = 1 << 62  # larger than any route index
-
-
-class RouteError(ValueError):
-    """A route pattern that breaks the grammar; the message says which rule."""
 
 
 def parse_route(pattern: str) -> tuple[str, ...]:

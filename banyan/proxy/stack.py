@@ -29,6 +29,7 @@ import yaml
 from banyan import private_file, processes
 from banyan.admin_token import TOKEN_ENV, AdminTokenError, stack_token
 from banyan.backends.common.tokens import MIN_SECRET_CHARS, SECRET_ENV, new_secret
+from banyan.errors import StackError
 
 MODULES = {
     "model": "banyan.backends.model.cli",
@@ -39,10 +40,6 @@ MODULES = {
 
 
 SECRET_FILE = "jwt-secret"
-
-
-class StackError(Exception):
-    """``banyan up`` cannot start: the message says why and what to do."""
 
 
 @dataclass

@@ -15,19 +15,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from banyan.errors import TransitionError
 from banyan.proxy.flags import Feature
 from banyan.proxy.flags.rollout import Rollout, RolloutStep
 from banyan.rollout.model import RolloutRecord
 
 ACTIONS: tuple[str, ...] = ("start", "pause", "resume", "promote", "abort")
-
-
-class TransitionError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
 
 
 def _writes(feature: Feature) -> str:

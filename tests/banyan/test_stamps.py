@@ -9,12 +9,9 @@ import hmac
 import pytest
 
 from banyan import stamps
+from banyan.errors import ExpiredStamp, ForgedStamp, MalformedStamp, StampError
 from banyan.stamps import (
-    ExpiredStamp,
-    ForgedStamp,
-    MalformedStamp,
     Stamp,
-    StampError,
     binding_key,
     make_stamp,
     read_stamp,

@@ -21,6 +21,7 @@ from aiohttp import web
 from banyan import stamps
 from banyan.backends.common import clock, tokens
 from banyan.backends.common.errors import ApiError
+from banyan.errors import MalformedStamp, StampError
 from banyan.logs import get_logger
 
 log = get_logger("backend.stamps")
@@ -42,7 +43,7 @@ def read_request_stamp(request: web.Request) -> stamps.Stamp | None:
         return None
     try:
         if len(found) > 1:
-            raise stamps.MalformedStamp("a request carries one stamp")
+            raise MalformedStamp("a request carries one stamp")
         return stamps.read_stamp(
             found[0],
             secret=tokens.secret(),
@@ -51,7 +52,7 @@ def read_request_stamp(request: web.Request) -> stamps.Stamp | None:
             key=stamps.binding_key(request.headers),
             now_ms=clock.wall_ms(),
         )
-    except stamps.StampError as exc:
+    except StampError as exc:
         log.warning(
             "stamp_refused",
             reason=exc.reason,

@@ -12,6 +12,7 @@ routing names the single module used to import (``Router``, ``RouteError``, ``pa
 
 from __future__ import annotations
 
+from banyan.errors import FlagError, RouteError
 from banyan.proxy.flags.events import emit
 from banyan.proxy.flags.model import (
     BACKEND_NAMES,
@@ -21,7 +22,6 @@ from banyan.proxy.flags.model import (
     BackendSpec,
     CorsConfig,
     Feature,
-    FlagError,
     FlagSet,
     GuardConfig,
     HostPolicy,
@@ -34,7 +34,7 @@ from banyan.proxy.flags.nodes import MAX_DEPTH, MAX_NODES
 from banyan.proxy.flags.parse import is_jsonpath, load_flags, parse_flags
 from banyan.proxy.flags.source import DEFAULT_MAX_BYTES, MAX_BYTES_ENV, read_flag_bytes
 from banyan.proxy.flags.store import POLL_INTERVAL, WATCH_DEBOUNCE_MS, FlagStore, Subscriber
-from banyan.proxy.routes import RouteError, covers, parse_route
+from banyan.proxy.routes import covers, parse_route
 from banyan.proxy.routing import Router
 
 __all__ = [

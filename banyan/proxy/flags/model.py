@@ -2,7 +2,7 @@
 
 Owns :class:`FlagSet` and its parts (:class:`BackendSpec`, :class:`Feature`, :class:`ParityConfig`,
 :class:`GuardConfig`, :class:`CorsConfig`), the names the schema allows (modes, backends, every
-feature key) and :class:`FlagError`, the one error every rejected flag file becomes. The parser
+feature key); a rejected file becomes :class:`banyan.errors.FlagError`. The parser
 (:mod:`banyan.proxy.flags.parse`) builds these; the store (:mod:`banyan.proxy.flags.store`) serves
 them.
 """
@@ -128,14 +128,3 @@ class FlagSet:
     def feature(self, name: str) -> Feature | None:
         """The feature called ``name``, or None (one dictionary look-up, whatever the count)."""
         return self._by_name.get(name)
-
-
-class FlagError(Exception):
-    """An invalid flag file: where and why. ``str()`` gives ``file:line: reason``; line 0 means
-    the problem is not on a line (the file could not be read, or is too big)."""
-
-    def __init__(self, file: str, line: int, reason: str) -> None:
-        super().__init__(f"{file}:{line}: {reason}")
-        self.file = file
-        self.line = line
-        self.reason = reason

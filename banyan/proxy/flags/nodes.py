@@ -16,7 +16,7 @@ from typing import Any, NoReturn, cast
 
 import yaml
 
-from banyan.proxy.flags.model import FlagError
+from banyan.errors import FlagError
 
 MAX_DEPTH = 64  # a valid file nests 6 levels deep (features.x.parity.ignore[0])
 MAX_NODES = 150_000  # ~10 per feature: 10,000 features fit; each node costs ~600 bytes to compose

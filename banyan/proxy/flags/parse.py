@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from banyan.errors import FlagError, RouteError
 from banyan.proxy.flags.cors import parse_cors
 from banyan.proxy.flags.model import (
     BACKEND_NAMES,
@@ -28,7 +29,6 @@ from banyan.proxy.flags.model import (
     MODES,
     BackendSpec,
     Feature,
-    FlagError,
     FlagSet,
     GuardConfig,
     ParityConfig,
@@ -36,7 +36,7 @@ from banyan.proxy.flags.model import (
 from banyan.proxy.flags.nodes import FAR, NodeReader, compose, line_of
 from banyan.proxy.flags.rollout import parse_rollout
 from banyan.proxy.flags.source import read_flag_bytes
-from banyan.proxy.routes import NO_ROUTE, RouteError, RouteTable, parse_route
+from banyan.proxy.routes import NO_ROUTE, RouteTable, parse_route
 
 _FEATURE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")

@@ -14,7 +14,7 @@ import os
 import stat
 from pathlib import Path
 
-from banyan.proxy.flags.model import FlagError
+from banyan.errors import FlagError
 
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024
 MAX_BYTES_ENV = "BANYAN_FLAGS_MAX_BYTES"

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from banyan.errors import FlagError
 from banyan.proxy.flags.events import emit
-from banyan.proxy.flags.model import FlagError, FlagSet
+from banyan.proxy.flags.model import FlagSet
 from banyan.proxy.flags.parse import load_flags, parse_flags
 from banyan.proxy.flags.source import read_flag_bytes
 from banyan.proxy.routing import Router

@@ -11,9 +11,9 @@ Both the users' requests and the shadow copies (:mod:`banyan.proxy.copy_sender`)
 so a copy is the same request as the primary's.
 """
 
+from banyan.errors import RequestFault, UpstreamError
 from banyan.proxy.upstream.capture import Capture
 from banyan.proxy.upstream.connection import Connection
-from banyan.proxy.upstream.errors import RequestFault, UpstreamError
 from banyan.proxy.upstream.origin import Origin, origin_of
 from banyan.proxy.upstream.pool import Body, Pool, PoolSettings, finish, send
 from banyan.proxy.upstream.registry import Upstreams

@@ -20,8 +20,13 @@ from typing import TYPE_CHECKING, cast
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
+from banyan.errors import (
+    ConnectionClosed,
+    ProtocolError,
+    ResponseTooLarge,
+    UpstreamTimeout,
+)
 from banyan.proxy.limits import Limits, describe
-from banyan.proxy.upstream.errors import RequestFault, UpstreamError
 
 if TYPE_CHECKING:
     from banyan.proxy.upstream.pool import Pool
@@ -91,13 +96,13 @@ class Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except HttpParserUpgrade:
-            self._fail(UpstreamError("protocol", "the upstream switched protocols unasked"))
+            self._fail(ProtocolError("the upstream switched protocols unasked"))
         except HttpParserError as exc:
             cause = exc.__context__
             if isinstance(cause, _TooLarge):
-                self._fail(UpstreamError("too_large", str(cause)))
+                self._fail(ResponseTooLarge(str(cause)))
             else:
-                self._fail(UpstreamError("protocol", f"malformed answer: {exc}"))
+                self._fail(ProtocolError(f"malformed answer: {exc}"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.open = False
@@ -112,7 +117,7 @@ class Connection(asyncio.Protocol):
             self._wake_body()
             return
         where = "during the answer" if self.has_head else "before the answer's head"
-        self._fail(UpstreamError("closed", f"connection closed {where}"))
+        self._fail(ConnectionClosed(f"connection closed {where}"))
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -217,12 +222,12 @@ class Connection(asyncio.Protocol):
         if self.error is not None:
             raise self.error
         if not self.open:
-            raise UpstreamError("closed", "connection closed while the request was sent")
+            raise ConnectionClosed("connection closed while the request was sent")
         if self._write_paused:
             self._drain_waiter = self.loop.create_future()
             await self._drain_waiter
             if not self.open:
-                raise UpstreamError("closed", "connection closed while the request was sent")
+                raise ConnectionClosed("connection closed while the request was sent")
 
     async def wait_head(self, timeout: float) -> None:
         """Until the answer's head is here (raises :class:`UpstreamError`, or the
@@ -301,7 +306,7 @@ class Connection(asyncio.Protocol):
 
     def _timed_out(self, waiter: asyncio.Future[None]) -> None:
         if not waiter.done():
-            self._fail(UpstreamError("timeout", "no answer in time"))
+            self._fail(UpstreamTimeout("no answer in time"))
 
     def _wake_body(self) -> None:
         waiter = self._body_waiter
@@ -309,4 +314,4 @@ class Connection(asyncio.Protocol):
             waiter.set_result(None)
 
 
-__all__ = ["Connection", "Header", "RequestFault", "UpstreamError"]
+__all__ = ["Connection", "Header"]

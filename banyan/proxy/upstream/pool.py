@@ -19,10 +19,17 @@ from dataclasses import dataclass
 
 from aiohttp import StreamReader
 
+from banyan.errors import (
+    BadRequestBody,
+    ConnectError,
+    ConnectionClosed,
+    RequestFault,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from banyan.proxy.limits import Limits
 from banyan.proxy.upstream.capture import Capture
 from banyan.proxy.upstream.connection import Connection
-from banyan.proxy.upstream.errors import RequestFault, UpstreamError
 from banyan.proxy.upstream.origin import Origin, tls_context
 
 SMALL_BODY = 64 * 1024  # a body this small leaves in the same write as its head
@@ -92,7 +99,7 @@ class Pool:
                 if conn is not None:
                     return conn
         if self.closed:
-            raise UpstreamError("connect", "the proxy is shutting down")
+            raise ConnectError("the proxy is shutting down")
         self.size += 1
         return await self._connect(max(0.001, deadline - loop.time()))
 
@@ -107,13 +114,13 @@ class Pool:
 
     async def _wait_for_slot(self, remaining: float) -> None:
         if remaining <= 0:
-            raise UpstreamError("timeout", "no free connection to the backend in time")
+            raise UpstreamTimeout("no free connection to the backend in time")
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
             await asyncio.wait_for(waiter, remaining)
         except TimeoutError as exc:
-            raise UpstreamError("timeout", "no free connection to the backend in time") from exc
+            raise UpstreamTimeout("no free connection to the backend in time") from exc
         finally:
             with contextlib.suppress(ValueError):
                 self._waiters.remove(waiter)
@@ -135,12 +142,10 @@ class Pool:
             )
         except TimeoutError as exc:
             self._forget_unopened()
-            raise UpstreamError(
-                "timeout", f"connect to {origin.host}:{origin.port} timed out"
-            ) from exc
+            raise UpstreamTimeout(f"connect to {origin.host}:{origin.port} timed out") from exc
         except OSError as exc:
             self._forget_unopened()
-            raise UpstreamError("connect", f"{origin.host}:{origin.port}: {exc}") from exc
+            raise ConnectError(f"{origin.host}:{origin.port}: {exc}") from exc
         except BaseException:
             self._forget_unopened()
             raise
@@ -239,7 +244,7 @@ async def send(
         except UpstreamError as exc:
             finish(pool, conn, task)
             retry = attempt == 0 and reused and replayable and not conn.received
-            if retry and exc.kind == "closed" and method in IDEMPOTENT:
+            if retry and isinstance(exc, ConnectionClosed) and method in IDEMPOTENT:
                 continue
             raise
         except BaseException:
@@ -285,9 +290,7 @@ async def _pump(conn: Connection, body: Body) -> None:
             try:
                 chunk = await stream.readany()
             except Exception as exc:  # the client's side: cut short, bad chunking, gone
-                raise RequestFault(
-                    400, "bad_request_body", "the request body was cut short or badly framed"
-                ) from exc
+                raise BadRequestBody() from exc
             if not chunk:
                 break
             if capture is not None:
