@@ -6,6 +6,7 @@ Depends on the metrics registry and one dict of counts, nothing else; called onc
 
 from __future__ import annotations
 
+from banyan.errors import UpstreamTimeout
 from banyan.proxy.forward import UPSTREAM_FAILURES, Exchange
 from banyan.proxy.metrics import ProxyMetrics
 
@@ -19,7 +20,7 @@ class ExchangeMetrics:
 
     def observe(self, exchange: Exchange) -> None:
         metrics = self.metrics
-        status = str(exchange.status or (504 if exchange.error == "timeout" else 502))
+        status = str(exchange.status or (504 if exchange.error == UpstreamTimeout.kind else 502))
         metrics.requests.inc(exchange.feature, exchange.backend, status)
         metrics.latency.observe(exchange.feature, exchange.backend, value=exchange.head_latency)
         self.counts[(exchange.feature, exchange.backend)] += 1

@@ -22,10 +22,10 @@ from banyan.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
+from banyan.ports import free_port
 from banyan.proxy.forward import UPSTREAM_FAILURES, gateway_error
 from banyan.proxy.limits import Limits
 from banyan.proxy.upstream import Pool, PoolSettings, finish, origin_of, send
-from banyan.testing import free_port
 from tests.proxy.raw_upstream import RawUpstream
 
 UPSTREAM = (ConnectError, UpstreamTimeout, ConnectionClosed, ProtocolError, ResponseTooLarge)
