@@ -4,8 +4,8 @@ address.
 ``/_proxy/ui`` redirects to ``/_proxy/ui/``; the page is revalidated on every load, assets have
 content-hashed names and are cached for a year; both go gzipped to clients that accept it, with a
 content security policy allowing nothing but the proxy itself. The files hold no data: every
-panel reads the admin JSON API, whose access rules (:mod:`banyan.proxy.admin`) apply, so the page
-itself is served to anyone. ``/_proxy/parity`` (the long HTML report the console replaces)
+panel reads the admin JSON API, whose access rules (:mod:`banyan.proxy.admin_access`) apply, so
+the page itself is served to anyone. ``/_proxy/parity`` (the long HTML report the console replaces)
 redirects to the console's parity panel.
 """
 
@@ -60,6 +60,31 @@ def _redirect(request: web.Request, location: str) -> web.Response:
     return response
 
 
+class Console:
+    """The console's files, read once; its methods are the handlers."""
+
+    def __init__(self, assets: dict[str, Asset]) -> None:
+        self.assets = assets
+
+    async def index(self, request: web.Request) -> web.Response:
+        found = self.assets.get("index.html")
+        if found is None:
+            return _missing(request, "the console is not built")
+        return _respond(request, found, "no-cache")
+
+    async def asset(self, request: web.Request) -> web.Response:
+        found = self.assets.get("assets/" + request.match_info["name"])
+        if found is None:
+            return _missing(request, "no such console file")
+        return _respond(request, found, "public, max-age=31536000, immutable")
+
+    async def bare(self, request: web.Request) -> web.Response:
+        return _redirect(request, PREFIX)
+
+    async def old_parity_page(self, request: web.Request) -> web.Response:
+        return _redirect(request, PREFIX + "#/parity")
+
+
 def add_routes(app: web.Application) -> None:
     """Serve the console on ``app`` (without a build: a logged warning and a 404 JSON page)."""
     try:
@@ -67,26 +92,8 @@ def add_routes(app: web.Application) -> None:
     except FileNotFoundError:
         log.warning("console_missing", dist=str(DIST))
         assets = {}
-
-    async def index(request: web.Request) -> web.Response:
-        found = assets.get("index.html")
-        if found is None:
-            return _missing(request, "the console is not built")
-        return _respond(request, found, "no-cache")
-
-    async def asset(request: web.Request) -> web.Response:
-        found = assets.get("assets/" + request.match_info["name"])
-        if found is None:
-            return _missing(request, "no such console file")
-        return _respond(request, found, "public, max-age=31536000, immutable")
-
-    async def bare(request: web.Request) -> web.Response:
-        return _redirect(request, PREFIX)
-
-    async def old_parity_page(request: web.Request) -> web.Response:
-        return _redirect(request, PREFIX + "#/parity")
-
-    app.router.add_get("/_proxy/ui", bare)
-    app.router.add_get(PREFIX, index)
-    app.router.add_get(PREFIX + "assets/{name}", asset)
-    app.router.add_get("/_proxy/parity", old_parity_page)
+    console = Console(assets)
+    app.router.add_get("/_proxy/ui", console.bare)
+    app.router.add_get(PREFIX, console.index)
+    app.router.add_get(PREFIX + "assets/{name}", console.asset)
+    app.router.add_get("/_proxy/parity", console.old_parity_page)

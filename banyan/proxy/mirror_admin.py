@@ -10,24 +10,20 @@
 
 Reads follow the admin read rules, retry and drop are writes (the admin token); a letter that
 is not dead (delivered, pending, unknown) is ``404 not_found``, a malformed id ``400``, a proxy
-without a mirror queue ``404 mirror_disabled``. Every action is logged by the queue.
+without a mirror queue ``404 mirror_disabled``. Every action is logged by the queue. The handlers
+are registered from :data:`ROUTES` by :mod:`banyan.proxy.admin`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from banyan.proxy.admin_access import Route, error, reply
 from banyan.proxy.mirror import MirrorQueue
+from banyan.proxy.state import ProxyState
 
-if TYPE_CHECKING:
-    from banyan.proxy.app import ProxyState
-
-Guard = Callable[..., Any]
-Reply = Callable[..., web.Response]
 MAX_LIMIT = 1000
 
 
@@ -40,55 +36,54 @@ def letter_of(text: str) -> int | None:
     return int(text)
 
 
-def add_routes(app: web.Application, guarded: Guard, reply: Reply) -> None:
-    """Register the endpoints (``guarded`` and ``reply`` as in :mod:`banyan.proxy.admin`)."""
+def _queue(state: ProxyState) -> MirrorQueue | None:
+    mirror = state.mirror
+    return mirror if mirror is not None and mirror.engine is not None else None
 
-    def error(request: web.Request, status: int, code: str, message: str) -> web.Response:
-        return reply(request, {"error": {"code": code, "message": message}}, status)
 
-    def queue_of(state: ProxyState) -> MirrorQueue | None:
-        mirror = state.mirror
-        return mirror if mirror is not None and mirror.engine is not None else None
+def _disabled(request: web.Request) -> web.Response:
+    return error(request, 404, "mirror_disabled", "this proxy runs no mirror queue")
 
-    def disabled(request: web.Request) -> web.Response:
-        return error(request, 404, "mirror_disabled", "this proxy runs no mirror queue")
 
-    @guarded()
-    async def listing(request: web.Request, state: ProxyState) -> web.Response:
-        queue = queue_of(state)
-        if queue is None:
-            return disabled(request)
-        limit = request.query.get("limit", "100")
-        if not limit.isdigit() or not 1 <= int(limit) <= MAX_LIMIT:
-            return error(request, 400, "validation_error", f"limit: a number from 1 to {MAX_LIMIT}")
-        stats = asdict(await queue.stats())
-        return reply(request, {**stats, "letters": await queue.dead_letters(int(limit))})
+async def listing(request: web.Request, state: ProxyState) -> web.Response:
+    queue = _queue(state)
+    if queue is None:
+        return _disabled(request)
+    limit = request.query.get("limit", "100")
+    if not limit.isdigit() or not 1 <= int(limit) <= MAX_LIMIT:
+        return error(request, 400, "validation_error", f"limit: a number from 1 to {MAX_LIMIT}")
+    stats = asdict(await queue.stats())
+    return reply(request, {**stats, "letters": await queue.dead_letters(int(limit))})
 
-    async def act(request: web.Request, state: ProxyState, action: str) -> web.Response:
-        queue = queue_of(state)
-        if queue is None:
-            return disabled(request)
-        try:
-            letter = letter_of(request.match_info["id"])
-        except ValueError as exc:
-            return error(request, 400, "validation_error", str(exc))
-        if action == "retry":
-            count = await queue.retry_dead(letter)
-        else:
-            count = await queue.drop_dead(letter)
-        if letter is not None and count == 0:
-            return error(request, 404, "not_found", f"no dead letter {letter}")
-        done = "retried" if action == "retry" else "dropped"
-        return reply(request, {"id": request.match_info["id"], done: count})
 
-    @guarded(write=True)
-    async def retry(request: web.Request, state: ProxyState) -> web.Response:
-        return await act(request, state, "retry")
+async def _act(request: web.Request, state: ProxyState, action: str) -> web.Response:
+    queue = _queue(state)
+    if queue is None:
+        return _disabled(request)
+    try:
+        letter = letter_of(request.match_info["id"])
+    except ValueError as exc:
+        return error(request, 400, "validation_error", str(exc))
+    if action == "retry":
+        count = await queue.retry_dead(letter)
+    else:
+        count = await queue.drop_dead(letter)
+    if letter is not None and count == 0:
+        return error(request, 404, "not_found", f"no dead letter {letter}")
+    done = "retried" if action == "retry" else "dropped"
+    return reply(request, {"id": request.match_info["id"], done: count})
 
-    @guarded(write=True)
-    async def drop(request: web.Request, state: ProxyState) -> web.Response:
-        return await act(request, state, "drop")
 
-    app.router.add_get("/_proxy/mirror", listing)
-    app.router.add_post("/_proxy/mirror/{id}/retry", retry)
-    app.router.add_delete("/_proxy/mirror/{id}", drop)
+async def retry(request: web.Request, state: ProxyState) -> web.Response:
+    return await _act(request, state, "retry")
+
+
+async def drop(request: web.Request, state: ProxyState) -> web.Response:
+    return await _act(request, state, "drop")
+
+
+ROUTES = (
+    Route("GET", "/_proxy/mirror", listing),
+    Route("POST", "/_proxy/mirror/{id}/retry", retry, write=True),
+    Route("DELETE", "/_proxy/mirror/{id}", drop, write=True),
+)

@@ -12,13 +12,13 @@
   ``{"token": "..."}`` to send as the bearer token (stored requests hold no credentials).
 
 ``since`` and ``until`` are ``1h``/``30m``/``2d`` ago, an ISO time or epoch seconds. Without the
-parity side (``shadow`` hook) each answers ``404 parity_disabled``.
+parity side (``shadow`` hook) each answers ``404 parity_disabled``. The handlers are registered
+from :data:`ROUTES` by :mod:`banyan.proxy.admin` (access rules: :mod:`banyan.proxy.admin_access`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
@@ -28,12 +28,8 @@ from banyan.parity.cli import parse_since
 from banyan.parity.compare import Rules
 from banyan.parity.replay import replay
 from banyan.parity.store import ParityStore
-
-if TYPE_CHECKING:
-    from banyan.proxy.app import ProxyState
-
-Guard = Callable[..., Any]
-Reply = Callable[..., web.Response]
+from banyan.proxy.admin_access import Route, error, reply
+from banyan.proxy.state import ProxyState
 
 
 def _time(request: web.Request, name: str) -> float | None:
@@ -50,110 +46,119 @@ def _time(request: web.Request, name: str) -> float | None:
         raise BadQuery(f"{name}: use 1h, 30m, 2d, an ISO time or epoch seconds") from exc
 
 
+def _window(request: web.Request) -> tuple[float | None, float | None]:
+    """``since`` and ``until`` as epoch seconds; :class:`BadQuery` names a bad one."""
+    return _time(request, "since"), _time(request, "until")
+
+
 async def _store(state: ProxyState) -> ParityStore | None:
-    recorder = getattr(state.shadow, "recorder", None)
-    if recorder is None:
+    if state.shadow is None:
         return None
+    recorder = state.shadow.recorder
     await recorder.flush()  # what was compared so far is in the store
-    store: ParityStore = recorder.store
-    return store
+    return recorder.store
 
 
-def add_routes(app: web.Application, guarded: Guard, reply: Reply) -> None:
-    """Register the endpoints; ``guarded(write=...)`` wraps a ``(request, state)`` handler with
-    the admin access rules, ``reply(request, body, status)`` answers JSON."""
+def _disabled(request: web.Request) -> web.Response:
+    return error(request, 404, "parity_disabled", "parity is not enabled on this proxy")
 
-    def error(request: web.Request, status: int, code: str, message: str) -> web.Response:
-        return reply(request, {"error": {"code": code, "message": message}}, status)
 
-    def disabled(request: web.Request) -> web.Response:
-        return error(request, 404, "parity_disabled", "parity is not enabled on this proxy")
+def _filter(request: web.Request, name: str) -> str | None:
+    return request.query.get(name) or None
 
-    @guarded()
-    async def series(request: web.Request, state: ProxyState) -> web.Response:
-        store = await _store(state)
-        if store is None:
-            return disabled(request)
-        try:
-            since, until = _time(request, "since"), _time(request, "until")
-        except BadQuery as exc:
-            return error(request, 400, "validation_error", str(exc))
-        rows = await browse.series(
-            store,
-            feature=request.query.get("feature") or None,
-            endpoint=request.query.get("endpoint") or None,
-            since=since,
-            until=until,
-        )
-        return reply(request, {"hours": rows}, 200)
 
-    @guarded()
-    async def mismatches(request: web.Request, state: ProxyState) -> web.Response:
-        store = await _store(state)
-        if store is None:
-            return disabled(request)
-        limit = request.query.get("limit", "50")
-        if not limit.isdigit() or not 1 <= int(limit) <= browse.MAX_LIMIT:
-            return error(
-                request, 400, "validation_error", f"limit: an integer 1..{browse.MAX_LIMIT}"
-            )
-        try:
-            since, until = _time(request, "since"), _time(request, "until")
-        except BadQuery as exc:
-            return error(request, 400, "validation_error", str(exc))
-        items = await browse.mismatches(
-            store,
-            feature=request.query.get("feature") or None,
-            endpoint=request.query.get("endpoint") or None,
-            path=request.query.get("path") or None,
-            since=since,
-            until=until,
-            limit=int(limit),
-        )
-        return reply(request, {"items": items}, 200)
+async def series(request: web.Request, state: ProxyState) -> web.Response:
+    store = await _store(state)
+    if store is None:
+        return _disabled(request)
+    try:
+        since, until = _window(request)
+    except BadQuery as exc:
+        return error(request, 400, "validation_error", str(exc))
+    rows = await browse.series(
+        store,
+        feature=_filter(request, "feature"),
+        endpoint=_filter(request, "endpoint"),
+        since=since,
+        until=until,
+    )
+    return reply(request, {"hours": rows}, 200)
 
-    async def _example(
-        request: web.Request, state: ProxyState
-    ) -> tuple[dict[str, Any] | None, web.Response | None]:
-        store = await _store(state)
-        if store is None:
-            return None, disabled(request)
-        raw = request.match_info["id"]
-        if not raw.isdigit():
-            return None, error(request, 400, "validation_error", "id: must be an integer")
-        found = await store.example(int(raw))
-        if found is None:
-            return None, error(request, 404, "not_found", f"no stored example #{raw}")
-        return found, None
 
-    @guarded()
-    async def example(request: web.Request, state: ProxyState) -> web.Response:
-        found, refusal = await _example(request, state)
-        return refusal or reply(request, found, 200)
+async def mismatches(request: web.Request, state: ProxyState) -> web.Response:
+    store = await _store(state)
+    if store is None:
+        return _disabled(request)
+    limit = request.query.get("limit", "50")
+    if not limit.isdigit() or not 1 <= int(limit) <= browse.MAX_LIMIT:
+        return error(request, 400, "validation_error", f"limit: an integer 1..{browse.MAX_LIMIT}")
+    try:
+        since, until = _window(request)
+    except BadQuery as exc:
+        return error(request, 400, "validation_error", str(exc))
+    items = await browse.mismatches(
+        store,
+        feature=_filter(request, "feature"),
+        endpoint=_filter(request, "endpoint"),
+        path=_filter(request, "path"),
+        since=since,
+        until=until,
+        limit=int(limit),
+    )
+    return reply(request, {"items": items}, 200)
 
-    @guarded(write=True)
-    async def replay_example(request: web.Request, state: ProxyState) -> web.Response:
-        found, refusal = await _example(request, state)
-        if refusal is not None or found is None:
-            assert refusal is not None
-            return refusal
-        token = None
-        if request.body_exists:
-            try:
-                body = await request.json()
-            except ValueError:
-                return error(request, 400, "invalid_json", "body is not JSON")
-            if not isinstance(body, dict) or not isinstance(body.get("token", ""), str | None):
-                return error(request, 400, "validation_error", "token: must be a string")
-            token = body.get("token") or None
-        flags = state.flags
-        feature = flags.feature(found["feature"])
-        rules = Rules.from_config(feature.parity) if feature else Rules()
-        backends = {name: spec.url for name, spec in flags.backends.items()}
-        result = await replay(found, backends, rules, token=token)
-        return reply(request, result, 200)
 
-    app.router.add_get("/_proxy/parity/series", series)
-    app.router.add_get("/_proxy/parity/mismatches", mismatches)
-    app.router.add_get("/_proxy/parity/examples/{id}", example)
-    app.router.add_post("/_proxy/parity/examples/{id}/replay", replay_example)
+async def _example(request: web.Request, state: ProxyState) -> dict[str, Any] | web.Response:
+    """The stored comparison ``{id}`` names, or the refusal to send."""
+    store = await _store(state)
+    if store is None:
+        return _disabled(request)
+    raw = request.match_info["id"]
+    if not raw.isdigit():
+        return error(request, 400, "validation_error", "id: must be an integer")
+    found = await store.example(int(raw))
+    if found is None:
+        return error(request, 404, "not_found", f"no stored example #{raw}")
+    return found
+
+
+async def example(request: web.Request, state: ProxyState) -> web.Response:
+    found = await _example(request, state)
+    return found if isinstance(found, web.Response) else reply(request, found, 200)
+
+
+async def _token(request: web.Request) -> str | web.Response | None:
+    """The bearer token a replay may be given in its body, or the refusal to send."""
+    if not request.body_exists:
+        return None
+    try:
+        body = await request.json()
+    except ValueError:
+        return error(request, 400, "invalid_json", "body is not JSON")
+    if not isinstance(body, dict) or not isinstance(body.get("token", ""), str | None):
+        return error(request, 400, "validation_error", "token: must be a string")
+    token: str | None = body.get("token") or None
+    return token
+
+
+async def replay_example(request: web.Request, state: ProxyState) -> web.Response:
+    found = await _example(request, state)
+    if isinstance(found, web.Response):
+        return found
+    token = await _token(request)
+    if isinstance(token, web.Response):
+        return token
+    flags = state.flags
+    feature = flags.feature(found["feature"])
+    rules = Rules.from_config(feature.parity) if feature else Rules()
+    backends = {name: spec.url for name, spec in flags.backends.items()}
+    result = await replay(found, backends, rules, token=token)
+    return reply(request, result, 200)
+
+
+ROUTES = (
+    Route("GET", "/_proxy/parity/series", series),
+    Route("GET", "/_proxy/parity/mismatches", mismatches),
+    Route("GET", "/_proxy/parity/examples/{id}", example),
+    Route("POST", "/_proxy/parity/examples/{id}/replay", replay_example, write=True),
+)

@@ -1,0 +1,95 @@
+"""Who may call the admin surface, how its answers look, and how its route tables register.
+
+Access: with ``BANYAN_ADMIN_TOKEN`` set, every admin call needs ``Authorization: Bearer <token>``;
+without it, only loopback clients may read, and writes are refused (a write always needs a token).
+
+Every admin module (:mod:`banyan.proxy.admin`, :mod:`banyan.proxy.parity_admin`,
+:mod:`banyan.proxy.mirror_admin`) is a set of module-level ``async def handler(request, state)``
+functions and a table of :class:`Route`; :func:`register` puts a table on the application,
+each handler behind the access rules and given the proxy's state.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import os
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from banyan.proxy.forward import error_response
+from banyan.proxy.headers import mark, request_id_of
+from banyan.proxy.state import ProxyState
+
+Handler = Callable[[web.Request, ProxyState], Awaitable[web.StreamResponse]]
+Endpoint = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    write: bool = False  # an admin write: always needs the token
+
+
+def _is_loopback(remote: str | None) -> bool:
+    try:
+        return remote is not None and ipaddress.ip_address(remote).is_loopback
+    except ValueError:
+        return False
+
+
+def authorize(request: web.Request, *, write: bool) -> web.Response | None:
+    """None when allowed, else the refusal to send."""
+    token = os.environ.get("BANYAN_ADMIN_TOKEN")
+    if token:
+        given = request.headers.get("Authorization", "")
+        if given.startswith("Bearer ") and hmac.compare_digest(given[7:].strip(), token):
+            return None
+        return error_response(
+            401, "unauthorized", "admin calls need 'Authorization: Bearer <BANYAN_ADMIN_TOKEN>'"
+        )
+    if write:
+        return error_response(403, "forbidden", "set BANYAN_ADMIN_TOKEN to enable admin writes")
+    if not _is_loopback(request.remote):
+        return error_response(
+            403, "forbidden", "admin is loopback-only while BANYAN_ADMIN_TOKEN is unset"
+        )
+    return None
+
+
+def reply(request: web.Request, body: Any, status: int = 200) -> web.Response:
+    """A JSON answer marked as the proxy's own."""
+    response = web.json_response(body, status=status, dumps=lambda v: json.dumps(v, default=str))
+    mark(response.headers, "_proxy", "proxy", request_id_of(request))
+    return response
+
+
+def error(request: web.Request, status: int, code: str, message: str) -> web.Response:
+    """A JSON error answer: ``{"error": {"code", "message"}}``."""
+    return reply(request, {"error": {"code": code, "message": message}}, status)
+
+
+def guarded(handler: Handler, key: web.AppKey[ProxyState], *, write: bool) -> Endpoint:
+    """``handler`` behind the access rules, given the state stored under ``key``."""
+
+    async def inner(request: web.Request) -> web.StreamResponse:
+        refusal = authorize(request, write=write)
+        if refusal is not None:
+            mark(refusal.headers, "_proxy", "proxy", request_id_of(request))
+            return refusal
+        return await handler(request, request.app[key])
+
+    return inner
+
+
+def register(app: web.Application, key: web.AppKey[ProxyState], routes: Iterable[Route]) -> None:
+    for route in routes:
+        app.router.add_route(
+            route.method, route.path, guarded(route.handler, key, write=route.write)
+        )
