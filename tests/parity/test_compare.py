@@ -184,7 +184,8 @@ def test_paths() -> None:
 
 
 def test_event_streams_are_compared_event_by_event_with_the_rules() -> None:
-    from banyan.parity.compare import Response, Rules, compare, parse_events
+    from banyan.parity.bodies import parse_events
+    from banyan.parity.compare import Response, Rules, compare
 
     sse = {"content-type": "text/event-stream"}
     first = (
