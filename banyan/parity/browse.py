@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import and_, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from banyan.parity.store import HOUR, ParityStore, counters, examples
 
@@ -89,6 +90,34 @@ async def mismatches(
     """Stored mismatched requests, newest first, one per comparison: ``{id, feature, endpoint,
     at, method, url, paths}`` where ``paths`` lists every differing path (as counted) and ``id``
     is the first example row of that comparison. ``path`` keeps comparisons where it differed."""
+    query = _comparisons(feature, endpoint, path, since, until, limit)
+    async with store.engine.connect() as conn:
+        groups = (await conn.execute(query)).all()
+        found = []
+        for first, name, where_, at, method, url in groups:
+            found.append(
+                {
+                    "id": int(first),
+                    "feature": name,
+                    "endpoint": where_,
+                    "at": float(at),
+                    "method": method,
+                    "url": url,
+                    "paths": await _differing_paths(conn, name, at, method, url),
+                }
+            )
+    return found
+
+
+def _comparisons(
+    feature: str | None,
+    endpoint: str | None,
+    path: str | None,
+    since: float | None,
+    until: float | None,
+    limit: int,
+) -> Any:
+    """The newest comparisons with examples (one group of example rows each), filtered."""
     where: list[Any] = []
     if feature:
         where.append(examples.c.feature == feature)
@@ -113,34 +142,25 @@ async def mismatches(
         where.append(examples.c.at.in_(hit))
     if where:
         query = query.where(and_(*where))
-    query = query.order_by(examples.c.at.desc()).limit(max(1, min(limit, MAX_LIMIT)))
-    async with store.engine.connect() as conn:
-        groups = (await conn.execute(query)).all()
-        found = []
-        for first, name, where_, at, method, url in groups:
-            kinds = (
-                await conn.execute(
-                    select(examples.c.path, examples.c.kind)
-                    .where(
-                        and_(
-                            examples.c.feature == name,
-                            examples.c.at == at,
-                            examples.c.url == url,
-                            examples.c.method == method,
-                        )
-                    )
-                    .order_by(examples.c.id)
+    return query.order_by(examples.c.at.desc()).limit(max(1, min(limit, MAX_LIMIT)))
+
+
+async def _differing_paths(
+    conn: AsyncConnection, feature: str, at: float, method: str, url: str
+) -> list[dict[str, str]]:
+    """Every (path, kind) one comparison differed at, in the order they were stored."""
+    kinds = (
+        await conn.execute(
+            select(examples.c.path, examples.c.kind)
+            .where(
+                and_(
+                    examples.c.feature == feature,
+                    examples.c.at == at,
+                    examples.c.url == url,
+                    examples.c.method == method,
                 )
-            ).all()
-            found.append(
-                {
-                    "id": int(first),
-                    "feature": name,
-                    "endpoint": where_,
-                    "at": float(at),
-                    "method": method,
-                    "url": url,
-                    "paths": [{"path": p, "kind": k} for p, k in kinds],
-                }
             )
-    return found
+            .order_by(examples.c.id)
+        )
+    ).all()
+    return [{"path": p, "kind": k} for p, k in kinds]

@@ -110,78 +110,100 @@ def render_html(data: dict[str, Any]) -> str:
             "<p>No comparisons recorded yet: put a feature in <code>shadow</code> mode.</p>"
         )
     if data["features"]:
-        parts.append(
-            "<table><tr><th>feature</th><th>compared</th><th>match rate</th><th>mismatch rate</th><th>errors</th><th>skipped</th></tr>"
-        )
-        for f in data["features"]:
-            cls = "ok" if not f["mismatched"] else "bad"
-            parts.append(
-                f"<tr><td><a href='#f-{_e(f['feature'])}'>{_e(f['feature'])}</a></td><td>{f['compared']}</td>"
-                f"<td class='{cls}'>{_pct(f['match_rate'])}</td><td class='{cls}'>{_pct(f['mismatch_rate'])}</td>"
-                f"<td>{f['errors']}</td><td>{f['skipped']}</td></tr>"
-            )
-        parts.append("</table>")
+        parts.extend(_overview_html(data["features"]))
     for f in data["features"]:
-        parts.append(f"<h2 id='f-{_e(f['feature'])}'>{_e(f['feature'])}</h2>")
-        for rollback in f.get("rollbacks") or []:
-            parts.append(
-                f"<p class='bad'>Rolled back at {_e(_when(rollback['at']))}: "
-                f"{_e(rollback['message'])}</p>"
-            )
-        reasons = f.get("skip_reasons") or {}
-        if reasons:
-            parts.append(
-                "<p class='muted'>Skipped: "
-                + ", ".join(f"{_e(r)} {n}" for r, n in sorted(reasons.items()))
-                + "</p>"
-            )
-        if f["latency"]:
-            parts.append(
-                "<table><tr><th>backend</th><th>answers</th><th>p50</th><th>p95</th><th>p99</th></tr>"
-            )
-            for backend, figures in sorted(f["latency"].items()):
-                parts.append(
-                    f"<tr><td>{_e(backend)}</td><td>{figures['count']}</td><td>{_ms(figures['p50'])}</td>"
-                    f"<td>{_ms(figures['p95'])}</td><td>{_ms(figures['p99'])}</td></tr>"
-                )
-            parts.append("</table>")
-        parts.append(
-            "<table><tr><th>endpoint</th><th>compared</th><th>mismatched</th><th>mismatch rate</th>"
-            "<th>errors</th></tr>"
-        )
-        for ep in f["endpoints"]:
-            cls = "ok" if not ep.get("mismatched") else "bad"
-            parts.append(
-                f"<tr><td><code>{_e(ep['endpoint'])}</code></td><td>{ep.get('compared', 0)}</td>"
-                f"<td>{ep.get('mismatched', 0)}</td><td class='{cls}'>{_pct(ep['mismatch_rate'])}</td>"
-                f"<td>{ep.get('errors', 0)}</td></tr>"
-            )
-        parts.append("</table>")
-        for ep in f["endpoints"]:
-            if not ep["top_fields"]:
-                continue
-            parts.append(f"<h3>Differing fields · <code>{_e(ep['endpoint'])}</code></h3>")
-            for top in ep["top_fields"][:20]:
-                parts.append(
-                    f"<p><span class='kind'>{_e(top['kind'])}</span> <code>{_e(top['path'])}</code> "
-                    f"· {top['count']} times</p>"
-                )
-                for example in top["examples"][:3]:
-                    parts.append(_example_html(example, top["path"], top["kind"]))
-        parts.append("<h3>Learned noise</h3>")
-        if f["noise"]:
-            parts.append(
-                "<p class='muted'>Fields that differ between two answers of the same backend; not counted as mismatches.</p><table><tr><th>endpoint</th><th>path</th><th>seen</th></tr>"
-            )
-            for item in f["noise"]:
-                parts.append(
-                    f"<tr><td><code>{_e(item['endpoint'])}</code></td><td><code>{_e(item['path'])}</code></td><td>{item['count']}</td></tr>"
-                )
-            parts.append("</table>")
-        else:
-            parts.append("<p class='muted'>None learned yet.</p>")
+        parts.extend(_feature_html(f))
     parts.append("</body></html>")
     return "".join(parts)
+
+
+def _overview_html(features: list[dict[str, Any]]) -> list[str]:
+    """One row per feature: counts and rates, each linking to the feature's section."""
+    parts = [
+        "<table><tr><th>feature</th><th>compared</th><th>match rate</th><th>mismatch rate</th><th>errors</th><th>skipped</th></tr>"
+    ]
+    for f in features:
+        cls = "ok" if not f["mismatched"] else "bad"
+        parts.append(
+            f"<tr><td><a href='#f-{_e(f['feature'])}'>{_e(f['feature'])}</a></td><td>{f['compared']}</td>"
+            f"<td class='{cls}'>{_pct(f['match_rate'])}</td><td class='{cls}'>{_pct(f['mismatch_rate'])}</td>"
+            f"<td>{f['errors']}</td><td>{f['skipped']}</td></tr>"
+        )
+    parts.append("</table>")
+    return parts
+
+
+def _feature_html(f: dict[str, Any]) -> list[str]:
+    """A feature's section: rollbacks, skips, latency, endpoints, differing fields, noise."""
+    parts = [f"<h2 id='f-{_e(f['feature'])}'>{_e(f['feature'])}</h2>"]
+    for rollback in f.get("rollbacks") or []:
+        parts.append(
+            f"<p class='bad'>Rolled back at {_e(_when(rollback['at']))}: "
+            f"{_e(rollback['message'])}</p>"
+        )
+    reasons = f.get("skip_reasons") or {}
+    if reasons:
+        parts.append(
+            "<p class='muted'>Skipped: "
+            + ", ".join(f"{_e(r)} {n}" for r, n in sorted(reasons.items()))
+            + "</p>"
+        )
+    if f["latency"]:
+        parts.append(
+            "<table><tr><th>backend</th><th>answers</th><th>p50</th><th>p95</th><th>p99</th></tr>"
+        )
+        for backend, figures in sorted(f["latency"].items()):
+            parts.append(
+                f"<tr><td>{_e(backend)}</td><td>{figures['count']}</td><td>{_ms(figures['p50'])}</td>"
+                f"<td>{_ms(figures['p95'])}</td><td>{_ms(figures['p99'])}</td></tr>"
+            )
+        parts.append("</table>")
+    parts.extend(_endpoints_html(f["endpoints"]))
+    parts.extend(_noise_html(f["noise"]))
+    return parts
+
+
+def _endpoints_html(endpoints: list[dict[str, Any]]) -> list[str]:
+    """The endpoints' table, then each endpoint's top differing fields with examples."""
+    parts = [
+        "<table><tr><th>endpoint</th><th>compared</th><th>mismatched</th><th>mismatch rate</th>"
+        "<th>errors</th></tr>"
+    ]
+    for ep in endpoints:
+        cls = "ok" if not ep.get("mismatched") else "bad"
+        parts.append(
+            f"<tr><td><code>{_e(ep['endpoint'])}</code></td><td>{ep.get('compared', 0)}</td>"
+            f"<td>{ep.get('mismatched', 0)}</td><td class='{cls}'>{_pct(ep['mismatch_rate'])}</td>"
+            f"<td>{ep.get('errors', 0)}</td></tr>"
+        )
+    parts.append("</table>")
+    for ep in endpoints:
+        if not ep["top_fields"]:
+            continue
+        parts.append(f"<h3>Differing fields · <code>{_e(ep['endpoint'])}</code></h3>")
+        for top in ep["top_fields"][:20]:
+            parts.append(
+                f"<p><span class='kind'>{_e(top['kind'])}</span> <code>{_e(top['path'])}</code> "
+                f"· {top['count']} times</p>"
+            )
+            for example in top["examples"][:3]:
+                parts.append(_example_html(example, top["path"], top["kind"]))
+    return parts
+
+
+def _noise_html(noise: list[dict[str, Any]]) -> list[str]:
+    parts = ["<h3>Learned noise</h3>"]
+    if not noise:
+        return [*parts, "<p class='muted'>None learned yet.</p>"]
+    parts.append(
+        "<p class='muted'>Fields that differ between two answers of the same backend; not counted as mismatches.</p><table><tr><th>endpoint</th><th>path</th><th>seen</th></tr>"
+    )
+    for item in noise:
+        parts.append(
+            f"<tr><td><code>{_e(item['endpoint'])}</code></td><td><code>{_e(item['path'])}</code></td><td>{item['count']}</td></tr>"
+        )
+    parts.append("</table>")
+    return parts
 
 
 def own_differences(example: dict[str, Any], path: str, kind: str) -> list[dict[str, Any]]:
