@@ -1,14 +1,13 @@
 """``banyan up``: the whole stack in one command — model server, legacy, new and the proxy.
 
 Each part runs as its own process (``python -m banyan.proxy.cli <part> ...``) so it behaves exactly
-as it
-does in production. The backends' ports come from the flag file's ``backends`` URLs, so the proxy
-and the processes always agree. Stores are SQLite files in ``--data-dir`` (default ``.banyan/``
-beside the flag file). Both backends get the same JWT secret: ``BANYAN_JWT_SECRET`` when exported,
-else a random one made on the first run and kept in ``<data-dir>/jwt-secret`` (mode 0600; a file
-other users can read is refused); the proxy gets it too, to stamp each write's time. The proxy
-also gets an admin token (``BANYAN_ADMIN_TOKEN``, else ``.banyan/admin-token`` beside the flag
-file, made the same way) that ``banyan rollout``/``mirror``/``status`` find there. The first
+as it does in production. The backends' ports come from the flag file's ``backends`` URLs, so the
+proxy and the processes always agree. Stores are SQLite files in ``--data-dir`` (default
+``.banyan/`` beside the flag file). Both backends get the same JWT secret: ``BANYAN_JWT_SECRET``
+when exported, else a random one made on the first run and kept in ``<data-dir>/jwt-secret`` (mode
+0600; a file other users can read is refused); the proxy gets it too, to stamp each write's time.
+The proxy also gets an admin token (``BANYAN_ADMIN_TOKEN``, else ``.banyan/admin-token`` beside the
+flag file, made the same way) that ``banyan rollout``/``mirror``/``status`` find there. The first
 process to exit, or Ctrl-C / SIGTERM, stops the others.
 """
 
@@ -90,6 +89,40 @@ def stack_secret(data_dir: Path) -> str:
         raise StackError(str(exc)) from exc
 
 
+def _backend_part(
+    name: str, py: list[str], host: str, port: int, data_dir: Path, env: dict[str, str]
+) -> Part:
+    """Legacy or new, on ``port``, its SQLite store in ``data_dir``."""
+    db = f"sqlite+aiosqlite:///{data_dir / f'{name}.db'}"
+    return Part(name, [*py, name, "--host", host, "--port", str(port), "--db", db], env)
+
+
+def _proxy_part(
+    py: list[str], flags_path: Path, host: str, port: int, data_dir: Path, secret: str, admin: str
+) -> Part:
+    """The proxy, its parity and mirror stores in ``data_dir`` unless exported."""
+    env = {
+        "BANYAN_PARITY_DB": os.environ.get(
+            "BANYAN_PARITY_DB", f"sqlite+aiosqlite:///{data_dir / 'parity.db'}"
+        ),
+        "BANYAN_MIRROR_DB": os.environ.get(
+            "BANYAN_MIRROR_DB", f"sqlite+aiosqlite:///{data_dir / 'mirror.db'}"
+        ),
+        SECRET_ENV: secret,  # stamps writes (X-Banyan-Stamp) as the backends verify them
+        TOKEN_ENV: admin,  # the CLI finds it in .banyan/admin-token (banyan.admin_token)
+    }
+    argv = [*py, "proxy", "--flags", str(flags_path), "--host", host, "--port", str(port)]
+    return Part("proxy", argv, env)
+
+
+def _installed(parts: list[Part]) -> list[Part]:
+    """``parts`` without those whose module this checkout lacks (each said on stdout)."""
+    missing = [p.name for p in parts if not available(MODULES[p.name])]
+    for name in missing:
+        print(f"banyan up: {name} is not part of this checkout yet; not started", flush=True)
+    return [p for p in parts if p.name not in missing]
+
+
 def plan(args: argparse.Namespace) -> list[Part]:
     """The processes ``banyan up`` starts, in start order."""
     flags_path = Path(args.flags).resolve()
@@ -111,58 +144,11 @@ def plan(args: argparse.Namespace) -> list[Part]:
     parts: list[Part] = []
     if "OPENAI_BASE_URL" not in os.environ:
         parts.append(Part("model", [*py, "model", "--host", host, "--port", str(args.model_port)]))
-    parts.append(
-        Part(
-            "legacy",
-            [
-                *py,
-                "legacy",
-                "--host",
-                host,
-                "--port",
-                str(_port_of(urls.get("legacy", ""), 8001)),
-                "--db",
-                f"sqlite+aiosqlite:///{data_dir / 'legacy.db'}",
-            ],
-            backend_env,
-        )
-    )
-    parts.append(
-        Part(
-            "new",
-            [
-                *py,
-                "new",
-                "--host",
-                host,
-                "--port",
-                str(_port_of(urls.get("new", ""), 8002)),
-                "--db",
-                f"sqlite+aiosqlite:///{data_dir / 'new.db'}",
-            ],
-            backend_env,
-        )
-    )
-    parts.append(
-        Part(
-            "proxy",
-            [*py, "proxy", "--flags", str(flags_path), "--host", host, "--port", str(args.port)],
-            {
-                "BANYAN_PARITY_DB": os.environ.get(
-                    "BANYAN_PARITY_DB", f"sqlite+aiosqlite:///{data_dir / 'parity.db'}"
-                ),
-                "BANYAN_MIRROR_DB": os.environ.get(
-                    "BANYAN_MIRROR_DB", f"sqlite+aiosqlite:///{data_dir / 'mirror.db'}"
-                ),
-                SECRET_ENV: secret,  # stamps writes (X-Banyan-Stamp) as the backends verify them
-                TOKEN_ENV: admin,  # the CLI finds it in .banyan/admin-token (banyan.admin_token)
-            },
-        )
-    )
-    missing = [p.name for p in parts if not available(MODULES[p.name])]
-    for name in missing:
-        print(f"banyan up: {name} is not part of this checkout yet; not started", flush=True)
-    return [p for p in parts if p.name not in missing]  # fmt: skip
+    for name, default_port in (("legacy", 8001), ("new", 8002)):
+        port = _port_of(urls.get(name, ""), default_port)
+        parts.append(_backend_part(name, py, host, port, data_dir, backend_env))
+    parts.append(_proxy_part(py, flags_path, host, args.port, data_dir, secret, admin))
+    return _installed(parts)
 
 
 async def _start(part: Part) -> None:
