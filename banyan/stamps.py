@@ -26,6 +26,11 @@ A ``primary`` stamp is accepted within :data:`PRIMARY_WINDOW_MS` of the reader's
 request replayed later is refused); a ``mirror`` stamp has no time window — a mirror queue may
 deliver days later — and is bound to its exact request instead.
 
+A WebSocket frame that writes carries its stamp in the frame instead of a header: a tutor ask
+sent to the candidate as a shadow copy has a ``stamp`` field, a ``primary`` stamp bound to method
+:data:`ASK`, the socket's path (no query) and the turn id as key, at the time the primary stored
+that turn.
+
 This module is pure (no I/O, no clock of its own) and imports nothing from ``banyan.proxy`` or
 ``banyan.backends``: both import it.
 """
@@ -53,6 +58,7 @@ MAX_MS = 2**53 - 1  # what every JSON reader holds exactly
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 IDEMPOTENCY_KEY = "Idempotency-Key"
 REQUEST_ID = "X-Request-Id"
+ASK = "ASK"  # the method a tutor ask's stamp binds (a frame, not a request: see below)
 
 _DIGITS = re.compile(r"0|[1-9][0-9]{0,15}")
 _SIGNATURE = re.compile(r"[A-Za-z0-9_-]{43}")  # 32 bytes, base64url without padding

@@ -90,6 +90,15 @@ class Stamper:
             user=acting_user(stamp.user) if mirror else None,
         )
 
+    def ask(self, ms: int, path: str, turn: str) -> str | None:
+        """The stamp of a tutor ask copied to the candidate: its turn was stored at ``ms`` by
+        the primary (None without a secret). See :mod:`banyan.stamps`."""
+        if self.secret is None:
+            return None
+        return stamps.make_stamp(
+            secret=self.secret, method=stamps.ASK, target=path, key=turn, ms=ms
+        )
+
     def line(self, stamp: WriteStamp | None, target: bytes, *, mirror: bool) -> bytes:
         """The serialized header line for a request head (empty when nothing is stamped)."""
         if stamp is None:

@@ -174,6 +174,14 @@ class Shadow:
         assert self.state is not None
         await self.state.fence.wait(earlier)
 
+    @property
+    def stamps_asks(self) -> bool:
+        return self.state is not None and self.state.stamper.enabled
+
+    def ask_stamp(self, ms: int, path: str, turn: str) -> str | None:
+        """A tutor ask's stamp for the candidate (None when writes are not stamped)."""
+        return None if self.state is None else self.state.stamper.ask(ms, path, turn)
+
     def socket_to(self, backend: str, raw_path: str, headers: Mapping[str, str]) -> Any:
         """Open a socket to ``backend`` (``async with``). It lives as long as the user's: on the
         proxy's WebSocket session, never in the shadow pool that serves the HTTP copies."""

@@ -1,6 +1,6 @@
 """The ``/ws/tutor/{session_id}`` protocol (JSON text frames), shared by both backends.
 
-Client frames: ``{"type": "ask", "text", "id"?}`` and ``{"type": "ping"}``. Server frames:
+Client frames: ``{"type": "ask", "text", "id"?, "stamp"?}`` and ``{"type": "ping"}``. Server frames:
 ``{"type": "token", "turn", "text"}`` for each streamed token, ``{"type": "done", "turn",
 "question", "answer"}`` when a turn is stored, ``{"type": "error", "turn", "code", "message"}``,
 ``{"type": "pong"}``, and ``{"type": "turn", "question", "answer"}`` when another connection to the
@@ -10,6 +10,12 @@ Turns are queued and answered in order, one at a time per connection. A malforme
 gets an ``error`` frame and the connection stays open; a frame over the size limit closes with 1009.
 When the client goes away mid-stream, the running turn is cancelled and every task is awaited.
 The caller authenticates and checks the session before calling :func:`serve_tutor`.
+
+An ask may carry a ``stamp``: the proxy's signed word on the time its turn was stored by the
+other backend (a shadow copy of a turn: :mod:`banyan.stamps`, bound to method ``ASK``, the socket's
+path and the turn id). A stamp that verifies stores the turn at that time, so both stores hold the
+same message and session times; one that does not is answered with an ``invalid_stamp`` error and
+the turn is not run.
 
 When the app has a fan-out bus (:mod:`banyan.backends.common.fanout`), the hub also publishes each
 ``turn`` notice on the session's channel and relays the other replicas' notices to its own
@@ -26,7 +32,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from banyan.backends.common import jsonbody
+from banyan import stamps
+from banyan.backends.common import clock, jsonbody, tokens
 from banyan.backends.common.errors import ApiError
 from banyan.backends.common.fanout import Bus, Message, bus_of
 from banyan.backends.common.tutor.events import Done, Token, TurnRunner
@@ -151,7 +158,34 @@ def parse_frame(raw: str) -> tuple[str, dict[str, Any]] | dict[str, Any]:
         return _error(
             turn, "validation_error", f"text: must be at most {MAX_QUESTION_CHARS} characters"
         )
+    stamp = frame.get("stamp")
+    if stamp is not None and (not isinstance(stamp, str) or len(stamp) > stamps.MAX_HEADER_CHARS):
+        return _error(turn, "validation_error", "stamp: must be a stamp string")
     return "ask", frame
+
+
+def ask_time(request: web.Request, turn: str, stamp: str | None) -> int | None:
+    """The time an ask's verified ``stamp`` gives its turn (None without one); ApiError
+    ``invalid_stamp`` when it does not verify for this socket and turn."""
+    if stamp is None:
+        return None
+    try:
+        verified = stamps.read_stamp(
+            stamp,
+            secret=tokens.secret(),
+            method=stamps.ASK,
+            target=request.raw_path.split("?", 1)[0],
+            key=turn,
+            now_ms=clock.wall_ms(),
+        )
+    except stamps.StampError as exc:
+        log.warning("stamp_refused", reason=exc.reason, path=request.path, turn=turn)
+        raise InvalidAskStamp(f"stamp is {exc.reason}: {exc}") from None
+    return None if verified is None else verified.ms
+
+
+class InvalidAskStamp(ApiError):
+    status, code = 400, "invalid_stamp"
 
 
 async def serve_tutor(
@@ -168,23 +202,27 @@ async def serve_tutor(
     if hub.bus is None and (bus := bus_of(request.app)) is not None:
         hub.share(bus)
     await hub.join(session_id, ws)
-    turns: asyncio.Queue[tuple[str, str]] = asyncio.Queue(MAX_QUEUED_TURNS)
+    turns: asyncio.Queue[tuple[str, str, int | None]] = asyncio.Queue(MAX_QUEUED_TURNS)
 
     async def work() -> None:
         while True:
-            turn, text = await turns.get()
+            turn, text, at = await turns.get()
             try:
-                async for event in runner(user_id, session_id, text):
-                    if isinstance(event, Token):
-                        await ws.send_json({"type": "token", "turn": turn, "text": event.text})
-                    elif isinstance(event, Done):
-                        done = {"question": event.question, "answer": event.answer}
-                        await ws.send_json({"type": "done", "turn": turn, **done})
-                        await hub.broadcast(session_id, {"type": "turn", **done}, skip=ws)
+                with clock.frozen_at(at) if at is not None else contextlib.nullcontext():
+                    await run_one(turn, text)
             except ApiError as exc:
                 await ws.send_json(_error(turn, exc.code, exc.message))
             except (ConnectionError, RuntimeError):
                 return  # the client went away while we were writing
+
+    async def run_one(turn: str, text: str) -> None:
+        async for event in runner(user_id, session_id, text):
+            if isinstance(event, Token):
+                await ws.send_json({"type": "token", "turn": turn, "text": event.text})
+            elif isinstance(event, Done):
+                done = {"question": event.question, "answer": event.answer}
+                await ws.send_json({"type": "done", "turn": turn, **done})
+                await hub.broadcast(session_id, {"type": "turn", **done}, skip=ws)
 
     worker = asyncio.create_task(work(), name=f"tutor-turns:{session_id}")
     counter = 0
@@ -202,7 +240,12 @@ async def serve_tutor(
                 counter += 1
                 turn = frame.get("id") or f"t{counter}"
                 try:
-                    turns.put_nowait((turn, frame["text"].strip()))
+                    at = ask_time(request, turn, frame.get("stamp"))
+                except ApiError as exc:
+                    await ws.send_json(_error(turn, exc.code, exc.message))
+                    continue
+                try:
+                    turns.put_nowait((turn, frame["text"].strip(), at))
                 except asyncio.QueueFull:
                     await ws.send_json(
                         _error(turn, "too_many_turns", f"at most {MAX_QUEUED_TURNS} queued turns")

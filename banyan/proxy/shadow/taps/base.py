@@ -41,6 +41,10 @@ class TapHost(Protocol):
 
     quiet_seconds: float
 
+    @property
+    def stamps_asks(self) -> bool:  # writes are stamped: a tutor ask's copy carries its time
+        ...
+
     def endpoint(self, feature: str, method: str, path: str) -> str: ...
     def tap_opened(self) -> None: ...
     def tap_closed(self) -> None: ...
@@ -48,6 +52,7 @@ class TapHost(Protocol):
     def hold_write(self, backend: str, lines: list[Caller]) -> Release: ...
     async def wait(self, earlier: list[asyncio.Future[None]]) -> None: ...
     def socket_to(self, backend: str, raw_path: str, headers: Mapping[str, str]) -> Any: ...
+    def ask_stamp(self, ms: int, path: str, turn: str) -> str | None: ...
     def noise(self, feature: str, endpoint: str) -> NoisePredicate: ...
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None: ...
     def skip(self, feature: str, endpoint: str, reason: str) -> bool: ...
@@ -84,6 +89,8 @@ class SocketTap:
     """Tees a client's frames to a candidate socket and compares what the two backends say."""
 
     kind: ClassVar[str]
+    # how long a closing tap waits for the lagging candidate to catch up
+    converge_seconds: ClassVar[float] = CONVERGE_SECONDS
 
     def __init__(
         self,
@@ -135,6 +142,11 @@ class SocketTap:
 
     async def saw_candidate(self, ws: aiohttp.ClientWebSocketResponse, message: WSMessage) -> None:
         """A frame from the candidate."""
+
+    async def outgoing(self, message: WSMessage) -> str | None:
+        """What the candidate is sent for the client's text frame ``message`` (None: nothing;
+        the frame's place in line is released). May wait."""
+        return str(message.data)
 
     def sent(self, message: WSMessage, release: Release) -> Release | None:
         """``message`` reached the candidate: return ``release`` to release its place now, or
@@ -257,8 +269,10 @@ class SocketTap:
             try:
                 await self.host.wait(message.earlier)
                 if message.frame.type == WSMsgType.TEXT:
-                    await ws.send_str(message.frame.data)
-                    release = self.sent(message.frame, message.release)
+                    text = await self.outgoing(message.frame)
+                    if text is not None:
+                        await ws.send_str(text)
+                        release = self.sent(message.frame, message.release)
                 elif message.frame.type == WSMsgType.BINARY:
                     await ws.send_bytes(message.frame.data)
                     release = self.sent(message.frame, message.release)
@@ -270,7 +284,7 @@ class SocketTap:
         """The client is gone: give the candidate, which lags, a moment to catch up."""
         await self.closing(ws)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + CONVERGE_SECONDS
+        deadline = loop.time() + self.converge_seconds
         while loop.time() < deadline:
             if self.caught_up():
                 return
@@ -285,7 +299,9 @@ class SocketTap:
         with contextlib.suppress(asyncio.QueueFull):
             self.outbox.put_nowait(None)
         try:
-            await asyncio.wait_for(asyncio.shield(self._task), self.host.quiet_seconds + 2)
+            await asyncio.wait_for(
+                asyncio.shield(self._task), self.host.quiet_seconds + self.converge_seconds + 2
+            )
         except TimeoutError:
             await cancel_and_wait([self._task])
         except asyncio.CancelledError:

@@ -4,30 +4,98 @@ Each turn is compared once both backends finished it (assembled text, event sequ
 messages). An ask sent to the candidate keeps its place in the caller's line until the candidate
 finished that turn, so a read of the session's messages right after the answer never reaches the
 candidate before its copy of the turn.
+
+A turn is a write: when writes are stamped, an ask reaches the candidate once the primary stored
+its turn, with a ``stamp`` at the primary's time (:mod:`banyan.stamps`), so both stores hold the
+same message and session times (``banyan data verify`` finds no difference). An ask whose turn the
+primary never finished (the client left mid-stream) is not sent at all: nothing is stored on
+either side; one the primary refused (an error frame) is sent as it came.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 import aiohttp
 from aiohttp import WSMessage, WSMsgType
 
+from banyan.jsondepth import loads_shallow
 from banyan.parity.ws_capture import TutorTurns
 from banyan.proxy.fence import Release
 from banyan.proxy.shadow.taps.base import SocketTap
+from banyan.proxy.turn_mirror import iso_ms
+
+LEFT = -1  # the primary never finished the turn: the candidate is not asked
+REFUSED = -2  # the primary answered the ask with an error: the candidate is asked unstamped
 
 
 class TutorTap(SocketTap):
     kind = "tutor"
+    converge_seconds = 10.0  # the candidate starts a turn when the primary finished it
 
     def prepare(self) -> None:
         self.primary_turns, self.candidate_turns = TutorTurns(), TutorTurns()
         self._asks = 0  # turn ids, numbered as the server numbers them, for asks without one
+        self._turn_of: dict[int, str] = {}  # a client ask (by identity) -> its turn id
+        self._stored: dict[str, asyncio.Future[int]] = {}  # turn id -> the primary's outcome
+        self._sending: str | None = None
+
+    def saw_client(self, message: WSMessage) -> None:
+        """Number the client's asks as the server does and await the primary's outcome."""
+        if message.type != WSMsgType.TEXT:
+            return
+        from banyan.backends.common.tutor.socket import parse_frame
+
+        parsed = parse_frame(message.data)
+        if not isinstance(parsed, tuple) or parsed[0] != "ask":
+            return
+        self._asks += 1
+        turn = parsed[1].get("id") or f"t{self._asks}"
+        self._turn_of[id(message)] = turn
+        self._stored[turn] = asyncio.get_running_loop().create_future()
 
     def saw_primary(self, message: WSMessage) -> None:
         if message.type == WSMsgType.TEXT:
+            self._primary_outcome(message.data)
             turn = self.primary_turns.feed(message.data)
             if turn is not None:
                 self._compare_turn(turn.turn)
+
+    def _primary_outcome(self, data: str) -> None:
+        try:
+            frame = loads_shallow(data)
+        except ValueError:
+            return
+        if not isinstance(frame, dict) or frame.get("type") not in ("done", "error"):
+            return
+        waiting = self._stored.get(str(frame.get("turn")))
+        if waiting is None or waiting.done():
+            return
+        question = frame.get("question")
+        at = iso_ms(question.get("created_at")) if isinstance(question, dict) else None
+        waiting.set_result(REFUSED if at is None else at)
+
+    async def outgoing(self, message: WSMessage) -> str | None:
+        """An ask waits for the primary's turn and carries its time (see the module docstring)."""
+        self._sending = turn = self._turn_of.pop(id(message), None)
+        if turn is None or not self.host.stamps_asks:
+            return str(message.data)  # not an ask, or writes are not stamped
+        at = await self._stored[turn]
+        if at == LEFT:
+            return None
+        if at == REFUSED:
+            return str(message.data)
+        path = self.raw_path.split("?", 1)[0]
+        frame = json.loads(message.data)
+        frame["stamp"] = self.host.ask_stamp(at, path, turn)
+        return json.dumps(frame)
+
+    async def close(self) -> None:
+        for waiting in self._stored.values():  # the socket is over: unfinished turns are left
+            if not waiting.done():
+                waiting.set_result(LEFT)
+        await super().close()
 
     async def saw_candidate(self, ws: aiohttp.ClientWebSocketResponse, message: WSMessage) -> None:
         if message.type == WSMsgType.TEXT:
@@ -38,15 +106,10 @@ class TutorTap(SocketTap):
 
     def sent(self, message: WSMessage, release: Release) -> Release | None:
         """Keep an ask's place until the candidate finished its turn."""
-        if message.type != WSMsgType.TEXT:
+        turn, self._sending = self._sending, None
+        if message.type != WSMsgType.TEXT or turn is None:
             return release
-        from banyan.backends.common.tutor.socket import parse_frame
-
-        parsed = parse_frame(message.data)
-        if not isinstance(parsed, tuple) or parsed[0] != "ask":
-            return release
-        self._asks += 1
-        turn = parsed[1].get("id") or f"t{self._asks}"
+        self._stored.pop(turn, None)
         self.answered(turn)  # a second ask under the same id: the first one's place goes
         self._held[turn] = release
         return None

@@ -16,6 +16,8 @@ import httpx
 import pytest
 from aiohttp import web
 
+from banyan import stamps
+from banyan.backends.common import clock, tokens
 from banyan.backends.common.errors import UpstreamFailed, error_middleware
 from banyan.backends.common.tutor.events import Done, Token, TurnEvent, answer_http
 from banyan.backends.common.tutor.prompt import HISTORY_TURNS, HistoryMessage, build_messages
@@ -27,8 +29,10 @@ class Recorder:
     def __init__(self) -> None:
         self.cancelled = 0
         self.started = asyncio.Event()
+        self.times: list[int] = []  # the clock each turn ran at
 
     async def run(self, user: str, session: str, text: str) -> AsyncIterator[TurnEvent]:
+        self.times.append(clock.now_ms())
         if text == "fail":
             raise UpstreamFailed("model is down")
         try:
@@ -115,6 +119,42 @@ async def test_bad_frames_get_error_frames_and_the_socket_lives(
         assert (await ws.receive_json())["code"] == "validation_error"
         await ws.send_json({"type": "ping"})
         assert await ws.receive_json() == {"type": "pong"}
+
+
+async def test_a_stamped_ask_runs_its_turn_at_the_stamps_time(
+    tutor: tuple[str, Recorder, TutorHub],
+) -> None:
+    """A shadow copy of a turn carries the primary's time (banyan.stamps, method ASK, bound to
+    the socket's path and the turn id): the turn runs at that time; a stamp made for another
+    turn, another socket or with another secret is refused and the turn is not run."""
+    url, recorder, _ = tutor
+    at = clock.wall_ms() - 5_000  # a primary stamp: within 10 min of the reader
+
+    def stamp(path: str, turn: str, secret: str | None = None) -> str:
+        return stamps.make_stamp(
+            secret=secret or tokens.secret(), method=stamps.ASK, target=path, key=turn, ms=at
+        )
+
+    async with aiohttp.ClientSession() as session, session.ws_connect(url + "/ws/tutor/s9") as ws:
+        await ws.send_json({"type": "ask", "text": "a b", "stamp": stamp("/ws/tutor/s9", "t1")})
+        assert (await collect_turn(ws))[-1]["type"] == "done"
+        refused = [
+            stamp("/ws/tutor/s9", "t1"),  # this is t2
+            stamp("/ws/tutor/other", "t3"),
+            stamp("/ws/tutor/s9", "t4", secret="another-secret-of-enough-length-0123456789"),
+            "v1.not-a-stamp",
+        ]
+        for n, bad in enumerate(refused, start=2):
+            await ws.send_json({"type": "ask", "text": "c", "stamp": bad})
+            frames = await collect_turn(ws)
+            assert frames == [frames[-1]] and frames[-1]["code"] == "invalid_stamp", bad
+            assert frames[-1]["turn"] == f"t{n}"
+        await ws.send_json({"type": "ask", "text": "d", "stamp": 7})
+        assert (await collect_turn(ws))[-1]["code"] == "validation_error"
+        await ws.send_json({"type": "ask", "text": "unstamped"})
+        assert (await collect_turn(ws))[-1]["type"] == "done"
+    assert recorder.times[0] == at and len(recorder.times) == 2
+    assert recorder.times[1] >= at + 5_000  # its own clock again
 
 
 async def test_oversize_frame_closes_with_1009(tutor: tuple[str, Recorder, TutorHub]) -> None:

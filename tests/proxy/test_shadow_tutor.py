@@ -1,0 +1,112 @@
+"""Tests of banyan/proxy/shadow/taps/tutor.py with the real backends: a sampled, shadowed tutor
+socket leaves both stores holding the same turns, down to their times.
+
+Real parts: the model server, legacy and new on SQLite, the proxy in shadow mode with every socket
+sampled; a real aiohttp WebSocket client asks, and both stores are read directly afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import httpx
+import pytest
+
+from banyan.backends.model.server import create_app as model_app
+from banyan.proxy.shadow import shadow_from_env
+from banyan.testing import serve
+from tests.proxy.conftest import real_backends_behind_proxy, tutor_session_of, tutor_turn
+
+FLAGS = """\
+version: 1
+backends:
+  legacy: {legacy}
+  new: {new}
+features:
+  tutor:
+    routes: ["/ws/tutor/*"]
+    mode: shadow
+    writes: mirror
+    parity: {{sample: 100}}
+  core:
+    routes: ["/api/**"]
+    mode: legacy
+    writes: mirror
+default: legacy
+"""
+
+
+async def stored(base_url: str, sid: str, auth: dict[str, str], count: int) -> dict[str, Any]:
+    """The session and its messages on one backend, read directly once it holds ``count``
+    messages (or after 20 s)."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=10) as direct:
+        for _ in range(400):
+            messages = (await direct.get(f"/api/sessions/{sid}/messages", headers=auth)).json()
+            if len(messages.get("items", [])) >= count:
+                break
+            await asyncio.sleep(0.05)
+        session = (await direct.get(f"/api/sessions/{sid}", headers=auth)).json()
+    times = [(m["id"], m["role"], m["created_at"]) for m in messages.get("items", [])]
+    return {"messages": times, "updated_at": session.get("updated_at")}
+
+
+async def test_a_shadowed_turn_is_stored_at_the_primarys_time_on_both_sides(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The candidate's copy of each turn waits for the primary's and carries its time: the same
+    message ids and times, the same session time, on both stores (before, the candidate stored
+    the turn at its own clock and ``banyan data verify`` found every shadowed turn different)."""
+    async with serve(model_app()) as model_url:
+        monkeypatch.setenv("OPENAI_BASE_URL", model_url + "/v1")
+        shadow = shadow_from_env(tmp_path / "flags.yaml")
+        async with real_backends_behind_proxy(tmp_path, FLAGS, shadow=shadow) as urls:
+            async with httpx.AsyncClient(base_url=urls["proxy"], timeout=10) as http:
+                token, auth, sid = await tutor_session_of(http, "shadowed@example.com")
+                ws_url = urls["proxy"].replace("http", "ws") + f"/ws/tutor/{sid}?token={token}"
+                async with aiohttp.ClientSession() as session, session.ws_connect(ws_url) as ws:
+                    first = await tutor_turn(ws, "What is a fraction?")
+                    await asyncio.sleep(0.05)  # the turns' times differ from each other
+                    second = await tutor_turn(ws, "And a decimal?")
+            on_legacy = await stored(urls["legacy"], sid, auth, 4)
+            on_new = await stored(urls["new"], sid, auth, 4)
+            compared = shadow.recorder
+            await compared.flush()
+            summary = await compared.store.summary()
+    primary = [
+        (t[part]["id"], t[part]["role"], t[part]["created_at"])
+        for t in (first, second)
+        for part in ("question", "answer")
+    ]
+    assert on_legacy["messages"] == primary
+    assert on_new == on_legacy
+    assert first["question"]["created_at"] != second["question"]["created_at"]
+    feature = next(f for f in summary["features"] if f["feature"] == "tutor")
+    assert feature["compared"] == 2 and feature["mismatched"] == 0, feature
+
+
+async def test_an_ask_the_client_left_mid_stream_reaches_neither_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The candidate's copy of a turn leaves only once the primary stored it: a client that goes
+    away mid-stream leaves no turn on either side."""
+    async with serve(model_app(token_delay_ms=10)) as model_url:  # a turn long enough to leave
+        monkeypatch.setenv("OPENAI_BASE_URL", model_url + "/v1")
+        shadow = shadow_from_env(tmp_path / "flags.yaml")
+        async with real_backends_behind_proxy(tmp_path, FLAGS, shadow=shadow) as urls:
+            async with httpx.AsyncClient(base_url=urls["proxy"], timeout=10) as http:
+                token, auth, sid = await tutor_session_of(http, "leaver@example.com")
+                ws_url = urls["proxy"].replace("http", "ws") + f"/ws/tutor/{sid}?token={token}"
+                async with aiohttp.ClientSession() as session:
+                    async with session.ws_connect(ws_url) as ws:
+                        await tutor_turn(ws, "What is a fraction?")
+                        await ws.send_json({"type": "ask", "text": "Tell me a long story " * 40})
+                        frame = await ws.receive_json(timeout=10)
+                        assert frame["type"] == "token", frame  # mid-stream: leave now
+            await asyncio.sleep(1.0)  # what either side would store by now, it has stored
+            on_legacy = await stored(urls["legacy"], sid, auth, 2)
+            on_new = await stored(urls["new"], sid, auth, 2)
+    assert len(on_legacy["messages"]) == 2, on_legacy
+    assert on_new == on_legacy
