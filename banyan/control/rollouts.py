@@ -29,6 +29,7 @@ from banyan.control.db import ControlError, lock_key
 from banyan.control.guards import STALE_AFTER
 from banyan.control.store import ControlStore
 from banyan.logs import get_logger
+from banyan.proxy.flags import FlagSet
 from banyan.rollout.controller import RolloutController
 from banyan.rollout.gates import StepWindow
 from banyan.rollout.model import RolloutRecord
@@ -127,20 +128,11 @@ class ControlRolloutController(RolloutController):
         return combined[1] if combined is not None and combined[0] == step else local
 
     async def _share_windows(self) -> None:
+        """Write this replica's window of each running step to ``guard_counts``; the leader then
+        reads every replica's windows of the same step (fresh ones only) and combines them."""
         records = _records(self.control.get(KEY))  # the last re-read: at most a second old
-        flags = self.state.flags
-        prints: dict[str, tuple[int, str]] = {}
-        for name, record in records.items():
-            feature = flags.feature(name)
-            if (
-                record.state in ("running", "paused")
-                and record.applied
-                and feature is not None
-                and feature.rollout is not None
-                and record.step < len(feature.rollout.steps)
-            ):
-                super()._window(name, record.step, feature.rollout.analysis)
-                prints[name] = (record.step, f"{record.step}:{record.started_at}")
+        flags = self.state.flags  # one reading of the flags for the whole tick
+        prints = self._current_steps(records, flags)
         if not self.leader:
             self._drop_windows(records)
         now = time.time()
@@ -174,6 +166,30 @@ class ControlRolloutController(RolloutController):
                 [f"rollout:{name}" for name in prints],
                 now - STALE_AFTER,
             )
+        self._combined = self._combine(found, prints, flags)
+
+    def _current_steps(self, records: Records, flags: FlagSet) -> dict[str, tuple[int, str]]:
+        """Each rollout with a step being judged: (its step, the step's fingerprint), its local
+        window made sure of."""
+        prints: dict[str, tuple[int, str]] = {}
+        for name, record in records.items():
+            feature = flags.feature(name)
+            if (
+                record.state in ("running", "paused")
+                and record.applied
+                and feature is not None
+                and feature.rollout is not None
+                and record.step < len(feature.rollout.steps)
+            ):
+                super()._window(name, record.step, feature.rollout.analysis)
+                prints[name] = (record.step, f"{record.step}:{record.started_at}")
+        return prints
+
+    def _combine(
+        self, found: list[Any], prints: dict[str, tuple[int, str]], flags: FlagSet
+    ) -> dict[str, tuple[int, StepWindow]]:
+        """Every replica's window of each current step (rows of another step left out), as one
+        window per rollout."""
         exports: dict[str, list[dict[str, Any]]] = {}
         for row in found:
             name = row["feature"].split(":", 1)[1]
@@ -190,7 +206,7 @@ class ControlRolloutController(RolloutController):
             window.absorb(parts)
             window.comparisons = sum(int(p.get("comparisons", 0)) for p in parts)
             combined[name] = (prints[name][0], window)
-        self._combined = combined
+        return combined
 
     async def _claim(self) -> None:
         """Hold the leader's lock, or try to take it (a lost connection lets it go)."""

@@ -3,29 +3,38 @@
 Owns :class:`ControlStore`: flag overrides (per feature, the changes applied on top of the flag
 file, with who set them, why and when), a small key/value table with the same change
 notification (for other runtime state, e.g. rollout steps), the shared audit table, and the
-change feed. Every write is one transaction that takes an advisory lock on what it changes,
-bumps the store's version and sends ``NOTIFY`` (delivered at commit); every replica ``LISTEN``\\ s
-and re-reads the whole state when told, and polls the version every ``poll_interval`` as a
-backstop (a dropped listener connection is reopened by the poll). Subscribers are called after
-each re-read that found a new version, with the snapshots before and after.
+change feed (the values it holds: :mod:`banyan.control.state`; its SQL statements:
+:mod:`banyan.control.writes`). Every write is one transaction that takes an advisory lock on what
+it changes, bumps the store's version and sends ``NOTIFY`` (delivered at commit); every replica
+``LISTEN``\\ s and re-reads the whole state when told, and polls the version every
+``poll_interval`` as a backstop (a dropped listener connection is reopened by the poll).
+Subscribers are called after each re-read that found a new version, with the snapshots before and
+after.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import getpass
-import json
-import os
-import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import asyncpg
 
+from banyan.control import writes
 from banyan.control.db import ControlError, channel, check_schema, create_tables, dsn, lock_key
+from banyan.control.state import (
+    Describe,
+    Entry,
+    Override,
+    Snapshot,
+    Subscriber,
+    default_actor,
+    loads,
+    merge_changes,
+    snapshot_of,
+)
 from banyan.logs import get_logger
 from banyan.tasks import finish_or_cancel
 
@@ -33,66 +42,6 @@ log = get_logger("banyan.control")
 
 POLL_INTERVAL = 0.5  # seconds between version checks; NOTIFY usually wins
 T = TypeVar("T")
-
-
-def default_actor(role: str) -> str:
-    """Who is writing: ``role:user@host:pid``."""
-    try:
-        user = getpass.getuser()
-    except Exception:  # no passwd entry in a container
-        user = str(os.getuid())
-    return f"{role}:{user}@{socket.gethostname()}:{os.getpid()}"
-
-
-@dataclass(frozen=True, slots=True)
-class Override:
-    """Changes to one feature on top of the flag file (``None`` removes a key)."""
-
-    feature: str
-    changes: dict[str, Any]
-    source: str
-    actor: str
-    reason: str | None
-    set_at: float
-    version: int
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One key/value pair of runtime state."""
-
-    key: str
-    value: Any
-    source: str
-    actor: str
-    set_at: float
-    version: int
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    version: int = -1
-    overrides: dict[str, Override] = field(default_factory=dict)
-    kv: dict[str, Entry] = field(default_factory=dict)
-
-
-Subscriber = Callable[[Snapshot, Snapshot], Awaitable[None]]
-Describe = Callable[[dict[str, Any] | None], Any]
-
-
-def merge_changes(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
-    """``changes`` over ``base``: nested mappings merge, anything else (``None`` too) replaces."""
-    merged = dict(base)
-    for key, value in changes.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = merge_changes(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def _loads(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else value
 
 
 class ControlStore:
@@ -218,32 +167,7 @@ class ControlStore:
                     version = await conn.fetchval(f"SELECT version FROM {self.table('state')}")
                     rows = await conn.fetch(f"SELECT * FROM {self.table('overrides')}")
                     pairs = await conn.fetch(f"SELECT * FROM {self.table('kv')}")
-            new = Snapshot(
-                version=version,
-                overrides={
-                    r["feature"]: Override(
-                        r["feature"],
-                        _loads(r["changes"]),
-                        r["source"],
-                        r["actor"],
-                        r["reason"],
-                        r["set_at"],
-                        r["version"],
-                    )
-                    for r in rows
-                },
-                kv={
-                    r["key"]: Entry(
-                        r["key"],
-                        _loads(r["value"]),
-                        r["source"],
-                        r["actor"],
-                        r["set_at"],
-                        r["version"],
-                    )
-                    for r in pairs
-                },
-            )
+            new = snapshot_of(version, rows, pairs)
             old, self.snapshot = self.snapshot, new
             self.refreshes += 1
             # under the lock: whoever's refresh returns, the change has been applied
@@ -257,40 +181,10 @@ class ControlStore:
     # -- writes -----------------------------------------------------------------------------------
 
     async def _bump(self, conn: asyncpg.Connection) -> int:
-        version = await conn.fetchval(
-            f"UPDATE {self.table('state')} SET version = version + 1 RETURNING version"
-        )
-        await conn.execute("SELECT pg_notify($1, $2)", self.channel, str(version))
-        return int(version)
+        return await writes.bump(conn, self.table("state"), self.channel)
 
-    async def _audit(
-        self,
-        conn: asyncpg.Connection,
-        *,
-        source: str,
-        feature: str,
-        before: Any,
-        after: Any,
-        digest: str | None,
-        reason: str | None,
-        event: str | None = None,
-    ) -> bool:
-        inserted = await conn.fetchval(
-            f"""INSERT INTO {self.table("audit")}
-                (at, source, actor, feature, before, after, digest, reason, event)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                ON CONFLICT (event) DO NOTHING RETURNING id""",
-            time.time(),
-            source,
-            self.actor,
-            feature,
-            json.dumps(before, default=str),
-            json.dumps(after, default=str),
-            digest,
-            reason,
-            event,
-        )
-        return inserted is not None
+    async def _audit(self, conn: asyncpg.Connection, **entry: Any) -> bool:
+        return await writes.insert_audit(conn, self.table("audit"), actor=self.actor, **entry)
 
     async def set_override(
         self,
@@ -317,7 +211,7 @@ class ControlStore:
             row = await conn.fetchrow(
                 f"SELECT changes FROM {self.table('overrides')} WHERE feature = $1", feature
             )
-            current: dict[str, Any] = _loads(row["changes"]) if row is not None else {}
+            current: dict[str, Any] = loads(row["changes"]) if row is not None else {}
             if only_if is not None and not only_if(current):
                 return None
             merged = merge_changes(current, changes)
@@ -329,22 +223,8 @@ class ControlStore:
                 before = await asyncio.to_thread(describe, current or None)
                 after = await asyncio.to_thread(describe, merged)
             version = await self._bump(conn)
-            now = time.time()
-            await conn.execute(
-                f"""INSERT INTO {self.table("overrides")}
-                    (feature, changes, source, actor, reason, set_at, version)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7)
-                    ON CONFLICT (feature) DO UPDATE SET changes = EXCLUDED.changes,
-                    source = EXCLUDED.source, actor = EXCLUDED.actor, reason = EXCLUDED.reason,
-                    set_at = EXCLUDED.set_at, version = EXCLUDED.version""",
-                feature,
-                json.dumps(merged),
-                source,
-                self.actor,
-                reason,
-                now,
-                version,
-            )
+            override = Override(feature, merged, source, self.actor, reason, time.time(), version)
+            await writes.upsert_override(conn, self.table("overrides"), override)
             await self._audit(
                 conn,
                 source=source,
@@ -355,7 +235,7 @@ class ControlStore:
                 reason=reason,
             )
         log.info("control_override_set", feature=feature, source=source, version=version)
-        return Override(feature, merged, source, self.actor, reason, now, version)
+        return override
 
     async def clear_overrides(
         self,
@@ -386,7 +266,7 @@ class ControlStore:
                     conn,
                     source=source,
                     feature=feature,
-                    before=_loads(row["changes"]),
+                    before=loads(row["changes"]),
                     after=None,
                     digest=digest,
                     reason=reason,
@@ -399,21 +279,9 @@ class ControlStore:
         """Set ``key`` to ``value`` (JSON-able) and notify every replica."""
         async with self.pool.acquire() as conn, conn.transaction():
             version = await self._bump(conn)
-            now = time.time()
-            await conn.execute(
-                f"""INSERT INTO {self.table("kv")} (key, value, source, actor, set_at, version)
-                    VALUES ($1, $2, $3, $4, $5, $6)
-                    ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value,
-                    source = EXCLUDED.source, actor = EXCLUDED.actor, set_at = EXCLUDED.set_at,
-                    version = EXCLUDED.version""",
-                key,
-                json.dumps(value),
-                source,
-                self.actor,
-                now,
-                version,
-            )
-        return Entry(key, value, source, self.actor, now, version)
+            entry = Entry(key, value, source, self.actor, time.time(), version)
+            await writes.upsert_entry(conn, self.table("kv"), entry)
+        return entry
 
     async def update(self, key: str, change: Callable[[Any], tuple[Any, T]], *, source: str) -> T:
         """Read ``key``'s value (None when absent), ``change(value) -> (new value, result)``,
@@ -425,30 +293,19 @@ class ControlStore:
             current = await conn.fetchval(
                 f"SELECT value FROM {self.table('kv')} WHERE key = $1", key
             )
-            value = _loads(current) if current is not None else None
+            value = loads(current) if current is not None else None
             new, result = change(value)
             if new != value:
                 version = await self._bump(conn)
-                await conn.execute(
-                    f"""INSERT INTO {self.table("kv")} (key, value, source, actor, set_at, version)
-                        VALUES ($1, $2, $3, $4, $5, $6)
-                        ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value,
-                        source = EXCLUDED.source, actor = EXCLUDED.actor,
-                        set_at = EXCLUDED.set_at, version = EXCLUDED.version""",
-                    key,
-                    json.dumps(new),
-                    source,
-                    self.actor,
-                    time.time(),
-                    version,
-                )
+                entry = Entry(key, new, source, self.actor, time.time(), version)
+                await writes.upsert_entry(conn, self.table("kv"), entry)
         return result
 
     async def read(self, key: str, default: Any = None) -> Any:
         """``key``'s committed value now (not the last re-read's)."""
         async with self.pool.acquire() as conn:
             value = await conn.fetchval(f"SELECT value FROM {self.table('kv')} WHERE key = $1", key)
-        return default if value is None else _loads(value)
+        return default if value is None else loads(value)
 
     async def delete(self, key: str) -> bool:
         """Remove ``key``; True when it was there."""
@@ -509,6 +366,4 @@ class ControlStore:
                 feature,
                 limit,
             )
-        return [
-            {**dict(r), "before": _loads(r["before"]), "after": _loads(r["after"])} for r in rows
-        ]
+        return [{**dict(r), "before": loads(r["before"]), "after": loads(r["after"])} for r in rows]
