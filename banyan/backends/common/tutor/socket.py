@@ -38,6 +38,7 @@ from banyan.backends.common.errors import ApiError
 from banyan.backends.common.fanout import Bus, Message, bus_of
 from banyan.backends.common.tutor.events import Done, Token, TurnRunner
 from banyan.backends.common.tutor.prompt import MAX_QUESTION_CHARS
+from banyan.errors import StampError
 from banyan.logs import get_logger
 from banyan.tasks import cancel_and_wait
 
@@ -178,7 +179,7 @@ def ask_time(request: web.Request, turn: str, stamp: str | None) -> int | None:
             key=turn,
             now_ms=clock.wall_ms(),
         )
-    except stamps.StampError as exc:
+    except StampError as exc:
         log.warning("stamp_refused", reason=exc.reason, path=request.path, turn=turn)
         raise InvalidAskStamp(f"stamp is {exc.reason}: {exc}") from None
     return None if verified is None else verified.ms
