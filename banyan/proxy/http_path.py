@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from banyan.errors import ConnectError, RequestFault, RequestOverLimit, UpstreamError
-from banyan.logs import get_logger
+from banyan.logs import HotEvent, get_logger
 from banyan.parity.redact import redact_url
 from banyan.proxy.flags import BackendSpec, Feature
 from banyan.proxy.forward import (
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from banyan.proxy.app import ProxyState
 
 log = get_logger("proxy")
+_access_line = HotEvent("proxy", "request")
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -217,16 +218,30 @@ async def _fallback(
 
 
 def access(state: ProxyState, exchange: Exchange, status: int) -> None:
+    """The access log's line for ``exchange`` (unless the proxy runs without one)."""
     if state.access_log:
-        log.info(
-            "request",
+        _access_line.emit(
             request_id=exchange.request_id,
             feature=exchange.feature,
             backend=exchange.backend,
             method=exchange.method,
-            path=redact_url(exchange.path_qs),
+            path=_shown_path(exchange.path_qs),
             status=status,
             duration_ms=round((time.perf_counter() - exchange.started) * 1000, 3),
             error=exchange.error,
             fallback=exchange.fallback or None,
         )
+
+
+_shown: dict[str, str] = {}  # paths already redacted for the access log (most repeat)
+
+
+def _shown_path(path_qs: str) -> str:
+    shown = _shown.get(path_qs)
+    if shown is None:
+        shown = redact_url(path_qs)
+        if len(path_qs) <= 256:
+            if len(_shown) >= 4096:
+                _shown.clear()
+            _shown[path_qs] = shown
+    return shown

@@ -23,6 +23,7 @@ import sys
 from collections.abc import Callable
 
 from banyan.client_timeouts import ClientTimeouts
+from banyan.logs import flush as flush_logs
 from banyan.proxy.admission import AdmissionLimits
 from banyan.proxy.limits import OPTION, Limits
 from banyan.serving import run
@@ -183,6 +184,7 @@ def main(argv: list[str]) -> int:
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the forked worker
             run("proxy", factory, args.host, port, reuse_port=True, timeouts=timeouts)  # type: ignore[arg-type]
+            flush_logs()  # os._exit skips atexit: the last access lines are written here
             os._exit(0)
         children.append(pid)
 

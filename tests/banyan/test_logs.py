@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from banyan.logs import REDACTED, redact_event, redact_text
 from banyan.ports import free_port
 from tests.proxy.raw_upstream import raw_exchange
@@ -112,3 +114,46 @@ def test_configure_routes_library_records_through_redaction(capsys: object) -> N
     err = capsys.readouterr().err  # type: ignore[attr-defined]
     line = json.loads(err.strip().splitlines()[-1])
     assert line["component"] == "aiohttp.server" and "s3" not in line["event"]
+
+
+def test_hot_event_writes_the_line_structlog_would(capsys: pytest.CaptureFixture[str]) -> None:
+    from banyan import logs
+
+    logs.configure()
+    fields = {
+        "request_id": "r1",
+        "path": "/x?token=t0k3n",
+        "status": 200,
+        "duration_ms": 1.5,
+        "error": None,
+        "password": 7,
+        "headers": {"Cookie": "c00k1e", "Accept": "*/*"},
+    }
+    logs.get_logger("proxy").info("request", **fields)
+    logs.HotEvent("proxy", "request").emit(**fields)
+    slow, fast = (json.loads(line) for line in capsys.readouterr().err.strip().splitlines()[-2:])
+    assert list(fast) == list(slow) and fast.pop("timestamp") and slow.pop("timestamp")
+    assert fast == slow and "t0k3n" not in str(fast) and fast["password"] == REDACTED
+
+
+async def test_hot_lines_wait_for_the_end_of_the_loop_turn_and_keep_their_order(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from banyan import logs
+
+    logs.configure()
+    hot = logs.HotEvent("proxy", "request")
+    hot.emit(request_id="1")
+    hot.emit(request_id="2")
+    assert capsys.readouterr().err == ""  # held until the turn ends
+    logs.get_logger("proxy").warning("now")  # written at once, after the lines held
+    await asyncio.sleep(0)
+    hot.emit(request_id="3")
+    await asyncio.sleep(0)
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert [(e["event"], e.get("request_id")) for e in lines] == [
+        ("request", "1"),
+        ("request", "2"),
+        ("now", None),
+        ("request", "3"),
+    ]
