@@ -44,66 +44,71 @@ def _error(request: web.Request, status: int, code: str, message: str) -> web.Re
 
 
 def install(app: web.Application, key: web.AppKey[ProxyState]) -> None:
-    async def startup(app: web.Application) -> None:
-        state = app[key]
-        path = default_path(state.flags_path)
-        controller: RolloutController
-        if state.control is not None:  # replicas: records and leadership in the control store
-            from banyan.control.rollouts import ControlRolloutController
+    """The rollout endpoints on ``app``, and the controller started and stopped with it."""
 
-            controller = ControlRolloutController(state, state.control.store)
-        else:
-            controller = RolloutController(
-                state, FileRolloutStore(path), path.with_name(path.name + ".leader")
-            )
-        app[CONTROLLER] = controller
+    async def startup(app: web.Application) -> None:
+        app[CONTROLLER] = controller = _controller_for(app[key])
         await controller.start()
 
-    async def cleanup(app: web.Application) -> None:
-        controller = app.get(CONTROLLER)
-        if controller is not None:
-            await controller.stop()
-
-    async def listing(request: web.Request) -> web.Response:
-        refusal = authorize(request, write=False)
-        if refusal is not None:
-            mark(refusal.headers, "_proxy", "proxy", request_id_of(request))
-            return refusal
-        controller = request.app[CONTROLLER]
-        try:
-            records = await asyncio.to_thread(controller.store.load)
-        except (OSError, ValueError) as exc:
-            return _error(request, 503, "rollout_state_unavailable", str(exc))
-        flags = controller.state.flags
-        wanted = request.match_info.get("feature")
-        if wanted is not None:
-            if wanted not in records:
-                return _error(request, 404, "not_found", f"no rollout of {wanted!r}")
-            return _json(request, view(records[wanted], flags))
-        return _json(request, [view(records[name], flags) for name in sorted(records)])
-
-    async def act(request: web.Request) -> web.Response:
-        refusal = authorize(request, write=True)
-        if refusal is not None:
-            mark(refusal.headers, "_proxy", "proxy", request_id_of(request))
-            return refusal
-        controller = request.app[CONTROLLER]
-        name = request.match_info["feature"]
-        if controller.state.flags.feature(name) is None:
-            return _error(request, 404, "not_found", f"no feature {name!r}")
-        try:
-            record = await controller.act(name, request.match_info["action"])
-        except TransitionError as exc:
-            return _error(request, exc.status, exc.code, exc.message)
-        except (OSError, ValueError) as exc:  # the state file cannot be read or written
-            return _error(request, 503, "rollout_state_unavailable", str(exc))
-        return _json(request, view(record, controller.state.flags))
-
-    app.router.add_get("/_proxy/rollouts", listing)
-    app.router.add_get("/_proxy/rollouts/{feature}", listing)
-    app.router.add_post("/_proxy/rollouts/{feature}/{action}", act)
+    app.router.add_get("/_proxy/rollouts", _listing)
+    app.router.add_get("/_proxy/rollouts/{feature}", _listing)
+    app.router.add_post("/_proxy/rollouts/{feature}/{action}", _act)
     app.on_startup.append(startup)
-    app.on_cleanup.insert(0, cleanup)
+    app.on_cleanup.insert(0, _cleanup)
+
+
+def _controller_for(state: ProxyState) -> RolloutController:
+    """With a control store, records and leadership live there (replicas); else a JSON file and
+    a lock file beside the flag file's state."""
+    if state.control is not None:
+        from banyan.control.rollouts import ControlRolloutController
+
+        return ControlRolloutController(state, state.control.store)
+    path = default_path(state.flags_path)
+    return RolloutController(state, FileRolloutStore(path), path.with_name(path.name + ".leader"))
+
+
+async def _cleanup(app: web.Application) -> None:
+    controller = app.get(CONTROLLER)
+    if controller is not None:
+        await controller.stop()
+
+
+async def _listing(request: web.Request) -> web.Response:
+    refusal = authorize(request, write=False)
+    if refusal is not None:
+        mark(refusal.headers, "_proxy", "proxy", request_id_of(request))
+        return refusal
+    controller = request.app[CONTROLLER]
+    try:
+        records = await asyncio.to_thread(controller.store.load)
+    except (OSError, ValueError) as exc:
+        return _error(request, 503, "rollout_state_unavailable", str(exc))
+    flags = controller.state.flags
+    wanted = request.match_info.get("feature")
+    if wanted is not None:
+        if wanted not in records:
+            return _error(request, 404, "not_found", f"no rollout of {wanted!r}")
+        return _json(request, view(records[wanted], flags))
+    return _json(request, [view(records[name], flags) for name in sorted(records)])
+
+
+async def _act(request: web.Request) -> web.Response:
+    refusal = authorize(request, write=True)
+    if refusal is not None:
+        mark(refusal.headers, "_proxy", "proxy", request_id_of(request))
+        return refusal
+    controller = request.app[CONTROLLER]
+    name = request.match_info["feature"]
+    if controller.state.flags.feature(name) is None:
+        return _error(request, 404, "not_found", f"no feature {name!r}")
+    try:
+        record = await controller.act(name, request.match_info["action"])
+    except TransitionError as exc:
+        return _error(request, exc.status, exc.code, exc.message)
+    except (OSError, ValueError) as exc:  # the state file cannot be read or written
+        return _error(request, 503, "rollout_state_unavailable", str(exc))
+    return _json(request, view(record, controller.state.flags))
 
 
 async def running_rollouts(app: web.Application) -> list[dict[str, Any]] | None:

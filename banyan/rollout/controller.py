@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from banyan.control.db import ControlError
 from banyan.logs import get_logger
 from banyan.proxy.flag_edit import set_fields
-from banyan.proxy.flags import FlagError, FlagSet
+from banyan.proxy.flags import Feature, FlagError, FlagSet
 from banyan.rollout.gates import StepWindow, Verdict, judge
 from banyan.rollout.model import RolloutRecord, step_dict
 from banyan.rollout.schedule import (
@@ -218,65 +218,90 @@ class RolloutController:
         effects: list[Effect] = []
         for name, record in records.items():
             feature = flags.feature(name)
-            if record.state == "aborted" and not record.applied:
-                if feature is None:
-                    record.applied = True
-                    continue
-                effects.append(Effect("abort", name, record.step, abort_changes(feature)))
-                continue
-            if record.state != "running":
-                continue
-            rollout = feature.rollout if feature is not None else None
-            if feature is None or rollout is None:
-                abort(record, "the feature or its rollout block left the flag file")
-                record.applied = True
-                notes.append((name, f"aborted: {record.reason}"))
-                continue
-            if record.steps != [step_dict(s) for s in rollout.steps]:
-                where = describe(record)
-                abort(record, f"the rollout's steps changed in the flag file at {where}")
-                notes.append((name, f"aborted: {record.reason}"))
-                effects.append(Effect("abort", name, record.step, abort_changes(feature)))
-                continue
-            step = rollout.steps[record.step]
-            if not record.applied:
-                effects.append(Effect("apply", name, record.step, step_changes(feature, step)))
-                continue
-            if not in_step(feature, step):
-                moved = self._moved(feature.name, feature.mode)
-                abort(record, f"{describe(record)}: {moved}")
-                notes.append((name, f"aborted: {record.reason}"))
-                effects.append(Effect("abort", name, record.step, abort_changes(feature)))
-                continue
-            held = verdicts.get(name)
-            if held is None or held[0] != record.step:
-                continue
-            _, verdict, fresh = held
-            if fresh and record.step_started_at is not None and record.step_started_at < now:
-                record.step_started_at = now  # a restart: the step's window starts again
-            record.gates, record.samples = verdict.gates, verdict.samples
-            if verdict.breached is not None:
-                abort(record, f"{describe(record)}: {verdict.reason}", verdict.breached["name"])
-                notes.append((name, f"aborted: {record.reason}"))
-                effects.append(Effect("abort", name, record.step, abort_changes(feature)))
-                continue
-            started = record.step_started_at if record.step_started_at is not None else now
-            if now - started >= step.duration and verdict.enough:
-                passed = f"{describe(record)} passed"
-                if verdict.gates:
-                    passed += f" with {verdict.samples} samples, every gate ok"
-                advance(record, passed)
-                notes.append((name, passed))
-                if record.state == "succeeded":
-                    record.touch(f"succeeded: {passed}")
-                    notes.append((name, "succeeded"))
-                else:
-                    nxt = rollout.steps[record.step]
-                    effects.append(Effect("apply", name, record.step, step_changes(feature, nxt)))
-            else:
-                waiting = "waiting for min_samples" if not verdict.enough else "judging"
-                record.touch(f"{describe(record)}: {waiting}")
+            effect = self._decide_one(name, record, feature, verdicts.get(name), now, notes)
+            if effect is not None:
+                effects.append(effect)
         return effects
+
+    def _decide_one(
+        self,
+        name: str,
+        record: RolloutRecord,
+        feature: Feature | None,
+        held: tuple[int, Verdict, bool] | None,
+        now: float,
+        notes: list[tuple[str, str]],
+    ) -> Effect | None:
+        """One record's next move: an aborted one's flags written, a running one checked
+        against the flag file, then judged on its step's verdict (:meth:`_judge`)."""
+        if record.state == "aborted" and not record.applied:
+            if feature is None:
+                record.applied = True
+                return None
+            return Effect("abort", name, record.step, abort_changes(feature))
+        if record.state != "running":
+            return None
+        rollout = feature.rollout if feature is not None else None
+        if feature is None or rollout is None:
+            abort(record, "the feature or its rollout block left the flag file")
+            record.applied = True
+            notes.append((name, f"aborted: {record.reason}"))
+            return None
+        if record.steps != [step_dict(s) for s in rollout.steps]:
+            where = describe(record)
+            abort(record, f"the rollout's steps changed in the flag file at {where}")
+            notes.append((name, f"aborted: {record.reason}"))
+            return Effect("abort", name, record.step, abort_changes(feature))
+        step = rollout.steps[record.step]
+        if not record.applied:
+            return Effect("apply", name, record.step, step_changes(feature, step))
+        if not in_step(feature, step):
+            moved = self._moved(feature.name, feature.mode)
+            abort(record, f"{describe(record)}: {moved}")
+            notes.append((name, f"aborted: {record.reason}"))
+            return Effect("abort", name, record.step, abort_changes(feature))
+        if held is None or held[0] != record.step:
+            return None
+        return self._judge(name, record, feature, held, now, notes)
+
+    def _judge(
+        self,
+        name: str,
+        record: RolloutRecord,
+        feature: Feature,
+        held: tuple[int, Verdict, bool],
+        now: float,
+        notes: list[tuple[str, str]],
+    ) -> Effect | None:
+        """A running step's verdict applied: a breach aborts, a step over with enough samples
+        advances (the next step's flags to write), else it keeps waiting."""
+        rollout = feature.rollout
+        assert rollout is not None
+        step = rollout.steps[record.step]
+        _, verdict, fresh = held
+        if fresh and record.step_started_at is not None and record.step_started_at < now:
+            record.step_started_at = now  # a restart: the step's window starts again
+        record.gates, record.samples = verdict.gates, verdict.samples
+        if verdict.breached is not None:
+            abort(record, f"{describe(record)}: {verdict.reason}", verdict.breached["name"])
+            notes.append((name, f"aborted: {record.reason}"))
+            return Effect("abort", name, record.step, abort_changes(feature))
+        started = record.step_started_at if record.step_started_at is not None else now
+        if now - started < step.duration or not verdict.enough:
+            waiting = "waiting for min_samples" if not verdict.enough else "judging"
+            record.touch(f"{describe(record)}: {waiting}")
+            return None
+        passed = f"{describe(record)} passed"
+        if verdict.gates:
+            passed += f" with {verdict.samples} samples, every gate ok"
+        advance(record, passed)
+        notes.append((name, passed))
+        if record.state == "succeeded":
+            record.touch(f"succeeded: {passed}")
+            notes.append((name, "succeeded"))
+            return None
+        nxt = rollout.steps[record.step]
+        return Effect("apply", name, record.step, step_changes(feature, nxt))
 
     def _moved(self, name: str, mode: str) -> str:
         breach = next((b for b in reversed(self.state.breaches) if b.get("feature") == name), None)
