@@ -3,7 +3,8 @@
 The request path, the WebSocket path, the guard rollback and the admin handlers all speak to the
 shadow through :class:`ShadowHook` (implemented by :class:`banyan.proxy.shadow.Shadow`); none of
 them looks for an attribute with ``getattr``. The shadow is optional: ``None`` where the proxy
-has no parity side.
+has no parity side. In the other direction the shadow sees the proxy as a :class:`ShadowHost`
+(the :class:`~banyan.proxy.state.ProxyState` is one): the few parts a copy or a tap uses.
 """
 
 from __future__ import annotations
@@ -14,16 +15,62 @@ from typing import TYPE_CHECKING, Any, Protocol
 from aiohttp import web
 
 from banyan.proxy.fence import WriteFence
-from banyan.proxy.flags import Feature
+from banyan.proxy.flags import Feature, FlagSet
 from banyan.proxy.forward import Exchange
 from banyan.proxy.routing import Decision
 from banyan.proxy.websocket import FrameTap
 
 if TYPE_CHECKING:
+    import aiohttp
+
     from banyan.parity.store import ParityRecorder
     from banyan.proxy.breaker import ShadowBreaker
     from banyan.proxy.copy_sender import CopySender
-    from banyan.proxy.state import ProxyState
+    from banyan.proxy.gaps import IdleGaps
+    from banyan.proxy.guards import GuardBoard
+    from banyan.proxy.limits import Limits
+    from banyan.proxy.metrics import ProxyMetrics
+    from banyan.proxy.stamping import Stamper
+
+
+class ShadowHost(Protocol):
+    """What the shadow uses of the proxy that runs it (handed to :meth:`ShadowHook.start`)."""
+
+    @property
+    def flags(self) -> FlagSet: ...  # the backends' URLs and timeouts in force
+
+    @property
+    def limits(self) -> Limits: ...  # header limits, for the copies' own pools
+
+    @property
+    def metrics(self) -> ProxyMetrics: ...
+
+    @property
+    def guards(self) -> GuardBoard: ...  # comparisons feed the feature's guards
+
+    @property
+    def fence(self) -> WriteFence: ...  # a caller's writes in flight, per backend
+
+    @property
+    def gaps(self) -> IdleGaps: ...  # copies wait while users' requests run
+
+    @property
+    def stamper(self) -> Stamper: ...  # a copy's write carries the primary's stamp
+
+    @property
+    def ws_session(self) -> aiohttp.ClientSession | None: ...  # the candidate's sockets
+
+    def check_guard(self, feature: str) -> None: ...
+
+    def enqueue_mirror(
+        self,
+        feature: Feature,
+        exchange: Exchange,
+        headers: Any,
+        target: str,
+        user: str | None,
+        ip: str,
+    ) -> None: ...  # a write the candidate could not take goes through the mirror queue
 
 
 class ShadowHook(Protocol):
@@ -72,6 +119,6 @@ class ShadowHook(Protocol):
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    async def start(self, state: ProxyState) -> None: ...
+    async def start(self, state: ShadowHost) -> None: ...
 
     async def stop(self) -> None: ...

@@ -39,7 +39,7 @@ from banyan.proxy.upstream import PoolSettings, Upstreams
 from banyan.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
-    from banyan.proxy.app import ProxyState
+    from banyan.proxy.hooks import ShadowHost
 
 
 class Shadow:
@@ -62,13 +62,13 @@ class Shadow:
         # Read copies on their way to a candidate, per user: a write copy waits for them.
         self.reads = WriteFence()
         self.breaker = ShadowBreaker()
-        self.state: ProxyState | None = None
+        self.state: ShadowHost | None = None  # the proxy, as far as copies and taps use it
         self.session: aiohttp.ClientSession | None = None  # the candidate's WebSockets
         self.upstreams: Upstreams | None = None  # copies sent in-process
         self.http = HttpCopies(self)
         self._tasks: set[asyncio.Task[Any]] = set()
 
-    async def start(self, state: ProxyState) -> None:
+    async def start(self, state: ShadowHost) -> None:
         self.state = state
         # Shadow traffic has its own small pool: a slow or hanging candidate can never take
         # connections (or connection churn) away from the users' requests.
