@@ -7,7 +7,8 @@ message means belongs to its users (whiteboard rooms, tutor sessions, live subsc
 
 - Channels are ``{prefix}:{service}:{topic}:{name}`` (``prefix`` from ``BANYAN_REDIS_PREFIX``,
   default ``banyan``), so legacy and new replicas on one Redis never hear each other.
-- Every message carries the sending replica's id; a replica never handles its own messages, so
+- Every message carries the sending replica's id (the format:
+  :mod:`~banyan.backends.common.fanout_messages`); a replica never handles its own messages, so
   nothing echoes back in a loop.
 - :meth:`Bus.publish` never waits: messages go to an outbox that one task publishes on one
   connection, so a replica's messages on a channel arrive everywhere in the order it sent them.
@@ -23,10 +24,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -36,46 +35,15 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from banyan.backends.common.fanout_messages import Handler, decode, encode, new_replica_id
+from banyan.backends.common.fanout_messages import Message as Message  # its users' type too
 from banyan.logs import get_logger
 from banyan.tasks import cancel_and_wait
 
 log = get_logger("fanout")
 
 DEFAULT_PREFIX = "banyan"
-VERSION = b"1"
 _FAILURES = (RedisError, OSError, TimeoutError, RuntimeError)
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """A message from another replica: who sent it, what kind it is, and its bytes."""
-
-    sender: str
-    kind: str
-    body: bytes
-
-
-Handler = Callable[[Message], None]
-
-
-def encode(sender: str, kind: str, body: bytes) -> bytes:
-    """``1|sender|kind|body`` — sender and kind are short ASCII words without ``|``."""
-    return b"|".join((VERSION, sender.encode(), kind.encode(), body))
-
-
-def decode(data: bytes) -> Message | None:
-    """The message in ``data``, or None when it is not one of ours."""
-    parts = data.split(b"|", 3)
-    if len(parts) != 4 or parts[0] != VERSION:
-        return None
-    try:
-        return Message(parts[1].decode("ascii"), parts[2].decode("ascii"), parts[3])
-    except UnicodeDecodeError:
-        return None
-
-
-def new_replica_id() -> str:
-    return f"{os.getpid()}-{secrets.token_hex(4)}"
 
 
 class Bus:

@@ -1,5 +1,6 @@
-"""The durable job queue's shared rules: the ``jobs`` table, its states, the retry policy, the
-statements that move a job between states, and the job object of the contract.
+"""The durable job queue's shared rules: the ``jobs`` table, its states, the statements that move a
+job between states, and the job object of the contract (the retry policy and settings:
+:mod:`banyan.backends.common.job_policy`, its names importable from here too).
 
 Both backends keep a ``jobs`` table with these exact columns (created by :func:`define_table` on the
 backend's own ``MetaData``, migration 3); each runs its own workers (legacy: a task pool; new:
@@ -30,7 +31,6 @@ machine's clock.
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -56,14 +56,15 @@ from sqlalchemy import (
 from sqlalchemy.sql import Delete, Select, Update
 
 from banyan.backends.common.clock import iso, now_ms, wall_ms
-from banyan.backends.common.documents import ExtractionError
-from banyan.backends.common.errors import ApiError
 from banyan.backends.common.ids import NAMESPACE
+from banyan.backends.common.job_policy import MAX_ERROR_CHARS as MAX_ERROR_CHARS
+from banyan.backends.common.job_policy import JobSettings, clip_error, retry_delay_ms
+from banyan.backends.common.job_policy import describe as describe
+from banyan.backends.common.job_policy import settings_from_env as settings_from_env
 
 T = TypeVar("T")
 STATUSES = ("queued", "running", "succeeded", "failed", "dead")
 FINISHED = ("succeeded", "dead")
-MAX_ERROR_CHARS = 2000
 PERIODIC_RETENTION_MS = 24 * 3600 * 1000
 
 
@@ -91,51 +92,6 @@ def define_table(metadata: MetaData) -> Table:
     )
 
 
-# -- settings and policy -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class JobSettings:
-    backoff: float = 1.0  # seconds; the n-th retry waits backoff * 2**(n-1)
-    lease: float = 30.0  # seconds a claim lasts without a renewal
-    max_attempts: int = 5
-    concurrency: int = 4  # jobs one worker runs at once
-    poll: float = 0.5  # seconds between looks at the table when nobody wakes the worker
-
-    @property
-    def lease_ms(self) -> int:
-        return int(self.lease * 1000)
-
-
-def _number(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    value = float(raw)
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, got {raw!r}")
-    return value
-
-
-def settings_from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> JobSettings:
-    """``BANYAN_JOB_BACKOFF``, ``BANYAN_JOB_LEASE``, ``BANYAN_JOB_MAX_ATTEMPTS`` and
-    ``BANYAN_JOB_CONCURRENCY``; keyword overrides that are not None win."""
-    source = os.environ if env is None else env
-    values: dict[str, Any] = {
-        "backoff": _number(source, "BANYAN_JOB_BACKOFF", 1.0),
-        "lease": _number(source, "BANYAN_JOB_LEASE", 30.0),
-        "max_attempts": int(_number(source, "BANYAN_JOB_MAX_ATTEMPTS", 5)),
-        "concurrency": int(_number(source, "BANYAN_JOB_CONCURRENCY", 4)),
-    }
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return JobSettings(**values)
-
-
-def retry_delay_ms(settings: JobSettings, attempts: int) -> int:
-    """How long a job waits after its ``attempts``-th failed attempt."""
-    return int(settings.backoff * 1000 * 2 ** max(attempts - 1, 0))
-
-
 def job_id_for(owner: str) -> str:
     """The id of the job that belongs to ``owner`` (e.g. ``"document:<id>"``): the same on both
     backends, so a mirrored upload names the same job."""
@@ -152,19 +108,6 @@ def periodic_slot(every_ms: int, now: int) -> int:
 
 def dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def describe(exc: BaseException) -> str:
-    """A failure as a job's ``error``: the contract message of an API error, else type and text."""
-    if isinstance(exc, ApiError):
-        return clip_error(exc.message)
-    if isinstance(exc, ExtractionError):
-        return clip_error(str(exc))
-    return clip_error(f"{type(exc).__name__}: {exc}")
-
-
-def clip_error(text: str) -> str:
-    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
 
 
 # -- rows and statements -----------------------------------------------------------------------
