@@ -22,8 +22,8 @@ asked a second time and the differences between its two answers are learned as n
 
 WebSockets: a tap tees the client's frames to a candidate connection (one tap class per socket
 kind). A socket that is not sampled still writes through to the candidate, by the mirror taps of
-:mod:`banyan.proxy.app`. Every result goes to the parity recorder, the metrics and the feature's
-guard.
+:mod:`banyan.proxy.write_mirror`. Every result goes to the parity recorder, the metrics and the
+feature's guard.
 
 The package: :mod:`.core` (the :class:`Shadow`, its lifecycle and reports), :mod:`.http` (HTTP
 copies), :mod:`.order` (the order of a caller's copies), :mod:`.taps` (socket taps).
