@@ -28,7 +28,9 @@ import os
 import re
 import sys
 import threading
-from collections.abc import MutableMapping
+import time
+from collections.abc import Callable, MutableMapping
+from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
 import structlog
@@ -303,8 +305,7 @@ class HotEvent:
                 line[key] = _redact_value(key, value)
         line["event"] = self.event
         line["level"] = "info"
-        now = datetime.datetime.now(tz=datetime.UTC)
-        line["timestamp"] = now.isoformat().replace("+00:00", "Z")
+        line["timestamp"] = _timestamp()
         _lines.soon(_encode(line))
 
 
@@ -318,8 +319,36 @@ def _kind_of(key: str) -> str:
     return _OTHER if key.lower() in SECRET_FIELDS else _TEXT
 
 
-# what structlog's JSONRenderer writes (json.dumps, anything unknown as its repr)
-_encode = json.JSONEncoder(default=repr).encode
+def _encoder() -> Callable[[Any], str]:
+    """What structlog's JSONRenderer writes (``json.dumps``, anything unknown as its repr), with
+    the C encoder made once rather than per call when the interpreter has it."""
+    if c_make_encoder is None:  # pragma: no cover - CPython always has it
+        return json.JSONEncoder(default=repr).encode
+    # markers, default, string encoder, indent, separators, sort_keys, skipkeys, allow_nan
+    chunks = c_make_encoder(
+        None, repr, encode_basestring_ascii, None, ": ", ", ", False, False, True
+    )
+
+    def encode(value: Any) -> str:
+        return "".join(chunks(value, 0))
+
+    return encode
+
+
+_encode = _encoder()
+_second: list[Any] = [None, ""]  # the second last stamped, and its text
+
+
+def _timestamp() -> str:
+    """Now as TimeStamper(fmt="iso", utc=True) writes it (``2026-01-02T03:04:05.678901Z``; no
+    fraction on a whole second, as ``isoformat`` does), the date and time formatted once a
+    second."""
+    seconds, nanos = divmod(time.time_ns(), 1_000_000_000)
+    if _second[0] != seconds:
+        moment = datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC)
+        _second[:] = [seconds, moment.strftime("%Y-%m-%dT%H:%M:%S")]
+    micros = nanos // 1000
+    return f"{_second[1]}.{micros:06d}Z" if micros else f"{_second[1]}Z"
 
 
 def get_logger(name: str, **bound: Any) -> Any:
