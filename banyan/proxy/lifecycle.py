@@ -11,12 +11,10 @@ Also the proxy's own probes, ``/healthz`` and ``/readyz``.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
 import aiohttp
 from aiohttp import web
 
+from banyan.proxy.flag_reactions import sync_guards
 from banyan.proxy.health import HealthProbe
 from banyan.proxy.state import STATE, ProxyState
 from banyan.proxy.upstream import Upstreams
@@ -77,9 +75,9 @@ async def startup(app: web.Application) -> None:
     state.upstreams = Upstreams(state.limits)
     state.session = client_session()
     state.ws_session = websocket_session()
-    state.store.subscribe(state.on_flags)
+    state.store.subscribe(state.reactions.on_flags)
     state.metrics.flags_info.set(state.flags.digest, value=1)
-    state._sync_guards(state.flags)
+    sync_guards(state.guards, state.flags)
     if state.control is not None:
         await state.control.start(state.store)
         state.control.share_guards(state)
@@ -109,9 +107,7 @@ async def shutdown(app: web.Application) -> None:
 
 async def cleanup(app: web.Application) -> None:
     state = app[STATE]
-    for task in list(state._tasks):
-        with contextlib.suppress(Exception, asyncio.CancelledError):
-            await asyncio.wait_for(task, 5)
+    await state.drain(5.0)
     if state.shadow is not None:
         await state.shadow.stop()
     if state.health is not None:

@@ -13,6 +13,7 @@ The one-line methods below are the entry points modules holding the whole state 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import defaultdict
 from collections.abc import Awaitable
@@ -87,6 +88,12 @@ class ProxyState:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def drain(self, timeout: float) -> None:
+        """Let the detached work still running end, each piece given up to ``timeout`` s."""
+        for task in list(self._tasks):
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(task, timeout)
 
     # -- the parts, each built once from what it needs (after create_app set every field) --------
 
@@ -169,14 +176,6 @@ class ProxyState:
         ip: str,
     ) -> None:
         self.write_mirror.enqueue(feature, exchange, headers, target, user, ip)
-
-    def copies_in_flight(
-        self, target: str, user: str | None, ip: str
-    ) -> list[asyncio.Future[None]]:
-        return self.write_mirror.copies_in_flight(target, user, ip)
-
-    def on_flags(self, old: FlagSet, new: FlagSet) -> None:
-        self.reactions.on_flags(old, new)
 
     async def audit_settled(self) -> None:
         """Wait until every reload seen so far is in the audit log."""
