@@ -15,6 +15,7 @@ from aiohttp import web
 
 from banyan.backends.common import fanout, tokens
 from banyan.backends.common.errors import error_middleware
+from banyan.backends.common.job_policy import JobSettings
 from banyan.backends.common.jobs import settings_from_env as job_settings
 from banyan.backends.common.server import request_log
 from banyan.backends.common.stamped import stamp_middleware
@@ -84,6 +85,22 @@ def create_app(
         client_max_size=16 * 1024 * 1024,
     )
     app[STATE] = st
+    _add_routes(app, st, whiteboard_grace, job_settings(backoff=job_backoff, lease=job_lease))
+    app.on_startup.append(_startup)
+    app.on_shutdown.append(_shutdown)
+    bus = fanout.install(app, "legacy", redis_url, redis_prefix)  # replicas (BANYAN_REDIS_URL)
+    if bus is not None:
+        app[whiteboard.ROOMS].share(bus)
+        st.live.share(bus)
+    app.on_cleanup.append(_cleanup)
+    return app
+
+
+def _add_routes(
+    app: web.Application, st: LegacyState, whiteboard_grace: float, settings: JobSettings
+) -> None:
+    """Every resource module's routes, the probes, the web app, the live socket; the job
+    worker set up with ``settings``."""
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     add_webapp_routes(app)  # the AI Tutor web app at / (banyan/webapp)
@@ -92,32 +109,28 @@ def create_app(
         module.add_routes(app)
     whiteboard.add_routes(app, grace=whiteboard_grace)
     metrics.install(app)
-    jobs.install(st, settings=job_settings(backoff=job_backoff, lease=job_lease))
+    jobs.install(st, settings=settings)
     for work in (jobs, agents, documents):
         work.add_routes(app)
     for extra in (quizzes, analytics):
         extra.add_routes(app)
 
-    async def startup(app: web.Application) -> None:
-        await migrations.migrate(st.db)
-        await jobs.worker_of(st).start()
-        app[_GC] = asyncio.create_task(gc.run_forever(st), name="legacy-gc")
-        app[_READY] = True
 
-    async def shutdown(app: web.Application) -> None:
-        await jobs.worker_of(st).stop()
-        if st.live is not None:
-            await st.live.close()
+async def _startup(app: web.Application) -> None:
+    st = app[STATE]
+    await migrations.migrate(st.db)
+    await jobs.worker_of(st).start()
+    app[_GC] = asyncio.create_task(gc.run_forever(st), name="legacy-gc")
+    app[_READY] = True
 
-    async def cleanup(app: web.Application) -> None:
-        await cancel_and_wait([app.get(_GC)])
-        await st.db.close()
 
-    app.on_startup.append(startup)
-    app.on_shutdown.append(shutdown)
-    bus = fanout.install(app, "legacy", redis_url, redis_prefix)  # replicas (BANYAN_REDIS_URL)
-    if bus is not None:
-        app[whiteboard.ROOMS].share(bus)
-        st.live.share(bus)
-    app.on_cleanup.append(cleanup)
-    return app
+async def _shutdown(app: web.Application) -> None:
+    st = app[STATE]
+    await jobs.worker_of(st).stop()
+    if st.live is not None:
+        await st.live.close()
+
+
+async def _cleanup(app: web.Application) -> None:
+    await cancel_and_wait([app.get(_GC)])
+    await app[STATE].db.close()

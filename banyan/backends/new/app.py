@@ -39,6 +39,10 @@ RUNTIME: web.AppKey[Runtime] = web.AppKey("new_runtime")
 SCHEDULER: web.AppKey[SchedulerRunner] = web.AppKey("new_scheduler")
 
 
+_READY: web.AppKey[bool] = web.AppKey("new_ready")
+_CRONS: web.AppKey[list[Cron]] = web.AppKey("new_crons")
+
+
 def create_app(
     db_url: str = "sqlite+aiosqlite:///new.db",
     *,
@@ -61,23 +65,7 @@ def create_app(
         client_max_size=16 * 1024 * 1024,
     )
     app[RUNTIME] = runtime
-    ready: dict[str, bool] = {"ready": False}
-
-    async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "service": "new"})
-
-    async def readyz(_: web.Request) -> web.Response:
-        ok = ready["ready"]
-        return web.json_response(
-            {"status": "ready" if ok else "starting"}, status=200 if ok else 503
-        )
-
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    add_webapp_routes(app)  # the AI Tutor web app at / (banyan/webapp)
-    app.router.add_get("/ws/live", live.handler(runtime))
-    routes.install(HttpRouter(runtime, app))
-    realtime.install(app, runtime, whiteboard_grace=whiteboard_grace)
+    _add_routes(app, runtime, whiteboard_grace)
     job_crons = job_functions.install(
         runtime, job_settings(backoff=job_backoff, lease=job_lease), interval
     )
@@ -85,31 +73,56 @@ def create_app(
     uploads.add_routes(app, runtime)
     new_metrics.install(app, runtime)
     add_collector(app, lambda: cache_functions.metric_lines(runtime))
-
-    async def startup(app: web.Application) -> None:
-        await schema.migrate(runtime.engine)
-        runner = SchedulerRunner(runtime, [Cron("gc.collect", interval), *job_crons])
-        await runner.start()
-        app[SCHEDULER] = runner
-        ready["ready"] = True
-
-    async def shutdown(app: web.Application) -> None:
-        # The scheduler stops first, while everything its jobs use (the model client, closed at
-        # cleanup) still works: a job cut by the stop is run again later, never failed by it.
-        runner = app.get(SCHEDULER)
-        if runner is not None:
-            await runner.stop()
-        if runtime.live is not None:
-            await runtime.live.close()
-
-    async def cleanup(_: web.Application) -> None:
-        await runtime.engine.dispose()
-
-    app.on_startup.append(startup)
-    app.on_shutdown.append(shutdown)
+    app[_CRONS] = [Cron("gc.collect", interval), *job_crons]
+    app.on_startup.append(_startup)
+    app.on_shutdown.append(_shutdown)
     bus = fanout.install(app, "new", redis_url, redis_prefix)  # replicas (BANYAN_REDIS_URL)
     if bus is not None:
         runtime.settings[ROOMS_SETTING].share(bus)
         runtime.live.share(bus, on_remote=runtime.cache.invalidate)
-    app.on_cleanup.append(cleanup)
+    app.on_cleanup.append(_cleanup)
     return app
+
+
+def _add_routes(app: web.Application, runtime: Runtime, whiteboard_grace: float) -> None:
+    """The probes, the web app, the live socket, every HTTP function's route, the realtime
+    sockets."""
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    add_webapp_routes(app)  # the AI Tutor web app at / (banyan/webapp)
+    app.router.add_get("/ws/live", live.handler(runtime))
+    routes.install(HttpRouter(runtime, app))
+    realtime.install(app, runtime, whiteboard_grace=whiteboard_grace)
+
+
+async def _healthz(_: web.Request) -> web.Response:
+    return web.json_response({"status": "ok", "service": "new"})
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    ok = request.app.get(_READY, False)
+    return web.json_response({"status": "ready" if ok else "starting"}, status=200 if ok else 503)
+
+
+async def _startup(app: web.Application) -> None:
+    runtime = app[RUNTIME]
+    await schema.migrate(runtime.engine)
+    runner = SchedulerRunner(runtime, app[_CRONS])
+    await runner.start()
+    app[SCHEDULER] = runner
+    app[_READY] = True
+
+
+async def _shutdown(app: web.Application) -> None:
+    # The scheduler stops first, while everything its jobs use (the model client, closed at
+    # cleanup) still works: a job cut by the stop is run again later, never failed by it.
+    runner = app.get(SCHEDULER)
+    if runner is not None:
+        await runner.stop()
+    live_hub = app[RUNTIME].live
+    if live_hub is not None:
+        await live_hub.close()
+
+
+async def _cleanup(app: web.Application) -> None:
+    await app[RUNTIME].engine.dispose()

@@ -189,6 +189,9 @@ class InvalidAskStamp(ApiError):
     status, code = 400, "invalid_stamp"
 
 
+TurnQueue = asyncio.Queue[tuple[str, str, int | None]]  # (turn, text, its time or None)
+
+
 async def serve_tutor(
     request: web.Request,
     *,
@@ -203,54 +206,16 @@ async def serve_tutor(
     if hub.bus is None and (bus := bus_of(request.app)) is not None:
         hub.share(bus)
     await hub.join(session_id, ws)
-    turns: asyncio.Queue[tuple[str, str, int | None]] = asyncio.Queue(MAX_QUEUED_TURNS)
-
-    async def work() -> None:
-        while True:
-            turn, text, at = await turns.get()
-            try:
-                with clock.frozen_at(at) if at is not None else contextlib.nullcontext():
-                    await run_one(turn, text)
-            except ApiError as exc:
-                await ws.send_json(_error(turn, exc.code, exc.message))
-            except (ConnectionError, RuntimeError):
-                return  # the client went away while we were writing
-
-    async def run_one(turn: str, text: str) -> None:
-        async for event in runner(user_id, session_id, text):
-            if isinstance(event, Token):
-                await ws.send_json({"type": "token", "turn": turn, "text": event.text})
-            elif isinstance(event, Done):
-                done = {"question": event.question, "answer": event.answer}
-                await ws.send_json({"type": "done", "turn": turn, **done})
-                await hub.broadcast(session_id, {"type": "turn", **done}, skip=ws)
-
-    worker = asyncio.create_task(work(), name=f"tutor-turns:{session_id}")
+    turns: TurnQueue = asyncio.Queue(MAX_QUEUED_TURNS)
+    worker = asyncio.create_task(
+        _answer_turns(ws, turns, runner, hub, user_id, session_id),
+        name=f"tutor-turns:{session_id}",
+    )
     counter = 0
     try:
         async for message in ws:
             if message.type == WSMsgType.TEXT:
-                parsed = parse_frame(message.data)
-                if isinstance(parsed, dict):
-                    await ws.send_json(parsed)
-                    continue
-                kind, frame = parsed
-                if kind == "ping":
-                    await ws.send_json({"type": "pong"})
-                    continue
-                counter += 1
-                turn = frame.get("id") or f"t{counter}"
-                try:
-                    at = ask_time(request, turn, frame.get("stamp"))
-                except ApiError as exc:
-                    await ws.send_json(_error(turn, exc.code, exc.message))
-                    continue
-                try:
-                    turns.put_nowait((turn, frame["text"].strip(), at))
-                except asyncio.QueueFull:
-                    await ws.send_json(
-                        _error(turn, "too_many_turns", f"at most {MAX_QUEUED_TURNS} queued turns")
-                    )
+                counter = await _take_text(request, ws, message.data, turns, counter)
             elif message.type == WSMsgType.BINARY:
                 await ws.send_json(_error(None, "validation_error", "frames must be JSON text"))
             elif message.type == WSMsgType.ERROR:
@@ -261,3 +226,63 @@ async def serve_tutor(
         if not ws.closed:
             await ws.close()
     return ws
+
+
+async def _take_text(
+    request: web.Request, ws: web.WebSocketResponse, data: str, turns: TurnQueue, counter: int
+) -> int:
+    """One text frame: an error or a pong answered, or an ask queued (``counter`` names a turn
+    sent without an id); the asks counted so far."""
+    parsed = parse_frame(data)
+    if isinstance(parsed, dict):
+        await ws.send_json(parsed)
+        return counter
+    kind, frame = parsed
+    if kind == "ping":
+        await ws.send_json({"type": "pong"})
+        return counter
+    counter += 1
+    turn = frame.get("id") or f"t{counter}"
+    try:
+        at = ask_time(request, turn, frame.get("stamp"))
+    except ApiError as exc:
+        await ws.send_json(_error(turn, exc.code, exc.message))
+        return counter
+    try:
+        turns.put_nowait((turn, frame["text"].strip(), at))
+    except asyncio.QueueFull:
+        await ws.send_json(
+            _error(turn, "too_many_turns", f"at most {MAX_QUEUED_TURNS} queued turns")
+        )
+    return counter
+
+
+async def _answer_turns(
+    ws: web.WebSocketResponse,
+    turns: TurnQueue,
+    runner: TurnRunner,
+    hub: TutorHub,
+    user_id: str,
+    session_id: str,
+) -> None:
+    """Answer queued turns one at a time (each at its stamp's time when it has one): tokens and
+    the final answer to this socket, the finished turn to the session's other sockets."""
+
+    async def run_one(turn: str, text: str) -> None:
+        async for event in runner(user_id, session_id, text):
+            if isinstance(event, Token):
+                await ws.send_json({"type": "token", "turn": turn, "text": event.text})
+            elif isinstance(event, Done):
+                done = {"question": event.question, "answer": event.answer}
+                await ws.send_json({"type": "done", "turn": turn, **done})
+                await hub.broadcast(session_id, {"type": "turn", **done}, skip=ws)
+
+    while True:
+        turn, text, at = await turns.get()
+        try:
+            with clock.frozen_at(at) if at is not None else contextlib.nullcontext():
+                await run_one(turn, text)
+        except ApiError as exc:
+            await ws.send_json(_error(turn, exc.code, exc.message))
+        except (ConnectionError, RuntimeError):
+            return  # the client went away while we were writing
