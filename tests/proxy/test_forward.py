@@ -1,4 +1,4 @@
-"""Tests for banyan/proxy/forward.py and the HTTP path of banyan/proxy/app.py, over real sockets."""
+"""Tests for banyan/proxy/forward.py and the request path (pipeline, http_path), real sockets."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """A user's mirrored writes keep the user's order across features, and none depends on the user's
 token still being valid when it is delivered: create-then-logout, 100 users in a row, in shadow
 and in canary, leaves every record on both stores (banyan/proxy/mirror.py lanes,
-banyan/proxy/app.py ``enqueue_mirror``, the stamps of banyan/proxy/stamping.py).
+banyan/proxy/write_mirror.py ``enqueue``, the stamps of banyan/proxy/stamping.py).
 
 Real parts: both backends on SQLite behind the real proxy (mirror queue, shadow and its copy
 sender); the stores are compared by ``banyan data verify``'s own ``verify``.
