@@ -165,7 +165,8 @@ async def measure(
 
 
 async def one_stack(proxies: int, args: argparse.Namespace) -> list[Row]:
-    rows: list[Row] = []
+    """A fresh stack of ``proxies`` replicas on temporary databases, measured idle then under
+    load (unshadowed, and shadowed with ``--shadow``); torn down whatever happens."""
     async with (
         temp_database("bench_legacy") as legacy,
         temp_database("bench_new") as new,
@@ -191,61 +192,80 @@ async def one_stack(proxies: int, args: argparse.Namespace) -> list[Row]:
             )
             try:
                 base = await stack.up()
-                async with aiohttp.ClientSession() as http:
-                    body = {"email": f"b{secrets.token_hex(4)}@x.org", "password": "pass-1234"}
-                    async with http.post(
-                        base + "/api/auth/register", json={**body, "name": "B"}
-                    ) as r:
-                        args.token = (await r.json())["token"]
-                    auth = {"Authorization": f"Bearer {args.token}"}
-                    async with http.post(
-                        base + "/api/sessions", json={"title": "b"}, headers=auth
-                    ) as r:
-                        url = f"{base}/api/sessions/{(await r.json())['id']}"
-                await asyncio.sleep(1.0)
-                ours, theirs = databases[2:], databases[:2]  # (mirror, control), backends'
-                idle_from = await transactions(ours), await transactions(theirs)
-                began = time.monotonic()
-                await asyncio.sleep(args.idle)
-                await asyncio.sleep(1.0)
-                took = time.monotonic() - began
-                idle = (
-                    (await transactions(ours) - idle_from[0]) / took,
-                    (await transactions(theirs) - idle_from[1]) / took,
-                )
-                kinds = ["unshadowed"] + (["shadowed"] if args.shadow else [])
-                for traffic in kinds:
-                    if traffic == "shadowed":
-                        async with aiohttp.ClientSession() as http:
-                            async with http.put(
-                                stack.url("proxy-1") + "/_proxy/flags/sessions",
-                                json={"mode": "shadow", "primary": "legacy"},
-                                headers={"Authorization": "Bearer bench-admin"},
-                            ) as r:
-                                assert r.status == 200, await r.text()
-                        await asyncio.sleep(1.0)
-                    text, figures = await measure(stack, databases, args, traffic, url)
-                    run = parse(text)
-                    n = max(1, run.requests)
-                    rows.append(
-                        Row(
-                            proxies,
-                            traffic,
-                            round(run.rps),
-                            round(run.p50, 2),
-                            round(run.p99, 2),
-                            errors(text),
-                            round(figures["proxies"] / n * 1e6),
-                            round(figures["haproxy"] / n * 1e6),
-                            round(figures["backends"] / n * 1e6),
-                            round(figures["pg"] / n, 2),
-                            round(idle[0], 1),
-                            round(idle[1], 1),
-                        )
-                    )
+                return await measure_stack(stack, base, databases, proxies, args)
             finally:
                 await stack.down()
+
+
+async def measure_stack(
+    stack: ReplicaStack, base: str, databases: list[str], proxies: int, args: argparse.Namespace
+) -> list[Row]:
+    """One user and session, the idle transaction rates, then one row per kind of traffic."""
+    args.token, url = await user_session(base)
+    await asyncio.sleep(1.0)
+    idle = await idle_rates(databases, args.idle)
+    rows: list[Row] = []
+    for traffic in ["unshadowed"] + (["shadowed"] if args.shadow else []):
+        if traffic == "shadowed":
+            await shadow_sessions(stack)
+        text, figures = await measure(stack, databases, args, traffic, url)
+        run = parse(text)
+        n = max(1, run.requests)
+        rows.append(
+            Row(
+                proxies,
+                traffic,
+                round(run.rps),
+                round(run.p50, 2),
+                round(run.p99, 2),
+                errors(text),
+                round(figures["proxies"] / n * 1e6),
+                round(figures["haproxy"] / n * 1e6),
+                round(figures["backends"] / n * 1e6),
+                round(figures["pg"] / n, 2),
+                round(idle[0], 1),
+                round(idle[1], 1),
+            )
+        )
     return rows
+
+
+async def user_session(base: str) -> tuple[str, str]:
+    """A new user's token and the URL of a session of theirs."""
+    async with aiohttp.ClientSession() as http:
+        body = {"email": f"b{secrets.token_hex(4)}@x.org", "password": "pass-1234"}
+        async with http.post(base + "/api/auth/register", json={**body, "name": "B"}) as r:
+            token = (await r.json())["token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        async with http.post(base + "/api/sessions", json={"title": "b"}, headers=auth) as r:
+            return token, f"{base}/api/sessions/{(await r.json())['id']}"
+
+
+async def idle_rates(databases: list[str], idle: float) -> tuple[float, float]:
+    """PostgreSQL transactions per second while nothing is asked: (mirror and control store,
+    the backends')."""
+    ours, theirs = databases[2:], databases[:2]  # (mirror, control), backends'
+    idle_from = await transactions(ours), await transactions(theirs)
+    began = time.monotonic()
+    await asyncio.sleep(idle)
+    await asyncio.sleep(1.0)
+    took = time.monotonic() - began
+    return (
+        (await transactions(ours) - idle_from[0]) / took,
+        (await transactions(theirs) - idle_from[1]) / took,
+    )
+
+
+async def shadow_sessions(stack: ReplicaStack) -> None:
+    """Sessions in shadow mode, through one replica (the control store tells the others)."""
+    async with aiohttp.ClientSession() as http:
+        async with http.put(
+            stack.url("proxy-1") + "/_proxy/flags/sessions",
+            json={"mode": "shadow", "primary": "legacy"},
+            headers={"Authorization": "Bearer bench-admin"},
+        ) as r:
+            assert r.status == 200, await r.text()
+    await asyncio.sleep(1.0)
 
 
 async def main_async(args: argparse.Namespace) -> int:
