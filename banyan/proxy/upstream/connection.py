@@ -60,6 +60,9 @@ class Connection(asyncio.Protocol):
         self._head_waiter: asyncio.Future[None] | None = None
         self._body_waiter: asyncio.Future[None] | None = None
         self._drain_waiter: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None  # see _time
+        self._timed: asyncio.Future[None] | None = None  # the wait the timer is for
+        self._deadline = 0.0
         self._write_paused = False
         self._reading_paused = False
         self._reset_answer(head_request=False)
@@ -235,11 +238,11 @@ class Connection(asyncio.Protocol):
         waiter = self._head_waiter
         assert waiter is not None
         if not waiter.done():
-            timer = self.loop.call_later(timeout, self._timed_out, waiter)
+            self._time(waiter, timeout)
             try:
                 await waiter
             finally:
-                timer.cancel()
+                self._timed = None
         self._head_waiter = None
         if self.error is not None:
             raise self.error
@@ -267,11 +270,11 @@ class Connection(asyncio.Protocol):
             if self.complete:
                 return b""
             waiter = self._body_waiter = self.loop.create_future()
-            timer = self.loop.call_later(timeout, self._timed_out, waiter)
+            self._time(waiter, timeout)
             try:
                 await waiter
             finally:
-                timer.cancel()
+                self._timed = None
                 self._body_waiter = None
 
     def fail(self, error: BaseException) -> None:
@@ -281,6 +284,9 @@ class Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.open = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self.transport is not None:
             self.transport.close()
 
@@ -304,9 +310,31 @@ class Connection(asyncio.Protocol):
             waiter.set_result(None)
         self._wake_body()
 
-    def _timed_out(self, waiter: asyncio.Future[None]) -> None:
-        if not waiter.done():
-            self._fail(UpstreamTimeout("no answer in time"))
+    def _time(self, waiter: asyncio.Future[None], timeout: float) -> None:
+        """Fail the exchange if ``waiter`` is not done in ``timeout`` seconds.
+
+        One timer per connection, not one per wait: a wait that ends in time leaves the timer
+        armed, and the next wait moves the deadline, which the timer honours when it fires
+        (a timer costs more to make and cancel than the rest of a small exchange's waiting)."""
+        deadline = self.loop.time() + timeout
+        self._deadline = deadline
+        self._timed = waiter
+        timer = self._timer
+        if timer is not None and timer.when() > deadline:  # due later than now needed
+            timer.cancel()
+            timer = None
+        if timer is None:
+            self._timer = self.loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        waiter = self._timed
+        if waiter is None or waiter.done():  # nothing is waiting: the next wait arms anew
+            return
+        if self.loop.time() < self._deadline:  # the deadline moved on since this was armed
+            self._timer = self.loop.call_at(self._deadline, self._on_timer)
+            return
+        self._fail(UpstreamTimeout("no answer in time"))
 
     def _wake_body(self) -> None:
         waiter = self._body_waiter
