@@ -16,8 +16,14 @@ replica shares. The queue's rules are the plain queue's; what changes:
 - the fence makes a request wait for a user's writes pending in the shared queue that another
   replica stored, until the queue no longer has them (at most ``max_wait``). A replica that
   stores writes announces their (target, user) pairs at once (``NOTIFY``), and every replica also
-  reads the pending pairs every ``poll_interval``: a request that reaches another replica within
-  the few milliseconds between the write's answer and that announcement is not held.
+  reads the pending pairs every ``poll_interval``;
+- before a write to be mirrored is answered, its replica announces its *intent*
+  (:meth:`SharedMirrorQueue.announce_intent`, one ``NOTIFY`` for the intents of that moment):
+  the user's answer leaves only after every replica was told, so a next request that lands on
+  another replica at once finds the user held there, though the write is not stored yet (it may
+  wait in line behind the user's copies, :mod:`banyan.proxy.mirror_order`). An intent holds until
+  the write is stored (its announcement) or for :data:`INTENT_SECONDS` at most (its replica died
+  before storing it).
 
 Only writes that carry their user (a stamped write, ``user_id``) are fenced across replicas.
 """
@@ -27,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -41,6 +48,8 @@ from banyan.proxy.mirror_store import mirror_writes
 
 log = get_logger("banyan.control")
 FENCE_CHANNEL = "banyan_mirror_pending"
+INTENT_SECONDS = 5.0  # how long an announced intent holds without its write being stored
+INTENT_WAIT = 0.5  # how long an answer waits for its intent's announcement at most
 
 
 def is_postgres(url: str) -> bool:
@@ -54,11 +63,23 @@ class SharedWriteFence(WriteFence):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.remote: set[tuple[str, str]] = set()  # (target, user) with writes pending
+        self.intents: dict[tuple[str, str], float] = {}  # announced, not yet stored: until when
         self._remote_waits: dict[tuple[str, str], asyncio.Future[None]] = {}
+
+    def _intended(self, key: tuple[str, str]) -> bool:
+        until = self.intents.get(key)
+        if until is None:
+            return False
+        if until > time.monotonic():
+            return True
+        del self.intents[key]  # its replica never stored the write: held long enough
+        return False
 
     def pending(self, backend: str, user: str | None, ip: str = "") -> list[asyncio.Future[None]]:
         found = super().pending(backend, user, ip)
-        if found or not user or (backend, user) not in self.remote:
+        if found or not user:
+            return found
+        if (backend, user) not in self.remote and not self._intended((backend, user)):
             return found
         key = (backend, user)
         future = self._remote_waits.get(key)
@@ -71,11 +92,19 @@ class SharedWriteFence(WriteFence):
     def announce(self, pairs: set[tuple[str, str]]) -> None:
         """Writes just stored in the shared queue by some replica (its ``NOTIFY``)."""
         self.remote = self.remote | pairs
+        for key in pairs:
+            self.intents.pop(key, None)
+
+    def intend(self, pairs: set[tuple[str, str]]) -> None:
+        """Writes some replica is about to store (their answers wait for this)."""
+        until = time.monotonic() + INTENT_SECONDS
+        for key in pairs:
+            self.intents[key] = until
 
     def update(self, pairs: set[tuple[str, str]]) -> None:
         """The (target, user) pairs with writes pending in the shared queue now."""
         self.remote = pairs
-        for key in [k for k in self._remote_waits if k not in pairs]:
+        for key in [k for k in self._remote_waits if k not in pairs and not self._intended(k)]:
             future = self._remote_waits.pop(key)
             self._queued.discard(future)
             if not future.done():
@@ -92,6 +121,10 @@ class SharedMirrorQueue(MirrorQueue):
         self._announcer: asyncpg.Connection | None = None
         self._busy = False
         self._round = asyncio.Lock()  # one round at a time on the one connection it uses
+        self._notify = asyncio.Lock()  # one statement at a time on the announcer
+        self._intended: set[tuple[str, str]] = set()  # intents for the next announcement
+        self._intents_told: asyncio.Future[None] | None = None  # ... and when it was made
+        self._intent_task: asyncio.Future[None] | None = None
 
     async def start(self, session: aiohttp.ClientSession, backends: Mapping[str, str]) -> None:
         ddl = await asyncpg.connect(dsn(self.url), timeout=10)
@@ -113,9 +146,47 @@ class SharedMirrorQueue(MirrorQueue):
         self._lock = self._announcer = None
 
     def _announced(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        if self.fence is not None:
-            with contextlib.suppress(ValueError, TypeError):
-                self.fence.announce({(str(t), str(u)) for t, u in json.loads(payload)})
+        if self.fence is None:
+            return
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            told = json.loads(payload)
+            if isinstance(told, dict):  # {"intent": pairs}: writes about to be stored
+                self.fence.intend({(str(t), str(u)) for t, u in told["intent"]})
+            else:  # pairs: writes stored
+                self.fence.announce({(str(t), str(u)) for t, u in told})
+
+    async def announce_intent(self, target: str, user: str | None) -> None:
+        """Tell every replica that ``user``'s write to ``target`` is about to join the queue,
+        before its answer leaves (see the module docstring). Intents arriving while one
+        announcement is on its way go together in the next."""
+        if self.fence is None or not user or self._announcer is None:
+            return
+        self._intended.add((target, user))
+        told = self._intents_told
+        if told is None:
+            told = self._intents_told = asyncio.get_running_loop().create_future()
+            self._intent_task = asyncio.ensure_future(self._tell_intents())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(told), INTENT_WAIT)
+
+    async def _tell_intents(self) -> None:
+        async with self._notify:
+            pairs, self._intended = sorted(self._intended), set()
+            told, self._intents_told = self._intents_told, None
+            try:
+                await self._tell({"intent": pairs})
+            finally:
+                if told is not None and not told.done():
+                    told.set_result(None)
+
+    async def _tell(self, message: Any) -> None:
+        conn = self._announcer
+        if conn is None or conn.is_closed():
+            return
+        try:
+            await conn.execute("SELECT pg_notify($1, $2)", FENCE_CHANNEL, json.dumps(message))
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("mirror_announce_failed", error=str(exc))  # the poll still sees them
 
     async def _store(self, writes: list[dict[str, Any]]) -> int:
         """Store as the plain queue does, then tell every replica whose writes are now pending
@@ -128,13 +199,9 @@ class SharedMirrorQueue(MirrorQueue):
                 if w.get("stamp") is not None and w["stamp"].user
             }
         )
-        if pairs and self._announcer is not None and not self._announcer.is_closed():
-            try:
-                await self._announcer.execute(
-                    "SELECT pg_notify($1, $2)", FENCE_CHANNEL, json.dumps(pairs)
-                )
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("mirror_announce_failed", error=str(exc))  # the poll still sees them
+        if pairs:
+            async with self._notify:
+                await self._tell(pairs)
         return stored
 
     async def _connection(self) -> asyncpg.Connection:

@@ -89,6 +89,11 @@ async def forward_http(
         backend = state.flags.backends["legacy"]
         exchange.backend, exchange.fallback = "legacy", True
         state.metrics.fallbacks.inc(decision.feature)
+    if mirror_write and not shadowing and 200 <= conn.status < 300 and state.mirror is not None:
+        # replicas sharing the mirror queue hold this user before the answer lets them go on
+        target = mirror_target(feature, decision, exchange.backend) if feature else None
+        if target is not None:
+            await state.mirror.announce_intent(target, user)
     response = await relay(
         request,
         pool,

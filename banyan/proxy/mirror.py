@@ -126,6 +126,12 @@ class MirrorQueue:
             release()
         self._releases.clear()
 
+    async def announce_intent(self, target: str, user: str | None) -> None:
+        """A write of ``user``'s to ``target`` is about to join the queue: nothing to tell when
+        one process holds the queue (a shared queue tells the other replicas:
+        :class:`banyan.control.mirror.SharedMirrorQueue`)."""
+        return None
+
     def submit(self, **write: Any) -> None:
         """Queue a write from the request path without waiting; writes are stored in the order
         they were submitted (an update mirrored after its create stays after it)."""

@@ -4,21 +4,26 @@ write delivered once, holds released whoever delivered, and the fence across rep
 from __future__ import annotations
 
 import asyncio
+import time
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import asyncpg
+import jwt
 import pytest
 
 from banyan.control.db import dsn
 from banyan.control.mirror import SharedMirrorQueue, SharedWriteFence, is_postgres, shared_queue
 from banyan.pg import postgres_available, temp_database
+from banyan.proxy.app import STATE, create_app
 from banyan.proxy.mirror import MirrorQueue
 from banyan.proxy.stamping import WriteStamp
 from banyan.serving import serve
-from tests.proxy.upstreams import Recorder
+from tests.proxy.upstreams import Recorder, flags_yaml
 
 pytestmark = pytest.mark.postgres
 
@@ -139,3 +144,98 @@ async def test_a_stored_write_is_announced_to_every_replica_at_once(mirror_db: s
         finally:
             await writer.stop()
             await reader.stop()
+
+
+async def test_an_intent_holds_the_user_everywhere_until_the_write_is_stored(
+    mirror_db: str,
+) -> None:
+    """A write's intent is told before its answer leaves: another replica holds the user's next
+    request though the write is not stored yet (it may wait behind the user's copies), and goes
+    on holding it until the write is stored and delivered."""
+    async with aiohttp.ClientSession() as session:
+        writer = SharedMirrorQueue(mirror_db, fence=SharedWriteFence(), poll_interval=0.02)
+        reader_fence = SharedWriteFence()
+        reader = SharedMirrorQueue(mirror_db, fence=reader_fence, poll_interval=0.02)
+        await writer.start(session, {"legacy": "http://127.0.0.1:1"})
+        await reader.start(session, {"legacy": "http://127.0.0.1:1"})
+        try:
+            await asyncio.gather(*(writer.announce_intent("legacy", f"u{n}") for n in range(5)))
+            await until(lambda: ("legacy", "u4") in reader_fence.intents, "intents told")
+            assert set(reader_fence.intents) == {("legacy", f"u{n}") for n in range(5)}
+            (held,) = reader_fence.pending("legacy", "u1")
+            await reader.deliver_due()  # a look at the queue: nothing stored for u1 yet
+            await asyncio.sleep(0.1)
+            assert not held.done()  # the intent still holds
+            await enqueue(writer, "k1", user="u1")  # delivery fails (nothing listens)
+            await until(lambda: ("legacy", "u1") in reader_fence.remote, "stored, announced")
+            assert ("legacy", "u1") not in reader_fence.intents
+            assert not held.done()
+            await writer.announce_intent("legacy", None)  # no user: nothing to tell
+            other = await asyncpg.connect(dsn(mirror_db))
+            try:
+                await other.execute("DELETE FROM banyan_mirror_writes")  # delivered elsewhere
+            finally:
+                await other.close()
+            await until(held.done, "released once the queue no longer has it")
+        finally:
+            await writer.stop()
+            await reader.stop()
+
+
+async def test_an_intent_whose_write_never_comes_lapses() -> None:
+    fence = SharedWriteFence()
+    fence.intend({("new", "u1")})
+    (held,) = fence.pending("new", "u1")
+    fence.update(set())
+    assert not held.done()
+    fence.intents[("new", "u1")] = 0.0  # its replica died before storing the write
+    fence.update(set())
+    assert held.done() and fence.intents == {} and fence.pending("new", "u1") == []
+
+
+async def test_a_replica_answers_a_mirrored_write_only_once_its_intent_was_told(
+    tmp_path: Path, control_db: str, mirror_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through a real proxy replica: a write to be mirrored is answered after its intent reached
+    PostgreSQL, and another replica's fence then holds that user (before, a next request landing
+    on another replica within the milliseconds before the write was stored was not held)."""
+    monkeypatch.setenv("BANYAN_MIRROR_DB", mirror_db)
+    legacy, new = Recorder("legacy"), Recorder("new")
+    user = str(uuid.uuid4())
+    token = jwt.encode({"sub": user}, "any-key-of-some-length-0123456789", algorithm="HS256")
+    features = '  api:\n    routes: ["/api/**"]\n    mode: legacy\n    writes: mirror\n'
+    async with serve(legacy.app) as legacy_url, serve(new.app) as new_url:
+        flags = tmp_path / "flags.yaml"
+        flags.write_text(flags_yaml(legacy_url, new_url, features))
+        app = create_app(flags, health_interval=5, control_db=control_db)
+        async with serve(app) as proxy, aiohttp.ClientSession() as session:
+            state = app[STATE]
+            assert isinstance(state.mirror, SharedMirrorQueue)
+            told: list[float] = []
+            announce = state.mirror.announce_intent
+
+            async def recorded(target: str, who: str | None) -> None:
+                await announce(target, who)
+                told.append(time.monotonic())
+
+            state.mirror.announce_intent = recorded  # type: ignore[method-assign]
+            other_fence = SharedWriteFence()
+            other = SharedMirrorQueue(mirror_db, fence=other_fence, poll_interval=3600)
+            await other.start(session, {"new": new_url})
+            try:
+                headers = {"Authorization": f"Bearer {token}"}
+                async with session.post(proxy + "/api/notes", json={}, headers=headers) as answer:
+                    assert answer.status < 300
+                    answered = time.monotonic()
+                async with session.get(proxy + "/api/notes", headers=headers) as answer:
+                    assert answer.status < 300  # a read: no intent
+                assert len(told) == 1 and told[0] <= answered
+                await until(
+                    lambda: (
+                        ("new", user) in other_fence.intents or ("new", user) in other_fence.remote
+                    ),
+                    "the other replica heard of the write",
+                )
+                assert other_fence.pending("new", user)
+            finally:
+                await other.stop()
