@@ -10,11 +10,11 @@ send ``$BANYAN_ADMIN_TOKEN`` when it is set, else the token in that file, so the
 
 from __future__ import annotations
 
-import os
 import secrets
 from pathlib import Path
 
 from banyan import private_file
+from banyan.env import flags_default, option_default
 from banyan.private_file import PrivateFileError
 
 TOKEN_ENV = "BANYAN_ADMIN_TOKEN"
@@ -34,7 +34,7 @@ def token_path(flags_path: str | Path) -> Path:
 def stack_token(flags_path: str | Path) -> str:
     """The token ``banyan up`` gives its proxy: the exported one, else the state folder's own
     (made with a random value, readable only by this user, on the first run)."""
-    exported = os.environ.get(TOKEN_ENV)
+    exported = option_default(TOKEN_ENV, "")
     if exported:
         return exported
     path = token_path(flags_path)
@@ -51,10 +51,10 @@ def read_token(path: Path) -> str:
 def find_token(flags_path: str | Path | None) -> str | None:
     """The token a CLI command sends: ``$BANYAN_ADMIN_TOKEN``, else the flag file's state
     folder's (``--flags``, default ``$BANYAN_FLAGS`` or ``flags.yaml``), else none."""
-    exported = os.environ.get(TOKEN_ENV)
+    exported = option_default(TOKEN_ENV, "")
     if exported:
         return exported
-    path = token_path(flags_path or os.environ.get("BANYAN_FLAGS", "flags.yaml"))
+    path = token_path(flags_path or flags_default())
     try:
         return read_token(path)
     except (OSError, AdminTokenError):

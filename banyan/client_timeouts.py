@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,7 @@ from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_server import Server
 
+from banyan.env import seconds
 from banyan.logs import get_logger
 
 log = get_logger("server")
@@ -38,19 +39,6 @@ BODY_ENV = "BANYAN_CLIENT_BODY_TIMEOUT"
 KEEPALIVE_ENV = "BANYAN_KEEPALIVE_TIMEOUT"
 
 
-def _seconds(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a number of seconds, got {raw!r}") from None
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, got {raw!r}")
-    return value
-
-
 @dataclass(frozen=True)
 class ClientTimeouts:
     header: float = 60.0
@@ -58,12 +46,12 @@ class ClientTimeouts:
     keepalive: float = 75.0
 
     @classmethod
-    def from_env(cls) -> ClientTimeouts:
-        """Defaults, each overridden by its environment variable when set."""
+    def from_env(cls, environ: Mapping[str, str]) -> ClientTimeouts:
+        """Defaults, each overridden by its variable when set in ``environ``."""
         return cls(
-            header=_seconds(HEADER_ENV, cls.header),
-            body=_seconds(BODY_ENV, cls.body),
-            keepalive=_seconds(KEEPALIVE_ENV, cls.keepalive),
+            header=seconds(environ, HEADER_ENV, cls.header),
+            body=seconds(environ, BODY_ENV, cls.body),
+            keepalive=seconds(environ, KEEPALIVE_ENV, cls.keepalive),
         )
 
 

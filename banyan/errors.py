@@ -23,7 +23,7 @@ attribute, so the word follows from the class and not the other way round::
     │   ├── FlagError             the flag file: ``file:line: reason``
     │   ├── RouteError (ValueError)   a route pattern against the route grammar
     │   ├── PathError (ValueError)    a parity rule's JSONPath outside the supported subset
-    │   └── SettingsError         an environment variable of the proxy process (names it)
+    │   └── SettingsError (ValueError)  an environment variable's value (names the variable)
     ├── ResourceError             a file, database or port a command needs cannot be used
     │   ├── PrivateFileError      a private file (secret, admin token) unsafe or unreadable
     │   ├── HistoryError          the audit log cannot be read at all
@@ -172,15 +172,14 @@ class PathError(ConfigError, ValueError):
     """A parity rule's path pattern outside the supported JSONPath subset."""
 
 
-class SettingsError(ConfigError):
-    """An environment variable of the proxy process with a value it cannot use; the message
-    names the variable, the value and what is expected."""
+class SettingsError(ConfigError, ValueError):
+    """An environment variable with a value that cannot be used: ``str()`` names the variable
+    and says what is wrong (``BANYAN_MAX_REQUESTS must be a whole number, got 'lots'``)."""
 
-    def __init__(self, name: str, value: str, expected: str) -> None:
-        super().__init__(f"${name}={value!r}: expected {expected}")
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"{name} {problem}")
         self.name = name
-        self.value = value
-        self.expected = expected
+        self.problem = problem
 
 
 # -- what a command needs ---------------------------------------------------------------------

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 import resource
 import signal
 import sys
@@ -56,7 +57,7 @@ async def start_site(
     make_runner = app.get(RUNNER, GuardedAppRunner)
     runner = make_runner(
         app,
-        timeouts=timeouts if timeouts is not None else ClientTimeouts.from_env(),
+        timeouts=timeouts if timeouts is not None else ClientTimeouts.from_env(os.environ),
         handle_signals=False,
         access_log=None,
         shutdown_timeout=shutdown_timeout,
@@ -154,11 +155,12 @@ def run(
     reuse_port: bool = False,
     shutdown_timeout: float = 10.0,
     timeouts: ClientTimeouts | None = None,
+    log_level: str | None = None,
 ) -> None:
     """Blocking entry point used by the command line."""
     from banyan import logs
 
-    logs.configure()
+    logs.configure(log_level)
     raise_descriptor_limit()
     install_uvloop()
     asyncio.run(

@@ -11,11 +11,11 @@ starting at once create the tables under one advisory lock, so none of them trip
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 
 import asyncpg
 
+from banyan.env import option_default
 from banyan.errors import ControlError
 
 CONTROL_DB_ENV = "BANYAN_CONTROL_DB"
@@ -26,11 +26,11 @@ _SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
 
 def control_db_from_env() -> str | None:
     """``$BANYAN_CONTROL_DB``, or None when unset or empty."""
-    return os.environ.get(CONTROL_DB_ENV) or None
+    return option_default(CONTROL_DB_ENV, "") or None
 
 
 def schema_from_env() -> str:
-    return os.environ.get(CONTROL_SCHEMA_ENV) or DEFAULT_SCHEMA
+    return option_default(CONTROL_SCHEMA_ENV, DEFAULT_SCHEMA)
 
 
 def dsn(url: str) -> str:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import sys
 import time
@@ -40,6 +39,7 @@ from typing import Any
 import aiohttp
 
 from banyan.admin_token import admin_headers
+from banyan.env import flags_default, option_default
 from banyan.parity.compare import Rules
 from banyan.parity.location import default_url, store_url
 from banyan.parity.replay import replay as replay_example
@@ -171,7 +171,7 @@ async def replay(args: argparse.Namespace) -> int:
     if example is None:
         print(f"banyan parity: no stored example #{args.id}", file=sys.stderr)
         return 2
-    token = args.token or os.environ.get("BANYAN_REPLAY_TOKEN")
+    token = args.token or (option_default("BANYAN_REPLAY_TOKEN", "") or None)
     rules = _rules(args.flags, example["feature"])
     summary = await replay_example(example, _backends(args.flags), rules, token=token)
     print(json.dumps(summary, indent=2, default=str) if args.json else _replay_text(summary))
@@ -263,11 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--db", help="a store URL or a SQLite file (default: the stack's store)")
     rep.add_argument("--proxy", metavar="URL", help="ask the running proxy instead of the store")
     rep.add_argument("--admin-token", help="default: BANYAN_ADMIN_TOKEN, else banyan up's")
-    rep.add_argument("--flags", default=os.environ.get("BANYAN_FLAGS", "flags.yaml"))
+    rep.add_argument("--flags", default=flags_default())
     rpl = sub.add_parser("replay", help="re-send a stored mismatch to both backends")
     rpl.add_argument("id", type=int)
     rpl.add_argument("--db")
-    rpl.add_argument("--flags", default=os.environ.get("BANYAN_FLAGS", "flags.yaml"))
+    rpl.add_argument("--flags", default=flags_default())
     rpl.add_argument("--token")
     rpl.add_argument("--json", action="store_true")
     nse = sub.add_parser("noise", help="list learned noise, or forget a path")
@@ -276,13 +276,13 @@ def build_parser() -> argparse.ArgumentParser:
     nse.add_argument("--db")
     nse.add_argument("--proxy", metavar="URL", help="ask the running proxy instead of the store")
     nse.add_argument("--admin-token", help="default: BANYAN_ADMIN_TOKEN, else banyan up's")
-    nse.add_argument("--flags", default=os.environ.get("BANYAN_FLAGS", "flags.yaml"))
+    nse.add_argument("--flags", default=flags_default())
     rst = sub.add_parser("reset", help="start over: delete what the store holds")
     rst.add_argument("--feature")
     rst.add_argument("--db")
     rst.add_argument("--proxy", metavar="URL", help="reset through the running proxy (memory too)")
     rst.add_argument("--admin-token", help="default: BANYAN_ADMIN_TOKEN, else banyan up's")
-    rst.add_argument("--flags", default=os.environ.get("BANYAN_FLAGS", "flags.yaml"))
+    rst.add_argument("--flags", default=flags_default())
     return parser
 
 

@@ -8,10 +8,11 @@ is the only store there. ``--db`` takes a URL or a file path (:func:`store_url`)
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
+
+from banyan.env import option_default
 
 DATA_DIR = ".banyan"
 FILE = "parity.db"
@@ -23,9 +24,13 @@ def _sqlite(path: Path) -> str:
 
 def default_url(flags: str | Path) -> str:
     """The store the running stack writes, for the flag file ``flags``."""
-    configured = os.environ.get("BANYAN_PARITY_DB")
-    if configured:
-        return store_url(configured)
+    configured = option_default("BANYAN_PARITY_DB", "")
+    return store_url(configured) if configured else beside(flags)
+
+
+def beside(flags: str | Path) -> str:
+    """The store in the data folder beside the flag file (or the former one, when only it is
+    there), whatever ``BANYAN_PARITY_DB`` says."""
     here = Path(flags).resolve().parent
     current, former = here / DATA_DIR / FILE, here / FILE
     if not current.exists() and former.exists():

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
-import os
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +22,7 @@ from aiohttp import web
 
 from banyan.proxy.forward import error_response
 from banyan.proxy.headers import mark, request_id_of
+from banyan.proxy.settings import SETTINGS
 from banyan.proxy.state import ProxyState
 
 Handler = Callable[[web.Request, ProxyState], Awaitable[web.StreamResponse]]
@@ -46,7 +46,8 @@ def _is_loopback(remote: str | None) -> bool:
 
 def authorize(request: web.Request, *, write: bool) -> web.Response | None:
     """None when allowed, else the refusal to send."""
-    token = os.environ.get("BANYAN_ADMIN_TOKEN")
+    settings = request.config_dict.get(SETTINGS)  # read once, at start
+    token = settings.admin_token if settings is not None else None
     if token:
         given = request.headers.get("Authorization", "")
         if given.startswith("Bearer ") and hmac.compare_digest(given[7:].strip(), token):

@@ -19,14 +19,14 @@ gate wraps only the proxied route): operators see an overloaded proxy instead of
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
 
 from banyan import descriptors
+from banyan.env import whole
 from banyan.logs import get_logger
 
 log = get_logger("proxy")
@@ -40,19 +40,6 @@ RETRY_AFTER = {"websockets": 5, "requests": 1, "descriptors": 5}
 LIMIT_HEADER = "X-Banyan-Limit"
 
 
-def _count(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1, got {raw!r}")
-    return value
-
-
 @dataclass(frozen=True)
 class AdmissionLimits:
     max_websockets: int = 10_000
@@ -60,11 +47,11 @@ class AdmissionLimits:
     fd_reserve: int = 64
 
     @classmethod
-    def from_env(cls) -> AdmissionLimits:
-        """Defaults, each overridden by its environment variable when set."""
+    def from_env(cls, environ: Mapping[str, str]) -> AdmissionLimits:
+        """Defaults, each overridden by its variable when set in ``environ``."""
         return cls(
-            max_websockets=_count(MAX_WEBSOCKETS_ENV, cls.max_websockets),
-            max_requests=_count(MAX_REQUESTS_ENV, cls.max_requests),
+            max_websockets=whole(environ, MAX_WEBSOCKETS_ENV, cls.max_websockets),
+            max_requests=whole(environ, MAX_REQUESTS_ENV, cls.max_requests),
         )
 
 

@@ -20,15 +20,23 @@ from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from banyan.env import option_default
 from banyan.proxy.flags import Feature, FlagSet
+
+AUDIT_LOG_ENV = "BANYAN_AUDIT_LOG"
+
+
+def beside(flags_path: str | Path) -> Path:
+    """``<name>.audit.jsonl`` beside the flag file."""
+    flags = Path(flags_path)
+    return flags.with_name(flags.stem + ".audit.jsonl")
 
 
 def default_path(flags_path: str | Path) -> Path:
-    env = os.environ.get("BANYAN_AUDIT_LOG")
-    if env:
-        return Path(env)
-    flags = Path(flags_path)
-    return flags.with_name(flags.stem + ".audit.jsonl")
+    """The log a command reads by default: ``$BANYAN_AUDIT_LOG``, else :func:`beside` the flag
+    file (the proxy takes its path from its settings instead)."""
+    configured = option_default(AUDIT_LOG_ENV, "")
+    return Path(configured) if configured else beside(flags_path)
 
 
 _NOT_SETTINGS = frozenset({"name", "line"})

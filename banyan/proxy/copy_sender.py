@@ -335,7 +335,7 @@ async def serve_jobs(fd: int, max_inflight: int) -> None:
     loop = asyncio.get_running_loop()
     closed: asyncio.Future[None] = loop.create_future()
     tasks: set[asyncio.Task[None]] = set()
-    upstreams = Upstreams(Limits.from_env(), PoolSettings(max_connections=max_inflight))
+    upstreams = Upstreams(Limits.from_env(os.environ), PoolSettings(max_connections=max_inflight))
 
     async def run(channel: Channel, job: Job) -> None:
         job_id, *fields = job

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from banyan.control import cli as control_cli
+from banyan.env import flags_default, option_default
 from banyan.logs import configure
 from banyan.proxy.audit import AuditLog
 from banyan.proxy.flag_edit import EDIT_LISTENERS, EditListener, EditResult, rollback, set_mode
@@ -33,7 +33,7 @@ WRITES = ("skip", "mirror", "always")  # the flag file's `writes:` values (docs/
 
 
 def _default_file() -> str:
-    return os.environ.get("BANYAN_FLAGS", "flags.yaml")
+    return flags_default()
 
 
 def _pairs(values: Sequence[str] | None, what: str) -> dict[str, str]:
@@ -49,7 +49,7 @@ def _pairs(values: Sequence[str] | None, what: str) -> dict[str, str]:
 def _control_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--control-db",
-        default=os.environ.get("BANYAN_CONTROL_DB") or None,
+        default=option_default("BANYAN_CONTROL_DB", "") or None,
         help="PostgreSQL URL of the proxies' control store ($BANYAN_CONTROL_DB)",
     )
 

@@ -17,8 +17,10 @@ a 502. Each carries a JSON error body naming the limit and the option that sets 
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+
+from banyan.env import whole
 
 KIB = 1024
 
@@ -31,14 +33,21 @@ class Limits:
     max_target_bytes: int = 60 * KIB
 
     @classmethod
-    def from_env(cls) -> Limits:
-        """Defaults, overridden by ``BANYAN_MAX_*`` environment variables where set."""
+    def from_env(cls, environ: Mapping[str, str]) -> Limits:
+        """Defaults, overridden by the ``BANYAN_MAX_*`` variables set in ``environ`` (raises
+        :class:`~banyan.errors.SettingsError` naming a bad one)."""
         base = cls()
         return cls(
-            max_header_bytes=_env_int("BANYAN_MAX_HEADER_BYTES", base.max_header_bytes),
-            max_field_bytes=_env_int("BANYAN_MAX_FIELD_BYTES", base.max_field_bytes),
-            max_headers=_env_int("BANYAN_MAX_HEADERS", base.max_headers),
-            max_target_bytes=_env_int("BANYAN_MAX_TARGET_BYTES", base.max_target_bytes),
+            max_header_bytes=whole(
+                environ, "BANYAN_MAX_HEADER_BYTES", base.max_header_bytes, unit="bytes"
+            ),
+            max_field_bytes=whole(
+                environ, "BANYAN_MAX_FIELD_BYTES", base.max_field_bytes, unit="bytes"
+            ),
+            max_headers=whole(environ, "BANYAN_MAX_HEADERS", base.max_headers),
+            max_target_bytes=whole(
+                environ, "BANYAN_MAX_TARGET_BYTES", base.max_target_bytes, unit="bytes"
+            ),
         )
 
 
@@ -54,16 +63,3 @@ OPTION = {
 def describe(limit: str, value: int) -> str:
     """``max_header_bytes=61440 (--max-header-bytes)``: a limit as an error message names it."""
     return f"{limit}={value} ({OPTION[limit]})"
-
-
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise ValueError(f"{name} must be a whole number of bytes, not {raw!r}") from exc
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, not {value}")
-    return value

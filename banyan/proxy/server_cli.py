@@ -5,7 +5,9 @@ The ``--max-*-bytes`` and ``--max-headers`` options set the header limits
 (:mod:`banyan.proxy.admission`); ``--client-header-timeout``, ``--client-body-timeout``,
 ``--keepalive-timeout`` the client read timeouts (:mod:`banyan.client_timeouts`). Each defaults to
 its ``BANYAN_*`` environment variable, else to the built-in default (docs/operations.md); all are
-per worker process.
+per worker process. The environment is read once, here, into one
+:class:`~banyan.proxy.settings.Settings` (a bad value stops the start with a message naming the
+variable); the options override it and the app is built from the result.
 
 With ``--workers N`` (N > 1) the parent forks N worker processes that bind the same port with
 ``SO_REUSEPORT``; the kernel spreads connections across them. Port 0 with several workers first
@@ -22,12 +24,15 @@ import signal
 import sys
 from collections.abc import Callable
 
+from aiohttp import web
+
 from banyan.client_timeouts import ClientTimeouts
 from banyan.logs import flush as flush_logs
+from banyan.ports import free_port
 from banyan.proxy.admission import AdmissionLimits
 from banyan.proxy.limits import OPTION, Limits
+from banyan.proxy.settings import Settings
 from banyan.serving import run
-from banyan.testing import free_port
 
 
 def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
@@ -41,23 +46,25 @@ def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
     return parse
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
+    """The options, each defaulting to ``settings`` (by default the environment's, read now)."""
+    settings = settings if settings is not None else Settings.from_env(os.environ)
     parser = argparse.ArgumentParser(prog="banyan proxy", description="Run the routing proxy.")
-    parser.add_argument("--flags", default=os.environ.get("BANYAN_FLAGS", "flags.yaml"))
+    parser.add_argument("--flags", default=settings.flags)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--no-parity", action="store_true", help="never shadow or compare")
     parser.add_argument(
         "--control-db",
-        default=os.environ.get("BANYAN_CONTROL_DB") or None,
+        default=settings.control_db,
         help="PostgreSQL URL of the control store shared by replicas: runtime flag changes "
         "live there and the flag file is only read ($BANYAN_CONTROL_DB)",
     )
     parser.add_argument(
         "--no-access-log", action="store_true", help="skip the per-request log line"
     )
-    defaults = Limits.from_env()
+    defaults = settings.limits
     for name, option in OPTION.items():
         parser.add_argument(
             option,
@@ -113,14 +120,18 @@ def limits_of(args: argparse.Namespace) -> Limits:
     return Limits(**values)
 
 
-def admission_of(args: argparse.Namespace) -> tuple[AdmissionLimits, ClientTimeouts]:
-    """The limits in force: command line over environment over built-in defaults."""
-    limits = AdmissionLimits.from_env()
+def admission_of(
+    args: argparse.Namespace, settings: Settings | None = None
+) -> tuple[AdmissionLimits, ClientTimeouts]:
+    """The limits in force: command line over environment (``settings``) over built-in
+    defaults."""
+    settings = settings if settings is not None else Settings.from_env(os.environ)
+    limits = settings.admission
     if args.max_websockets is not None:
         limits = dataclasses.replace(limits, max_websockets=args.max_websockets)
     if args.max_requests is not None:
         limits = dataclasses.replace(limits, max_requests=args.max_requests)
-    timeouts = ClientTimeouts.from_env()
+    timeouts = settings.client_timeouts
     for field, value in (
         ("header", args.client_header_timeout),
         ("body", args.client_body_timeout),
@@ -131,19 +142,32 @@ def admission_of(args: argparse.Namespace) -> tuple[AdmissionLimits, ClientTimeo
     return limits, timeouts
 
 
-def _factory(args: argparse.Namespace, admission: AdmissionLimits) -> object:
-    def make() -> object:
+def settings_of(args: argparse.Namespace, settings: Settings) -> Settings:
+    """``settings`` with the command line's choices over them (raises ValueError for a limit
+    that is not positive)."""
+    admission, timeouts = admission_of(args, settings)
+    return dataclasses.replace(
+        settings,
+        flags=args.flags,
+        limits=limits_of(args),
+        admission=admission,
+        client_timeouts=timeouts,
+        control_db=args.control_db,
+    )
+
+
+def _factory(args: argparse.Namespace, settings: Settings) -> Callable[[], web.Application]:
+    def make() -> web.Application:
         from banyan.proxy.app import create_app
         from banyan.proxy.shadow import shadow_from_env
 
-        shadow = None if args.no_parity else shadow_from_env(args.flags)
+        shadow = None if args.no_parity else shadow_from_env(settings.flags, settings)
         return create_app(
-            args.flags,
+            settings.flags,
             access_log=not args.no_access_log,
             shadow=shadow,
-            limits=limits_of(args),
-            admission=admission,
-            control_db=args.control_db,
+            control_db=settings.control_db,
+            settings=settings,
         )
 
     return make
@@ -151,20 +175,21 @@ def _factory(args: argparse.Namespace, admission: AdmissionLimits) -> object:
 
 def main(argv: list[str]) -> int:
     try:
-        args = build_parser().parse_args(argv)
-        limits_of(args)
-        admission, timeouts = admission_of(args)
-    except ValueError as exc:  # a limit (option or BANYAN_* variable) that is not positive
+        environment = Settings.from_env(os.environ)  # the one read of the environment
+        args = build_parser(environment).parse_args(argv)
+        settings = settings_of(args, environment)
+    except ValueError as exc:  # a BANYAN_* variable, or a limit option that is not positive
         print(f"banyan proxy: {exc}", file=sys.stderr)
         return 1
     from banyan.proxy.flags import FlagError, load_flags
 
     try:
-        load_flags(args.flags)
+        load_flags(args.flags, max_bytes=settings.flags_max_bytes)
     except FlagError as exc:
         print(f"banyan proxy: {exc}", file=sys.stderr)
         return 1
-    factory = _factory(args, admission)
+    factory = _factory(args, settings)
+    timeouts, level = settings.client_timeouts, settings.log_level
     from banyan.rollout.store import advertise as note_address
 
     def advertise(flags: str, host: str, port: int) -> None:
@@ -175,7 +200,7 @@ def main(argv: list[str]) -> int:
 
     if args.workers <= 1:
         advertise(args.flags, args.host, args.port)  # where `banyan rollout` finds this proxy
-        run("proxy", factory, args.host, args.port, timeouts=timeouts)  # type: ignore[arg-type]
+        run("proxy", factory, args.host, args.port, timeouts=timeouts, log_level=level)
         return 0
     port = args.port or free_port(args.host)
     advertise(args.flags, args.host, port)
@@ -183,7 +208,15 @@ def main(argv: list[str]) -> int:
     for _ in range(args.workers):
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the forked worker
-            run("proxy", factory, args.host, port, reuse_port=True, timeouts=timeouts)  # type: ignore[arg-type]
+            run(
+                "proxy",
+                factory,
+                args.host,
+                port,
+                reuse_port=True,
+                timeouts=timeouts,
+                log_level=level,
+            )
             flush_logs()  # os._exit skips atexit: the last access lines are written here
             os._exit(0)
         children.append(pid)

@@ -28,6 +28,7 @@ import yaml
 from banyan import private_file, processes
 from banyan.admin_token import TOKEN_ENV, AdminTokenError, stack_token
 from banyan.backends.common.tokens import MIN_SECRET_CHARS, SECRET_ENV, new_secret
+from banyan.env import flags_default
 from banyan.errors import StackError
 
 MODULES = {
@@ -189,7 +190,7 @@ async def run_stack(parts: list[Part]) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="banyan up", description=__doc__)
-    parser.add_argument("--flags", default=os.environ.get("BANYAN_FLAGS", "flags.yaml"))
+    parser.add_argument("--flags", default=flags_default())
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080, help="proxy port")
     parser.add_argument("--model-port", type=int, default=8003)

@@ -10,14 +10,14 @@ the target that backend receives (its URL's path prefix included) and the reques
 queue stores the time and the user, not the stamp, and signs each delivery when it sends it, so a
 retry days later carries the write's original time.
 
-The secret is ``BANYAN_JWT_SECRET`` (:meth:`Stamper.from_env`). A proxy started without it stamps
-nothing (the backends then write at their own clocks, as before) and says so once in its log. A
+The secret is ``BANYAN_JWT_SECRET``, read at start (:class:`banyan.proxy.settings.Settings`). A
+proxy started without it stamps nothing (the backends then write at their own clocks, as before)
+and says so once in its log. A
 client's own ``X-Banyan-Stamp`` never reaches a backend (:mod:`banyan.proxy.headers` drops it).
 """
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Callable
@@ -55,8 +55,10 @@ class Stamper:
         self.clock = clock
 
     @classmethod
-    def from_env(cls) -> Stamper:
-        secret = os.environ.get(SECRET_ENV) or None
+    def configured(cls, secret: str | None) -> Stamper:
+        """The proxy's stamper for its ``BANYAN_JWT_SECRET`` (``Settings.stamp_secret``); without
+        one it stamps nothing and says so once in the log."""
+        secret = secret or None
         if secret is None:
             log.warning(
                 "stamps_disabled",

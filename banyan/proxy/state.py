@@ -71,7 +71,7 @@ class ProxyState:
     session: aiohttp.ClientSession | None = None  # health probes, the mirror queue
     ws_session: aiohttp.ClientSession | None = None  # upstream WebSockets only (own connector)
     limits: Limits = field(default_factory=Limits)
-    stamper: Stamper = field(default_factory=Stamper.from_env)  # writes' times (X-Banyan-Stamp)
+    stamper: Stamper = field(default_factory=lambda: Stamper(None))  # X-Banyan-Stamp times
     upstreams: Upstreams | None = None  # HTTP forwarding: one pool per backend
     health: HealthProbe | None = None
     requests: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))

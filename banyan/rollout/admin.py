@@ -21,9 +21,10 @@ from aiohttp import web
 from banyan.proxy.admin import authorize
 from banyan.proxy.forward import error_response
 from banyan.proxy.headers import mark, request_id_of
+from banyan.proxy.settings import SETTINGS, Settings
 from banyan.rollout.controller import RolloutController, view
 from banyan.rollout.schedule import TransitionError
-from banyan.rollout.store import FileRolloutStore, default_path
+from banyan.rollout.store import FileRolloutStore, default_path, state_dir
 
 if TYPE_CHECKING:
     from banyan.proxy.app import ProxyState
@@ -47,7 +48,7 @@ def install(app: web.Application, key: web.AppKey[ProxyState]) -> None:
     """The rollout endpoints on ``app``, and the controller started and stopped with it."""
 
     async def startup(app: web.Application) -> None:
-        app[CONTROLLER] = controller = _controller_for(app[key])
+        app[CONTROLLER] = controller = _controller_for(app[key], app.get(SETTINGS))
         await controller.start()
 
     app.router.add_get("/_proxy/rollouts", _listing)
@@ -57,14 +58,18 @@ def install(app: web.Application, key: web.AppKey[ProxyState]) -> None:
     app.on_cleanup.insert(0, _cleanup)
 
 
-def _controller_for(state: ProxyState) -> RolloutController:
-    """With a control store, records and leadership live there (replicas); else a JSON file and
-    a lock file beside the flag file's state."""
+def _controller_for(state: ProxyState, settings: Settings | None) -> RolloutController:
+    """With a control store, records and leadership live there (replicas); else a JSON file
+    (``BANYAN_ROLLOUTS`` from the proxy's settings, else in the flag file's state folder) and a
+    lock file beside it."""
     if state.control is not None:
         from banyan.control.rollouts import ControlRolloutController
 
         return ControlRolloutController(state, state.control.store)
-    path = default_path(state.flags_path)
+    if settings is None:  # an app built without settings: the command's default
+        path = default_path(state.flags_path)
+    else:
+        path = settings.rollouts or state_dir(state.flags_path) / "rollouts.json"
     return RolloutController(state, FileRolloutStore(path), path.with_name(path.name + ".leader"))
 
 

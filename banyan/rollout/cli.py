@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 import httpx
 
 from banyan.admin_token import admin_headers
+from banyan.env import flags_default, option_default
 from banyan.rollout.schedule import ACTIONS
 from banyan.rollout.store import proxy_file
 
@@ -32,10 +32,10 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 def proxy_url(flags: str | None, given: str | None) -> str:
     if given:
         return given.rstrip("/")
-    env = os.environ.get("BANYAN_PROXY_URL")
+    env = option_default("BANYAN_PROXY_URL", "")
     if env:
         return env.rstrip("/")
-    path = proxy_file(flags or os.environ.get("BANYAN_FLAGS", "flags.yaml"))
+    path = proxy_file(flags or flags_default())
     try:
         noted = json.loads(Path(path).read_text(encoding="utf-8"))
         return str(noted["url"]).rstrip("/")

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from banyan.env import option_default
 from banyan.proxy.flag_edit import write_atomically
 from banyan.rollout.model import RolloutRecord
 
@@ -39,8 +40,10 @@ def state_dir(flags_path: str | Path) -> Path:
 
 
 def default_path(flags_path: str | Path) -> Path:
-    env = os.environ.get("BANYAN_ROLLOUTS")
-    return Path(env) if env else state_dir(flags_path) / "rollouts.json"
+    """``$BANYAN_ROLLOUTS`` for a command, else ``rollouts.json`` in the state folder (a proxy
+    takes ``BANYAN_ROLLOUTS`` from its settings, read at start)."""
+    configured = option_default("BANYAN_ROLLOUTS", "")
+    return Path(configured) if configured else state_dir(flags_path) / "rollouts.json"
 
 
 class FileRolloutStore:

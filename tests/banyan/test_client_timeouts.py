@@ -8,6 +8,7 @@ how fast it did.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -123,17 +124,17 @@ async def test_idle_websockets_outlive_every_read_timeout(tmp_path: Path) -> Non
 
 
 def test_timeouts_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert ClientTimeouts.from_env() == ClientTimeouts(header=60, body=60, keepalive=75)
+    assert ClientTimeouts.from_env(os.environ) == ClientTimeouts(header=60, body=60, keepalive=75)
     monkeypatch.setenv("BANYAN_CLIENT_HEADER_TIMEOUT", "5")
     monkeypatch.setenv("BANYAN_CLIENT_BODY_TIMEOUT", "7.5")
     monkeypatch.setenv("BANYAN_KEEPALIVE_TIMEOUT", "20")
-    assert ClientTimeouts.from_env() == ClientTimeouts(header=5, body=7.5, keepalive=20)
+    assert ClientTimeouts.from_env(os.environ) == ClientTimeouts(header=5, body=7.5, keepalive=20)
     monkeypatch.setenv("BANYAN_CLIENT_BODY_TIMEOUT", "soon")
     with pytest.raises(ValueError, match="BANYAN_CLIENT_BODY_TIMEOUT must be a number"):
-        ClientTimeouts.from_env()
+        ClientTimeouts.from_env(os.environ)
     monkeypatch.setenv("BANYAN_CLIENT_BODY_TIMEOUT", "0")
     with pytest.raises(ValueError, match="must be positive"):
-        ClientTimeouts.from_env()
+        ClientTimeouts.from_env(os.environ)
 
 
 async def test_a_body_the_server_is_too_busy_to_read_is_not_the_clients_fault(

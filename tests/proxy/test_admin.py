@@ -74,7 +74,9 @@ async def test_writes_need_the_token(make_stack: Any, monkeypatch: pytest.Monkey
     async with make_stack() as stack, httpx.AsyncClient(base_url=stack.url) as client:
         refused = await client.put("/_proxy/flags/api", json={"mode": "new"})
         assert refused.status_code == 403
-        monkeypatch.setenv("BANYAN_ADMIN_TOKEN", "s3cret")
+        monkeypatch.setenv("BANYAN_ADMIN_TOKEN", "s3cret")  # read once, when a proxy starts
+        assert (await client.put("/_proxy/flags/api", json={"mode": "new"})).status_code == 403
+    async with make_stack() as stack, httpx.AsyncClient(base_url=stack.url) as client:
         anonymous = await client.get("/_proxy/status")
         wrong = await client.get("/_proxy/status", headers={"Authorization": "Bearer nope"})
         auth = {"Authorization": "Bearer s3cret"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import resource
 import sys
 from pathlib import Path
@@ -100,16 +101,18 @@ async def test_past_the_request_limit_a_new_request_gets_503(make_stack: Any) ->
 
 
 def test_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert AdmissionLimits.from_env() == AdmissionLimits()
+    assert AdmissionLimits.from_env(os.environ) == AdmissionLimits()
     monkeypatch.setenv("BANYAN_MAX_WEBSOCKETS", "50")
     monkeypatch.setenv("BANYAN_MAX_REQUESTS", "70")
-    assert AdmissionLimits.from_env() == AdmissionLimits(max_websockets=50, max_requests=70)
+    assert AdmissionLimits.from_env(os.environ) == AdmissionLimits(
+        max_websockets=50, max_requests=70
+    )
     monkeypatch.setenv("BANYAN_MAX_REQUESTS", "many")
     with pytest.raises(ValueError, match="BANYAN_MAX_REQUESTS must be a whole number"):
-        AdmissionLimits.from_env()
+        AdmissionLimits.from_env(os.environ)
     monkeypatch.setenv("BANYAN_MAX_REQUESTS", "0")
     with pytest.raises(ValueError, match="at least 1"):
-        AdmissionLimits.from_env()
+        AdmissionLimits.from_env(os.environ)
 
 
 def _low_descriptor_limit() -> None:  # runs in the child before exec

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from banyan.proxy.limits import Limits, describe
@@ -17,13 +19,13 @@ def test_the_environment_overrides_and_bad_values_are_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("BANYAN_MAX_HEADER_BYTES", "4096")
-    assert Limits.from_env().max_header_bytes == 4096
+    assert Limits.from_env(os.environ).max_header_bytes == 4096
     monkeypatch.setenv("BANYAN_MAX_HEADERS", "many")
     with pytest.raises(ValueError, match="BANYAN_MAX_HEADERS"):
-        Limits.from_env()
+        Limits.from_env(os.environ)
     monkeypatch.setenv("BANYAN_MAX_HEADERS", "-1")
     with pytest.raises(ValueError, match="positive"):
-        Limits.from_env()
+        Limits.from_env(os.environ)
 
 
 def test_a_limit_is_named_with_its_option() -> None:

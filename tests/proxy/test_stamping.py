@@ -14,10 +14,10 @@ from typing import Any
 
 import httpx
 import jwt
-import pytest
 
 from banyan import stamps
 from banyan.backends.common import tokens
+from banyan.proxy.settings import Settings
 from banyan.proxy.shadow import shadow_from_env
 from banyan.proxy.stamping import Stamper, WriteStamp, acting_user, origin_form
 from tests.proxy.conftest import real_backends_behind_proxy
@@ -216,8 +216,8 @@ async def legacy_login(base: str, email: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {answer.json()['token']}"}
 
 
-def test_the_secret_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BANYAN_JWT_SECRET", "e" * 40)
-    assert Stamper.from_env().secret == "e" * 40
-    monkeypatch.delenv("BANYAN_JWT_SECRET")
-    assert not Stamper.from_env().enabled  # logged as stamps_disabled; the proxy still runs
+def test_the_secret_comes_from_the_environment() -> None:
+    secret = Settings.from_env({"BANYAN_JWT_SECRET": "e" * 40}).stamp_secret
+    assert Stamper.configured(secret).secret == "e" * 40
+    unset = Settings.from_env({}).stamp_secret
+    assert not Stamper.configured(unset).enabled  # logged as stamps_disabled; the proxy still runs

@@ -14,6 +14,7 @@ import os
 import stat
 from pathlib import Path
 
+from banyan.env import option_default
 from banyan.errors import FlagError
 
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024
@@ -24,7 +25,7 @@ _CHUNK = 1 << 16
 def max_bytes_from_env() -> int:
     """The size limit: ``$BANYAN_FLAGS_MAX_BYTES`` when it is a positive integer, else the
     default (a bad value is reported where the limit is used, in the refusal's message)."""
-    raw = os.environ.get(MAX_BYTES_ENV, "").strip()
+    raw = option_default(MAX_BYTES_ENV, "").strip()
     if raw.isdigit() and int(raw) > 0:
         return int(raw)
     return DEFAULT_MAX_BYTES

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from banyan.parity.compare import NoisePredicate, Response
 from banyan.parity.endpoints import EndpointCap
-from banyan.parity.location import default_url
+from banyan.parity.location import beside, default_url, store_url
 from banyan.parity.models import ComparisonRecord, RollbackRecord, SkipRecord
 from banyan.parity.noise import NoiseLearner
 from banyan.parity.report import render_html, render_json
@@ -32,6 +32,7 @@ from banyan.proxy.flags import Feature
 from banyan.proxy.forward import Exchange, error_response
 from banyan.proxy.headers import mark, request_id_of
 from banyan.proxy.routing import Decision
+from banyan.proxy.settings import Settings
 from banyan.proxy.shadow.http import HttpCopies
 from banyan.proxy.shadow.order import Caller, caller_of, hold, lines_of, pending, sampled
 from banyan.proxy.shadow.taps import SocketTap, tap_class
@@ -300,12 +301,14 @@ def parity_url(flags_path: str | Path) -> str:
     return default_url(flags_path)  # the store `banyan parity report` reads by default
 
 
-def shadow_from_env(flags_path: str | Path) -> Shadow:
+def shadow_from_env(flags_path: str | Path, settings: Settings | None = None) -> Shadow:
     """The proxy's shadow: parity store from ``BANYAN_PARITY_DB`` (else ``.banyan/parity.db``
-    beside the flag file, :mod:`banyan.parity.location`);
-    copies leave from a helper process unless ``BANYAN_SHADOW_SENDER=inline``."""
-    inline = os.environ.get("BANYAN_SHADOW_SENDER", "process") == "inline"
+    beside the flag file, :mod:`banyan.parity.location`); copies leave from a helper process
+    unless ``BANYAN_SHADOW_SENDER=inline``. Both come from ``settings`` (by default the
+    environment's now)."""
+    settings = settings if settings is not None else Settings.from_env(os.environ)
+    url = store_url(settings.parity_db) if settings.parity_db else beside(flags_path)
     return Shadow(
-        ParityRecorder(ParityStore(parity_url(flags_path))),
-        sender=CopySender(in_process=inline),
+        ParityRecorder(ParityStore(url)),
+        sender=CopySender(in_process=settings.shadow_sender == "inline"),
     )
