@@ -44,6 +44,7 @@ from typing import Literal, cast
 from aiohttp import web
 
 from banyan.client_timeouts import ClientTimeouts
+from banyan.control.db import CONTROL_DB_ENV, CONTROL_SCHEMA_ENV, DEFAULT_SCHEMA
 from banyan.env import DEFAULT_FLAGS, FLAGS_ENV, choice, text, whole
 from banyan.proxy.admission import AdmissionLimits
 from banyan.proxy.flags.source import DEFAULT_MAX_BYTES, MAX_BYTES_ENV
@@ -51,7 +52,6 @@ from banyan.proxy.limits import Limits
 
 SenderMode = Literal["process", "inline"]
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-DEFAULT_CONTROL_SCHEMA = "banyan_control"  # as banyan.control.db.DEFAULT_SCHEMA
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +71,7 @@ class Settings:
     audit_log: Path | None = None
     rollouts: Path | None = None
     control_db: str | None = None
-    control_schema: str = DEFAULT_CONTROL_SCHEMA
+    control_schema: str = DEFAULT_SCHEMA
     log_level: str = "info"
 
     @classmethod
@@ -94,8 +94,8 @@ class Settings:
             mirror_db=text(environ, "BANYAN_MIRROR_DB"),
             audit_log=Path(audit) if audit else None,
             rollouts=Path(rollouts) if rollouts else None,
-            control_db=text(environ, "BANYAN_CONTROL_DB"),
-            control_schema=text(environ, "BANYAN_CONTROL_SCHEMA") or DEFAULT_CONTROL_SCHEMA,
+            control_db=text(environ, CONTROL_DB_ENV),
+            control_schema=text(environ, CONTROL_SCHEMA_ENV) or DEFAULT_SCHEMA,
             log_level=choice(environ, "BANYAN_LOG_LEVEL", "info", LOG_LEVELS),
         )
 
