@@ -16,13 +16,17 @@ direct call, and the CPU each target's process spent per request during the thro
 (from ``/proc``: what decides throughput on a machine with cores to spare, and a figure other load
 on a shared machine hardly moves). Needs ``wrk`` on PATH (``apt-get install -y wrk``).
 
-    .venv/bin/python -m bench.proxy_overhead [--duration 10] [--rounds 1]
+    .venv/bin/python -m bench.proxy_overhead [--duration 10] [--rounds 1] [--workers 1]
+
+``--workers N`` runs ``banyan proxy --workers N`` (N processes sharing the port); its CPU per
+request is then the sum over the workers.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -68,10 +72,31 @@ class Run:
     cpu_us: float = 0.0  # the target process's CPU per request, microseconds
 
 
+def _stat(pid: int) -> list[str]:
+    """The fields of ``/proc/PID/stat`` after the command name (``state`` first)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def cpu_seconds(pid: int) -> float:
-    """User and system CPU time of process ``pid`` so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User and system CPU time of process ``pid`` so far, and of its live children (the
+    worker processes of ``banyan proxy --workers N``)."""
+    fields = _stat(pid)
+    total = int(fields[11]) + int(fields[12])
+    for child in _children(pid):
+        with contextlib.suppress(OSError):
+            child_fields = _stat(child)
+            total += int(child_fields[11]) + int(child_fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                if int(_stat(int(entry.name))[1]) == pid:
+                    found.append(int(entry.name))
+    return found
 
 
 def wrk_or_exit() -> str:
@@ -139,6 +164,8 @@ async def main_async(args: argparse.Namespace) -> None:
             flags = Path(tmp) / "flags.yaml"
             flags.write_text(FLAGS.format(url=upstream.url))
             proxy = [*PYTHON_CLI, "proxy", "--flags", str(flags), "--port", "0"]
+            if args.workers > 1:
+                proxy += ["--workers", str(args.workers)]
             banyan = await start("proxy", [*proxy, *args.proxy_args])
             children.append(banyan)
             targets = {"direct": upstream.url, "bare forwarder": bare.url, "banyan": banyan.url}
@@ -202,6 +229,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="throughput rounds, median shown")
     parser.add_argument("--rate", type=float, default=0.0, help="default: half the bare's rps")
     parser.add_argument("--rate-connections", type=int, default=8)
+    parser.add_argument(
+        "--workers", type=int, default=1, help="banyan proxy --workers N (CPU summed over them)"
+    )
     parser.add_argument(
         "--proxy-args",
         nargs="*",
