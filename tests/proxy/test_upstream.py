@@ -112,6 +112,29 @@ async def test_a_full_pool_makes_a_request_wait_then_504(upstream: tuple[RawUpst
     assert isinstance(waited.value, UpstreamTimeout) and waited.value.status == 504
 
 
+async def test_a_wait_on_a_reused_connection_gets_its_own_full_timeout(
+    upstream: tuple[RawUpstream, str],
+) -> None:
+    """One timer serves a connection's waits: a later wait's deadline is its own, neither the
+    first request's (cut early) nor forgotten (never cut)."""
+    raw, url = upstream
+    raw.answers["/hang"] = lambda _: b""  # answers nothing
+    pool = pool_for(url)
+    loop = asyncio.get_running_loop()
+    try:
+        conn = await send(pool, "GET", head("GET", "/a"), None, connect_timeout=1, read_timeout=0.3)
+        assert await conn.next_chunk(0.3) == b"ok" and await conn.next_chunk(0.3) == b""
+        finish(pool, conn)
+        await asyncio.sleep(0.2)  # the first wait's deadline is near: the timer is still armed
+        started = loop.time()
+        with pytest.raises(UpstreamTimeout):
+            await send(pool, "GET", head("GET", "/hang"), None, connect_timeout=1, read_timeout=0.3)
+        waited = loop.time() - started
+    finally:
+        pool.close()
+    assert raw.connections == 1 and 0.28 <= waited < 1.0, waited
+
+
 async def test_a_refused_connection_is_a_connect_error() -> None:
     pool = pool_for(f"http://127.0.0.1:{free_port()}")
     with pytest.raises(UpstreamError) as refused:
