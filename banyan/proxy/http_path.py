@@ -36,7 +36,21 @@ if TYPE_CHECKING:
     from banyan.proxy.app import ProxyState
 
 log = get_logger("proxy")
-_access_line = HotEvent("proxy", "request")
+_access_line = HotEvent(
+    "proxy",
+    "request",
+    (
+        "request_id",
+        "feature",
+        "backend",
+        "method",
+        "path",
+        "status",
+        "duration_ms",
+        "error",
+        "fallback",
+    ),
+)
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -226,15 +240,15 @@ def access(state: ProxyState, exchange: Exchange, status: int) -> None:
     """The access log's line for ``exchange`` (unless the proxy runs without one)."""
     if state.access_log:
         _access_line.emit(
-            request_id=exchange.request_id,
-            feature=exchange.feature,
-            backend=exchange.backend,
-            method=exchange.method,
-            path=_shown_path(exchange.path_qs),
-            status=status,
-            duration_ms=round((time.perf_counter() - exchange.started) * 1000, 3),
-            error=exchange.error,
-            fallback=exchange.fallback or None,
+            exchange.request_id,
+            exchange.feature,
+            exchange.backend,
+            exchange.method,
+            _shown_path(exchange.path_qs),
+            status,
+            round((time.perf_counter() - exchange.started) * 1000, 3),
+            exchange.error,
+            exchange.fallback or None,
         )
 
 
