@@ -112,3 +112,32 @@ def test_nothing_imports_uphill() -> None:
         if dep.startswith(higher)
     ]
     assert wrong == []
+
+
+# ``banyan up`` starts the backends: it makes their secret by their own rules
+LAUNCHERS = ("banyan.proxy.stack",)
+
+
+def every_import(tree: ast.Module) -> Iterator[str]:
+    """Every module a file imports, at any depth (late bindings included)."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            yield node.module
+            yield from (f"{node.module}.{alias.name}" for alias in node.names)
+
+
+def test_the_proxy_and_parity_know_the_application_only_through_its_interface() -> None:
+    """Issue 16: the proxy (and parity, control, rollouts) read the application behind them
+    through banyan.application, which the application plugs in; never its backends' code, not
+    even in a function."""
+    wrong = sorted(
+        f"{name} imports {dep}"
+        for name, path in module_files().items()
+        if name.startswith(("banyan.proxy", "banyan.parity", "banyan.control", "banyan.rollout"))
+        and name not in LAUNCHERS
+        for dep in every_import(ast.parse(path.read_text()))
+        if dep.startswith("banyan.backends")
+    )
+    assert wrong == []

@@ -40,6 +40,7 @@ import aiohttp
 
 from banyan.admin_token import admin_headers
 from banyan.env import flags_default, option_default
+from banyan.isotime import iso_ms
 from banyan.parity.compare import Rules
 from banyan.parity.location import default_url, store_url
 from banyan.parity.replay import replay as replay_example
@@ -64,9 +65,10 @@ def parse_since(text: str | None, now: float | None = None) -> float | None:
     if match:
         scale = {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
         return now - float(match.group(1)) * scale
-    from banyan.backends.common.clock import parse_iso
-
-    return parse_iso(text) / 1000
+    ms = iso_ms(text)
+    if ms is None:
+        raise ValueError(f"not a duration (30m, 2h, 1d) or an ISO 8601 time: {text!r}")
+    return ms / 1000
 
 
 async def report(args: argparse.Namespace) -> int:

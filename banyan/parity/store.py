@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import and_, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from banyan.backends.common.engines import make_engine
+from banyan.engines import make_engine
 from banyan.parity.batch import Batch
 from banyan.parity.flush import flush
 from banyan.parity.location import sqlite_file

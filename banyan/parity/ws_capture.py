@@ -20,8 +20,8 @@ from typing import Any
 
 from pycrdt import Doc
 
-from banyan.backends.common.whiteboard import protocol
-from banyan.backends.common.whiteboard.snapshot import doc_to_json
+from banyan import ydoc, ywebsocket
+from banyan.application import plugged
 from banyan.jsondepth import loads_shallow
 
 
@@ -97,10 +97,10 @@ class WhiteboardReplica:
     def apply(self, data: bytes) -> None:
         """Take a binary frame from either side; document changes are applied, the rest ignored."""
         try:
-            frame = protocol.parse(data)
-        except protocol.ProtocolError:
+            frame = ywebsocket.parse(data)
+        except ywebsocket.ProtocolError:
             return
-        if frame.kind in ("sync_step2", "update") and frame.payload != protocol.EMPTY_UPDATE:
+        if frame.kind in ("sync_step2", "update") and frame.payload != ywebsocket.EMPTY_UPDATE:
             try:
                 self.doc.apply_update(frame.payload)
             except Exception:  # a garbage update is the backend's problem, not the replica's
@@ -108,7 +108,7 @@ class WhiteboardReplica:
             self.frames += 1
 
     def json(self) -> dict[str, Any]:
-        return doc_to_json(self.doc)
+        return ydoc.doc_to_json(self.doc, plugged().document_schema)
 
 
 class LiveAnswers:

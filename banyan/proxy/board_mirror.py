@@ -25,7 +25,7 @@ import aiohttp
 from aiohttp import WSMsgType
 from aiohttp.http_websocket import WSMessage
 
-from banyan.backends.common.whiteboard import protocol
+from banyan import ywebsocket
 from banyan.logs import get_logger
 from banyan.parity.ws_capture import WhiteboardReplica
 from banyan.tasks import cancel_and_wait
@@ -114,7 +114,7 @@ class BoardMirrorTap:
                 if self.changed.is_set() or self.closing.is_set():
                     self.changed.clear()
                     doc = self.replica.doc
-                    await ws.send_bytes(protocol.update(doc.get_update(pushed)))
+                    await ws.send_bytes(ywebsocket.update(doc.get_update(pushed)))
                     pushed = doc.get_state()
                     self.pushes += 1
                 if self.closing.is_set():
@@ -128,11 +128,13 @@ class BoardMirrorTap:
             if message.type != WSMsgType.BINARY:
                 continue
             try:
-                frame = protocol.parse(message.data)
-            except protocol.ProtocolError:
+                frame = ywebsocket.parse(message.data)
+            except ywebsocket.ProtocolError:
                 continue
             if frame.kind == "sync_step1":
-                await ws.send_bytes(protocol.sync_step2(self.replica.doc.get_update(frame.payload)))
+                await ws.send_bytes(
+                    ywebsocket.sync_step2(self.replica.doc.get_update(frame.payload))
+                )
 
     async def close(self) -> None:
         self.closing.set()

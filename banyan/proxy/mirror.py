@@ -37,7 +37,7 @@ from typing import Any
 import aiohttp
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from banyan.backends.common.engines import make_engine
+from banyan.engines import make_engine
 from banyan.logs import get_logger
 from banyan.parity.redact import redact_url
 from banyan.proxy import mirror_send, mirror_store

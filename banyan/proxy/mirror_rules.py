@@ -10,12 +10,10 @@ import json
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from banyan.backends.common.ids import user_id_for
+from banyan.application import plugged
 from banyan.proxy.routing import user_from_authorization
 
 Outcome = Literal["done", "retry", "refused"]
-
-REGISTER_PATH = "/api/auth/register"
 
 
 def outcome(method: str, status: int) -> Outcome:
@@ -44,19 +42,19 @@ def not_yet(method: str, status: int) -> bool:
 
 def lane_of(row: Mapping[str, Any]) -> str:
     """The delivery lane of a stored write: its user, whatever the feature — the user its stamp
-    acts for, else its token's ``sub``, else, for a registration (no token yet), the id the
-    backends derive from its e-mail (``ids.user_id_for``), so the user's first writes wait
-    behind the registration that creates them; else its credentials."""
+    acts for, else its token's ``sub``, else, for a registration (no token yet), the id of the
+    user it creates (``registered_user`` of the application, :mod:`banyan.application`), so the
+    user's first writes wait behind the registration that creates them; else its credentials."""
     if row.get("user_id"):
         return str(row["user_id"])
     auth = json.loads(row["headers"]).get("authorization", "")
     user = user_from_authorization(auth, None)
     if user:
         return user
-    if not auth and row["path_qs"].split("?", 1)[0] == REGISTER_PATH:
-        email = _email_of(row["body"])
-        if email:
-            return user_id_for(email)
+    if not auth:
+        registered = plugged().registered_user(row["path_qs"], row["body"])
+        if registered:
+            return registered
     return str(auth)
 
 
@@ -88,12 +86,3 @@ def error_detail(body: bytes) -> str:
     if not isinstance(error, dict):
         return ""
     return f" {error.get('code', '')}: {error.get('message', '')}"[:300]
-
-
-def _email_of(body: bytes) -> str | None:
-    try:
-        document = json.loads(body)
-    except ValueError:
-        return None
-    email = document.get("email") if isinstance(document, dict) else None
-    return email if isinstance(email, str) and email else None

@@ -2,15 +2,15 @@
 
 HTTP writes of a ``writes: mirror`` feature are re-applied to the other store by the durable mirror
 queue (:mod:`banyan.proxy.mirror`). A tutor turn over the WebSocket is a write too — the backend
-stores the
-question and the answer as two messages — but it crosses the proxy as frames. This tap watches the
-frames the serving backend sends; each ``done`` frame becomes two message appends on the other
-store (``POST /api/sessions/{id}/messages``, question then answer, in the order the turns ended)
-with the ``Idempotency-Key`` the backends store a turn's message under (``ids.turn_key(session,
-seq)``) and a ``mirror`` stamp at the message's ``created_at``, acting for the socket's user: the
-other store then holds the very messages — same ids, fingerprints and times — and a retried
-delivery stores nothing twice. A message without a ``seq`` (an older backend) falls back to a key
-made of its id, and one without a readable time to the queue's own clock.
+stores the question and the answer as two messages — but it crosses the proxy as frames. This tap
+watches the frames the serving backend sends; each ``done`` frame becomes two message appends on
+the other store (``POST /api/sessions/{id}/messages``, question then answer, in the order the
+turns ended) with the ``Idempotency-Key`` the backends store a turn's message under (the
+application's ``turn_key``, :mod:`banyan.application`) and a ``mirror`` stamp at the message's
+``created_at``, acting for the socket's user: the other store then holds the very messages — same
+ids, fingerprints and times — and a retried delivery stores nothing twice. A message without a
+``seq`` (an older backend) falls back to a key made of its id, and one without a readable time
+to the queue's own clock.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import WSMsgType
 from aiohttp.http_websocket import WSMessage
 
-from banyan.backends.common.ids import turn_key
+from banyan.application import plugged
+from banyan.isotime import iso_ms
 from banyan.jsondepth import loads_shallow
 from banyan.logs import get_logger
 from banyan.proxy.routing import user_from_authorization
@@ -49,23 +49,6 @@ def credentials(headers: Mapping[str, str], query: Mapping[str, str]) -> str | N
         return header
     token = query.get("token")
     return f"Bearer {token}" if token else None
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def iso_ms(value: object) -> int | None:
-    """Epoch milliseconds of an API timestamp (``2026-11-23T07:00:00.123Z``), exactly; None when
-    it is not one."""
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return (parsed - _EPOCH) // timedelta(milliseconds=1)
 
 
 class TurnMirrorTap:
@@ -116,7 +99,11 @@ class TurnMirrorTap:
             log.warning("turn_mirror_skipped", feature=self.feature, reason="malformed message")
             return
         seq = stored.get("seq")
-        key = turn_key(self.session_id, seq) if type(seq) is int else f"tutor-turn:{message_id}"
+        key = (
+            plugged().turn_key(self.session_id, seq)
+            if type(seq) is int
+            else f"tutor-turn:{message_id}"
+        )
         ms = iso_ms(stored.get("created_at"))
         stamp = None
         if self.stamper is not None and self.stamper.enabled and ms is not None:

@@ -6,7 +6,7 @@ import json
 
 from pycrdt import Doc, Map
 
-from banyan.backends.common.whiteboard import protocol
+from banyan import ywebsocket
 from banyan.parity.ws_capture import TutorTurns, WhiteboardReplica
 
 
@@ -46,15 +46,15 @@ def test_replica_follows_updates_from_both_sides() -> None:
     replica = WhiteboardReplica()
     before = server.get_state()
     server.get("shapes", type=Map)["a"] = {"kind": "rect"}
-    replica.apply(protocol.sync_step2(server.get_update(before)))
+    replica.apply(ywebsocket.sync_step2(server.get_update(before)))
     before = client.get_state()
     client.get("shapes", type=Map)["b"] = {"kind": "line"}
-    replica.apply(protocol.update(client.get_update(before)))
+    replica.apply(ywebsocket.update(client.get_update(before)))
     for ignored in [
-        protocol.sync_step1(b"\x00"),
-        protocol.awareness(b"\x00"),
+        ywebsocket.sync_step1(b"\x00"),
+        ywebsocket.awareness(b"\x00"),
         b"\x09",
-        protocol.update(b"\xff\xff"),
+        ywebsocket.update(b"\xff\xff"),
     ]:
         replica.apply(ignored)
     assert replica.json() == {"shapes": {"a": {"kind": "rect"}, "b": {"kind": "line"}}}

@@ -16,9 +16,10 @@ from aiohttp import web
 
 from banyan import stamps
 from banyan.backends.common.ids import user_id_for
+from banyan.backends.common.plugin import REGISTER_PATH
 from banyan.ports import free_port
 from banyan.proxy.mirror import MirrorQueue
-from banyan.proxy.mirror_rules import REGISTER_PATH, lane_of, outcome
+from banyan.proxy.mirror_rules import lane_of, outcome
 from banyan.proxy.stamping import Stamper, WriteStamp
 from banyan.serving import serve
 

@@ -20,9 +20,10 @@ from aiohttp import WSMessage, WSMsgType
 
 from banyan.backends.common.ids import turn_key
 from banyan.backends.model.server import create_app as model_app
+from banyan.isotime import iso_ms
 from banyan.proxy.shadow import shadow_from_env
 from banyan.proxy.stamping import Stamper, WriteStamp
-from banyan.proxy.turn_mirror import TurnMirrorTap, credentials, iso_ms, tutor_session
+from banyan.proxy.turn_mirror import TurnMirrorTap, credentials, tutor_session
 from banyan.serving import serve
 from tests.proxy.conftest import (
     real_backends_behind_proxy,

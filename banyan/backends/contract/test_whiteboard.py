@@ -18,11 +18,12 @@ import httpx
 import pytest
 from pycrdt import Array, Doc, Map, Text
 
-from banyan.backends.common.whiteboard import protocol
+from banyan import ywebsocket
 from banyan.backends.common.whiteboard.client import WhiteboardClient
-from banyan.backends.common.whiteboard.snapshot import doc_from_update, doc_to_json
+from banyan.backends.common.whiteboard.snapshot import doc_to_json
 from banyan.backends.contract.client import User, assert_error, register
 from banyan.backends.contract.targets import EXTERNAL, Target, open_target
+from banyan.ydoc import doc_from_update
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -266,7 +267,7 @@ async def test_socket_refusals_and_bad_frames(target: Target, user: User) -> Non
             headers={"Authorization": f"Bearer {user.token}"},
         ) as ws:
             hello = await ws.receive(timeout=WAIT)
-            assert protocol.parse(hello.data).kind == "sync_step1"
+            assert ywebsocket.parse(hello.data).kind == "sync_step1"
             await ws.send_str("text is not the protocol")
             await ws.receive(timeout=WAIT)
             assert ws.close_code == 1003

@@ -2,7 +2,7 @@
 
 Tables: ``users``, ``revoked_tokens``, ``folders``, ``study_sessions``, ``session_contexts``,
 ``messages`` (plus ``schema_migrations``). Times are integer epoch milliseconds; ids are UUID
-strings. The engine comes from ``banyan.backends.common.engines`` (SQLite tuning, the writer gate);
+strings. The engine comes from ``banyan.engines`` (SQLite tuning, the writer gate);
 any
 SQLAlchemy async URL works (PostgreSQL via asyncpg).
 """
@@ -15,7 +15,7 @@ from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Table, Te
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from banyan.backends.common.engines import WriteGate, make_engine
+from banyan.engines import WriteGate, make_engine
 
 
 class Base(DeclarativeBase):

@@ -15,7 +15,7 @@ from collections.abc import Hashable, Iterable
 
 from pycrdt import write_message, write_var_uint
 
-from banyan.backends.common.whiteboard.protocol import read_var_bytes, read_var_uint
+from banyan.ywebsocket import read_var_bytes, read_var_uint
 
 Entry = tuple[int, int, str]  # client id, clock, JSON state ("null" = removed)
 

@@ -17,7 +17,8 @@ from typing import Any
 import aiohttp
 from pycrdt import Doc
 
-from banyan.backends.common.whiteboard import awareness, protocol
+from banyan import ywebsocket
+from banyan.backends.common.whiteboard import awareness
 from banyan.backends.common.whiteboard.snapshot import doc_to_json
 
 
@@ -42,7 +43,7 @@ class WhiteboardClient:
         """Open the socket and start syncing (``await wait_synced()`` to know when done)."""
         self.synced.clear()
         self._ws = await session.ws_connect(url, **kwargs)
-        await self._ws.send_bytes(protocol.sync_step1(self.doc.get_state()))
+        await self._ws.send_bytes(ywebsocket.sync_step1(self.doc.get_state()))
         self._reader = asyncio.create_task(self._read(self._ws))
 
     async def wait_synced(self, timeout: float = 5.0) -> None:
@@ -52,9 +53,9 @@ class WhiteboardClient:
         async for message in ws:
             if message.type != aiohttp.WSMsgType.BINARY:
                 continue
-            frame = protocol.parse(message.data)
+            frame = ywebsocket.parse(message.data)
             if frame.kind == "sync_step1":
-                await ws.send_bytes(protocol.sync_step2(self.doc.get_update(frame.payload)))
+                await ws.send_bytes(ywebsocket.sync_step2(self.doc.get_update(frame.payload)))
             elif frame.kind in ("sync_step2", "update"):
                 self.doc.apply_update(frame.payload)
                 if frame.kind == "sync_step2":
@@ -75,9 +76,9 @@ class WhiteboardClient:
         before = self.doc.get_state()
         change(self.doc)
         diff = self.doc.get_update(before)
-        if self.connected and diff != protocol.EMPTY_UPDATE:
+        if self.connected and diff != ywebsocket.EMPTY_UPDATE:
             assert self._ws is not None
-            await self._ws.send_bytes(protocol.update(diff))
+            await self._ws.send_bytes(ywebsocket.update(diff))
         return diff
 
     async def set_presence(self, state: dict[str, Any] | None) -> None:
@@ -85,7 +86,7 @@ class WhiteboardClient:
         body = "null" if state is None else json.dumps(state, separators=(",", ":"))
         update = awareness.encode([(self.client_id, self._clock, body)])
         assert self._ws is not None
-        await self._ws.send_bytes(protocol.awareness(update))
+        await self._ws.send_bytes(ywebsocket.awareness(update))
 
     async def wait_for(
         self, predicate: Callable[[WhiteboardClient], bool], timeout: float = 5.0

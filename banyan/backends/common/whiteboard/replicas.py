@@ -31,8 +31,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+from banyan import ywebsocket
 from banyan.backends.common.fanout import Bus, Message
-from banyan.backends.common.whiteboard import protocol
 from banyan.backends.common.whiteboard.room import Room
 from banyan.logs import get_logger
 from banyan.tasks import cancel_and_wait
@@ -44,11 +44,11 @@ EARLY_LIMIT = 10_000  # messages kept while a room loads (beyond that, ``hello``
 
 def read_state_vector(data: bytes) -> dict[int, int]:
     """Decode a Yjs state vector: ``varuint(count)`` then ``(client, clock)`` pairs."""
-    count, pos = protocol.read_var_uint(data, 0)
+    count, pos = ywebsocket.read_var_uint(data, 0)
     clocks: dict[int, int] = {}
     for _ in range(count):
-        client, pos = protocol.read_var_uint(data, pos)
-        clock, pos = protocol.read_var_uint(data, pos)
+        client, pos = ywebsocket.read_var_uint(data, pos)
+        clock, pos = ywebsocket.read_var_uint(data, pos)
         clocks[client] = clock
     return clocks
 
@@ -122,7 +122,7 @@ class Link:
         self.seen[message.sender] = time.monotonic()
         try:
             self._handle(message)
-        except protocol.ProtocolError as exc:
+        except ywebsocket.ProtocolError as exc:
             log.warning(
                 "whiteboard_bad_replica_message",
                 room=self.room.name,
@@ -159,19 +159,19 @@ class Link:
             if lacks(body, room.doc.get_state()):
                 room.persist(self._missing(body))
         else:
-            raise protocol.ProtocolError(f"unknown message kind {kind!r}")
+            raise ywebsocket.ProtocolError(f"unknown message kind {kind!r}")
 
     def _missing(self, state_vector: bytes) -> bytes:
         try:
             return self.room.doc.get_update(state_vector)
         except Exception as exc:
-            raise protocol.ProtocolError("invalid state vector") from exc
+            raise ywebsocket.ProtocolError("invalid state vector") from exc
 
     def _send_missing(self, state_vector: bytes, *, always: bool) -> None:
         if not always and not lacks(state_vector, self.room.doc.get_state()):
             return
         diff = self._missing(state_vector)
-        if diff != protocol.EMPTY_UPDATE:
+        if diff != ywebsocket.EMPTY_UPDATE:
             self._send("s2", diff)
 
 

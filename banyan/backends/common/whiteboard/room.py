@@ -21,12 +21,13 @@ from typing import Protocol
 
 from pycrdt import Doc
 
-from banyan.backends.common.whiteboard import protocol
+from banyan import ywebsocket
 from banyan.backends.common.whiteboard.awareness import AwarenessRelay
-from banyan.backends.common.whiteboard.snapshot import doc_from_update, replace_content
+from banyan.backends.common.whiteboard.snapshot import replace_content
 from banyan.backends.common.whiteboard.store import RoomStore
 from banyan.logs import get_logger
 from banyan.tasks import cancel_and_wait
+from banyan.ydoc import doc_from_update
 
 log = get_logger("whiteboard.room")
 
@@ -87,37 +88,37 @@ class Room:
 
     def welcome(self, peer: Peer) -> None:
         """What a newcomer receives first: our state vector, then everybody's presence."""
-        peer.send(protocol.sync_step1(self.doc.get_state()))
+        peer.send(ywebsocket.sync_step1(self.doc.get_state()))
         present = self.awareness.snapshot()
         if present is not None:
-            peer.send(protocol.awareness(present))
+            peer.send(ywebsocket.awareness(present))
 
     def receive(self, peer: Peer, data: bytes) -> None:
         """Handle one binary frame from ``peer`` (raises ProtocolError when malformed)."""
-        frame = protocol.parse(data)
+        frame = ywebsocket.parse(data)
         if frame.kind == "sync_step1":
-            peer.send(protocol.sync_step2(self._update_since(frame.payload)))
+            peer.send(ywebsocket.sync_step2(self._update_since(frame.payload)))
         elif frame.kind in ("sync_step2", "update"):
             self.apply(frame.payload, origin=peer)
         elif frame.kind == "awareness":
             try:
                 changed = self.awareness.apply(frame.payload, peer)
-            except protocol.ProtocolError:
+            except ywebsocket.ProtocolError:
                 raise
             if changed:
-                self._broadcast(protocol.awareness(frame.payload), skip=peer)
+                self._broadcast(ywebsocket.awareness(frame.payload), skip=peer)
                 if self.link is not None:
                     self.link.local_awareness(frame.payload)
         else:  # query_awareness
             present = self.awareness.snapshot()
             if present is not None:
-                peer.send(protocol.awareness(present))
+                peer.send(ywebsocket.awareness(present))
 
     def _update_since(self, state_vector: bytes) -> bytes:
         try:
             return self.doc.get_update(state_vector)
         except Exception as exc:  # pycrdt raises a plain ValueError/RuntimeError on garbage
-            raise protocol.ProtocolError("invalid state vector") from exc
+            raise ywebsocket.ProtocolError("invalid state vector") from exc
 
     def apply(self, update: bytes, origin: Peer | None = None) -> bytes | None:
         """Apply an update; broadcast and persist the diff it caused. Returns the diff."""
@@ -125,11 +126,11 @@ class Room:
         try:
             self.doc.apply_update(update)
         except Exception as exc:
-            raise protocol.ProtocolError("invalid update") from exc
+            raise ywebsocket.ProtocolError("invalid update") from exc
         diff = self.doc.get_update(before)
-        if diff == protocol.EMPTY_UPDATE:
+        if diff == ywebsocket.EMPTY_UPDATE:
             return None
-        self._broadcast(protocol.update(diff), skip=origin)
+        self._broadcast(ywebsocket.update(diff), skip=origin)
         self._pending.append(diff)
         self._wake.set()
         if self.link is not None:
@@ -144,11 +145,11 @@ class Room:
         try:
             self.doc.apply_update(update)
         except Exception as exc:
-            raise protocol.ProtocolError("invalid update") from exc
+            raise ywebsocket.ProtocolError("invalid update") from exc
         diff = self.doc.get_update(before)
-        if diff == protocol.EMPTY_UPDATE:
+        if diff == ywebsocket.EMPTY_UPDATE:
             return None
-        self._broadcast(protocol.update(diff), skip=None)
+        self._broadcast(ywebsocket.update(diff), skip=None)
         if persist:
             self._pending.append(diff)
             self._wake.set()
@@ -165,13 +166,13 @@ class Room:
     def remote_awareness(self, update: bytes, origin: Hashable) -> None:
         """Presence from another replica (``origin`` stands for it): relay it locally."""
         if self.awareness.apply(update, origin):
-            self._broadcast(protocol.awareness(update), skip=None)
+            self._broadcast(ywebsocket.awareness(update), skip=None)
 
     def forget(self, origin: Hashable) -> None:
         """Drop the presence a vanished replica introduced, telling local connections."""
         removal = self.awareness.disconnect(origin)
         if removal is not None:
-            self._broadcast(protocol.awareness(removal), skip=None)
+            self._broadcast(ywebsocket.awareness(removal), skip=None)
 
     def restore(self, state: bytes, *, client_id: int | None = None) -> None:
         """Make the live document equal to a saved full-state update, as a forward edit. With
@@ -186,8 +187,8 @@ class Room:
         before = self.doc.get_state()
         replace_content(self.doc, doc_from_update(state))
         diff = self.doc.get_update(before)
-        if diff != protocol.EMPTY_UPDATE:
-            self._broadcast(protocol.update(diff), skip=None)
+        if diff != ywebsocket.EMPTY_UPDATE:
+            self._broadcast(ywebsocket.update(diff), skip=None)
             self._pending.append(diff)
             self._wake.set()
             if self.link is not None:
@@ -197,7 +198,7 @@ class Room:
         self.peers.discard(peer)
         removal = self.awareness.disconnect(peer)
         if removal is not None:
-            self._broadcast(protocol.awareness(removal), skip=peer)
+            self._broadcast(ywebsocket.awareness(removal), skip=peer)
             if self.link is not None:
                 self.link.local_awareness(removal)
 

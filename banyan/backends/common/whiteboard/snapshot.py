@@ -1,10 +1,9 @@
 """Whiteboard documents as JSON, and restoring a saved version into a live document.
 
-Yjs does not record a root's type in its updates: a replica only knows a root as a Map, an Array or
-a Text once somebody asks for it with that type. The whiteboard's document shape is therefore part
-of the contract (``SCHEMA``: ``shapes`` a Map of shape objects keyed by id, ``order`` an Array of
-shape ids, ``notes`` a Text, ``meta`` a Map); any other root is read as a Map when it has keys, as
-an Array when it has items but no text, otherwise as a Text.
+Yjs does not record a root's type in its updates (:mod:`banyan.ydoc`). The whiteboard's document
+shape is therefore part of the contract (``SCHEMA``: ``shapes`` a Map of shape objects keyed by
+id, ``order`` an Array of shape ids, ``notes`` a Text, ``meta`` a Map); any other root is read as
+a Map when it has keys, as an Array when it has items but no text, otherwise as a Text.
 
 Restoring is a forward edit, not a rewind: the live document's roots are rewritten to the saved
 content inside one transaction, so connected clients receive it as an ordinary update and nobody's
@@ -25,7 +24,9 @@ from typing import Any
 
 from pycrdt import Array, Doc, Map, Text
 
-SCHEMA: dict[str, type[Map[Any]] | type[Array[Any]] | type[Text]] = {
+from banyan import ydoc
+
+SCHEMA: ydoc.Schema = {
     "shapes": Map,
     "order": Array,
     "notes": Text,
@@ -35,41 +36,12 @@ SCHEMA: dict[str, type[Map[Any]] | type[Array[Any]] | type[Text]] = {
 
 def typed_roots(doc: Doc) -> dict[str, Map[Any] | Array[Any] | Text]:
     """Every root of a copy of ``doc``, each read with its contract type (or an inferred one)."""
-    copy = doc_from_update(doc.get_update())
-    roots: dict[str, Map[Any] | Array[Any] | Text] = {}
-    for name in sorted(copy.keys()):
-        known = SCHEMA.get(name)
-        if known is not None:
-            roots[name] = copy.get(name, type=known)
-            continue
-        probe = doc_from_update(copy.get_update())
-        as_map = probe.get(name, type=Map)
-        if len(as_map) > 0:
-            roots[name] = copy.get(name, type=Map)
-            continue
-        probe = doc_from_update(copy.get_update())
-        as_text = probe.get(name, type=Text)
-        # A Text view of an Array branch reads as "" while still counting its items.
-        if len(as_text) > 0 and not str(as_text):
-            roots[name] = copy.get(name, type=Array)
-        else:
-            roots[name] = copy.get(name, type=Text)
-    return roots
+    return ydoc.typed_roots(doc, SCHEMA)
 
 
 def doc_to_json(doc: Doc) -> dict[str, Any]:
     """The document as plain JSON values, one key per root, sorted."""
-    return {name: _plain(root.to_py()) for name, root in typed_roots(doc).items()}
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _plain(value[key]) for key in sorted(value)}
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
+    return ydoc.doc_to_json(doc, SCHEMA)
 
 
 CANONICAL_CLIENT_ID = 1  # the writer of every canonical snapshot
@@ -82,7 +54,7 @@ def canonical_update(doc: Doc) -> bytes:
     fresh: Doc = Doc(client_id=CANONICAL_CLIENT_ID)
     with fresh.transaction():
         for name, root in typed_roots(doc).items():
-            value = _plain(root.to_py())
+            value = ydoc.plain(root.to_py())
             if isinstance(root, Text):
                 fresh.get(name, type=Text).insert(0, str(value or ""))
             elif isinstance(root, Map):
@@ -100,13 +72,6 @@ def _canonical(value: Any) -> Any:
     if isinstance(value, list):
         return Array([_canonical(item) for item in value])
     return value
-
-
-def doc_from_update(update: bytes) -> Doc:
-    doc: Doc = Doc()
-    if update:
-        doc.apply_update(update)
-    return doc
 
 
 def replace_content(live: Doc, target: Doc) -> None:

@@ -13,9 +13,9 @@ import contextlib
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from banyan.backends.common.whiteboard.protocol import ProtocolError
 from banyan.backends.common.whiteboard.rooms import RoomManager
 from banyan.logs import get_logger
+from banyan.ywebsocket import ProtocolError
 
 log = get_logger("whiteboard.socket")
 

@@ -15,11 +15,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from banyan.backends.common.engines import WriteGate, make_engine
 from banyan.backends.common.live import LiveHub
 from banyan.backends.new.runtime.cache import QueryCache
 from banyan.backends.new.runtime.context import ActionCtx, MutationCtx, QueryCtx
 from banyan.backends.new.runtime.registry import Registry
+from banyan.engines import WriteGate, make_engine
 
 __all__ = ["Runtime", "make_engine"]
 

@@ -20,11 +20,12 @@ import json
 import aiohttp
 from aiohttp import WSMessage, WSMsgType
 
+from banyan.application import plugged
+from banyan.isotime import iso_ms
 from banyan.jsondepth import loads_shallow
 from banyan.parity.ws_capture import TutorTurns
 from banyan.proxy.fence import Release
 from banyan.proxy.shadow.taps.base import SocketTap
-from banyan.proxy.turn_mirror import iso_ms
 
 LEFT = -1  # the primary never finished the turn: the candidate is not asked
 REFUSED = -2  # the primary answered the ask with an error: the candidate is asked unstamped
@@ -45,13 +46,10 @@ class TutorTap(SocketTap):
         """Number the client's asks as the server does and await the primary's outcome."""
         if message.type != WSMsgType.TEXT:
             return
-        from banyan.backends.common.tutor.socket import parse_frame
-
-        parsed = parse_frame(message.data)
-        if not isinstance(parsed, tuple) or parsed[0] != "ask":
+        turn = plugged().ask_turn(message.data, self._asks + 1)
+        if turn is None:
             return
         self._asks += 1
-        turn = parsed[1].get("id") or f"t{self._asks}"
         self._turn_of[id(message)] = turn
         self._stored[turn] = asyncio.get_running_loop().create_future()
 

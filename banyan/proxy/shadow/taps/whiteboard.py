@@ -14,6 +14,7 @@ import time
 import aiohttp
 from aiohttp import WSMessage, WSMsgType
 
+from banyan import ywebsocket
 from banyan.parity.ws_capture import WhiteboardReplica
 from banyan.proxy.fence import Release
 from banyan.proxy.shadow.taps.base import CONVERGE_SECONDS, SocketTap
@@ -24,11 +25,10 @@ EMPTY_STATE = b"\x00"  # the Yjs state vector of an empty document
 def asks_for_everything(frame: bytes) -> bool | None:
     """For a client's whiteboard frame: True for a sync step 1 with an empty state vector, False
     for one with a state, None for any other frame."""
-    from banyan.backends.common.whiteboard import protocol
 
     try:
-        parsed = protocol.parse(frame)
-    except protocol.ProtocolError:
+        parsed = ywebsocket.parse(frame)
+    except ywebsocket.ProtocolError:
         return None
     if parsed.kind != "sync_step1":
         return None
@@ -62,16 +62,16 @@ class WhiteboardTap(SocketTap):
     async def saw_candidate(self, ws: aiohttp.ClientWebSocketResponse, message: WSMessage) -> None:
         if message.type != WSMsgType.BINARY:
             return
-        from banyan.backends.common.whiteboard import protocol
 
         self.candidate_board.apply(message.data)
         self.sent_board.apply(message.data)
         try:
-            frame = protocol.parse(message.data)
-        except protocol.ProtocolError:
+            frame = ywebsocket.parse(message.data)
+        except ywebsocket.ProtocolError:
             return
         if frame.kind == "sync_step1":  # answer with what this connection sent it
-            await ws.send_bytes(protocol.sync_step2(self.sent_board.doc.get_update(frame.payload)))
+            answer = ywebsocket.sync_step2(self.sent_board.doc.get_update(frame.payload))
+            await ws.send_bytes(answer)
 
     def sent(self, message: WSMessage, release: Release) -> Release | None:
         if message.type == WSMsgType.BINARY:
@@ -85,10 +85,9 @@ class WhiteboardTap(SocketTap):
         primary replica is then the whole room too."""
         if not self.fresh_client:
             return
-        from banyan.backends.common.whiteboard import protocol
 
         with contextlib.suppress(ConnectionError, RuntimeError, aiohttp.ClientError):
-            await ws.send_bytes(protocol.sync_step1(self.candidate_board.doc.get_state()))
+            await ws.send_bytes(ywebsocket.sync_step1(self.candidate_board.doc.get_state()))
 
     def caught_up(self) -> bool:
         return self.primary_board.json() == self.candidate_board.json()

@@ -12,13 +12,14 @@ import pytest
 from aiohttp import web
 from pycrdt import Array, Doc, Map, Text
 
-from banyan.backends.common.whiteboard import protocol
+from banyan import ywebsocket
 from banyan.backends.common.whiteboard.client import WhiteboardClient
 from banyan.backends.common.whiteboard.rooms import RoomManager
-from banyan.backends.common.whiteboard.snapshot import doc_from_update, doc_to_json
+from banyan.backends.common.whiteboard.snapshot import doc_to_json
 from banyan.backends.common.whiteboard.socket import serve_whiteboard
 from banyan.backends.common.whiteboard.store import MemoryRoomStore
 from banyan.serving import serve
+from banyan.ydoc import doc_from_update
 
 
 class Board:
@@ -146,7 +147,7 @@ async def test_bad_frames_close_the_socket(board: Board, session: aiohttp.Client
             pass
         assert ws.close_code == 1003
     async with session.ws_connect(board.url + "bad") as ws:
-        await ws.send_bytes(protocol.update(b"\xff\xff\xff"))
+        await ws.send_bytes(ywebsocket.update(b"\xff\xff\xff"))
         while (await ws.receive()).type not in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
             pass
         assert ws.close_code == 1002
@@ -180,19 +181,19 @@ async def test_query_awareness_and_sync_step1_from_client(
     board: Board, session: aiohttp.ClientSession
 ) -> None:
     async with session.ws_connect(board.url + "raw") as ws:
-        first = protocol.parse((await ws.receive()).data)
+        first = ywebsocket.parse((await ws.receive()).data)
         assert first.kind == "sync_step1"
-        await ws.send_bytes(protocol.sync_step1(Doc().get_state()))
-        reply = protocol.parse((await ws.receive()).data)
+        await ws.send_bytes(ywebsocket.sync_step1(Doc().get_state()))
+        reply = ywebsocket.parse((await ws.receive()).data)
         assert reply.kind == "sync_step2"
-        await ws.send_bytes(protocol.query_awareness())
-        await ws.send_bytes(protocol.sync_step1(b"\xff\xff"))
+        await ws.send_bytes(ywebsocket.query_awareness())
+        await ws.send_bytes(ywebsocket.sync_step1(b"\xff\xff"))
         message = await ws.receive()
         assert message.type == aiohttp.WSMsgType.CLOSE and message.data == 1002
 
 
 def test_parse_rejects_malformed_frames() -> None:
     for bad in [b"", b"\x00", b"\x00\x07\x00", b"\x09", b"\x01\x05ab", b"\x80\x80\x80"]:
-        with pytest.raises(protocol.ProtocolError):
-            protocol.parse(bad)
-    assert protocol.parse(protocol.awareness(b"xy")) == protocol.Frame("awareness", b"xy")
+        with pytest.raises(ywebsocket.ProtocolError):
+            ywebsocket.parse(bad)
+    assert ywebsocket.parse(ywebsocket.awareness(b"xy")) == ywebsocket.Frame("awareness", b"xy")

@@ -15,22 +15,23 @@ from contextlib import asynccontextmanager
 import pytest
 from pycrdt import Doc, Map
 
+from banyan import ywebsocket
 from banyan.backends.common.fanout import Bus
-from banyan.backends.common.whiteboard import awareness, protocol
+from banyan.backends.common.whiteboard import awareness
 from banyan.backends.common.whiteboard.replicas import lacks, origin_of, read_state_vector
 from banyan.backends.common.whiteboard.room import Room
 from banyan.backends.common.whiteboard.rooms import RoomManager
-from banyan.backends.common.whiteboard.snapshot import doc_from_update
 from banyan.backends.common.whiteboard.store import MemoryRoomStore
+from banyan.ydoc import doc_from_update
 from tests.backends.common.redis_front import require_redis, unique_prefix
 
 
 class Peer:
     def __init__(self) -> None:
-        self.frames: list[protocol.Frame] = []
+        self.frames: list[ywebsocket.Frame] = []
 
     def send(self, frame: bytes) -> None:
-        self.frames.append(protocol.parse(frame))
+        self.frames.append(ywebsocket.parse(frame))
 
     def kinds(self) -> list[str]:
         return [f.kind for f in self.frames]
@@ -129,7 +130,7 @@ async def test_remote_updates_reach_peers_and_compaction_keeps_everyone(redis_ur
     assert keys(stored(store, "r")) >= {"a1", "ghost", "b-only", "a-more-3"}
 
 
-def keys_of(frame: protocol.Frame) -> set[str]:
+def keys_of(frame: ywebsocket.Frame) -> set[str]:
     return set(doc_from_update(frame.payload).get("shapes", type=Map).keys())
 
 
@@ -155,7 +156,7 @@ async def test_ticks_fill_gaps_and_expire_silent_replicas(redis_url: str) -> Non
             room_a.link = link
             await until(lambda: "quiet" in keys(room_b))
             presence = awareness.encode([(42, 1, '{"name":"A"}')])
-            room_a.receive(peer_a, protocol.awareness(presence))
+            room_a.receive(peer_a, ywebsocket.awareness(presence))
             await until(lambda: room_b.awareness.present == 1)
             await bus_a.close()  # A goes silent without saying goodbye
             await until(lambda: room_b.awareness.present == 0, timeout=3)

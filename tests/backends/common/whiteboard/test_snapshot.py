@@ -10,12 +10,9 @@ import sys
 from pycrdt import Array, Doc, Map, Text
 
 from banyan.backends.common.whiteboard.room import Room
-from banyan.backends.common.whiteboard.snapshot import (
-    canonical_update,
-    doc_from_update,
-    doc_to_json,
-)
+from banyan.backends.common.whiteboard.snapshot import canonical_update, doc_to_json
 from banyan.backends.common.whiteboard.store import MemoryRoomStore
+from banyan.ydoc import doc_from_update
 
 
 def _edits(first: int = 11, second: int = 22) -> list[bytes]:

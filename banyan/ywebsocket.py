@@ -4,6 +4,10 @@ A frame is ``varuint(message type)`` followed by its payload. Sync frames (type 
 ``varuint(sync type)`` and a length-prefixed Yjs payload: a state vector for step 1, an update for
 step 2 and for incremental updates. Awareness frames (type 1) carry a length-prefixed awareness
 update. Type 3 asks the server to send every known awareness state. Type 2 (auth) is not used.
+
+A protocol of Yjs, not of one application: the backends' whiteboard speaks it, and the proxy reads
+it (a shadowed room compared, a room written through to the other store) without importing any
+backend code.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""How both backends open their store: the SQLAlchemy async engine and the SQLite writer gate.
+"""How Banyan opens a SQL store (the backends' stores, the parity store, the mirror queue): the
+SQLAlchemy async engine and the SQLite writer gate.
 
 SQLite (``sqlite+aiosqlite://``) gets WAL, ``synchronous=NORMAL`` and a busy timeout, and a leaner
 aiosqlite adapter: aiosqlite runs each connection on its own thread and SQLAlchemy's stock adapter

@@ -13,7 +13,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select,
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from banyan.backends.common.engines import WriteGate, make_engine
+from banyan.engines import WriteGate, make_engine
 
 metadata = MetaData()
 items = Table(
