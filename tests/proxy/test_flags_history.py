@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from banyan.proxy.audit import AuditLog
-from banyan.proxy.flag_edit import set_fields, set_mode
 from banyan.proxy.flags_cli import main
 from banyan.proxy.flags_history import (
     HistoryError,
@@ -64,14 +64,24 @@ async def wait_for(predicate: Any, timeout: float = 5.0) -> None:
 
 
 async def test_history_reads_the_log_the_running_proxy_writes(
-    make_stack: Any, capsys: pytest.CaptureFixture[str]
+    make_stack: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Each edit made the way its source makes it: by hand, by ``banyan flags set`` (the command
+    audits its own edit), through the running proxy's admin API (the proxy audits it)."""
+    monkeypatch.setenv("BANYAN_ADMIN_TOKEN", "t0ken")  # read once, when the proxy starts
     async with make_stack(FEATURES) as stack:
         stack.write_flags(FEATURES.replace("legacy", "shadow"))  # a hand edit of the file
         await wait_for(lambda: stack.state.flags.feature("sessions").mode == "shadow")
-        await asyncio.to_thread(set_mode, stack.flags, "sessions", "canary", 10)
+        command = ["set", "sessions", "canary", "--percent", "10", "--file", str(stack.flags)]
+        assert await asyncio.to_thread(main, command) == 0
         await wait_for(lambda: stack.state.flags.feature("sessions").mode == "canary")
-        set_fields(stack.flags, "sessions", {"writes": "mirror"}, source="admin")
+        async with httpx.AsyncClient(base_url=stack.url) as admin:
+            answer = await admin.put(
+                "/_proxy/flags/sessions",
+                json={"writes": "mirror"},
+                headers={"Authorization": "Bearer t0ken"},
+            )
+        assert answer.status_code == 200, answer.text
         await wait_for(lambda: stack.state.flags.feature("sessions").writes == "mirror")
     capsys.readouterr()
     assert main(["history", "--file", str(stack.flags)]) == 0
