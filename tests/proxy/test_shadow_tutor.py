@@ -17,7 +17,7 @@ import pytest
 
 from banyan.backends.model.server import create_app as model_app
 from banyan.proxy.shadow import shadow_from_env
-from banyan.testing import serve
+from banyan.serving import serve
 from tests.proxy.conftest import real_backends_behind_proxy, tutor_session_of, tutor_turn
 
 FLAGS = """\
