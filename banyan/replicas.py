@@ -23,8 +23,8 @@ from pathlib import Path
 
 import aiohttp
 
+from banyan.ports import free_port
 from banyan.processes import PYTHON_CLI, Child, start, stop
-from banyan.testing import free_port
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 BACKENDS = ("legacy-1", "legacy-2", "new-1", "new-2")
