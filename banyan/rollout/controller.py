@@ -3,16 +3,16 @@
 Every ``interval`` seconds the controller reads the records (:mod:`banyan.rollout.store`), judges
 the current step of each running rollout on the event loop (:func:`banyan.rollout.gates.judge`
 over the step's :class:`~banyan.rollout.gates.StepWindow`), then decides in one atomic update of
-the store: a failed gate aborts (``mode: legacy``, writes still mirrored), a step whose ``for`` is
-over with ``min_samples`` reached and no failed gate advances, flags moved by someone else (a
-guard's rollback, a hand edit) abort with what they became. The flag changes themselves go through
-the CLI's writer (:func:`banyan.proxy.flag_edit.set_fields`, audited with source ``rollout``);
-outcomes (started, passed, promoted, paused, resumed, aborted and why, succeeded) are audit
-entries too. A record says whether its step's flags are ``applied``, so a restarted proxy
-re-applies a step it had not finished writing and resumes judging where it was (the step's
-window starts again: its evidence lived in memory). With several proxy processes, the one holding
-``rollouts.leader`` (an advisory lock in the state folder) drives rollouts; any of them records
-the operator's actions, which the leader picks up at its next tick.
+the store (:mod:`banyan.rollout.decide`): a failed gate aborts (``mode: legacy``, writes still
+mirrored), a step whose ``for`` is over with ``min_samples`` reached and no failed gate advances,
+flags moved by someone else (a guard's rollback, a hand edit) abort with what they became. The
+flag changes themselves go through the CLI's writer (:func:`banyan.proxy.flag_edit.set_fields`,
+audited with source ``rollout``); outcomes (started, passed, promoted, paused, resumed, aborted
+and why, succeeded) are audit entries too. A record says whether its step's flags are
+``applied``, so a restarted proxy re-applies a step it had not finished writing and resumes
+judging where it was (the step's window starts again: its evidence lived in memory). With several
+proxy processes, the one holding ``rollouts.leader`` (an advisory lock in the state folder) drives
+rollouts; any of them records the operator's actions, which the leader picks up at its next tick.
 """
 
 from __future__ import annotations
@@ -23,25 +23,17 @@ import fcntl
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from banyan.control.db import ControlError
 from banyan.logs import get_logger
 from banyan.proxy.flag_edit import set_fields
-from banyan.proxy.flags import Feature, FlagError, FlagSet
+from banyan.proxy.flags import FlagError, FlagSet
+from banyan.rollout.decide import Effect, decide, settle
 from banyan.rollout.gates import StepWindow, Verdict, judge
-from banyan.rollout.model import RolloutRecord, step_dict
-from banyan.rollout.schedule import (
-    abort,
-    abort_changes,
-    advance,
-    describe,
-    in_step,
-    step_changes,
-    transition,
-)
+from banyan.rollout.model import RolloutRecord
+from banyan.rollout.schedule import transition
 from banyan.rollout.store import Records, RolloutStore
 
 if TYPE_CHECKING:
@@ -50,14 +42,6 @@ if TYPE_CHECKING:
 log = get_logger("rollout")
 
 INTERVAL = 0.25
-
-
-@dataclass(frozen=True)
-class Effect:
-    kind: str  # apply | abort
-    feature: str
-    step: int
-    changes: dict[str, Any]
 
 
 class RolloutController:
@@ -215,93 +199,7 @@ class RolloutController:
         notes: list[tuple[str, str]],
     ) -> list[Effect]:
         """In the store's transaction: change records, return the flag writes to make."""
-        effects: list[Effect] = []
-        for name, record in records.items():
-            feature = flags.feature(name)
-            effect = self._decide_one(name, record, feature, verdicts.get(name), now, notes)
-            if effect is not None:
-                effects.append(effect)
-        return effects
-
-    def _decide_one(
-        self,
-        name: str,
-        record: RolloutRecord,
-        feature: Feature | None,
-        held: tuple[int, Verdict, bool] | None,
-        now: float,
-        notes: list[tuple[str, str]],
-    ) -> Effect | None:
-        """One record's next move: an aborted one's flags written, a running one checked
-        against the flag file, then judged on its step's verdict (:meth:`_judge`)."""
-        if record.state == "aborted" and not record.applied:
-            if feature is None:
-                record.applied = True
-                return None
-            return Effect("abort", name, record.step, abort_changes(feature))
-        if record.state != "running":
-            return None
-        rollout = feature.rollout if feature is not None else None
-        if feature is None or rollout is None:
-            abort(record, "the feature or its rollout block left the flag file")
-            record.applied = True
-            notes.append((name, f"aborted: {record.reason}"))
-            return None
-        if record.steps != [step_dict(s) for s in rollout.steps]:
-            where = describe(record)
-            abort(record, f"the rollout's steps changed in the flag file at {where}")
-            notes.append((name, f"aborted: {record.reason}"))
-            return Effect("abort", name, record.step, abort_changes(feature))
-        step = rollout.steps[record.step]
-        if not record.applied:
-            return Effect("apply", name, record.step, step_changes(feature, step))
-        if not in_step(feature, step):
-            moved = self._moved(feature.name, feature.mode)
-            abort(record, f"{describe(record)}: {moved}")
-            notes.append((name, f"aborted: {record.reason}"))
-            return Effect("abort", name, record.step, abort_changes(feature))
-        if held is None or held[0] != record.step:
-            return None
-        return self._judge(name, record, feature, held, now, notes)
-
-    def _judge(
-        self,
-        name: str,
-        record: RolloutRecord,
-        feature: Feature,
-        held: tuple[int, Verdict, bool],
-        now: float,
-        notes: list[tuple[str, str]],
-    ) -> Effect | None:
-        """A running step's verdict applied: a breach aborts, a step over with enough samples
-        advances (the next step's flags to write), else it keeps waiting."""
-        rollout = feature.rollout
-        assert rollout is not None
-        step = rollout.steps[record.step]
-        _, verdict, fresh = held
-        if fresh and record.step_started_at is not None and record.step_started_at < now:
-            record.step_started_at = now  # a restart: the step's window starts again
-        record.gates, record.samples = verdict.gates, verdict.samples
-        if verdict.breached is not None:
-            abort(record, f"{describe(record)}: {verdict.reason}", verdict.breached["name"])
-            notes.append((name, f"aborted: {record.reason}"))
-            return Effect("abort", name, record.step, abort_changes(feature))
-        started = record.step_started_at if record.step_started_at is not None else now
-        if now - started < step.duration or not verdict.enough:
-            waiting = "waiting for min_samples" if not verdict.enough else "judging"
-            record.touch(f"{describe(record)}: {waiting}")
-            return None
-        passed = f"{describe(record)} passed"
-        if verdict.gates:
-            passed += f" with {verdict.samples} samples, every gate ok"
-        advance(record, passed)
-        notes.append((name, passed))
-        if record.state == "succeeded":
-            record.touch(f"succeeded: {passed}")
-            notes.append((name, "succeeded"))
-            return None
-        nxt = rollout.steps[record.step]
-        return Effect("apply", name, record.step, step_changes(feature, nxt))
+        return decide(records, flags, verdicts, now, notes, self._moved)
 
     def _moved(self, name: str, mode: str) -> str:
         breach = next((b for b in reversed(self.state.breaches) if b.get("feature") == name), None)
@@ -330,35 +228,9 @@ class RolloutController:
         await self.state.store.reload()
         now = self.clock()
 
-        def settle(records: Records) -> RolloutRecord | None:
-            record = records.get(effect.feature)
-            if record is None or record.step != effect.step or record.applied:
-                return None
-            if effect.kind == "abort" and record.state == "aborted":
-                record.applied = True
-                if error:
-                    record.touch(f"{record.reason}; the legacy flags could not be written: {error}")
-                return record
-            if effect.kind == "apply" and record.active:
-                if error:
-                    abort(
-                        record,
-                        f"{describe(record)}: the step's flags could not be written: {error}",
-                    )
-                    record.applied = True
-                    return record
-                record.applied = True
-                record.step_started_at = now
-                step = record.steps[record.step]
-                if step["kind"] == "new" and record.step == len(record.steps) - 1:
-                    record.state = "succeeded"
-                    record.touch(f"succeeded: {describe(record)} applied")
-                else:
-                    record.touch(f"{describe(record)} applied")
-                return record
-            return None
-
-        record = await asyncio.to_thread(self.store.update, settle)
+        record = await asyncio.to_thread(
+            self.store.update, lambda records: settle(records, effect, error, now)
+        )
         if record is not None:
             self._audit(self.state.flags, effect.feature, record.reason or effect.kind)
             log.info(
