@@ -18,8 +18,8 @@ on a shared machine hardly moves). Needs ``wrk`` on PATH (``apt-get install -y w
 
     .venv/bin/python -m bench.proxy_overhead [--duration 10] [--rounds 1] [--workers 1]
 
-``--workers N`` runs ``banyan proxy --workers N`` (N processes sharing the port); its CPU per
-request is then the sum over the workers.
+``--workers N`` also measures ``banyan proxy --workers N`` (N processes sharing the port) beside
+the one-worker proxy, its CPU per request summed over the workers.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from banyan.ports import free_port
-from banyan.processes import PYTHON_CLI, start, stop_all
+from banyan.processes import PYTHON_CLI, Child, start, stop_all
 from bench.common import markdown_table
 
 FLAGS = """\
@@ -150,30 +150,38 @@ async def paced(url: str, rate: float, connections: int, duration: float, tmp: P
     return await wrk(url, "-t1", f"-c{connections}", f"-d{duration:g}s", "-s", str(script))
 
 
+async def _start_targets(
+    args: argparse.Namespace, tmp: Path, children: list[Child]
+) -> tuple[dict[str, str], dict[str, int]]:
+    """Start the upstream, the bare forwarder and banyan (and banyan with ``--workers N``);
+    every process started joins ``children``. Returns each target's URL and process id."""
+    py = sys.executable
+    upstream = await start("tiny", [py, "-m", "bench.tiny_upstream", str(free_port())])
+    children.append(upstream)
+    bare = await start("bare", [py, "-m", "bench.bare_forwarder", upstream.url, str(free_port())])
+    children.append(bare)
+    flags = tmp / "flags.yaml"
+    flags.write_text(FLAGS.format(url=upstream.url))
+    proxy = [*PYTHON_CLI, "proxy", "--flags", str(flags), "--port", "0", *args.proxy_args]
+    started = {"direct": upstream, "bare forwarder": bare}
+    started["banyan"] = await start("proxy", proxy)
+    children.append(started["banyan"])
+    if args.workers > 1:
+        workers = await start("proxy", [*proxy, "--workers", str(args.workers)])
+        children.append(workers)
+        started[f"banyan, {args.workers} workers"] = workers
+    return (
+        {name: child.url for name, child in started.items()},
+        {name: child.process.pid for name, child in started.items()},
+    )
+
+
 async def main_async(args: argparse.Namespace) -> None:
     wrk_or_exit()
-    py = sys.executable
     with tempfile.TemporaryDirectory(prefix="banyan-overhead-") as tmp:
-        upstream = await start("tiny", [py, "-m", "bench.tiny_upstream", str(free_port())])
-        children = [upstream]
+        children: list[Child] = []
         try:
-            bare = await start(
-                "bare", [py, "-m", "bench.bare_forwarder", upstream.url, str(free_port())]
-            )
-            children.append(bare)
-            flags = Path(tmp) / "flags.yaml"
-            flags.write_text(FLAGS.format(url=upstream.url))
-            proxy = [*PYTHON_CLI, "proxy", "--flags", str(flags), "--port", "0"]
-            if args.workers > 1:
-                proxy += ["--workers", str(args.workers)]
-            banyan = await start("proxy", [*proxy, *args.proxy_args])
-            children.append(banyan)
-            targets = {"direct": upstream.url, "bare forwarder": bare.url, "banyan": banyan.url}
-            pids = {
-                "direct": upstream.process.pid,
-                "bare forwarder": bare.process.pid,
-                "banyan": banyan.process.pid,
-            }
+            targets, pids = await _start_targets(args, Path(tmp), children)
             for url in targets.values():  # warm up connections and code paths
                 await throughput(url, 2)
             runs: dict[str, list[Run]] = {name: [] for name in targets}
@@ -221,6 +229,11 @@ def report(runs: dict[str, list[Run]], latency: dict[str, Run], rate: float) -> 
     print(f"bare / banyan CPU per request: {cpu['bare forwarder'] / cpu['banyan']:.1%}")
     print(f"banyan added p50 vs direct: {latency['banyan'].p50 - direct_p50:.3f} ms")
     print(f"bare added p50 vs direct: {latency['bare forwarder'].p50 - direct_p50:.3f} ms")
+    for name in runs:
+        if name.startswith("banyan, "):  # --workers N beside one worker
+            scaled = _median([r.rps for r in runs[name]])
+            print(f"{name} / one worker throughput: {scaled / banyan:.1%}")
+            print(f"{name} / bare throughput: {scaled / bare:.1%}")
 
 
 def main() -> None:
@@ -230,7 +243,10 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0.0, help="default: half the bare's rps")
     parser.add_argument("--rate-connections", type=int, default=8)
     parser.add_argument(
-        "--workers", type=int, default=1, help="banyan proxy --workers N (CPU summed over them)"
+        "--workers",
+        type=int,
+        default=1,
+        help="also measure banyan proxy --workers N (CPU summed over the workers)",
     )
     parser.add_argument(
         "--proxy-args",
