@@ -3,6 +3,13 @@
 Most of what Banyan does is the same for any HTTP application. A few things are not, and they
 are asked of an :class:`Application` object instead of being read from a backend's code:
 
+- ``socket``: which WebSocket paths are sockets of a kind the proxy compares and writes through —
+  ``turns`` (asks answered by streamed turns, whose ``done`` frame carries the stored question and
+  answer), ``document`` (a Yjs room over the y-websocket protocol) or ``subscriptions`` (live
+  queries answered by id) — and each one's key (the session, the room);
+- ``shared_line``: the line every user's shadow copies to a path share (a room's edits keep one
+  order across users), if any;
+- ``turn_messages_path``: where a turn's two messages are appended on the other store;
 - ``ask_turn``: on a turn-based socket (``/ws/tutor/...``), which client frames ask for a turn,
   and the turn's id (what a shadow tap waits for, and stamps, before the candidate's copy leaves);
 - ``turn_key``: the ``Idempotency-Key`` a turn's message is stored under (what a turn written
@@ -22,8 +29,9 @@ backend code (``tests/test_import_graph.py``).
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Protocol
+from typing import Literal, Protocol
 
 from banyan import ydoc
 from banyan.logs import get_logger
@@ -32,9 +40,32 @@ GROUP = "banyan.application"
 log = get_logger("banyan.application")
 
 
+SocketKind = Literal["turns", "document", "subscriptions"]
+
+
+@dataclass(frozen=True, slots=True)
+class Socket:
+    """A WebSocket path of a kind the proxy knows: ``key`` is its session or room ("" if none)."""
+
+    kind: SocketKind
+    key: str = ""
+
+
 class Application(Protocol):
     name: str
     document_schema: ydoc.Schema
+
+    def socket(self, path: str) -> Socket | None:
+        """The kind of socket at ``path``, None for one the proxy only relays."""
+        ...
+
+    def shared_line(self, path: str) -> str | None:
+        """The line all users' copies to ``path`` share besides their own, if any."""
+        ...
+
+    def turn_messages_path(self, session: str) -> str:
+        """Where the messages of a turn of ``session`` are appended (``POST``, one at a time)."""
+        ...
 
     def ask_turn(self, frame: str, asked: int) -> str | None:
         """The id of the turn a client's text ``frame`` asks for, None when it asks for none.
@@ -57,6 +88,15 @@ class Generic:
 
     name = "generic"
     document_schema: ydoc.Schema = {}
+
+    def socket(self, path: str) -> Socket | None:
+        return None
+
+    def shared_line(self, path: str) -> str | None:
+        return None
+
+    def turn_messages_path(self, session: str) -> str:
+        return f"/sessions/{session}/messages"  # never asked: no socket here has turns
 
     def ask_turn(self, frame: str, asked: int) -> str | None:
         return None

@@ -32,8 +32,6 @@ from banyan.tasks import cancel_and_wait
 
 log = get_logger("banyan.proxy.board_mirror")
 
-WHITEBOARD_PREFIX = "/ws/whiteboard/"
-
 
 class BoardMirrorTap:
     """A frame tap (:class:`banyan.proxy.websocket.FrameTap`) that copies a room to another

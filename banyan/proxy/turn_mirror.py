@@ -16,7 +16,6 @@ to the queue's own clock.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -32,14 +31,13 @@ from banyan.proxy.stamping import Stamper, WriteStamp, acting_user
 
 log = get_logger("banyan.proxy.turn_mirror")
 
-TUTOR_SOCKET = re.compile(r"^/ws/tutor/(?P<session>[^/]+)$")
 Submit = Callable[..., None]
 
 
 def tutor_session(path: str) -> str | None:
-    """The session id of a tutor socket path, or None for any other path."""
-    found = TUTOR_SOCKET.match(path)
-    return found.group("session") if found else None
+    """The session of a turns socket at ``path`` (the application's ``socket``), else None."""
+    socket = plugged().socket(path)
+    return socket.key if socket is not None and socket.kind == "turns" else None
 
 
 def credentials(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
@@ -68,7 +66,7 @@ class TurnMirrorTap:
         self.feature = feature
         self.target = target
         self.session_id = session_id
-        self.path = f"/api/sessions/{session_id}/messages"
+        self.path = plugged().turn_messages_path(session_id)
         self.authorization = authorization
         self.user = user_from_authorization(authorization, None)
         self.stamper = stamper

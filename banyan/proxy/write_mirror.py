@@ -18,7 +18,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from banyan.proxy.board_mirror import WHITEBOARD_PREFIX, BoardMirrorTap
+from banyan.application import plugged
+from banyan.proxy.board_mirror import BoardMirrorTap
 from banyan.proxy.fence import WriteFence
 from banyan.proxy.flags import Feature, FlagSet
 from banyan.proxy.forward import Exchange
@@ -111,7 +112,8 @@ class WriteMirror:
         user = user_from_authorization(authorization, None)
         ip = request.remote or ""
         fence = self.fence
-        if request.path.startswith(WHITEBOARD_PREFIX) and session is not None:
+        socket = plugged().socket(request.path)
+        if socket is not None and socket.kind == "document" and session is not None:
             url = flags.backends[target].url + request.raw_path
 
             async def ready() -> bool:

@@ -9,7 +9,7 @@ import pytest
 from pycrdt import Array, Doc, Map
 
 from banyan import application, ydoc
-from banyan.application import GENERIC, plugged
+from banyan.application import GENERIC, Socket, plugged
 
 
 def test_the_installed_application_is_the_ai_tutor() -> None:
@@ -28,6 +28,19 @@ def test_the_installed_application_is_the_ai_tutor() -> None:
     assert found.registered_user("/api/auth/register", b'{"email": ""}') is None
 
 
+def test_the_ai_tutors_sockets_and_lines() -> None:
+    found = plugged()
+    assert found.socket("/ws/tutor/s1") == Socket("turns", "s1")
+    assert found.socket("/ws/whiteboard/room-7") == Socket("document", "room-7")
+    assert found.socket("/ws/live") == Socket("subscriptions", "")
+    for other in ("/ws/tutor/", "/ws/tutor/s1/x", "/ws/live/x", "/ws/other", "/api/sessions"):
+        assert found.socket(other) is None, other
+    assert found.shared_line("/api/whiteboard/room-7/snapshot") == "whiteboard:room-7"
+    assert found.shared_line("/ws/whiteboard/room-7") == "whiteboard:room-7"
+    assert found.shared_line("/api/notes") is None
+    assert found.turn_messages_path("s1") == "/api/sessions/s1/messages"
+
+
 def test_without_a_plugged_application_nothing_particular_is_assumed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -40,6 +53,8 @@ def test_without_a_plugged_application_nothing_particular_is_assumed(
     assert GENERIC.ask_turn(json.dumps({"type": "ask", "text": "hi"}), 1) is None
     assert GENERIC.turn_key("s", 1) == "turn:s:1"
     assert GENERIC.registered_user("/api/auth/register", b'{"email": "a@b.c"}') is None
+    assert GENERIC.socket("/ws/tutor/s1") is None and GENERIC.shared_line("/ws/x/y") is None
+    assert GENERIC.turn_messages_path("s") == "/sessions/s/messages"
 
 
 def test_an_entry_point_that_does_not_load_is_passed_over(

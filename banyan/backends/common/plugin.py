@@ -10,16 +10,37 @@ from __future__ import annotations
 import json
 
 from banyan import ydoc
+from banyan.application import Socket
 from banyan.backends.common import ids
 from banyan.backends.common.tutor.socket import parse_frame
 from banyan.backends.common.whiteboard.snapshot import SCHEMA
 
 REGISTER_PATH = "/api/auth/register"
+TUTOR, WHITEBOARD, LIVE = "/ws/tutor/", "/ws/whiteboard/", "/ws/live"
+ROOM_PATHS = ("/api/whiteboard/", WHITEBOARD)
 
 
 class AiTutor:
     name = "ai-tutor"
     document_schema: ydoc.Schema = SCHEMA
+
+    def socket(self, path: str) -> Socket | None:
+        if path == LIVE:
+            return Socket("subscriptions")
+        for prefix, kind in ((TUTOR, "turns"), (WHITEBOARD, "document")):
+            key = path.removeprefix(prefix)
+            if path.startswith(prefix) and key and "/" not in key:
+                return Socket("turns" if kind == "turns" else "document", key)
+        return None
+
+    def shared_line(self, path: str) -> str | None:
+        for prefix in ROOM_PATHS:
+            if path.startswith(prefix):
+                return "whiteboard:" + path.removeprefix(prefix).split("/", 1)[0]
+        return None
+
+    def turn_messages_path(self, session: str) -> str:
+        return f"/api/sessions/{session}/messages"
 
     def ask_turn(self, frame: str, asked: int) -> str | None:
         parsed = parse_frame(frame)

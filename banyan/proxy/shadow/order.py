@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from banyan.application import plugged
 from banyan.proxy.fence import Release, WriteFence
 from banyan.proxy.routing import user_from_authorization
 
@@ -39,14 +40,11 @@ def caller_of(request: web.Request) -> Caller:
 
 def lines_of(path: str, caller: Caller) -> list[Caller]:
     """The lines a copy joins: its caller's, and for a whiteboard room, which every user shares,
-    the room's too — so the room's copies (snapshots, restores, reads, socket frames) keep one
-    order across users, as the primary saw them, and each user's copies keep theirs (an
-    Idempotency-Key is the user's, whatever the room)."""
-    for prefix in ("/api/whiteboard/", "/ws/whiteboard/"):
-        if path.startswith(prefix):
-            room = path.removeprefix(prefix).split("/", 1)[0]
-            return [caller, (f"whiteboard:{room}", "")]
-    return [caller]
+    the room's too (the application's ``shared_line``) — so the room's copies (snapshots,
+    restores, reads, socket frames) keep one order across users, as the primary saw them, and
+    each user's copies keep theirs (an Idempotency-Key is the user's, whatever the room)."""
+    shared = plugged().shared_line(path)
+    return [caller] if shared is None else [caller, (shared, "")]
 
 
 def pending(fence: WriteFence, backend: str, lines: list[Caller]) -> list[asyncio.Future[None]]:

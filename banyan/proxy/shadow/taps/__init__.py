@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from banyan.application import plugged
 from banyan.proxy.shadow.taps.base import FALLBACK_FRAMES, Outgoing, SocketTap, TapHost
 from banyan.proxy.shadow.taps.live import LiveTap
 from banyan.proxy.shadow.taps.tutor import TutorTap
@@ -20,11 +21,14 @@ __all__ = [
 
 
 def tap_class(path: str) -> type[SocketTap] | None:
-    """The tap for a socket at ``path``, or None for a socket the shadow does not compare."""
-    if path.startswith("/ws/tutor/"):
-        return TutorTap
-    if path.startswith("/ws/whiteboard/"):
-        return WhiteboardTap
-    if path == "/ws/live":
-        return LiveTap
-    return None
+    """The tap for a socket at ``path`` (by its kind, :mod:`banyan.application`), or None for a
+    socket the shadow does not compare."""
+    socket = plugged().socket(path)
+    return None if socket is None else TAPS[socket.kind]
+
+
+TAPS: dict[str, type[SocketTap]] = {
+    "turns": TutorTap,
+    "document": WhiteboardTap,
+    "subscriptions": LiveTap,
+}
