@@ -8,6 +8,8 @@ sampled; a real aiohttp WebSocket client asks, and both stores are read directly
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ import httpx
 import pytest
 
 from banyan.backends.model.server import create_app as model_app
-from banyan.proxy.shadow import shadow_from_env
+from banyan.proxy.shadow import Shadow, shadow_from_env
 from banyan.serving import serve
 from tests.proxy.conftest import real_backends_behind_proxy, tutor_session_of, tutor_turn
 
@@ -53,28 +55,38 @@ async def stored(base_url: str, sid: str, auth: dict[str, str], count: int) -> d
     return {"messages": times, "updated_at": session.get("updated_at")}
 
 
+@asynccontextmanager
+async def shadowed_tutor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, email: str, token_delay_ms: int = 0
+) -> AsyncIterator[tuple[dict[str, str], Shadow, str, dict[str, str], str]]:
+    """The model server, both backends and the proxy shadowing the tutor socket; a user with a
+    study session: (urls, the shadow, the socket's URL, the user's auth headers, the session)."""
+    async with serve(model_app(token_delay_ms=token_delay_ms)) as model_url:
+        monkeypatch.setenv("OPENAI_BASE_URL", model_url + "/v1")
+        shadow = shadow_from_env(tmp_path / "flags.yaml")
+        async with real_backends_behind_proxy(tmp_path, FLAGS, shadow=shadow) as urls:
+            async with httpx.AsyncClient(base_url=urls["proxy"], timeout=10) as http:
+                token, auth, sid = await tutor_session_of(http, email)
+            ws_url = urls["proxy"].replace("http", "ws") + f"/ws/tutor/{sid}?token={token}"
+            yield urls, shadow, ws_url, auth, sid
+
+
 async def test_a_shadowed_turn_is_stored_at_the_primarys_time_on_both_sides(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The candidate's copy of each turn waits for the primary's and carries its time: the same
     message ids and times, the same session time, on both stores (before, the candidate stored
     the turn at its own clock and ``banyan data verify`` found every shadowed turn different)."""
-    async with serve(model_app()) as model_url:
-        monkeypatch.setenv("OPENAI_BASE_URL", model_url + "/v1")
-        shadow = shadow_from_env(tmp_path / "flags.yaml")
-        async with real_backends_behind_proxy(tmp_path, FLAGS, shadow=shadow) as urls:
-            async with httpx.AsyncClient(base_url=urls["proxy"], timeout=10) as http:
-                token, auth, sid = await tutor_session_of(http, "shadowed@example.com")
-                ws_url = urls["proxy"].replace("http", "ws") + f"/ws/tutor/{sid}?token={token}"
-                async with aiohttp.ClientSession() as session, session.ws_connect(ws_url) as ws:
-                    first = await tutor_turn(ws, "What is a fraction?")
-                    await asyncio.sleep(0.05)  # the turns' times differ from each other
-                    second = await tutor_turn(ws, "And a decimal?")
-            on_legacy = await stored(urls["legacy"], sid, auth, 4)
-            on_new = await stored(urls["new"], sid, auth, 4)
-            compared = shadow.recorder
-            await compared.flush()
-            summary = await compared.store.summary()
+    async with shadowed_tutor(tmp_path, monkeypatch, "shadowed@example.com") as stack:
+        urls, shadow, ws_url, auth, sid = stack
+        async with aiohttp.ClientSession() as session, session.ws_connect(ws_url) as ws:
+            first = await tutor_turn(ws, "What is a fraction?")
+            await asyncio.sleep(0.05)  # the turns' times differ from each other
+            second = await tutor_turn(ws, "And a decimal?")
+        on_legacy = await stored(urls["legacy"], sid, auth, 4)
+        on_new = await stored(urls["new"], sid, auth, 4)
+        await shadow.recorder.flush()
+        summary = await shadow.recorder.store.summary()
     primary = [
         (t[part]["id"], t[part]["role"], t[part]["created_at"])
         for t in (first, second)
@@ -92,21 +104,17 @@ async def test_an_ask_the_client_left_mid_stream_reaches_neither_store(
 ) -> None:
     """The candidate's copy of a turn leaves only once the primary stored it: a client that goes
     away mid-stream leaves no turn on either side."""
-    async with serve(model_app(token_delay_ms=10)) as model_url:  # a turn long enough to leave
-        monkeypatch.setenv("OPENAI_BASE_URL", model_url + "/v1")
-        shadow = shadow_from_env(tmp_path / "flags.yaml")
-        async with real_backends_behind_proxy(tmp_path, FLAGS, shadow=shadow) as urls:
-            async with httpx.AsyncClient(base_url=urls["proxy"], timeout=10) as http:
-                token, auth, sid = await tutor_session_of(http, "leaver@example.com")
-                ws_url = urls["proxy"].replace("http", "ws") + f"/ws/tutor/{sid}?token={token}"
-                async with aiohttp.ClientSession() as session:
-                    async with session.ws_connect(ws_url) as ws:
-                        await tutor_turn(ws, "What is a fraction?")
-                        await ws.send_json({"type": "ask", "text": "Tell me a long story " * 40})
-                        frame = await ws.receive_json(timeout=10)
-                        assert frame["type"] == "token", frame  # mid-stream: leave now
-            await asyncio.sleep(1.0)  # what either side would store by now, it has stored
-            on_legacy = await stored(urls["legacy"], sid, auth, 2)
-            on_new = await stored(urls["new"], sid, auth, 2)
+    slow = 10  # ms between tokens: a turn long enough to leave
+    async with shadowed_tutor(tmp_path, monkeypatch, "leaver@example.com", slow) as stack:
+        urls, _, ws_url, auth, sid = stack
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(ws_url) as ws:
+                await tutor_turn(ws, "What is a fraction?")
+                await ws.send_json({"type": "ask", "text": "Tell me a long story " * 40})
+                frame = await ws.receive_json(timeout=10)
+                assert frame["type"] == "token", frame  # mid-stream: leave now
+        await asyncio.sleep(1.0)  # what either side would store by now, it has stored
+        on_legacy = await stored(urls["legacy"], sid, auth, 2)
+        on_new = await stored(urls["new"], sid, auth, 2)
     assert len(on_legacy["messages"]) == 2, on_legacy
     assert on_new == on_legacy
