@@ -122,4 +122,5 @@ def plugged() -> Application:
             log.warning("application_plugin_unusable", entry_point=point.value, error=str(exc))
             continue
         return found
+    log.info("application_not_plugged", group=GROUP, reason="no usable entry point: generic")
     return GENERIC
