@@ -5,8 +5,8 @@ Fields that matter across the system are ``request_id``, ``feature`` and ``backe
 
 One frequent event (the proxy's access line) has a fast path, :class:`HotEvent`: the same JSON
 line with the same keys, order and redaction, rendered without structlog's per-call machinery, and
-written with the other lines of its event-loop turn in one write (:class:`_Lines`). Every other
-line is written at once, after whatever the turn had waiting, so lines keep their order.
+written with the other lines of its event-loop turn in one write (:mod:`banyan.log_lines`). Every
+other line is written at once, after whatever the turn had waiting, so lines keep their order.
 
 Records of the standard ``logging`` module (aiohttp's own: a malformed request's traceback quotes
 the request's bytes) are rendered as the same JSON lines. Every line, ours and theirs, passes
