@@ -3,7 +3,9 @@
 For every request: a request id; a CORS preflight answered at the edge; one routing decision
 from the router of the flag version in force when the request arrived (so a flip never changes
 the backend of a request in flight, :mod:`banyan.proxy.routing`); a wait for the caller's writes
-still on their way to that backend (:mod:`banyan.proxy.fence`); then the WebSocket path
+still on their way to that backend (:mod:`banyan.proxy.fence`), and, for a write, for the caller's
+shadowed reads on their way to it (a logout served by new must not revoke the token an earlier
+read's copy to new still carries); then the WebSocket path
 (:mod:`banyan.proxy.ws_path`) or the HTTP path (:mod:`banyan.proxy.http_path`). Once the answer
 is out, the finished exchange feeds its observers — metrics, the feature's guard, the access
 log, the shadow comparison, the write mirror — none of which the client waits for.
@@ -17,7 +19,7 @@ from banyan.proxy.cors import is_preflight, preflight
 from banyan.proxy.flags import FlagSet
 from banyan.proxy.forward import error_response
 from banyan.proxy.headers import mark, request_id_of
-from banyan.proxy.http_path import forward_http
+from banyan.proxy.http_path import SAFE_METHODS, forward_http
 from banyan.proxy.routing import NOT_ROUTED, Decision, user_from_authorization
 from banyan.proxy.state import STATE, ProxyState
 from banyan.proxy.ws_path import forward_websocket
@@ -57,6 +59,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
     feature = flags.feature(decision.feature) if decision.feature != "-" else None
     backend = flags.backends[decision.backend]
     pending = state.fence.pending(decision.backend, user, request.remote or "")
+    if state.shadow is not None and request.method not in SAFE_METHODS:  # nor overtake its reads
+        pending += state.shadow.reads.pending(decision.backend, user, request.remote or "")
     if pending:  # this user's writes are still on their way to that backend: let them land first
         await state.fence.wait(pending)
     if request.headers.get("Upgrade", "").lower() == "websocket":

@@ -120,10 +120,13 @@ async def test_create_then_logout_loses_nothing(
     assert sum(r.difference_count for r in reports.values()) == 0
 
 
-async def test_a_logout_never_overtakes_the_users_read_copies(tmp_path: Path) -> None:
+@pytest.mark.parametrize("logout", ["legacy", "new"])
+async def test_a_logout_never_overtakes_the_users_read_copies(tmp_path: Path, logout: str) -> None:
     """Read, then log out at once, in shadow with every read compared: the logout's mirrored
     write waits for the user's read copies still on their way, so no copy meets a revoked token
-    on the candidate (each was once reported as a 401-for-200 mismatch, and tripped the guard)."""
+    on the candidate (each was once reported as a 401-for-200 mismatch, and tripped the guard).
+    With ``logout`` already on new, the logout itself is sent to the candidate: it waits for
+    those copies the same way (a feature moved by hand while another is shadowed)."""
     stores = {
         "legacy": f"sqlite+aiosqlite:///{tmp_path / 'legacy.db'}",
         "new": f"sqlite+aiosqlite:///{tmp_path / 'new.db'}",
@@ -134,6 +137,9 @@ async def test_a_logout_never_overtakes_the_users_read_copies(tmp_path: Path) ->
     ):
         flags = tmp_path / "flags.yaml"
         text = FLAGS.format(legacy=legacy_url, new=new_url, sessions="mode: shadow")
+        text = text.replace(
+            "mode: legacy\n    writes: always", f"mode: {logout}\n    writes: always"
+        )
         flags.write_text(text.replace("sample: 50", "sample: 100"))
         app = create_app(flags, access_log=False, shadow=shadow_from_env(flags))
         async with serve(app) as proxy_url, httpx.AsyncClient(base_url=proxy_url) as http:
