@@ -146,6 +146,8 @@ class RolloutController:
 
     async def _pass(self) -> bool:
         records = await asyncio.to_thread(self.store.load)
+        if not records and not self.windows:
+            return False  # no rollout: nothing to decide, nothing to let go
         flags = self.state.flags
         now = self.clock()
         verdicts: dict[str, tuple[int, Verdict, bool]] = {}
