@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Iterable
 
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict
@@ -164,20 +165,7 @@ def _line(name: bytes, value: bytes) -> bytes:
 def outbound_of(request: web.Request, request_id: str, limits: Limits) -> Outbound:
     """The request to forward for ``request`` (raises :class:`RequestOverLimit` over a limit)."""
     raw = request.raw_headers
-    dropped = _HOP
-    total = 0
-    for name, value in raw:
-        total += len(name) + len(value) + 4
-        if len(name) == 10 and name.lower() == b"connection":
-            tokens = {t.strip().lower() for t in value.split(b",")}
-            dropped = dropped | tokens
-    if total > limits.max_header_bytes:
-        raise RequestOverLimit(
-            431,
-            "request_headers_too_large",
-            f"the request's headers ({total} bytes) are over "
-            f"{describe('max_header_bytes', limits.max_header_bytes)}",
-        )
+    dropped = _dropped_names(raw, limits)
     before: list[bytes] = []
     after: list[bytes] = []
     into = before
@@ -218,15 +206,29 @@ def outbound_of(request: web.Request, request_id: str, limits: Limits) -> Outbou
         after.append(_line(b"X-Forwarded-Host", (host or request.host.encode("latin-1"))))
     if not has_id:
         after.append(_line(b"X-Request-Id", request_id.encode("latin-1")))
+    target = request.raw_path.encode("utf-8", "surrogateescape")
     return Outbound(
-        request.method,
-        request.raw_path.encode("utf-8", "surrogateescape"),
-        b"".join(before),
-        host_name,
-        host,
-        b"".join(after),
-        chunked,
+        request.method, target, b"".join(before), host_name, host, b"".join(after), chunked
     )
+
+
+def _dropped_names(raw: Iterable[tuple[bytes, bytes]], limits: Limits) -> frozenset[bytes]:
+    """The lower-case names not forwarded: hop-by-hop ones and those ``Connection`` names;
+    :class:`RequestOverLimit` (431) when the headers are over ``max_header_bytes``."""
+    dropped = _HOP
+    total = 0
+    for name, value in raw:
+        total += len(name) + len(value) + 4
+        if len(name) == 10 and name.lower() == b"connection":
+            dropped = dropped | {t.strip().lower() for t in value.split(b",")}
+    if total > limits.max_header_bytes:
+        raise RequestOverLimit(
+            431,
+            "request_headers_too_large",
+            f"the request's headers ({total} bytes) are over "
+            f"{describe('max_header_bytes', limits.max_header_bytes)}",
+        )
+    return dropped
 
 
 def upstream_headers(

@@ -70,21 +70,7 @@ async def forward_http(
         outbound = exchange.outbound = _outbound(state, request, request_id)
     except RequestFault as fault:
         return _refuse(state, exchange, fault)
-    mirror_write = feature is not None and feature.writes != "skip" and method not in SAFE_METHODS
-    key = request.headers.get("Idempotency-Key")
-    if mirror_write and method == "POST" and key is None:
-        key = uuid.uuid4().hex
-        outbound.add("Idempotency-Key", key)
-    exchange.stamp = state.stamper.take(method, request_id if key is None else key, user)
-    shadowing = (
-        feature is not None
-        and state.shadow is not None
-        and state.shadow.wants(feature, decision, method, request_id)
-    )
-    if shadowing and feature is not None and state.shadow is not None:
-        # the copy's place in the caller's line to the candidate is taken now, before the answer
-        # lets the caller send more (a WebSocket frame can arrive before this handler resumes)
-        state.shadow.reserve(feature, decision, request)
+    mirror_write, shadowing = _plan(state, request, decision, feature, exchange, outbound, user)
     capture_limit = (
         feature.parity.max_body_bytes
         if feature is not None and (shadowing or mirror_write)
@@ -103,11 +89,8 @@ async def forward_http(
         backend = state.flags.backends["legacy"]
         exchange.backend, exchange.fallback = "legacy", True
         state.metrics.fallbacks.inc(decision.feature)
-    if mirror_write and not shadowing and 200 <= conn.status < 300 and state.mirror is not None:
-        # replicas sharing the mirror queue hold this user before the answer lets them go on
-        target = mirror_target(feature, decision, exchange.backend) if feature else None
-        if target is not None:
-            await state.mirror.announce_intent(target, user)
+    if mirror_write and not shadowing and 200 <= conn.status < 300 and feature is not None:
+        await _announce_intent(state, feature, decision, exchange.backend, user)
     response = await relay(
         request,
         pool,
@@ -121,14 +104,69 @@ async def forward_http(
         state.observe(exchange, feature)
     access(state, exchange, exchange.status)
     if feature is not None and exchange.error is None and (shadowing or mirror_write):
-        headers = outbound.mapping()
-        compared = False
-        if shadowing and state.shadow is not None and not exchange.fallback:
-            compared = state.shadow.submit(feature, decision, request, exchange, headers)
-        target = mirror_target(feature, decision, exchange.backend)
-        if mirror_write and target is not None and 200 <= exchange.status < 300 and not compared:
-            state.enqueue_mirror(feature, exchange, headers, target, user, request.remote or "")
+        _hand_on(state, request, decision, feature, exchange, shadowing, mirror_write, user)
     return response
+
+
+def _plan(
+    state: ProxyState,
+    request: web.Request,
+    decision: Decision,
+    feature: Feature | None,
+    exchange: Exchange,
+    outbound: Outbound,
+    user: str | None,
+) -> tuple[bool, bool]:
+    """(mirror_write, shadowing) for this request; a mirrored POST gets an ``Idempotency-Key``,
+    a write its stamp, and a shadowed request its place in the caller's line."""
+    method = request.method
+    mirror_write = feature is not None and feature.writes != "skip" and method not in SAFE_METHODS
+    key = request.headers.get("Idempotency-Key")
+    if mirror_write and method == "POST" and key is None:
+        key = uuid.uuid4().hex
+        outbound.add("Idempotency-Key", key)
+    key_of_write = exchange.request_id if key is None else key
+    exchange.stamp = state.stamper.take(method, key_of_write, user)
+    shadowing = (
+        feature is not None
+        and state.shadow is not None
+        and state.shadow.wants(feature, decision, method, exchange.request_id)
+    )
+    if shadowing and feature is not None and state.shadow is not None:
+        # the copy's place in the caller's line to the candidate is taken now, before the answer
+        # lets the caller send more (a WebSocket frame can arrive before this handler resumes)
+        state.shadow.reserve(feature, decision, request)
+    return mirror_write, shadowing
+
+
+async def _announce_intent(
+    state: ProxyState, feature: Feature, decision: Decision, backend: str, user: str | None
+) -> None:
+    """Replicas sharing the mirror queue hold this user before the answer lets them go on."""
+    target = mirror_target(feature, decision, backend)
+    if target is not None and state.mirror is not None:
+        await state.mirror.announce_intent(target, user)
+
+
+def _hand_on(
+    state: ProxyState,
+    request: web.Request,
+    decision: Decision,
+    feature: Feature,
+    exchange: Exchange,
+    shadowing: bool,
+    mirror_write: bool,
+    user: str | None,
+) -> None:
+    """After the answer: the shadow compares it, or a successful write goes to the mirror."""
+    assert exchange.outbound is not None
+    headers = exchange.outbound.mapping()
+    compared = False
+    if shadowing and state.shadow is not None and not exchange.fallback:
+        compared = state.shadow.submit(feature, decision, request, exchange, headers)
+    target = mirror_target(feature, decision, exchange.backend)
+    if mirror_write and target is not None and 200 <= exchange.status < 300 and not compared:
+        state.enqueue_mirror(feature, exchange, headers, target, user, request.remote or "")
 
 
 def _outbound(state: ProxyState, request: web.Request, request_id: str) -> Outbound:
