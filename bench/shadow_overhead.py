@@ -32,7 +32,7 @@ from pathlib import Path
 import aiohttp
 
 from banyan.ports import free_port
-from banyan.processes import PYTHON_CLI, start, stop_all
+from banyan.processes import PYTHON_CLI, Child, start, stop_all
 from bench.common import markdown_table, percentile
 from bench.fixed_rate import latency
 from bench.held_sockets import rss_kib
@@ -124,87 +124,100 @@ async def flood(url: str, count: int, concurrency: int = 64) -> None:
         await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
-async def main_async(args: argparse.Namespace) -> None:
+Target = tuple[str, str, Child]  # (run name, mode, candidate)
+
+
+async def _start(tmp: Path, children: list[Child]) -> tuple[Path, Child, Child, list[Target]]:
+    """The primary, three candidates (healthy, 10x slower, hanging) and the proxy; every process
+    joins ``children``. Returns the flag file, the primary, the proxy and the runs to measure."""
     py = sys.executable
-    children = []
+    upstream = [py, "-m", "bench.tiny_upstream"]
+    primary = await start("primary", [*upstream, str(free_port()), "--delay-ms", "1"])
+    healthy = await start("healthy", [*upstream, str(free_port()), "--delay-ms", "1"])
+    slow = await start("slow", [*upstream, str(free_port()), "--delay-ms", "10"])
+    hanging = await start("hanging", [*upstream, str(free_port()), "--hang"])
+    children += [primary, healthy, slow, hanging]
+    flags = tmp / "flags.yaml"
+    flags.write_text(FLAGS.format(legacy=primary.url, new=healthy.url, mode="legacy"))
+    proxy = await start(
+        "proxy",
+        [*PYTHON_CLI, "proxy", "--flags", str(flags), "--port", "0", "--no-access-log"],
+        env={"BANYAN_PARITY_DB": f"sqlite+aiosqlite:///{tmp / 'parity.db'}"},
+    )
+    children.append(proxy)
+    runs: list[Target] = [("legacy (no shadow)", "legacy", healthy)] + [
+        (f"shadow, {name} candidate", "shadow", candidate)
+        for name, candidate in (("healthy", healthy), ("10x slower", slow), ("hanging", hanging))
+    ]
+    return flags, primary, proxy, runs
+
+
+async def _measure(
+    args: argparse.Namespace, flags: Path, primary: Child, proxy: Child, runs: list[Target]
+) -> dict[str, Run]:
+    """Rounds of every run, so drift over time hits them alike."""
+    figures = {name: Run() for name, _, _ in runs}
+    pid = proxy.process.pid
+    for _ in range(args.rounds):
+        for name, mode, candidate in runs:
+            await set_mode(flags, primary.url, candidate.url, mode, proxy.url)
+            await latency(proxy.url, args.rate, 2)  # warm up: connections, first copies
+            helper = await helper_pid(proxy.url)
+            before = cpu_seconds(pid), cpu_seconds(helper)
+            samples = await latency(proxy.url, args.rate, args.duration)
+            await asyncio.sleep(1.2)  # the last copies are answered (or cut at 1 s)
+            figures[name].add(
+                samples, cpu_seconds(pid) - before[0], cpu_seconds(helper) - before[1]
+            )
+    return figures
+
+
+def _report(args: argparse.Namespace, runs: list[Target], figures: dict[str, Run]) -> None:
+    base50, base99 = figures[runs[0][0]].medians()
+    rows = []
+    for name, _, _ in runs:
+        run = figures[name]
+        p50, p99 = run.medians()
+        versus = name != runs[0][0]
+        rows.append([name, round(p50, 3), round(p99, 3),
+                     f"{(p50 / base50 - 1) * 100:+.1f}%" if versus else "—",
+                     f"{(p99 / base99 - 1) * 100:+.1f}%" if versus else "—",
+                     round(run.per_request_us(run.proxy_cpu)),
+                     round(run.per_request_us(run.helper_cpu))])  # fmt: skip
+    print(f"median of {args.rounds} rounds of {args.duration:g} s at {args.rate:g} req/s")
+    for name, _, _ in runs:
+        each = ", ".join(f"{p50:.2f}/{p99:.2f}" for p50, p99 in figures[name].rounds)
+        print(f"  {name}: p50/p99 ms by round: {each}")
+    headers = ["run", "primary p50 ms", "p99 ms", "p50 vs legacy", "p99 vs legacy"]
+    headers += ["proxy CPU µs/req", "copy sender CPU µs/req"]
+    print(markdown_table(headers, rows))
+    print()
+
+
+async def _memory(
+    args: argparse.Namespace, flags: Path, primary: Child, proxy: Child, hanging: Child
+) -> None:
+    """The proxy's RSS over ``--memory-requests`` shadowed requests with a hanging candidate."""
+    await set_mode(flags, primary.url, hanging.url, "shadow", proxy.url)
+    step = args.memory_requests // 5
+    readings = [rss_kib(proxy.process.pid)]
+    started = time.monotonic()
+    for _ in range(5):
+        await flood(proxy.url, step)
+        readings.append(rss_kib(proxy.process.pid))
+    elapsed = time.monotonic() - started
+    print(f"{args.memory_requests:,} shadowed requests with a hanging candidate in {elapsed:.0f} s")
+    print("proxy RSS (MiB) at 0/20/40/60/80/100%: " + " ".join(f"{r / 1024:.1f}" for r in readings))
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    children: list[Child] = []
     with tempfile.TemporaryDirectory(prefix="banyan-shadow-") as tmp:
         try:
-            primary = await start(
-                "primary", [py, "-m", "bench.tiny_upstream", str(free_port()), "--delay-ms", "1"]
-            )
-            healthy = await start(
-                "healthy", [py, "-m", "bench.tiny_upstream", str(free_port()), "--delay-ms", "1"]
-            )
-            slow = await start(
-                "slow", [py, "-m", "bench.tiny_upstream", str(free_port()), "--delay-ms", "10"]
-            )
-            hanging = await start(
-                "hanging", [py, "-m", "bench.tiny_upstream", str(free_port()), "--hang"]
-            )
-            children += [primary, healthy, slow, hanging]
-            flags = Path(tmp) / "flags.yaml"
-            flags.write_text(FLAGS.format(legacy=primary.url, new=healthy.url, mode="legacy"))
-            proxy = await start(
-                "proxy",
-                [*PYTHON_CLI, "proxy", "--flags", str(flags), "--port", "0", "--no-access-log"],
-                env={"BANYAN_PARITY_DB": f"sqlite+aiosqlite:///{Path(tmp) / 'parity.db'}"},
-            )
-            children.append(proxy)
-            runs = [("legacy (no shadow)", "legacy", healthy)] + [
-                (f"shadow, {name} candidate", "shadow", candidate)
-                for name, candidate in (
-                    ("healthy", healthy),
-                    ("10x slower", slow),
-                    ("hanging", hanging),
-                )
-            ]
-            figures = {name: Run() for name, _, _ in runs}
-            pid = proxy.process.pid
-            for _ in range(args.rounds):  # rounds of every run, so drift over time hits them alike
-                for name, mode, candidate in runs:
-                    await set_mode(flags, primary.url, candidate.url, mode, proxy.url)
-                    await latency(proxy.url, args.rate, 2)  # warm up: connections, first copies
-                    helper = await helper_pid(proxy.url)
-                    before = cpu_seconds(pid), cpu_seconds(helper)
-                    samples = await latency(proxy.url, args.rate, args.duration)
-                    await asyncio.sleep(1.2)  # the last copies are answered (or cut at 1 s)
-                    figures[name].add(
-                        samples, cpu_seconds(pid) - before[0], cpu_seconds(helper) - before[1]
-                    )
-            base50, base99 = figures[runs[0][0]].medians()
-            rows = []
-            for name, _, _ in runs:
-                run = figures[name]
-                p50, p99 = run.medians()
-                versus = name != runs[0][0]
-                rows.append([name, round(p50, 3), round(p99, 3),
-                             f"{(p50 / base50 - 1) * 100:+.1f}%" if versus else "—",
-                             f"{(p99 / base99 - 1) * 100:+.1f}%" if versus else "—",
-                             round(run.per_request_us(run.proxy_cpu)),
-                             round(run.per_request_us(run.helper_cpu))])  # fmt: skip
-            print(f"median of {args.rounds} rounds of {args.duration:g} s at {args.rate:g} req/s")
-            for name, _, _ in runs:
-                each = ", ".join(f"{p50:.2f}/{p99:.2f}" for p50, p99 in figures[name].rounds)
-                print(f"  {name}: p50/p99 ms by round: {each}")
-            headers = ["run", "primary p50 ms", "p99 ms", "p50 vs legacy", "p99 vs legacy"]
-            headers += ["proxy CPU µs/req", "copy sender CPU µs/req"]
-            print(markdown_table(headers, rows))
-            print()
-            await set_mode(flags, primary.url, hanging.url, "shadow", proxy.url)
-            step = args.memory_requests // 5
-            readings = [rss_kib(pid)]
-            started = time.monotonic()
-            for _ in range(5):
-                await flood(proxy.url, step)
-                readings.append(rss_kib(pid))
-            elapsed = time.monotonic() - started
-            print(
-                f"{args.memory_requests:,} shadowed requests with a hanging candidate in {elapsed:.0f} s"
-            )
-            print(
-                "proxy RSS (MiB) at 0/20/40/60/80/100%: "
-                + " ".join(f"{r / 1024:.1f}" for r in readings)
-            )
+            flags, primary, proxy, runs = await _start(Path(tmp), children)
+            figures = await _measure(args, flags, primary, proxy, runs)
+            _report(args, runs, figures)
+            await _memory(args, flags, primary, proxy, runs[-1][2])
         finally:
             await stop_all(children)
 
