@@ -3,7 +3,9 @@ logging in and out, and using folders, sessions, the tutor socket, documents and
 
 Each person is a loop of lives: register (a fresh account), then a few rounds of log in, create
 and rename a folder, create a session in it and read it, add a message and list them, ask the
-tutor over ``/ws/tutor/{id}``, list their documents, log out, and check that the logged-out token
+tutor over ``/ws/tutor/{id}``, then visit every other feature (:mod:`tests.e2e.features`: a
+document upload read back with its job, a quiz, agents, analytics, a whiteboard room's REST face,
+the live channel, the web app), log out, and check that the logged-out token
 is refused (401, as legacy refuses it too). Two whiteboard editors keep drawing in one room. Every
 request goes through the proxy with the frontend's retry rule (:func:`tests.e2e.traffic.call`);
 anything else than the expected answer is a user-visible failure, kept in the tally.
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
+from tests.e2e import features
 from tests.e2e.traffic import Editor, Tally, User, _read_turn, _ws_connect, call
 
 PASSWORD = "runbook-password"
@@ -134,8 +137,30 @@ class Population:
             await call(http, self.tally, "GET", f"{url}/messages", 200, headers=auth)
         async with self._action():
             await self._ask(http, user, made[2]["id"])
+        await self._visit(http, user, made[2]["id"], key)
+
+    async def _visit(
+        self, http: aiohttp.ClientSession, user: User, session_id: str, key: str
+    ) -> None:
+        """The other features, one action each; the document is read back after the rest."""
+        base, tally = self.base, self.tally
         async with self._action():
-            await call(http, self.tally, "GET", f"{base}/api/documents", 200, headers=auth)
+            document = await features.upload(http, tally, base, user, key)
+        async with self._action():
+            await features.quizzes(http, tally, base, user, session_id, key)
+        async with self._action():
+            await features.agents(http, tally, base, user)
+        async with self._action():
+            await features.analytics(http, tally, base, user, key)
+        async with self._action():
+            await features.whiteboard(http, tally, base, user, key)
+        async with self._action():
+            await features.live(http, tally, base, user)
+        async with self._action():
+            await features.web(http, tally, base)
+        if document is not None:
+            async with self._action():
+                await features.documents(http, tally, base, user, document)
 
     async def _ask(self, http: aiohttp.ClientSession, user: User, session_id: str) -> None:
         url = f"{'ws' + self.base.removeprefix('http')}/ws/tutor/{session_id}?token={user.token}"

@@ -2,18 +2,21 @@
 the shipped flags.yaml from legacy to new under a population of users, with nothing lost.
 
 The whole stack is the real ``banyan up`` (model server, legacy, new, proxy) in a scratch checkout:
-the shipped ``flags.yaml`` with free ports and short rollout steps (``for: 3s`` instead of minutes,
+the shipped ``flags.yaml`` with free ports and short rollout steps (``for: 8s`` instead of minutes,
 ``min_samples`` a few dozen), the stores in ``.banyan/`` beside it, nothing exported (the CLI finds
 the proxy and the admin token in ``.banyan/``). The commands are the fenced blocks of
 docs/operations.md marked ``<!-- runbook: NAME -->``, run through the ``banyan`` script with the
 feature name swapped in, so the doc and this test cannot drift apart.
 
-For each feature of ``FEATURES``: mirror its writes, backfill, verify (0), roll out
-(shadow -> canary 10 -> canary 50 -> new, pausing at each step to verify: 0), roll back by hand
-(verify 0), start again and abort (verify 0), start again and promote to new (verify 0) — while
-``tests/e2e/population.py`` keeps registering, logging in and out, and using folders, sessions,
-the tutor socket, documents and a whiteboard. Asserted: no user-visible failure, no guard rollback,
-no aborted rollout step but the operator's, 0 dead letters, ``banyan status`` needs no attention.
+Every feature of the file moves, all at once. Each of ``FEATURES`` (those with a ``rollout:``
+block): mirror its writes, backfill, verify (0), roll out (shadow -> canary 10 -> canary 50 -> new,
+pausing at each step to verify: 0), roll back by hand (verify 0), start again and abort (verify 0),
+start again and promote to new (verify 0). Each of ``BY_HAND`` (auth, register, logout, web): the
+``by-hand`` block (shadow, canary 10, 50, new by flag edits, verify 0 after each), a rollback
+(verify 0), the block again. Meanwhile ``tests/e2e/population.py`` keeps registering, logging in
+and out, and using every feature. Concurrent verifies share one run (it compares whole stores).
+Asserted: no user-visible failure, no guard rollback, no aborted rollout step but the
+operator's, 0 dead letters, ``banyan status`` needs no attention, every feature on new.
 The stores are compared with the users held still (:meth:`Population.quiet`) and the mirror queue
 drained: a write still in flight is not a difference.
 """
@@ -35,6 +38,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 
 from banyan.ports import free_port
 from tests.e2e.population import Population
@@ -43,13 +47,9 @@ from tests.e2e.traffic import Tally, User, call
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-FEATURES = ("sessions", "folders", "tutor")  # the ones with a rollout block in flags.yaml
-WRITTEN = (
-    "folders",
-    "sessions",
-    "tutor",
-    "whiteboard",
-)  # what the population writes, parents first
+SHIPPED = yaml.safe_load((ROOT / "flags.yaml").read_text(encoding="utf-8"))["features"]
+FEATURES = tuple(name for name, spec in SHIPPED.items() if "rollout" in spec)  # rolled out
+BY_HAND = tuple(name for name in SHIPPED if name not in FEATURES)  # auth, register, logout
 EXAMPLE = "sessions"  # the feature the runbook's commands name
 BLOCK = re.compile(r"<!-- runbook: ([a-z-]+) -->\s*```sh\n(.*?)```", re.S)
 CLEAN_ENV = ("BANYAN_ADMIN_TOKEN", "BANYAN_PROXY_URL", "BANYAN_FLAGS", "BANYAN_JWT_SECRET",
@@ -81,9 +81,13 @@ def flag_file(workdir: Path, legacy: int, new: int) -> Path:
     text = (ROOT / "flags.yaml").read_text(encoding="utf-8")
     text = text.replace("http://127.0.0.1:8001", f"http://127.0.0.1:{legacy}")
     text = text.replace("http://127.0.0.1:8002", f"http://127.0.0.1:{new}")
-    text, timed = re.subn(r"for: \d+[smh]", "for: 3s", text)
+    # 8 s: long enough for a poller among eleven moving features to pause a step before it passes
+    text, timed = re.subn(r"for: \d+[smh]", "for: 8s", text)
     text, sampled = re.subn(r"min_samples: \d+", "min_samples: 30", text)
-    assert timed >= 3 * len(FEATURES) and sampled >= len(FEATURES)
+    # A median of 30 answers on a loaded 2-core machine with eleven features moving swings past
+    # 1.5 by noise alone (whiteboard's canary 10%: 1.545); the shipped 200 samples do not.
+    text, latency = re.subn(r"max_latency_ratio: 1\.5", "max_latency_ratio: 3.0", text)
+    assert timed >= 3 * len(FEATURES) and sampled >= len(FEATURES) and latency >= len(FEATURES)
     path = workdir / "flags.yaml"
     path.write_text(text, encoding="utf-8")
     return path
@@ -99,11 +103,36 @@ class Runbook:
         self.env = {k: v for k, v in os.environ.items() if k not in CLEAN_ENV}
         self.blocks = runbook()
         self.log: list[str] = []
+        self._data = asyncio.Lock()  # one `banyan data` command at a time, the users held still
+        self._batch: asyncio.Future[tuple[int, str]] | None = None
 
     async def command(self, argv: list[str], feature: str) -> tuple[int, str]:
         argv = [feature if word == EXAMPLE else word for word in argv]
         if argv[1] != "data":
             return await self._run(argv)
+        if argv[2] != "verify":
+            async with self._data:
+                return await self._quiet_data(argv)
+        return await self._shared_verify(argv)
+
+    async def _shared_verify(self, argv: list[str]) -> tuple[int, str]:
+        """Features moving at once share a verify run that starts after each of them asked: it
+        compares the whole stores, whichever feature's runbook asked for it."""
+        if self._batch is not None:
+            return await asyncio.shield(self._batch)
+        batch = self._batch = asyncio.get_running_loop().create_future()
+        batch.add_done_callback(lambda done: done.cancelled() or done.exception())
+        try:
+            async with self._data:
+                self._batch = None  # who asks from now on waits for the next run
+                result = await self._quiet_data(argv)
+        except BaseException as exc:
+            batch.set_exception(exc)
+            raise
+        batch.set_result(result)
+        return result
+
+    async def _quiet_data(self, argv: list[str]) -> tuple[int, str]:
         await self.still()  # backfill and verify at a quiet moment (docs/operations.md, step 2)
         try:  # as the runbook says: under traffic, a difference that is still on its way is
             code, text = await self._run(argv)  # gone at the next verify; a real one stays
@@ -163,7 +192,7 @@ class Runbook:
         return record
 
     async def until(
-        self, feature: str, done: Any, what: str, timeout: float = 90
+        self, feature: str, done: Any, what: str, timeout: float = 240
     ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
@@ -172,7 +201,7 @@ class Runbook:
                 return record
             assert record["state"] != "aborted" or "operator" in str(record["reason"]), record
             assert time.monotonic() < deadline, f"{feature}: no {what}: {record}"
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.5)
 
 
 @contextlib.asynccontextmanager
@@ -235,10 +264,10 @@ async def seed(http: aiohttp.ClientSession, proxy: str) -> list[User]:
 
 
 @pytest.mark.xfail(
-    reason="open: with the test's min_samples 30 the max_latency_ratio gate judges a median "
-    "of 30 answers, which swings past 1.5 on a busy machine and aborts a canary step; verify "
-    "after a step sometimes finds a few sessions differing (docs/operations.md, 'This runbook "
-    "is a test')",
+    reason="not yet seen passing 3 runs in a row with every feature moving; open: with "
+    "min_samples 30 the shipped max_latency_ratio 1.5 aborts canary steps by noise on a busy "
+    "machine (the test sets 3.0); verify after a step has been seen to find a few sessions "
+    "differing (docs/operations.md, 'This runbook is a test')",
     strict=False,
 )
 async def test_the_runbook_moves_features_under_a_population(tmp_path: Path) -> None:
@@ -247,14 +276,16 @@ async def test_the_runbook_moves_features_under_a_population(tmp_path: Path) -> 
         seeded = await seed(http, proxy)  # what legacy holds before the migration starts
         book = Runbook(tmp_path, proxy, population)
         try:
-            for feature in WRITTEN:  # data in step before any traffic moves
+            for feature in FEATURES:  # data in step before any traffic moves
                 await book.block("mirror", feature)
             population.start()  # from now on, everyone's writes reach both stores
             await asyncio.sleep(2.0)
             await book.block("backfill", EXAMPLE)  # the seed, with the users held still
             population.start_drawing(seeded, room="runbook-room")  # after it: step 2's limits
-            for feature in FEATURES:
-                await move(book, feature)
+            await asyncio.gather(  # independent features move at once
+                *(move(book, feature) for feature in FEATURES),
+                *(by_hand(book, feature) for feature in BY_HAND),
+            )
             await book.still()
             await book.block("final", EXAMPLE)  # banyan status: exit 0, nothing needs attention
             async with http.get(f"{proxy}/_proxy/status", headers=book.admin()) as answer:
@@ -265,7 +296,7 @@ async def test_the_runbook_moves_features_under_a_population(tmp_path: Path) -> 
         assert population.tally.failures == [], population.tally.failures
         assert status["rollbacks"] == [] and status["attention"] == [], status
         assert status["mirror"]["dead"] == 0, status["mirror"]
-        for feature in FEATURES:
+        for feature in SHIPPED:
             assert status["features"][feature]["mode"] == "new", journal
         assert population.lives and population.logouts and population.tally.turns, population
         assert population.tally.backends.get("new"), population.tally.backends
@@ -304,3 +335,12 @@ async def move(book: Runbook, feature: str) -> None:
         await book.block("promote", feature)
     assert record["mode"] == "new", record
     await book.block("verify", feature)
+
+
+async def by_hand(book: Runbook, feature: str) -> None:
+    """No rollout: shadow -> canary 10 -> canary 50 -> new by flag edits, verifying at each; a
+    rollback (verify) and the same again."""
+    await book.block("by-hand", feature)
+    await book.block("rollback", feature)
+    await book.block("verify", feature)
+    await book.block("by-hand", feature)
