@@ -264,10 +264,11 @@ async def seed(http: aiohttp.ClientSession, proxy: str) -> list[User]:
 
 
 @pytest.mark.xfail(
-    reason="not yet seen passing 3 runs in a row with every feature moving; open: with "
-    "min_samples 30 the shipped max_latency_ratio 1.5 aborts canary steps by noise on a busy "
-    "machine (the test sets 3.0); verify after a step has been seen to find a few sessions "
-    "differing (docs/operations.md, 'This runbook is a test')",
+    reason="passed 2 runs in a row, then failed the 3rd: live's canary 10% step gathered 28 of "
+    "its 30 samples in 240 s (one socket per user round, a tenth of users on new), so 'no next "
+    "step'; also open: with min_samples 30 the shipped max_latency_ratio 1.5 aborts canary "
+    "steps by noise on a busy machine (the test sets 3.0); verify after a step has been seen "
+    "to find a few sessions differing (docs/operations.md, 'This runbook is a test')",
     strict=False,
 )
 async def test_the_runbook_moves_features_under_a_population(tmp_path: Path) -> None:
