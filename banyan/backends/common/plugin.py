@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 from banyan import ydoc
-from banyan.application import Socket
+from banyan.application import Application, Socket
 from banyan.backends.common import ids
 from banyan.backends.common.tutor.socket import parse_frame
 from banyan.backends.common.whiteboard.snapshot import SCHEMA
@@ -63,4 +63,4 @@ class AiTutor:
         return ids.user_id_for(email) if isinstance(email, str) and email else None
 
 
-AI_TUTOR = AiTutor()
+AI_TUTOR: Application = AiTutor()  # checked against the interface by mypy
