@@ -6,10 +6,8 @@ forwarder of twenty lines (``bench/bare_forwarder.py``) and ``banyan proxy`` wit
 (access log on, metrics, flags, parity available), each measured by the same ``wrk``:
 
 - throughput: ``wrk -t1 -c32`` for ``--duration`` s, as fast as it goes;
-- latency at a fixed rate of half the bare forwarder's throughput: Debian's ``wrk`` has no
-  ``-R`` (that is wrk2), so a Lua script makes each of ``--rate-connections`` (8) connections
-  pause ``connections / rate`` seconds before each request (wrk's ``delay()`` hook): that paces
-  the whole run at the rate, and wrk's latency distribution counts each request's own time only.
+- latency at a fixed rate of half the bare forwarder's throughput, over ``--rate-connections``
+  (8) connections paced by a Lua script (:func:`bench.wrk.paced`).
 
 Prints a markdown table, the ratio banyan/bare (throughput) and the p50 each proxy adds over a
 direct call, and the CPU each target's process spent per request during the throughput runs
@@ -26,18 +24,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import os
-import re
-import shutil
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from banyan.ports import free_port
 from banyan.processes import PYTHON_CLI, Child, start, stop_all
 from bench.common import markdown_table
+from bench.wrk import Run, cpu_seconds, paced, wrk, wrk_or_exit
 
 FLAGS = """\
 version: 1
@@ -53,87 +47,6 @@ features:
     mode: new
 default: legacy
 """
-PATH = "/api/sessions/3f1c"
-PACED = """\
-local pause_ms = {pause_ms}
-function delay()
-  return pause_ms
-end
-"""
-_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-
-
-@dataclass
-class Run:
-    rps: float
-    p50: float  # ms
-    p99: float  # ms
-    requests: int = 0
-    cpu_us: float = 0.0  # the target process's CPU per request, microseconds
-
-
-def _stat(pid: int) -> list[str]:
-    """The fields of ``/proc/PID/stat`` after the command name (``state`` first)."""
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-
-
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU time of process ``pid`` so far, and of its live children (the
-    worker processes of ``banyan proxy --workers N``)."""
-    fields = _stat(pid)
-    total = int(fields[11]) + int(fields[12])
-    for child in _children(pid):
-        with contextlib.suppress(OSError):
-            child_fields = _stat(child)
-            total += int(child_fields[11]) + int(child_fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError):
-                if int(_stat(int(entry.name))[1]) == pid:
-                    found.append(int(entry.name))
-    return found
-
-
-def wrk_or_exit() -> str:
-    found = shutil.which("wrk")
-    if found is None:
-        sys.exit("bench.proxy_overhead needs wrk: apt-get install -y wrk (Debian), then run again")
-    return found
-
-
-def _ms(text: str) -> float:
-    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
-    return float(number) * _UNITS[unit]
-
-
-def parse(output: str) -> Run:
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
-    p50 = re.search(r"^\s+50%\s+(\S+)", output, re.M)
-    p99 = re.search(r"^\s+99%\s+(\S+)", output, re.M)
-    count = re.search(r"(\d+) requests in", output)
-    assert p50 is not None and p99 is not None and count is not None, output
-    return Run(rps, _ms(p50.group(1)), _ms(p99.group(1)), int(count.group(1)))
-
-
-async def wrk(url: str, *args: str) -> Run:
-    process = await asyncio.create_subprocess_exec(
-        wrk_or_exit(),
-        "--latency",
-        *args,
-        url + PATH,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await process.communicate()
-    text = out.decode()
-    if process.returncode != 0 or "Non-2xx" in text or "Socket errors" in text:
-        raise RuntimeError(f"wrk against {url} failed or saw errors:\n{text}")
-    return parse(text)
 
 
 async def throughput(url: str, duration: float, pid: int | None = None) -> Run:
@@ -142,12 +55,6 @@ async def throughput(url: str, duration: float, pid: int | None = None) -> Run:
     if pid and run.requests:
         run.cpu_us = (cpu_seconds(pid) - before) / run.requests * 1e6
     return run
-
-
-async def paced(url: str, rate: float, connections: int, duration: float, tmp: Path) -> Run:
-    script = tmp / f"paced-{rate:.0f}.lua"
-    script.write_text(PACED.format(pause_ms=max(1, round(connections * 1000 / rate))))
-    return await wrk(url, "-t1", f"-c{connections}", f"-d{duration:g}s", "-s", str(script))
 
 
 async def _start_targets(

@@ -38,7 +38,7 @@ from banyan.pg import postgres_available, postgres_url, temp_database
 from banyan.replicas import ReplicaStack
 from banyan.serving import install_uvloop
 from bench.common import markdown_table
-from bench.proxy_overhead import cpu_seconds, parse
+from bench.wrk import cpu_seconds, parse
 
 FLAGS = """\
 version: 1

@@ -2,30 +2,29 @@
 
 In one run, with a primary that answers in ~1 ms and three candidates — healthy (same speed), 10x
 slower, and hanging (cut at the shadow timeout) — the primary's p50/p99 as the client sees it is
-measured at a fixed rate with the feature unshadowed and shadowed (100% sampling). Every run starts
-with a 2 s warm-up after its flag change, and the runs are repeated in ``--rounds`` rounds, taking
-turns so that drift over time hits them alike; the median of a run's per-round p50 and p99 is
-printed with every round's figures (on a shared machine one round's p99 moves by a third from round
-to round, and one disturbed round would decide a p99 taken over all rounds' requests at once).
-Beside latency, the CPU time the proxy and its copy sender (the helper process that sends the
-copies, ``banyan/proxy/copy_sender.py``) spent per request: the cost of shadowing that depends much less
-on how busy the machine is. Then
-``--memory-requests`` (100,000) shadowed requests are sent with the hanging candidate and the
-proxy's resident memory is printed every 20%: it must stay flat.
+measured at a fixed rate by ``wrk`` (:func:`bench.wrk.paced`) with the feature unshadowed and
+shadowed (100% sampling). Every run starts with a 2 s warm-up after its flag change, and the runs
+are repeated in ``--rounds`` rounds, taking turns so that drift over time hits them alike; the
+median of a run's per-round p50 and p99 is printed with every round's figures (on a shared
+machine one round's p99 moves by a third from round to round, and one disturbed round would decide
+a p99 taken over all rounds' requests at once). Beside latency, the CPU time per request of the
+proxy, of its copy sender (the helper process that sends the copies,
+``banyan/proxy/copy_sender.py``) and of the candidate: shadowing's cost, which depends much less
+on how busy the machine is. Then ``wrk -c64`` floods the proxy with shadowed requests for
+``--memory-seconds`` with the hanging candidate and the proxy's resident memory is printed every
+fifth of that: it must stay flat.
 
     .venv/bin/python -m bench.shadow_overhead [--rate 400] [--duration 8] [--rounds 9]
-        [--memory-requests 100000]
+        [--memory-seconds 25]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,9 +32,10 @@ import aiohttp
 
 from banyan.ports import free_port
 from banyan.processes import PYTHON_CLI, Child, start, stop_all
-from bench.common import markdown_table, percentile
-from bench.fixed_rate import latency
+from bench.common import markdown_table
 from bench.held_sockets import rss_kib
+from bench.wrk import Run as WrkRun
+from bench.wrk import cpu_seconds, paced, wrk, wrk_or_exit
 
 FLAGS = """\
 version: 1
@@ -65,17 +65,6 @@ async def set_mode(flags: Path, legacy: str, new: str, mode: str, proxy: str) ->
     raise RuntimeError("the proxy did not pick up the flag change")
 
 
-def cpu_seconds(pid: int | None) -> float:
-    """User + system CPU time of process ``pid`` so far (0.0 for no process)."""
-    if pid is None:
-        return 0.0
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except FileNotFoundError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def helper_pid(proxy: str) -> int | None:
     """The proxy's copy sender process, once it has one."""
     async with aiohttp.ClientSession() as session:
@@ -91,14 +80,15 @@ class Run:
 
     requests: int = 0
     rounds: list[tuple[float, float]] = field(default_factory=list)
-    proxy_cpu: float = 0.0  # seconds
-    helper_cpu: float = 0.0
+    rates: list[float] = field(default_factory=list)
+    cpu: dict[str, float] = field(default_factory=dict)  # seconds, by process
 
-    def add(self, samples: list[float], proxy_cpu: float, helper_cpu: float) -> None:
-        self.requests += len(samples)
-        self.rounds.append((percentile(samples, 0.5), percentile(samples, 0.99)))
-        self.proxy_cpu += proxy_cpu
-        self.helper_cpu += helper_cpu
+    def add(self, run: WrkRun, cpu: dict[str, float]) -> None:
+        self.requests += run.requests
+        self.rounds.append((run.p50, run.p99))
+        self.rates.append(run.rps)
+        for name, seconds in cpu.items():
+            self.cpu[name] = self.cpu.get(name, 0.0) + seconds
 
     def medians(self) -> tuple[float, float]:
         """The median of the rounds' p50s and of their p99s."""
@@ -107,21 +97,8 @@ class Run:
             statistics.median(p99 for _, p99 in self.rounds),
         )
 
-    def per_request_us(self, seconds: float) -> float:
-        return seconds / max(1, self.requests) * 1e6
-
-
-async def flood(url: str, count: int, concurrency: int = 64) -> None:
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        queue = iter(range(count))
-
-        async def worker() -> None:
-            for _ in queue:
-                async with session.get(url + "/api/sessions/1") as response:
-                    await response.read()
-
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    def per_request_us(self, process: str) -> float:
+        return self.cpu.get(process, 0.0) / max(1, self.requests) * 1e6
 
 
 Target = tuple[str, str, Child]  # (run name, mode, candidate)
@@ -153,22 +130,25 @@ async def _start(tmp: Path, children: list[Child]) -> tuple[Path, Child, Child, 
 
 
 async def _measure(
-    args: argparse.Namespace, flags: Path, primary: Child, proxy: Child, runs: list[Target]
-) -> dict[str, Run]:
+    args: argparse.Namespace, tmp: Path, flags: Path, primary: Child, proxy: Child,
+    runs: list[Target],
+) -> dict[str, Run]:  # fmt: skip
     """Rounds of every run, so drift over time hits them alike."""
     figures = {name: Run() for name, _, _ in runs}
     pid = proxy.process.pid
     for _ in range(args.rounds):
         for name, mode, candidate in runs:
             await set_mode(flags, primary.url, candidate.url, mode, proxy.url)
-            await latency(proxy.url, args.rate, 2)  # warm up: connections, first copies
-            helper = await helper_pid(proxy.url)
-            before = cpu_seconds(pid), cpu_seconds(helper)
-            samples = await latency(proxy.url, args.rate, args.duration)
+            await paced(proxy.url, args.rate, args.connections, 2, tmp)  # warm up
+            pids = {
+                "proxy": pid,
+                "helper": await helper_pid(proxy.url),
+                "candidate": candidate.process.pid,
+            }
+            before = {name: cpu_seconds(each) for name, each in pids.items()}
+            run = await paced(proxy.url, args.rate, args.connections, args.duration, tmp)
             await asyncio.sleep(1.2)  # the last copies are answered (or cut at 1 s)
-            figures[name].add(
-                samples, cpu_seconds(pid) - before[0], cpu_seconds(helper) - before[1]
-            )
+            figures[name].add(run, {k: cpu_seconds(v) - before[k] for k, v in pids.items()})
     return figures
 
 
@@ -182,14 +162,15 @@ def _report(args: argparse.Namespace, runs: list[Target], figures: dict[str, Run
         rows.append([name, round(p50, 3), round(p99, 3),
                      f"{(p50 / base50 - 1) * 100:+.1f}%" if versus else "—",
                      f"{(p99 / base99 - 1) * 100:+.1f}%" if versus else "—",
-                     round(run.per_request_us(run.proxy_cpu)),
-                     round(run.per_request_us(run.helper_cpu))])  # fmt: skip
-    print(f"median of {args.rounds} rounds of {args.duration:g} s at {args.rate:g} req/s")
+                     round(run.per_request_us("proxy")), round(run.per_request_us("helper")),
+                     round(run.per_request_us("candidate"))])  # fmt: skip
+    rate = statistics.median(r for run in figures.values() for r in run.rates)
+    print(f"median of {args.rounds} rounds of {args.duration:g} s, wrk paced at {rate:.0f} req/s")
     for name, _, _ in runs:
         each = ", ".join(f"{p50:.2f}/{p99:.2f}" for p50, p99 in figures[name].rounds)
         print(f"  {name}: p50/p99 ms by round: {each}")
     headers = ["run", "primary p50 ms", "p99 ms", "p50 vs legacy", "p99 vs legacy"]
-    headers += ["proxy CPU µs/req", "copy sender CPU µs/req"]
+    headers += ["proxy CPU µs/req", "copy sender CPU µs/req", "candidate CPU µs/req"]
     print(markdown_table(headers, rows))
     print()
 
@@ -197,25 +178,25 @@ def _report(args: argparse.Namespace, runs: list[Target], figures: dict[str, Run
 async def _memory(
     args: argparse.Namespace, flags: Path, primary: Child, proxy: Child, hanging: Child
 ) -> None:
-    """The proxy's RSS over ``--memory-requests`` shadowed requests with a hanging candidate."""
+    """The proxy's RSS over ``--memory-seconds`` of shadowed requests, hanging candidate."""
     await set_mode(flags, primary.url, hanging.url, "shadow", proxy.url)
-    step = args.memory_requests // 5
     readings = [rss_kib(proxy.process.pid)]
-    started = time.monotonic()
+    sent = 0
     for _ in range(5):
-        await flood(proxy.url, step)
+        slice_seconds = max(1, round(args.memory_seconds / 5))
+        sent += (await wrk(proxy.url, "-t1", "-c64", f"-d{slice_seconds}s")).requests
         readings.append(rss_kib(proxy.process.pid))
-    elapsed = time.monotonic() - started
-    print(f"{args.memory_requests:,} shadowed requests with a hanging candidate in {elapsed:.0f} s")
+    print(f"{sent:,} shadowed requests with a hanging candidate (wrk -t1 -c64)")
     print("proxy RSS (MiB) at 0/20/40/60/80/100%: " + " ".join(f"{r / 1024:.1f}" for r in readings))
 
 
 async def main_async(args: argparse.Namespace) -> None:
+    wrk_or_exit()
     children: list[Child] = []
     with tempfile.TemporaryDirectory(prefix="banyan-shadow-") as tmp:
         try:
             flags, primary, proxy, runs = await _start(Path(tmp), children)
-            figures = await _measure(args, flags, primary, proxy, runs)
+            figures = await _measure(args, Path(tmp), flags, primary, proxy, runs)
             _report(args, runs, figures)
             await _memory(args, flags, primary, proxy, runs[-1][2])
         finally:
@@ -227,7 +208,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=400.0)
     parser.add_argument("--duration", type=float, default=8.0)
     parser.add_argument("--rounds", type=int, default=9)
-    parser.add_argument("--memory-requests", type=int, default=100_000)
+    parser.add_argument("--connections", type=int, default=8, help="wrk's, paced")
+    parser.add_argument("--memory-seconds", type=float, default=25.0)
     asyncio.run(main_async(parser.parse_args()))
 
 

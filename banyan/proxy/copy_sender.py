@@ -4,12 +4,13 @@ Sending a copy costs the proxy about as much CPU as forwarding the user's reques
 client exchange), and an event loop runs one thing at a time: a user's request that arrives while
 a copy is being sent or read waits for it. :class:`CopySender` hands every copy to a helper
 process instead (``python -m banyan.proxy.copy_sender FD MAX_INFLIGHT``, started at the first copy,
-running at a lower CPU priority) over a private socket pair, and gets the candidate's answer back:
-the proxy's part is one small message each way. A copy is the primary's request: the same head
-bytes (:meth:`banyan.proxy.headers.Outbound.head`: target, every header line in order, ``Host``,
-``X-Request-Id``) and body, sent by the same upstream client the proxy forwards with
-(:mod:`banyan.proxy.upstream`, :func:`send_copy`), through the helper's own keep-alive pools. The
-candidate's latency is its own round trip: from the copy's head leaving to its answer's head.
+running below the proxy: :func:`yield_to_the_proxy`) over a private socket pair, and gets the
+candidate's answer back: the proxy's part is one small message each way. A copy is the
+primary's request: the same head bytes (:meth:`banyan.proxy.headers.Outbound.head`: target,
+every header line in order, ``Host``, ``X-Request-Id``) and body, sent by the same upstream
+client the proxy forwards with (:mod:`banyan.proxy.upstream`, :func:`send_copy`), through the
+helper's own keep-alive pools. The candidate's latency is its own round trip: from the copy's
+head leaving to its answer's head.
 
 Failures stay contained: when the helper cannot be started, copies are sent in-process by the
 same :func:`send_copy` until a restart succeeds (tried again after 1 s, doubling up to a minute
@@ -379,10 +380,20 @@ async def serve_jobs(fd: int, max_inflight: int) -> None:
         upstreams.close()
 
 
-def main(argv: list[str] | None = None) -> None:
-    fd, max_inflight = (int(arg) for arg in (argv or sys.argv[1:]))
+def yield_to_the_proxy() -> None:
+    """Run below the proxy: a lower priority (``nice``), and, where Linux offers it, the batch
+    policy, under which a helper woken by a copy never preempts the process running (the proxy
+    relaying a user's answer, the primary computing it); it runs at the next tick instead."""
     with contextlib.suppress(OSError):
         os.nice(NICE)
+    if hasattr(os, "SCHED_BATCH"):
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+
+
+def main(argv: list[str] | None = None) -> None:
+    fd, max_inflight = (int(arg) for arg in (argv or sys.argv[1:]))
+    yield_to_the_proxy()
     from banyan.serving import install_uvloop
 
     install_uvloop()

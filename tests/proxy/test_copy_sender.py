@@ -113,6 +113,16 @@ async def test_a_copy_goes_through_the_helper_process(candidate: str, sender: Co
     assert sender.started == 1
 
 
+async def test_the_helper_runs_below_the_proxy(candidate: str, sender: CopySender) -> None:
+    await sender.send(copy_of("GET", candidate + "/x", {}, b"", 5, 1000))
+    pid = sender.helper_pid
+    assert pid is not None
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, own + copy_sender.NICE)
+    # woken by a copy, it never preempts the process running: it waits for the next tick
+    assert os.sched_getscheduler(pid) == os.SCHED_BATCH
+
+
 async def test_many_copies_at_once_each_get_their_own_answer(
     candidate: str, sender: CopySender
 ) -> None:
