@@ -19,12 +19,13 @@ import hashlib
 import json
 import time
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from banyan.control.store import ControlStore
 from banyan.logs import get_logger
-from banyan.proxy.flags import Feature
-from banyan.proxy.guards import Breach, FeatureGuard
+from banyan.proxy.flags import Feature, FlagSet, FlagStore
+from banyan.proxy.guards import Breach, FeatureGuard, GuardBoard
 from banyan.tasks import finish_or_cancel
 
 if TYPE_CHECKING:
@@ -60,9 +61,12 @@ class SharedGuards:
         self._stop = asyncio.Event()
 
     def start(self, state: ProxyState) -> None:
+        """Judge ``state``'s guards under its flags in force from now on; a breach goes to its
+        rollback (:meth:`ProxyState.on_breach`). Only those three parts are kept."""
         if self._task is None:
             self._stop.clear()
-            self._task = asyncio.create_task(self._run(state), name="control-guards")
+            run = self._run(state.guards, state.store, state.on_breach)
+            self._task = asyncio.create_task(run, name="control-guards")
 
     async def stop(self) -> None:
         self._stop.set()
@@ -76,26 +80,29 @@ class SharedGuards:
                     self.replica,
                 )
 
-    async def _run(self, state: ProxyState) -> None:
+    async def _run(
+        self, guards: GuardBoard, flags: FlagStore, on_breach: Callable[[Breach], None]
+    ) -> None:
         while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), self.interval)
             if self._stop.is_set():
                 return
             try:
-                for breach in await self.judge(state):
-                    state.spawn(state.roll_back(breach))
+                for breach in await self.judge(guards, flags.current):
+                    on_breach(breach)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database is away: judge again next round
                 log.warning("control_guards_failed", error=str(exc))
 
-    async def judge(self, state: ProxyState) -> list[Breach]:
-        """Flush this replica's changed windows, then judge every guarded feature on the sum of
-        all replicas' windows; the breaches found (each remembered on the local guard)."""
+    async def judge(self, board: GuardBoard, flags: FlagSet) -> list[Breach]:
+        """Flush this replica's changed windows (``board``'s), then judge every feature guarded
+        under ``flags`` on the sum of all replicas' windows; the breaches found (each remembered
+        on the local guard)."""
         guards: dict[str, tuple[FeatureGuard, Feature, str]] = {}
-        for name, guard in state.guards.all().items():
-            feature = state.flags.feature(name)
+        for name, guard in board.all().items():
+            feature = flags.feature(name)
             if feature is not None and feature.mode != "legacy" and guard.tripped is None:
                 guards[name] = (guard, feature, fingerprint(feature))
         if not guards:

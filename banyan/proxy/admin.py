@@ -2,9 +2,10 @@
 the console (:mod:`banyan.proxy.console`, :mod:`banyan.proxy.parity_admin`,
 :mod:`banyan.proxy.mirror_admin`).
 
-Each endpoint is a module-level handler ``(request, state)`` in a route table, registered behind
-the access rules of :mod:`banyan.proxy.admin_access` (a token, or loopback reads). The parity
-endpoints speak to the shadow through :class:`~banyan.proxy.hooks.ShadowHook` only.
+Each endpoint is a module-level handler in a route table, registered behind the access rules of
+:mod:`banyan.proxy.admin_access` (a token, or loopback reads), and given only the parts of the
+proxy its keyword-only parameters name (the flag store, the shadow, ...). The parity endpoints
+speak to the shadow through :class:`~banyan.proxy.hooks.ShadowHook` only.
 ``PUT /_proxy/flags/{feature}`` edits the flag file (comments kept) and applies it at once — the
 file stays the one source of truth; with a control store (``--control-db``) it stores an override
 there instead, which every replica applies, and the audit is the store's shared table.
@@ -14,18 +15,25 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from banyan.control.db import ControlError
+from banyan.control.plane import ControlPlane
 from banyan.proxy import console, mirror_admin, parity_admin
 from banyan.proxy.admin_access import Route, authorize, error, register, reply
 from banyan.proxy.admin_status import status_body
-from banyan.proxy.audit import feature_settings
+from banyan.proxy.audit import AuditLog, feature_settings
+from banyan.proxy.edits import EditJournal
 from banyan.proxy.flag_edit import set_fields
-from banyan.proxy.flags import FEATURE_KEYS, FlagError
+from banyan.proxy.flag_reactions import FlagReactions
+from banyan.proxy.flags import FEATURE_KEYS, FlagError, FlagStore
 from banyan.proxy.headers import mark, request_id_of
+from banyan.proxy.hooks import ShadowHook
+from banyan.proxy.metrics import ProxyMetrics
+from banyan.proxy.mirror import MirrorQueue
 from banyan.proxy.state import ProxyState
 
 __all__ = ["EDITABLE", "ROUTES", "add_admin_routes", "authorize", "status_body"]
@@ -33,7 +41,10 @@ __all__ = ["EDITABLE", "ROUTES", "add_admin_routes", "authorize", "status_body"]
 EDITABLE = frozenset(FEATURE_KEYS) - {"routes"}  # routes change only by editing the file
 
 
-async def status(request: web.Request, state: ProxyState) -> web.Response:
+async def status(request: web.Request, *, state: ProxyState) -> web.Response:
+    """The status page reads most parts of the proxy (flags, counts, sockets, guards, health,
+    rollbacks, mirror queue, control store, shadow; :mod:`banyan.proxy.admin_status`) and the
+    app's rollouts: it is the one handler given the whole state."""
     from banyan.rollout.admin import running_rollouts  # late: that module imports this one
 
     body = await status_body(state)
@@ -41,8 +52,8 @@ async def status(request: web.Request, state: ProxyState) -> web.Response:
     return reply(request, body)
 
 
-async def flags(request: web.Request, state: ProxyState) -> web.Response:
-    current = state.flags
+async def flags(request: web.Request, *, store: FlagStore) -> web.Response:
+    current = store.current
     return reply(
         request,
         {
@@ -69,29 +80,34 @@ async def _flag_changes(request: web.Request) -> dict[str, Any] | web.Response:
     return changes
 
 
-async def put_flag(request: web.Request, state: ProxyState) -> web.Response:
+async def put_flag(
+    request: web.Request,
+    *,
+    store: FlagStore,
+    flags_path: Path,
+    control: ControlPlane | None,
+    edits: EditJournal,
+) -> web.Response:
     name = request.match_info["feature"]
-    if state.flags.feature(name) is None:
+    if store.current.feature(name) is None:
         return error(request, 404, "not_found", f"no feature {name!r}")
     changes = await _flag_changes(request)
     if isinstance(changes, web.Response):
         return changes
     try:
-        if state.control is not None:
-            await state.control.edit(name, changes, source="admin")
-            digest = state.flags.digest
+        if control is not None:
+            await control.edit(name, changes, source="admin")
+            digest = store.current.digest
         else:
-            result = await asyncio.to_thread(
-                set_fields, state.flags_path, name, changes, source="admin"
-            )
-            state.edits.record(result.changes)  # audited here, on the loop
+            result = await asyncio.to_thread(set_fields, flags_path, name, changes, source="admin")
+            edits.record(result.changes)  # audited here, on the loop
             digest = result.digest
     except FlagError as exc:
         return error(request, 400, "invalid_flags", str(exc))
     except ControlError as exc:
         return error(request, 503, "control_store_unavailable", str(exc))
-    await state.store.reload()
-    feature = state.flags.feature(name)
+    await store.reload()
+    feature = store.current.feature(name)
     settings = feature_settings(feature) if feature else None
     return reply(request, {"feature": name, "settings": settings, "digest": digest})
 
@@ -100,11 +116,11 @@ def _prefixed(request: web.Request, prefix: str) -> dict[str, str]:
     return {k[len(prefix) :]: v for k, v in request.query.items() if k.startswith(prefix)}
 
 
-async def explain(request: web.Request, state: ProxyState) -> web.Response:
+async def explain(request: web.Request, *, store: FlagStore) -> web.Response:
     path = request.query.get("path")
     if not path or not path.startswith("/"):
         return error(request, 400, "validation_error", "path: is required")
-    decision = state.store.router.decide(
+    decision = store.router.decide(
         path,
         user=request.query.get("user"),
         headers=_prefixed(request, "header."),
@@ -114,27 +130,38 @@ async def explain(request: web.Request, state: ProxyState) -> web.Response:
     return reply(request, {"path": path, **asdict(decision)})
 
 
-async def metrics(request: web.Request, state: ProxyState) -> web.Response:
-    if state.mirror is not None and state.mirror.engine is not None:
-        stats = await state.mirror.stats()
-        state.metrics.mirror.set("pending", value=stats.pending)
-        state.metrics.mirror.set("dead", value=stats.dead)
-    response = web.Response(text=state.metrics.render(), content_type="text/plain")
+async def metrics_text(
+    request: web.Request, *, metrics: ProxyMetrics, mirror: MirrorQueue | None
+) -> web.Response:
+    """The Prometheus exposition, the mirror queue's gauges read fresh from its table."""
+    if mirror is not None and mirror.engine is not None:
+        stats = await mirror.stats()
+        metrics.mirror.set("pending", value=stats.pending)
+        metrics.mirror.set("dead", value=stats.dead)
+    response = web.Response(text=metrics.render(), content_type="text/plain")
     response.headers["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8"
     mark(response.headers, "_proxy", "proxy", request_id_of(request))
     return response
 
 
-async def audit(request: web.Request, state: ProxyState) -> web.Response:
+async def audit_entries(
+    request: web.Request,
+    *,
+    reactions: FlagReactions,
+    control: ControlPlane | None,
+    audit: AuditLog | None,
+) -> web.Response:
+    """The flag changes audited, newest first: the control store's shared table, else the
+    file's audit log, once every reload seen so far is written there."""
     limit = request.query.get("limit", "100")
     if not limit.isdigit():
         return error(request, 400, "validation_error", "limit: must be an integer")
-    await state.audit_settled()  # reloads seen so far are written
+    await reactions.audit_settled()  # reloads seen so far are written
     feature = request.query.get("feature")
-    if state.control is not None:
-        entries = await state.control.history(feature=feature, limit=int(limit))
-    elif state.audit is not None:
-        entries = state.audit.history(feature=feature, limit=int(limit))
+    if control is not None:
+        entries = await control.history(feature=feature, limit=int(limit))
+    elif audit is not None:
+        entries = audit.history(feature=feature, limit=int(limit))
     else:
         entries = []
     return reply(request, {"entries": entries})
@@ -144,34 +171,34 @@ def _no_parity(request: web.Request) -> web.Response:
     return error(request, 404, "not_found", "parity is not enabled")
 
 
-async def parity_page(request: web.Request, state: ProxyState) -> web.Response:
-    if state.shadow is None:
+async def parity_page(request: web.Request, *, shadow: ShadowHook | None) -> web.Response:
+    if shadow is None:
         return _no_parity(request)
-    return await state.shadow.report(request, html=request.path.endswith(".html"))
+    return await shadow.report(request, html=request.path.endswith(".html"))
 
 
-async def list_noise(request: web.Request, state: ProxyState) -> web.Response:
-    if state.shadow is None:
+async def list_noise(request: web.Request, *, shadow: ShadowHook | None) -> web.Response:
+    if shadow is None:
         return _no_parity(request)
-    return reply(request, {"noise": state.shadow.learned_noise(request.query.get("feature"))})
+    return reply(request, {"noise": shadow.learned_noise(request.query.get("feature"))})
 
 
-async def forget_noise(request: web.Request, state: ProxyState) -> web.Response:
-    if state.shadow is None:
+async def forget_noise(request: web.Request, *, shadow: ShadowHook | None) -> web.Response:
+    if shadow is None:
         return _no_parity(request)
     path = request.query.get("path", "")
     if not path:
         return error(request, 400, "validation_error", "path: the path to forget")
     feature = request.query.get("feature") or None
-    forgotten = await state.shadow.forget_noise(path, feature)
+    forgotten = await shadow.forget_noise(path, feature)
     return reply(request, {"path": path, "feature": feature, "forgotten": forgotten})
 
 
-async def reset_parity(request: web.Request, state: ProxyState) -> web.Response:
-    if state.shadow is None:
+async def reset_parity(request: web.Request, *, shadow: ShadowHook | None) -> web.Response:
+    if shadow is None:
         return _no_parity(request)
     feature = request.query.get("feature") or None
-    return reply(request, {"feature": feature, "deleted": await state.shadow.reset(feature)})
+    return reply(request, {"feature": feature, "deleted": await shadow.reset(feature)})
 
 
 async def unknown(request: web.Request) -> web.Response:
@@ -183,8 +210,8 @@ ROUTES = (
     Route("GET", "/_proxy/flags", flags),
     Route("PUT", "/_proxy/flags/{feature}", put_flag, write=True),
     Route("GET", "/_proxy/explain", explain),
-    Route("GET", "/_proxy/metrics", metrics),
-    Route("GET", "/_proxy/audit", audit),
+    Route("GET", "/_proxy/metrics", metrics_text),
+    Route("GET", "/_proxy/audit", audit_entries),
     Route("GET", "/_proxy/parity.json", parity_page),
     Route("GET", "/_proxy/parity/export.html", parity_page),  # the static page for a ticket
 )

@@ -4,18 +4,24 @@ Access: with ``BANYAN_ADMIN_TOKEN`` set, every admin call needs ``Authorization:
 without it, only loopback clients may read, and writes are refused (a write always needs a token).
 
 Every admin module (:mod:`banyan.proxy.admin`, :mod:`banyan.proxy.parity_admin`,
-:mod:`banyan.proxy.mirror_admin`) is a set of module-level ``async def handler(request, state)``
-functions and a table of :class:`Route`; :func:`register` puts a table on the application,
-each handler behind the access rules and given the proxy's state.
+:mod:`banyan.proxy.mirror_admin`) is a set of module-level handlers and a table of
+:class:`Route`; :func:`register` puts a table on the application, each handler behind the access
+rules. A handler names the parts of the proxy it uses as keyword-only parameters, each called as
+the :class:`~banyan.proxy.state.ProxyState` attribute it is given at each call
+(``async def explain(request, *, store: FlagStore)``), so its signature is the whole of what it
+depends on; a page that reads many parts (the status) takes ``state``, the whole. A name the
+state does not have is refused when the table is registered, before the first request.
 """
 
 from __future__ import annotations
 
 import hmac
+import inspect
 import ipaddress
 import json
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from functools import cached_property
 from typing import Any
 
 from aiohttp import web
@@ -25,8 +31,20 @@ from banyan.proxy.headers import mark, request_id_of
 from banyan.proxy.settings import SETTINGS
 from banyan.proxy.state import ProxyState
 
-Handler = Callable[[web.Request, ProxyState], Awaitable[web.StreamResponse]]
+Handler = Callable[..., Awaitable[web.StreamResponse]]  # (request, *, <part>: ..., ...)
 Endpoint = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+WHOLE = "state"  # the part name a handler takes the whole state by
+
+
+def _part_names() -> frozenset[str]:
+    """What a handler may name: the state's public fields and the parts it builds."""
+    built = {n for n, v in vars(ProxyState).items() if isinstance(v, property | cached_property)}
+    names = {f.name for f in fields(ProxyState)} | built
+    return frozenset(n for n in names if not n.startswith("_"))
+
+
+_PARTS = _part_names()
 
 
 @dataclass(frozen=True)
@@ -76,15 +94,33 @@ def error(request: web.Request, status: int, code: str, message: str) -> web.Res
     return reply(request, {"error": {"code": code, "message": message}}, status)
 
 
+def parts_of(handler: Handler) -> tuple[str, ...]:
+    """The parts of the proxy ``handler`` is given: its keyword-only parameters' names;
+    :class:`TypeError` for a name that is no part of the state."""
+    names = tuple(
+        parameter.name
+        for parameter in inspect.signature(handler).parameters.values()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    )
+    for name in names:
+        if name != WHOLE and name not in _PARTS:
+            raise TypeError(f"{handler.__qualname__}: the proxy's state has no part {name!r}")
+    return names
+
+
 def guarded(handler: Handler, key: web.AppKey[ProxyState], *, write: bool) -> Endpoint:
-    """``handler`` behind the access rules, given the state stored under ``key``."""
+    """``handler`` behind the access rules, given the parts it names of the state stored under
+    ``key`` (read at each call)."""
+    parts = parts_of(handler)
 
     async def inner(request: web.Request) -> web.StreamResponse:
         refusal = authorize(request, write=write)
         if refusal is not None:
             mark(refusal.headers, "_proxy", "proxy", request_id_of(request))
             return refusal
-        return await handler(request, request.app[key])
+        state = request.app[key]
+        given = {name: state if name == WHOLE else getattr(state, name) for name in parts}
+        return await handler(request, **given)
 
     return inner
 

@@ -27,10 +27,12 @@ if TYPE_CHECKING:
     from banyan.proxy.breaker import ShadowBreaker
     from banyan.proxy.copy_sender import CopySender
     from banyan.proxy.gaps import IdleGaps
+    from banyan.proxy.guard_feed import GuardFeed
     from banyan.proxy.guards import GuardBoard
     from banyan.proxy.limits import Limits
     from banyan.proxy.metrics import ProxyMetrics
     from banyan.proxy.stamping import Stamper
+    from banyan.proxy.write_mirror import WriteMirror
 
 
 class ShadowHost(Protocol):
@@ -60,17 +62,11 @@ class ShadowHost(Protocol):
     @property
     def ws_session(self) -> aiohttp.ClientSession | None: ...  # the candidate's sockets
 
-    def check_guard(self, feature: str) -> None: ...
+    @property
+    def guard_feed(self) -> GuardFeed: ...  # judges a guard a comparison fed
 
-    def enqueue_mirror(
-        self,
-        feature: Feature,
-        exchange: Exchange,
-        headers: Any,
-        target: str,
-        user: str | None,
-        ip: str,
-    ) -> None: ...  # a write the candidate could not take goes through the mirror queue
+    @property
+    def write_mirror(self) -> WriteMirror: ...  # a write the candidate could not take, queued
 
 
 class ShadowHook(Protocol):

@@ -101,7 +101,8 @@ async def forward_http(
         fallback=exchange.fallback,
     )
     if exchange.error != "request":  # a body the client broke is not the backend's failure
-        state.observe(exchange, feature)
+        state.exchange_metrics.observe(exchange)
+        state.guard_feed.observe(exchange, feature)
     access(state, exchange, exchange.status)
     if feature is not None and exchange.error is None and (shadowing or mirror_write):
         _hand_on(state, request, decision, feature, exchange, shadowing, mirror_write, user)
@@ -166,7 +167,7 @@ def _hand_on(
         compared = state.shadow.submit(feature, decision, request, exchange, headers)
     target = mirror_target(feature, decision, exchange.backend)
     if mirror_write and target is not None and 200 <= exchange.status < 300 and not compared:
-        state.enqueue_mirror(feature, exchange, headers, target, user, request.remote or "")
+        state.write_mirror.enqueue(feature, exchange, headers, target, user, request.remote or "")
 
 
 def _outbound(state: ProxyState, request: web.Request, request_id: str) -> Outbound:
@@ -229,7 +230,8 @@ def _failed(
         kind=exc.kind,
         detail=exc.detail,
     )
-    state.observe(exchange, feature)
+    state.exchange_metrics.observe(exchange)
+    state.guard_feed.observe(exchange, feature)
     response = gateway_error(exc, exchange.backend)
     mark(response.headers, exchange.feature, exchange.backend, exchange.request_id)
     access(state, exchange, response.status)

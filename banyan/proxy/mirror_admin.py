@@ -11,7 +11,7 @@
 Reads follow the admin read rules, retry and drop are writes (the admin token); a letter that
 is not dead (delivered, pending, unknown) is ``404 not_found``, a malformed id ``400``, a proxy
 without a mirror queue ``404 mirror_disabled``. Every action is logged by the queue. The handlers
-are registered from :data:`ROUTES` by :mod:`banyan.proxy.admin`.
+are given the queue alone, and registered from :data:`ROUTES` by :mod:`banyan.proxy.admin`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from aiohttp import web
 
 from banyan.proxy.admin_access import Route, error, reply
 from banyan.proxy.mirror import MirrorQueue
-from banyan.proxy.state import ProxyState
 
 MAX_LIMIT = 1000
 
@@ -36,8 +35,7 @@ def letter_of(text: str) -> int | None:
     return int(text)
 
 
-def _queue(state: ProxyState) -> MirrorQueue | None:
-    mirror = state.mirror
+def _queue(mirror: MirrorQueue | None) -> MirrorQueue | None:
     return mirror if mirror is not None and mirror.engine is not None else None
 
 
@@ -45,8 +43,8 @@ def _disabled(request: web.Request) -> web.Response:
     return error(request, 404, "mirror_disabled", "this proxy runs no mirror queue")
 
 
-async def listing(request: web.Request, state: ProxyState) -> web.Response:
-    queue = _queue(state)
+async def listing(request: web.Request, *, mirror: MirrorQueue | None) -> web.Response:
+    queue = _queue(mirror)
     if queue is None:
         return _disabled(request)
     limit = request.query.get("limit", "100")
@@ -56,8 +54,8 @@ async def listing(request: web.Request, state: ProxyState) -> web.Response:
     return reply(request, {**stats, "letters": await queue.dead_letters(int(limit))})
 
 
-async def _act(request: web.Request, state: ProxyState, action: str) -> web.Response:
-    queue = _queue(state)
+async def _act(request: web.Request, mirror: MirrorQueue | None, action: str) -> web.Response:
+    queue = _queue(mirror)
     if queue is None:
         return _disabled(request)
     try:
@@ -74,12 +72,12 @@ async def _act(request: web.Request, state: ProxyState, action: str) -> web.Resp
     return reply(request, {"id": request.match_info["id"], done: count})
 
 
-async def retry(request: web.Request, state: ProxyState) -> web.Response:
-    return await _act(request, state, "retry")
+async def retry(request: web.Request, *, mirror: MirrorQueue | None) -> web.Response:
+    return await _act(request, mirror, "retry")
 
 
-async def drop(request: web.Request, state: ProxyState) -> web.Response:
-    return await _act(request, state, "drop")
+async def drop(request: web.Request, *, mirror: MirrorQueue | None) -> web.Response:
+    return await _act(request, mirror, "drop")
 
 
 ROUTES = (

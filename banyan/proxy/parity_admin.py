@@ -29,7 +29,8 @@ from banyan.parity.compare import Rules
 from banyan.parity.replay import replay
 from banyan.parity.store import ParityStore
 from banyan.proxy.admin_access import Route, error, reply
-from banyan.proxy.state import ProxyState
+from banyan.proxy.flags import FlagStore
+from banyan.proxy.hooks import ShadowHook
 
 
 def _time(request: web.Request, name: str) -> float | None:
@@ -51,10 +52,10 @@ def _window(request: web.Request) -> tuple[float | None, float | None]:
     return _time(request, "since"), _time(request, "until")
 
 
-async def _store(state: ProxyState) -> ParityStore | None:
-    if state.shadow is None:
+async def _store(shadow: ShadowHook | None) -> ParityStore | None:
+    if shadow is None:
         return None
-    recorder = state.shadow.recorder
+    recorder = shadow.recorder
     await recorder.flush()  # what was compared so far is in the store
     return recorder.store
 
@@ -67,8 +68,8 @@ def _filter(request: web.Request, name: str) -> str | None:
     return request.query.get(name) or None
 
 
-async def series(request: web.Request, state: ProxyState) -> web.Response:
-    store = await _store(state)
+async def series(request: web.Request, *, shadow: ShadowHook | None) -> web.Response:
+    store = await _store(shadow)
     if store is None:
         return _disabled(request)
     try:
@@ -85,8 +86,8 @@ async def series(request: web.Request, state: ProxyState) -> web.Response:
     return reply(request, {"hours": rows}, 200)
 
 
-async def mismatches(request: web.Request, state: ProxyState) -> web.Response:
-    store = await _store(state)
+async def mismatches(request: web.Request, *, shadow: ShadowHook | None) -> web.Response:
+    store = await _store(shadow)
     if store is None:
         return _disabled(request)
     limit = request.query.get("limit", "50")
@@ -108,9 +109,11 @@ async def mismatches(request: web.Request, state: ProxyState) -> web.Response:
     return reply(request, {"items": items}, 200)
 
 
-async def _example(request: web.Request, state: ProxyState) -> dict[str, Any] | web.Response:
+async def _example(
+    request: web.Request, shadow: ShadowHook | None
+) -> dict[str, Any] | web.Response:
     """The stored comparison ``{id}`` names, or the refusal to send."""
-    store = await _store(state)
+    store = await _store(shadow)
     if store is None:
         return _disabled(request)
     raw = request.match_info["id"]
@@ -122,8 +125,8 @@ async def _example(request: web.Request, state: ProxyState) -> dict[str, Any] | 
     return found
 
 
-async def example(request: web.Request, state: ProxyState) -> web.Response:
-    found = await _example(request, state)
+async def example(request: web.Request, *, shadow: ShadowHook | None) -> web.Response:
+    found = await _example(request, shadow)
     return found if isinstance(found, web.Response) else reply(request, found, 200)
 
 
@@ -141,14 +144,18 @@ async def _token(request: web.Request) -> str | web.Response | None:
     return token
 
 
-async def replay_example(request: web.Request, state: ProxyState) -> web.Response:
-    found = await _example(request, state)
+async def replay_example(
+    request: web.Request, *, shadow: ShadowHook | None, store: FlagStore
+) -> web.Response:
+    """The stored request sent again to both backends of the flags in force, and compared
+    under its feature's rules now."""
+    found = await _example(request, shadow)
     if isinstance(found, web.Response):
         return found
     token = await _token(request)
     if isinstance(token, web.Response):
         return token
-    flags = state.flags
+    flags = store.current
     feature = flags.feature(found["feature"])
     rules = Rules.from_config(feature.parity) if feature else Rules()
     backends = {name: spec.url for name, spec in flags.backends.items()}

@@ -6,8 +6,9 @@ parts it needs: the exchange observers (:mod:`banyan.proxy.exchange_metrics`,
 :mod:`banyan.proxy.guard_feed`, :mod:`banyan.proxy.write_mirror`), the guard rollback
 (:mod:`banyan.proxy.rollback`), the reactions to a flag change
 (:mod:`banyan.proxy.flag_reactions`) and this proxy's own edits (:mod:`banyan.proxy.edits`).
-The one-line methods below are the entry points modules holding the whole state still call
-(the HTTP path, the shadow, the control plane); new code should take the narrow object instead.
+Callers use those parts directly (``state.guard_feed.check(...)``,
+``state.write_mirror.enqueue(...)``, ``state.rollback.roll_back(...)``, ...): the state holds
+and wires them, it does not stand in for them.
 """
 
 from __future__ import annotations
@@ -31,9 +32,8 @@ from banyan.proxy.audit import AuditLog
 from banyan.proxy.edits import EditJournal
 from banyan.proxy.exchange_metrics import ExchangeMetrics
 from banyan.proxy.fence import WriteFence
-from banyan.proxy.flag_reactions import FlagReactions, sync_guards
-from banyan.proxy.flags import Feature, FlagSet, FlagStore
-from banyan.proxy.forward import Exchange
+from banyan.proxy.flag_reactions import FlagReactions
+from banyan.proxy.flags import FlagSet, FlagStore
 from banyan.proxy.gaps import IdleGaps
 from banyan.proxy.guard_feed import GuardFeed
 from banyan.proxy.guards import Breach, GuardBoard
@@ -121,7 +121,7 @@ class ProxyState:
     @cached_property
     def guard_feed(self) -> GuardFeed:
         shared = self.control is not None  # judged on all replicas' windows instead
-        return GuardFeed(self.guards, None if shared else self._on_breach)
+        return GuardFeed(self.guards, None if shared else self.on_breach)
 
     @cached_property
     def rollback(self) -> GuardRollback:
@@ -150,39 +150,10 @@ class ProxyState:
         """A request or socket refused at a limit (the admission gate's callback)."""
         return Refusals(self.metrics, self.admission)
 
-    def _on_breach(self, breach: Breach) -> None:
+    def on_breach(self, breach: Breach) -> None:
+        """A breach judged on this replica (by the guard feed, or on every replica's evidence by
+        :mod:`banyan.control.guards`): the rollback, detached from whoever found it."""
         self.spawn(self.rollback.roll_back(breach))
-
-    # -- entry points for modules that hold the whole state --------------------------------------
-
-    def observe(self, exchange: Exchange, feature: Feature | None) -> None:
-        """A finished exchange: metrics, then the feature's guards."""
-        self.exchange_metrics.observe(exchange)
-        self.guard_feed.observe(exchange, feature)
-
-    def check_guard(self, feature: str) -> None:
-        self.guard_feed.check(feature)
-
-    async def roll_back(self, breach: Breach) -> None:
-        await self.rollback.roll_back(breach)
-
-    def enqueue_mirror(
-        self,
-        feature: Feature,
-        exchange: Exchange,
-        headers: Any,
-        target: str,
-        user: str | None,
-        ip: str,
-    ) -> None:
-        self.write_mirror.enqueue(feature, exchange, headers, target, user, ip)
-
-    async def audit_settled(self) -> None:
-        """Wait until every reload seen so far is in the audit log."""
-        await self.reactions.audit_settled()
-
-    def _sync_guards(self, flags: FlagSet) -> None:
-        sync_guards(self.guards, flags)
 
 
 STATE: web.AppKey[ProxyState] = web.AppKey("banyan_proxy_state")

@@ -23,6 +23,8 @@ from banyan.proxy.state import ProxyState
 from banyan.proxy.tunnel import Tunnel, open_tunnel, run_tunnel
 from banyan.proxy.websocket import Bridge, FrameTap, open_bridge, run_bridge
 
+_HANDSHAKE_FAILURES = {502: "connect", 504: "timeout"}  # the upstream's socket never opened
+
 
 async def forward_websocket(
     state: ProxyState,
@@ -51,13 +53,12 @@ async def forward_websocket(
     exchange.status = response.status
     exchange.head_latency = time.perf_counter() - started
     if link is None:
-        exchange.error = (
-            "connect" if response.status == 502 else ("timeout" if response.status == 504 else None)
-        )
-        state.observe(exchange, feature)
+        exchange.error = _HANDSHAKE_FAILURES.get(response.status)
+    state.exchange_metrics.observe(exchange)  # the handshake, as an HTTP exchange would be
+    state.guard_feed.observe(exchange, feature)
+    if link is None:
         access(state, exchange, response.status)
         return response
-    state.observe(exchange, feature)
     gauge = state.metrics.open_websockets
     gauge.inc(decision.feature, decision.backend)
     try:

@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
 from banyan.control.db import schema_from_env
 from banyan.control.guards import SharedGuards, fingerprint
 from banyan.control.store import ControlStore
-from banyan.proxy.app import ProxyState
-from banyan.proxy.flags import FlagStore
+from banyan.proxy.flag_reactions import sync_guards
+from banyan.proxy.flags import FlagSet, FlagStore
+from banyan.proxy.guards import GuardBoard
 
 pytestmark = pytest.mark.postgres
 
@@ -34,10 +36,18 @@ default: legacy
 """
 
 
-def replica(path: Path) -> ProxyState:
-    state = ProxyState(flags_path=path, store=FlagStore(path, watch=False))
-    state._sync_guards(state.flags)
-    return state
+class Replica(NamedTuple):
+    """What the shared guards judge of one replica: its guard windows, its flags in force."""
+
+    guards: GuardBoard
+    flags: FlagSet
+
+
+def replica(path: Path) -> Replica:
+    flags = FlagStore(path, watch=False).current
+    guards = GuardBoard()
+    sync_guards(guards, flags)
+    return Replica(guards, flags)
 
 
 async def open_guards(url: str) -> SharedGuards:
@@ -55,12 +65,12 @@ async def test_only_the_sum_of_replicas_breaches(tmp_path: Path, control_db: str
         for state in (a, b):
             for _ in range(2):
                 state.guards.get("api").observe_request("new", True, 5.0)
-        assert await ga.judge(a) == []  # 2 samples: not yet evidence
-        (breach,) = await gb.judge(b)  # 2 + 2
+        assert await ga.judge(a.guards, a.flags) == []  # 2 samples: not yet evidence
+        (breach,) = await gb.judge(b.guards, b.flags)  # 2 + 2
         assert (breach.feature, breach.rule, breach.samples) == ("api", "max_error_rate", 4)
         assert b.guards.get("api").tripped == breach
-        assert await gb.judge(b) == []  # remembered: judged once
-        assert (await ga.judge(a))[0].samples == 4  # the other replica finds it too
+        assert await gb.judge(b.guards, b.flags) == []  # remembered: judged once
+        assert (await ga.judge(a.guards, a.flags))[0].samples == 4  # the other replica finds it too
     finally:
         await ga.stop()
         await gb.stop()
@@ -87,7 +97,7 @@ async def test_foreign_fingerprints_and_stale_rows_do_not_count(
                 ],
             )
         a.guards.get("api").observe_request("new", True, 5.0)
-        assert await guards.judge(a) == []
+        assert await guards.judge(a.guards, a.flags) == []
         async with guards.store.pool.acquire() as conn:
             mine = await conn.fetchval(
                 f"SELECT count(*) FROM {guards.store.table('guard_counts')} WHERE replica = $1",
@@ -107,4 +117,7 @@ async def test_nothing_guarded_costs_no_query(tmp_path: Path) -> None:
     path = tmp_path / "flags.yaml"
     path.write_text(FLAGS.replace("mode: new", "mode: legacy"))
     store = ControlStore("postgresql://postgres@127.0.0.1:1/none", schema="x")
-    assert await SharedGuards(store).judge(replica(path)) == []  # never opened: no query made
+    quiet = replica(path)
+    assert (
+        await SharedGuards(store).judge(quiet.guards, quiet.flags) == []
+    )  # never opened: no query made

@@ -84,8 +84,8 @@ async def test_a_guard_rollback_is_audited_on_the_loop_with_its_reason(tmp_path:
     audit.append = spy  # type: ignore[method-assign]
     breach = Breach("api", "max_error_rate", 0.5, 0.2, 20)
     async with serve(app):
-        await state.roll_back(breach)
-        await state.audit_settled()
+        await state.rollback.roll_back(breach)
+        await state.reactions.audit_settled()
     assert state.flags.feature("api").mode == "legacy"  # type: ignore[union-attr]
     (entry,) = audit.history()
     assert entry["source"] == "guard" and entry["reason"] == breach.message

@@ -225,7 +225,7 @@ class Shadow:
             for guard in observers:
                 guard.observe_comparison(outcome)  # an error is no verdict on parity
                 guard.observe_pair(pair.get("legacy", 0), pair.get("new", 0))
-            self.state.check_guard(feature.name)
+            self.state.guard_feed.check(feature.name)
         self.recorder.record(
             ComparisonRecord(
                 feature=feature.name,

@@ -167,7 +167,7 @@ class HttpCopies:
                 if writer is not None and undelivered(
                     copy.primary.status, candidate, copy.exchange.method
                 ):
-                    state.enqueue_mirror(
+                    state.write_mirror.enqueue(
                         copy.feature, copy.exchange, copy.headers, candidate_backend, *writer
                     )
             finally:
