@@ -53,6 +53,9 @@ def _flags(state: ProxyState) -> dict[str, Any]:
 
 
 async def status_body(state: ProxyState) -> dict[str, Any]:
+    """The page's body. It reads most parts of the proxy (flag store, counts, sockets, guards,
+    health, rollbacks, mirror queue, control store, shadow): the one place given the whole
+    state, by the ``/_proxy/status`` handler."""
     from banyan import __version__
 
     shadow = state.shadow  # the parity side is optional
