@@ -3,9 +3,11 @@ the console (:mod:`banyan.proxy.console`, :mod:`banyan.proxy.parity_admin`,
 :mod:`banyan.proxy.mirror_admin`).
 
 Each endpoint is a module-level handler in a route table, registered behind the access rules of
-:mod:`banyan.proxy.admin_access` (a token, or loopback reads), and given only the parts of the
-proxy its keyword-only parameters name (the flag store, the shadow, ...). The parity endpoints
-speak to the shadow through :class:`~banyan.proxy.hooks.ShadowHook` only.
+:mod:`banyan.proxy.admin_access` (a token, or loopback reads). A handler takes only the parts of
+the proxy it uses as parameters (the flag store, the shadow, ...), and its route in the table
+hands it them from the state (``lambda request, state: explain(request, state.store)``), checked
+by mypy; only the status page takes the whole state. The parity endpoints speak to the shadow
+through :class:`~banyan.proxy.hooks.ShadowHook` only.
 ``PUT /_proxy/flags/{feature}`` edits the flag file (comments kept) and applies it at once — the
 file stays the one source of truth; with a control store (``--control-db``) it stores an override
 there instead, which every replica applies, and the audit is the store's shared table.
@@ -41,7 +43,7 @@ __all__ = ["EDITABLE", "ROUTES", "add_admin_routes", "authorize", "status_body"]
 EDITABLE = frozenset(FEATURE_KEYS) - {"routes"}  # routes change only by editing the file
 
 
-async def status(request: web.Request, *, state: ProxyState) -> web.Response:
+async def status(request: web.Request, state: ProxyState) -> web.Response:
     """The status page reads most parts of the proxy (flags, counts, sockets, guards, health,
     rollbacks, mirror queue, control store, shadow; :mod:`banyan.proxy.admin_status`) and the
     app's rollouts: it is the one handler given the whole state."""
@@ -52,7 +54,7 @@ async def status(request: web.Request, *, state: ProxyState) -> web.Response:
     return reply(request, body)
 
 
-async def flags(request: web.Request, *, store: FlagStore) -> web.Response:
+async def flags(request: web.Request, store: FlagStore) -> web.Response:
     current = store.current
     return reply(
         request,
@@ -82,7 +84,6 @@ async def _flag_changes(request: web.Request) -> dict[str, Any] | web.Response:
 
 async def put_flag(
     request: web.Request,
-    *,
     store: FlagStore,
     flags_path: Path,
     control: ControlPlane | None,
@@ -116,7 +117,7 @@ def _prefixed(request: web.Request, prefix: str) -> dict[str, str]:
     return {k[len(prefix) :]: v for k, v in request.query.items() if k.startswith(prefix)}
 
 
-async def explain(request: web.Request, *, store: FlagStore) -> web.Response:
+async def explain(request: web.Request, store: FlagStore) -> web.Response:
     path = request.query.get("path")
     if not path or not path.startswith("/"):
         return error(request, 400, "validation_error", "path: is required")
@@ -131,7 +132,7 @@ async def explain(request: web.Request, *, store: FlagStore) -> web.Response:
 
 
 async def metrics_text(
-    request: web.Request, *, metrics: ProxyMetrics, mirror: MirrorQueue | None
+    request: web.Request, metrics: ProxyMetrics, mirror: MirrorQueue | None
 ) -> web.Response:
     """The Prometheus exposition, the mirror queue's gauges read fresh from its table."""
     if mirror is not None and mirror.engine is not None:
@@ -146,7 +147,6 @@ async def metrics_text(
 
 async def audit_entries(
     request: web.Request,
-    *,
     reactions: FlagReactions,
     control: ControlPlane | None,
     audit: AuditLog | None,
@@ -171,19 +171,19 @@ def _no_parity(request: web.Request) -> web.Response:
     return error(request, 404, "not_found", "parity is not enabled")
 
 
-async def parity_page(request: web.Request, *, shadow: ShadowHook | None) -> web.Response:
+async def parity_page(request: web.Request, shadow: ShadowHook | None) -> web.Response:
     if shadow is None:
         return _no_parity(request)
     return await shadow.report(request, html=request.path.endswith(".html"))
 
 
-async def list_noise(request: web.Request, *, shadow: ShadowHook | None) -> web.Response:
+async def list_noise(request: web.Request, shadow: ShadowHook | None) -> web.Response:
     if shadow is None:
         return _no_parity(request)
     return reply(request, {"noise": shadow.learned_noise(request.query.get("feature"))})
 
 
-async def forget_noise(request: web.Request, *, shadow: ShadowHook | None) -> web.Response:
+async def forget_noise(request: web.Request, shadow: ShadowHook | None) -> web.Response:
     if shadow is None:
         return _no_parity(request)
     path = request.query.get("path", "")
@@ -194,7 +194,7 @@ async def forget_noise(request: web.Request, *, shadow: ShadowHook | None) -> we
     return reply(request, {"path": path, "feature": feature, "forgotten": forgotten})
 
 
-async def reset_parity(request: web.Request, *, shadow: ShadowHook | None) -> web.Response:
+async def reset_parity(request: web.Request, shadow: ShadowHook | None) -> web.Response:
     if shadow is None:
         return _no_parity(request)
     feature = request.query.get("feature") or None
@@ -205,20 +205,50 @@ async def unknown(request: web.Request) -> web.Response:
     return error(request, 404, "not_found", "no such admin endpoint")
 
 
+# Each route's call hands its handler the parts of the state it uses (read at each call).
 ROUTES = (
-    Route("GET", "/_proxy/status", status),
-    Route("GET", "/_proxy/flags", flags),
-    Route("PUT", "/_proxy/flags/{feature}", put_flag, write=True),
-    Route("GET", "/_proxy/explain", explain),
-    Route("GET", "/_proxy/metrics", metrics_text),
-    Route("GET", "/_proxy/audit", audit_entries),
-    Route("GET", "/_proxy/parity.json", parity_page),
-    Route("GET", "/_proxy/parity/export.html", parity_page),  # the static page for a ticket
+    Route("GET", "/_proxy/status", status),  # the whole state
+    Route("GET", "/_proxy/flags", lambda request, state: flags(request, state.store)),
+    Route(
+        "PUT",
+        "/_proxy/flags/{feature}",
+        lambda request, state: put_flag(
+            request, state.store, state.flags_path, state.control, state.edits
+        ),
+        write=True,
+    ),
+    Route("GET", "/_proxy/explain", lambda request, state: explain(request, state.store)),
+    Route(
+        "GET",
+        "/_proxy/metrics",
+        lambda request, state: metrics_text(request, state.metrics, state.mirror),
+    ),
+    Route(
+        "GET",
+        "/_proxy/audit",
+        lambda request, state: audit_entries(request, state.reactions, state.control, state.audit),
+    ),
+    Route("GET", "/_proxy/parity.json", lambda request, state: parity_page(request, state.shadow)),
+    Route(  # the static page for a ticket
+        "GET",
+        "/_proxy/parity/export.html",
+        lambda request, state: parity_page(request, state.shadow),
+    ),
 )
 NOISE_ROUTES = (
-    Route("POST", "/_proxy/parity/reset", reset_parity, write=True),
-    Route("GET", "/_proxy/parity/noise", list_noise),
-    Route("DELETE", "/_proxy/parity/noise", forget_noise, write=True),
+    Route(
+        "POST",
+        "/_proxy/parity/reset",
+        lambda request, state: reset_parity(request, state.shadow),
+        write=True,
+    ),
+    Route("GET", "/_proxy/parity/noise", lambda request, state: list_noise(request, state.shadow)),
+    Route(
+        "DELETE",
+        "/_proxy/parity/noise",
+        lambda request, state: forget_noise(request, state.shadow),
+        write=True,
+    ),
 )
 
 

@@ -5,23 +5,24 @@ without it, only loopback clients may read, and writes are refused (a write alwa
 
 Every admin module (:mod:`banyan.proxy.admin`, :mod:`banyan.proxy.parity_admin`,
 :mod:`banyan.proxy.mirror_admin`) is a set of module-level handlers and a table of
-:class:`Route`; :func:`register` puts a table on the application, each handler behind the access
-rules. A handler names the parts of the proxy it uses as keyword-only parameters, each called as
-the :class:`~banyan.proxy.state.ProxyState` attribute it is given at each call
-(``async def explain(request, *, store: FlagStore)``), so its signature is the whole of what it
-depends on; a page that reads many parts (the status) takes ``state``, the whole. A name the
-state does not have is refused when the table is registered, before the first request.
+:class:`Route`; :func:`register` puts a table on the application, each route behind the access
+rules. A handler takes the parts of the proxy it uses as ordinary parameters
+(``async def explain(request, store: FlagStore)``); each route of the table holds an
+:data:`Adapter` written beside it that hands the handler those parts of the
+:class:`~banyan.proxy.state.ProxyState`
+(``lambda request, state: explain(request, state.store)``), so the table shows what each endpoint
+is given and mypy checks each part against the handler's parameter. The state is read at each
+call: a part replaced after start is the one used. A page that reads many parts (the status)
+takes the whole state, and says so.
 """
 
 from __future__ import annotations
 
 import hmac
-import inspect
 import ipaddress
 import json
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, fields
-from functools import cached_property
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -31,27 +32,16 @@ from banyan.proxy.headers import mark, request_id_of
 from banyan.proxy.settings import SETTINGS
 from banyan.proxy.state import ProxyState
 
-Handler = Callable[..., Awaitable[web.StreamResponse]]  # (request, *, <part>: ..., ...)
+Adapter = Callable[[web.Request, ProxyState], Awaitable[web.StreamResponse]]
+"""A route's call: the handler given the parts of the state it uses, read at each call."""
 Endpoint = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-WHOLE = "state"  # the part name a handler takes the whole state by
-
-
-def _part_names() -> frozenset[str]:
-    """What a handler may name: the state's public fields and the parts it builds."""
-    built = {n for n, v in vars(ProxyState).items() if isinstance(v, property | cached_property)}
-    names = {f.name for f in fields(ProxyState)} | built
-    return frozenset(n for n in names if not n.startswith("_"))
-
-
-_PARTS = _part_names()
 
 
 @dataclass(frozen=True)
 class Route:
     method: str
     path: str
-    handler: Handler
+    call: Adapter  # e.g. lambda request, state: explain(request, state.store)
     write: bool = False  # an admin write: always needs the token
 
 
@@ -94,39 +84,20 @@ def error(request: web.Request, status: int, code: str, message: str) -> web.Res
     return reply(request, {"error": {"code": code, "message": message}}, status)
 
 
-def parts_of(handler: Handler) -> tuple[str, ...]:
-    """The parts of the proxy ``handler`` is given: its keyword-only parameters' names;
-    :class:`TypeError` for a name that is no part of the state."""
-    names = tuple(
-        parameter.name
-        for parameter in inspect.signature(handler).parameters.values()
-        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
-    )
-    for name in names:
-        if name != WHOLE and name not in _PARTS:
-            raise TypeError(f"{handler.__qualname__}: the proxy's state has no part {name!r}")
-    return names
-
-
-def guarded(handler: Handler, key: web.AppKey[ProxyState], *, write: bool) -> Endpoint:
-    """``handler`` behind the access rules, given the parts it names of the state stored under
-    ``key`` (read at each call)."""
-    parts = parts_of(handler)
+def guarded(call: Adapter, key: web.AppKey[ProxyState], *, write: bool) -> Endpoint:
+    """``call`` behind the access rules, given the state stored under ``key`` (read at each
+    call)."""
 
     async def inner(request: web.Request) -> web.StreamResponse:
         refusal = authorize(request, write=write)
         if refusal is not None:
             mark(refusal.headers, "_proxy", "proxy", request_id_of(request))
             return refusal
-        state = request.app[key]
-        given = {name: state if name == WHOLE else getattr(state, name) for name in parts}
-        return await handler(request, **given)
+        return await call(request, request.app[key])
 
     return inner
 
 
 def register(app: web.Application, key: web.AppKey[ProxyState], routes: Iterable[Route]) -> None:
     for route in routes:
-        app.router.add_route(
-            route.method, route.path, guarded(route.handler, key, write=route.write)
-        )
+        app.router.add_route(route.method, route.path, guarded(route.call, key, write=route.write))

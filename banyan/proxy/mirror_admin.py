@@ -43,7 +43,7 @@ def _disabled(request: web.Request) -> web.Response:
     return error(request, 404, "mirror_disabled", "this proxy runs no mirror queue")
 
 
-async def listing(request: web.Request, *, mirror: MirrorQueue | None) -> web.Response:
+async def listing(request: web.Request, mirror: MirrorQueue | None) -> web.Response:
     queue = _queue(mirror)
     if queue is None:
         return _disabled(request)
@@ -72,16 +72,26 @@ async def _act(request: web.Request, mirror: MirrorQueue | None, action: str) ->
     return reply(request, {"id": request.match_info["id"], done: count})
 
 
-async def retry(request: web.Request, *, mirror: MirrorQueue | None) -> web.Response:
+async def retry(request: web.Request, mirror: MirrorQueue | None) -> web.Response:
     return await _act(request, mirror, "retry")
 
 
-async def drop(request: web.Request, *, mirror: MirrorQueue | None) -> web.Response:
+async def drop(request: web.Request, mirror: MirrorQueue | None) -> web.Response:
     return await _act(request, mirror, "drop")
 
 
 ROUTES = (
-    Route("GET", "/_proxy/mirror", listing),
-    Route("POST", "/_proxy/mirror/{id}/retry", retry, write=True),
-    Route("DELETE", "/_proxy/mirror/{id}", drop, write=True),
+    Route("GET", "/_proxy/mirror", lambda request, state: listing(request, state.mirror)),
+    Route(
+        "POST",
+        "/_proxy/mirror/{id}/retry",
+        lambda request, state: retry(request, state.mirror),
+        write=True,
+    ),
+    Route(
+        "DELETE",
+        "/_proxy/mirror/{id}",
+        lambda request, state: drop(request, state.mirror),
+        write=True,
+    ),
 )

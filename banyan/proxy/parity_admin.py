@@ -68,7 +68,7 @@ def _filter(request: web.Request, name: str) -> str | None:
     return request.query.get(name) or None
 
 
-async def series(request: web.Request, *, shadow: ShadowHook | None) -> web.Response:
+async def series(request: web.Request, shadow: ShadowHook | None) -> web.Response:
     store = await _store(shadow)
     if store is None:
         return _disabled(request)
@@ -86,7 +86,7 @@ async def series(request: web.Request, *, shadow: ShadowHook | None) -> web.Resp
     return reply(request, {"hours": rows}, 200)
 
 
-async def mismatches(request: web.Request, *, shadow: ShadowHook | None) -> web.Response:
+async def mismatches(request: web.Request, shadow: ShadowHook | None) -> web.Response:
     store = await _store(shadow)
     if store is None:
         return _disabled(request)
@@ -125,7 +125,7 @@ async def _example(
     return found
 
 
-async def example(request: web.Request, *, shadow: ShadowHook | None) -> web.Response:
+async def example(request: web.Request, shadow: ShadowHook | None) -> web.Response:
     found = await _example(request, shadow)
     return found if isinstance(found, web.Response) else reply(request, found, 200)
 
@@ -145,7 +145,7 @@ async def _token(request: web.Request) -> str | web.Response | None:
 
 
 async def replay_example(
-    request: web.Request, *, shadow: ShadowHook | None, store: FlagStore
+    request: web.Request, shadow: ShadowHook | None, store: FlagStore
 ) -> web.Response:
     """The stored request sent again to both backends of the flags in force, and compared
     under its feature's rules now."""
@@ -164,8 +164,21 @@ async def replay_example(
 
 
 ROUTES = (
-    Route("GET", "/_proxy/parity/series", series),
-    Route("GET", "/_proxy/parity/mismatches", mismatches),
-    Route("GET", "/_proxy/parity/examples/{id}", example),
-    Route("POST", "/_proxy/parity/examples/{id}/replay", replay_example, write=True),
+    Route("GET", "/_proxy/parity/series", lambda request, state: series(request, state.shadow)),
+    Route(
+        "GET",
+        "/_proxy/parity/mismatches",
+        lambda request, state: mismatches(request, state.shadow),
+    ),
+    Route(
+        "GET",
+        "/_proxy/parity/examples/{id}",
+        lambda request, state: example(request, state.shadow),
+    ),
+    Route(
+        "POST",
+        "/_proxy/parity/examples/{id}/replay",
+        lambda request, state: replay_example(request, state.shadow, state.store),
+        write=True,
+    ),
 )
