@@ -76,6 +76,7 @@ async def status_body(state: ProxyState) -> dict[str, Any]:
         "control": state.control.status() if state.control is not None else None,
         "shadow_breakers": shadow.breaker.status() if shadow is not None else {},
         "shadow_sender": shadow.sender.status() if shadow is not None else None,
+        "fence": state.fence.status(),  # users' writes on their way to a backend
         "open_websockets": len(state.bridges),
     }
     body["attention"] = attention(body)  # dead letters, guard rollbacks, ...: what needs a look

@@ -99,6 +99,13 @@ class WriteFence:
             return False
         return True
 
+    def status(self) -> dict[str, int]:
+        """For ``/_proxy/status``: the writes on their way now (copies and queued writes, every
+        user), the requests that waited for some, and the waits cut at ``max_wait`` (a request
+        that may have overtaken a write of its user's)."""
+        on_their_way = sum(len(futures) for futures in self._pending.values())
+        return {"on_their_way": on_their_way, "waits": self.waits, "timeouts": self.timeouts}
+
     async def before(self, backend: str, user: str | None) -> bool:
         """Wait for ``user``'s writes on their way to ``backend`` (the request path's call)."""
         return await self.wait(self.pending(backend, user))

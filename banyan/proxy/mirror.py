@@ -92,6 +92,7 @@ class MirrorQueue:
         self._wake = asyncio.Event()
         self._intake: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._intake_task: asyncio.Task[None] | None = None
+        self._taking = 0  # writes taken from the intake, being stored
         self._releases: dict[int, Callable[[], None]] = {}
         self._stopping = False
         self.stop_grace = 2.0
@@ -143,6 +144,7 @@ class MirrorQueue:
             batch = [await self._intake.get()]
             while not self._intake.empty() and len(batch) < INTAKE_BATCH:
                 batch.append(self._intake.get_nowait())
+            self._taking = len(batch)
             try:
                 await self._store(batch)
             except Exception:
@@ -151,6 +153,8 @@ class MirrorQueue:
                     release = write.get("release")
                     if release is not None:
                         release()
+            finally:
+                self._taking = 0
 
     async def enqueue(
         self,
@@ -326,10 +330,13 @@ class MirrorQueue:
             release()
 
     async def stats(self) -> MirrorStats:
+        """The queue's figures; ``pending`` counts the writes submitted but not stored yet too
+        (an empty queue means every write the proxy answered has reached its target)."""
         assert self.engine is not None
-        pending, dead = await mirror_store.counts(self.engine)
+        submitted = self._intake.qsize() + self._taking  # before the look at the store: a write
+        pending, dead = await mirror_store.counts(self.engine)  # stored meanwhile counts twice
         return MirrorStats(
-            pending=pending,
+            pending=pending + submitted,
             dead=dead,
             delivered=self.delivered,
             retried=self.retried,

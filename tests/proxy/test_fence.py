@@ -68,3 +68,13 @@ async def test_copies_leave_out_the_writes_queued() -> None:
     assert fence.copies("new", "u1") == [] and len(fence.pending("new", "u1")) == 1
     queued()
     assert fence.pending("new", "u1") == []
+
+
+async def test_status_counts_the_writes_on_their_way_and_the_cut_waits() -> None:
+    fence = WriteFence(max_wait=0.05)
+    copy = fence.hold("new", "alice")
+    fence.hold("new", "bob", queued=True)
+    assert fence.status() == {"on_their_way": 2, "waits": 0, "timeouts": 0}
+    copy()
+    assert await fence.before("new", "bob") is False  # bob's queued write never landed
+    assert fence.status() == {"on_their_way": 1, "waits": 1, "timeouts": 1}

@@ -499,3 +499,24 @@ def test_lanes_are_users_across_features() -> None:
     unreadable = {**registration, "body": b"not json"}
     assert lane_of(unreadable) == lane_of({**registration, "body": b"[]"}) == ""
     assert lane_of({**row, "headers": json.dumps({"authorization": "Basic x"})}) == "Basic x"
+
+
+async def test_a_write_submitted_but_not_stored_yet_is_pending(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    """Between the request path's submit and the intake's insert the write is on its way: an
+    empty queue in /_proxy/status must mean every answered write reached its target."""
+    down = f"http://127.0.0.1:{free_port()}"
+    queue = MirrorQueue(f"sqlite+aiosqlite:///{tmp_path / 'm.db'}", base_delay=5)
+    await queue.start(session, {"legacy": down})
+    try:
+        queue.submit(**write("/api/sessions", "Bearer a"))
+        assert (await queue.stats()).pending >= 1  # taken in or not, it is not delivered
+
+        async def stored() -> bool:
+            return queue._intake.empty() and queue._taking == 0
+
+        await wait_until(stored)
+        assert (await queue.stats()).pending == 1  # once stored, counted once
+    finally:
+        await queue.stop()
