@@ -10,6 +10,7 @@ import asyncio
 from pathlib import Path
 
 import httpx
+import pytest
 
 from banyan.parity.store import ParityRecorder, ParityStore
 from banyan.proxy.shadow import Shadow
@@ -67,6 +68,8 @@ async def user_loops(urls: dict[str, str], n: int) -> None:
             assert created.status_code == 201, created.text
 
 
+@pytest.mark.timeout(900)  # 1,000 loops through the proxy and both backends, all in this process:
+# about a minute alone, and over the default 300 s under coverage on a loaded 2-core machine
 async def test_a_list_that_really_differs_is_reported_after_1000_list_create_loops(
     tmp_path: Path,
 ) -> None:
