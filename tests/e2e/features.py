@@ -18,7 +18,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.e2e.traffic import ATTEMPTS, RETRY_STATUSES, Tally, User, _ws_connect, call
+from tests.e2e.traffic import ATTEMPTS, Tally, User, _ws_connect, call, exchange
 
 ASSET = re.compile(r"""["']/?(assets/[^"']+)["']""")  # the page names them relative
 
@@ -33,31 +33,11 @@ async def fetch(
     headers: dict[str, str],
     form: dict[str, Any] | None = None,
 ) -> bytes | None:
-    """:func:`tests.e2e.traffic.call` for a page, an asset or a multipart upload: the raw body."""
-    tally.requests += 1
-    last = ""
-    for attempt in range(ATTEMPTS):
-        if attempt:
-            tally.retried += 1
-            await asyncio.sleep(min(0.05 * 2 ** (attempt - 1), 1.0))
-        data = _form(form) if form is not None else None
-        try:
-            async with http.request(method, url, headers=headers, data=data) as response:
-                raw, status = await response.read(), response.status
-                backend = response.headers.get("X-Banyan-Backend", "?")
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            last = f"{type(exc).__name__}: {exc}"
-            continue
-        if status in RETRY_STATUSES:
-            last = f"{status} {raw[:200]!r}"
-            continue
-        tally.backends[backend] = tally.backends.get(backend, 0) + 1
-        if status != expect:
-            tally.fail(f"{method} {url}: {status} (want {expect}) via {backend}: {raw[:300]!r}")
-            return None
-        return raw
-    tally.fail(f"{method} {url}: still failing after {ATTEMPTS} attempts: {last}")
-    return None
+    """:func:`tests.e2e.traffic.exchange` for a page, an asset or a multipart upload: the raw
+    body (the form built afresh for each attempt)."""
+    data = None if form is None else (lambda: _form(form))
+    done = await exchange(http, tally, method, url, expect, headers=headers, data=data)
+    return None if done is None else done[2]
 
 
 def _form(fields: dict[str, Any]) -> aiohttp.FormData:
@@ -103,16 +83,19 @@ async def upload(
 async def documents(
     http: aiohttp.ClientSession, tally: Tally, base: str, user: User, document: dict[str, Any]
 ) -> None:
-    """The uploaded document, the list and the document's processing job, read back."""
+    """The uploaded document and the list, read back, then the processing job of every document
+    listed (the user's uploads so far, this one included), as the documents page shows them."""
     await call(http, tally, "GET", f"{base}/api/documents/{document['id']}", 200, headers=user.auth)
-    await call(http, tally, "GET", f"{base}/api/documents", 200, headers=user.auth)
-    await call(http, tally, "GET", f"{base}/api/jobs/{document['job_id']}", 200, headers=user.auth)
+    listed = await call(http, tally, "GET", f"{base}/api/documents", 200, headers=user.auth)
+    jobs = [item["job_id"] for item in listed[2]["items"]] if listed else [document["job_id"]]
+    for job_id in jobs:
+        await call(http, tally, "GET", f"{base}/api/jobs/{job_id}", 200, headers=user.auth)
 
 
 async def quizzes(
     http: aiohttp.ClientSession, tally: Tally, base: str, user: User, session_id: str, key: str
 ) -> None:
-    """A one-question quiz on the session, read back and attempted."""
+    """A one-question quiz on the session, read back, attempted, and shown again."""
     made = await call(http, tally, "POST", f"{base}/api/quizzes", 201,
                       headers={**user.auth, "Idempotency-Key": f"q-{key}"},
                       body={"session_id": session_id, "count": 1})  # fmt: skip
@@ -123,6 +106,7 @@ async def quizzes(
     await call(http, tally, "POST", f"{url}/attempts", 201,
                headers={**user.auth, "Idempotency-Key": f"a-{key}"},
                body={"answers": [0] * len(made[2]["questions"])})  # fmt: skip
+    await call(http, tally, "GET", url, 200, headers=user.auth)  # the page with the result
 
 
 async def analytics(
@@ -132,6 +116,15 @@ async def analytics(
     await call(http, tally, "POST", f"{base}/api/analytics/events", 202,
                headers={**user.auth, "Idempotency-Key": f"e-{key}"}, body=events)  # fmt: skip
     await call(http, tally, "GET", f"{base}/api/analytics/summary", 200, headers=user.auth)
+
+
+async def page_view(
+    http: aiohttp.ClientSession, tally: Tally, base: str, user: User, key: str
+) -> None:
+    """The event the web app sends for every page it shows."""
+    await call(http, tally, "POST", f"{base}/api/analytics/events", 202,
+               headers={**user.auth, "Idempotency-Key": f"v-{key}"},
+               body={"events": [{"name": "page_viewed"}]})  # fmt: skip
 
 
 async def whiteboard(
@@ -147,26 +140,46 @@ async def whiteboard(
 
 
 async def live(http: aiohttp.ClientSession, tally: Tally, base: str, user: User) -> None:
-    """The live channel: subscribe to the user's folders, take the first result, leave."""
+    """The live channel: subscribe to the user's folders, take the first result, leave. A socket
+    the proxy closes with 1012 (``websocket: reconnect``: the feature moved) is opened again, as
+    the web app does (docs/operations.md, section 3)."""
     url = f"{'ws' + base.removeprefix('http')}/ws/live?token={user.token}"
-    ws = await _ws_connect(http, url, tally)
-    if ws is None:
-        return
+    for _ in range(ATTEMPTS):
+        ws = await _ws_connect(http, url, tally)
+        if ws is None:
+            return
+        try:
+            closed = await _first_result(ws, tally)
+        finally:
+            await ws.close()
+        if closed != 1012:
+            if closed is not None:
+                tally.fail(f"WS /ws/live: closed before a result ({closed})")
+            return
+        tally.reconnects += 1
+    tally.fail(f"WS /ws/live: closed with 1012 {ATTEMPTS} times in a row")
+
+
+async def _first_result(ws: aiohttp.ClientWebSocketResponse, tally: Tally) -> int | None:
+    """Subscribe and read up to the first result: None once read (or a failure tallied), else
+    the code the socket closed with before it."""
     try:
         await ws.send_json({"type": "subscribe", "id": "folders", "query": "folders.list",
                            "args": {}})  # fmt: skip
+    except (aiohttp.ClientError, ConnectionError):  # closed as it opened: the close code says
+        return ws.close_code or 0
+    try:
         async with asyncio.timeout(10):
             async for message in ws:
                 if message.type != aiohttp.WSMsgType.TEXT:
                     continue
                 frame = json.loads(message.data)
                 if frame["type"] == "result":
-                    return
+                    return None
                 if frame["type"] == "error":
                     tally.fail(f"WS /ws/live: error frame {frame}")
-                    return
-        tally.fail(f"WS /ws/live: closed before a result ({ws.close_code})")
+                    return None
     except TimeoutError:
         tally.fail("WS /ws/live: no result within 10 s")
-    finally:
-        await ws.close()
+        return None
+    return ws.close_code or 0

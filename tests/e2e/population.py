@@ -1,14 +1,19 @@
 """A population of AI Tutor users for the runbook test: people who keep arriving, registering,
 logging in and out, and using folders, sessions, the tutor socket, documents and a whiteboard.
 
-Each person is a loop of lives: register (a fresh account), then a few rounds of log in, create
-and rename a folder, create a session in it and read it, add a message and list them, ask the
-tutor over ``/ws/tutor/{id}``, then visit every other feature (:mod:`tests.e2e.features`: a
-document upload read back with its job, a quiz, agents, analytics, a whiteboard room's REST face,
-the live channel, the web app), log out, and check that the logged-out token
-is refused (401, as legacy refuses it too). Two whiteboard editors keep drawing in one room. Every
-request goes through the proxy with the frontend's retry rule (:func:`tests.e2e.traffic.call`);
-anything else than the expected answer is a user-visible failure, kept in the tally.
+Each person is a loop of lives: register (a fresh account), then a few rounds of log in, upload
+two documents, create and rename a folder, create a session in it and read it, add a message and
+list them, ask the tutor over ``/ws/tutor/{id}`` (``ASKS`` times), then visit every other feature
+(:mod:`tests.e2e.features`: a quiz, agents, analytics, a whiteboard room's REST face, the web
+app), read the document back with the jobs of every document listed (``SETTLE`` seconds after
+the upload at least: a documents page shows each upload's job), log
+out, and check that the logged-out token is refused (401, as legacy refuses it too). The live
+channel is opened on every page the web app shows (after folders, the session, the tutor, the
+visits), so ``live`` has a few sockets per round as it has in a browser, and each page's view
+is sent to analytics. Two whiteboard editors
+keep drawing in one room. Every request goes through the proxy with the frontend's retry rule
+(:func:`tests.e2e.traffic.exchange`); anything else than the expected answer is a user-visible
+failure, kept in the tally.
 
 :meth:`Population.quiet` holds everyone between two actions (and waits until nobody is inside
 one) so the test can compare the stores at a still moment; :meth:`Population.resume` lets them go.
@@ -19,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -28,6 +34,12 @@ from tests.e2e import features
 from tests.e2e.traffic import Editor, Tally, User, _read_turn, _ws_connect, call
 
 PASSWORD = "runbook-password"
+# A document is read back (with its job) at least this long after its upload: each store processes
+# it on its own, and a read while one side is still at it is a difference of timing, not of parity.
+SETTLE = 4.0
+# Questions a person asks the tutor per round, each on a socket of its own (the tutor's samples in
+# a canary are its sockets on new: with one a round, its 10% step waited minutes for 30).
+ASKS = 3
 
 
 @dataclass
@@ -42,9 +54,14 @@ class Population:
     _busy: int = 0
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _serial: itertools.count[int] = field(default_factory=itertools.count)
+    held: float = 0.0  # seconds everyone was held still (quiet() to resume())
+    holds: int = 0
+    _moved_at: float = 0.0  # when they were last let go
+    _held_at: float = 0.0
 
     def start(self) -> None:
         self._go.set()
+        self._moved_at = time.monotonic()
         for n in range(self.people):
             self._tasks.append(asyncio.create_task(self._person(f"p{n}")))
 
@@ -58,14 +75,31 @@ class Population:
         self._go.set()
         await asyncio.gather(*self._tasks, return_exceptions=False)
 
-    async def quiet(self) -> None:
-        """Hold everyone at their next action and wait until no action is in flight."""
+    async def quiet(self, after: float = 0.0) -> None:
+        """Hold everyone at their next action and wait until no action is in flight; first let
+        them go on for ``after`` seconds since they were last let go (holds asked back to back
+        would otherwise leave them almost no time to act, and a rollout step no evidence)."""
+        if self._go.is_set():
+            await asyncio.sleep(max(0.0, self._moved_at + after - time.monotonic()))
+            self._held_at = time.monotonic()
+            self.holds += 1
         self._go.clear()
         while self._busy:
             await asyncio.sleep(0.02)
 
     def resume(self) -> None:
+        if not self._go.is_set():
+            self._moved_at = time.monotonic()
+            self.held += self._moved_at - self._held_at
         self._go.set()
+
+    def summary(self) -> str:
+        t = self.tally
+        return (
+            f"lives {self.lives}, logouts {self.logouts}, requests {t.requests} (retried "
+            f"{t.retried}), turns {t.turns}, sockets {t.ws_connects}, backends {t.backends}, "
+            f"held still {self.holds} times for {self.held:.0f} s, failures {t.failures}"
+        )
 
     @contextlib.asynccontextmanager
     async def _action(self) -> AsyncIterator[None]:
@@ -112,6 +146,10 @@ class Population:
 
     async def _use(self, http: aiohttp.ClientSession, user: User, key: str) -> None:
         base, auth = self.base, user.auth
+        async with self._action():  # first, so that they are processed when they are read back
+            document = await features.upload(http, self.tally, base, user, key)
+            await features.upload(http, self.tally, base, user, f"{key}-b")  # notes come in twos
+        uploaded = time.monotonic()
         async with self._action():
             folder = await call(http, self.tally, "POST", f"{base}/api/folders", 201,
                                 headers={**auth, "Idempotency-Key": f"f-{key}"},
@@ -122,6 +160,7 @@ class Population:
             await call(http, self.tally, "PATCH", folder_url, 200, headers=auth,
                        body={"name": f"folder {key} (renamed)"})  # fmt: skip
             await call(http, self.tally, "GET", f"{base}/api/folders", 200, headers=auth)
+        await self._page(http, user)
         async with self._action():
             body = {"title": f"session {key}", "folder_id": folder[2]["id"]}
             headers = {**auth, "Idempotency-Key": f"s-{key}"}
@@ -135,17 +174,30 @@ class Population:
                        headers={**auth, "Idempotency-Key": f"m-{key}"},
                        body={"role": "user", "content": f"note {key}"})  # fmt: skip
             await call(http, self.tally, "GET", f"{url}/messages", 200, headers=auth)
-        async with self._action():
-            await self._ask(http, user, made[2]["id"])
+        await self._page(http, user)
+        for _ in range(ASKS):  # the tutor opened afresh for each question
+            async with self._action():
+                await self._ask(http, user, made[2]["id"])
+        await self._page(http, user)
         await self._visit(http, user, made[2]["id"], key)
+        if document is not None:  # processed on both sides by now: read back, job included
+            await asyncio.sleep(max(0.0, uploaded + SETTLE - time.monotonic()))
+            async with self._action():
+                await features.documents(http, self.tally, base, user, document)
+
+    async def _page(self, http: aiohttp.ClientSession, user: User) -> None:
+        """The web app opens the live channel on every page it shows (folders, a session, the
+        tutor...), as the user moves around: one live socket per page, not one per round; and it
+        sends the page's view to analytics."""
+        async with self._action():
+            await features.live(http, self.tally, self.base, user)
+            await features.page_view(http, self.tally, self.base, user, f"{next(self._serial)}")
 
     async def _visit(
         self, http: aiohttp.ClientSession, user: User, session_id: str, key: str
     ) -> None:
-        """The other features, one action each; the document is read back after the rest."""
+        """The other features, one action each."""
         base, tally = self.base, self.tally
-        async with self._action():
-            document = await features.upload(http, tally, base, user, key)
         async with self._action():
             await features.quizzes(http, tally, base, user, session_id, key)
         async with self._action():
@@ -154,13 +206,9 @@ class Population:
             await features.analytics(http, tally, base, user, key)
         async with self._action():
             await features.whiteboard(http, tally, base, user, key)
-        async with self._action():
-            await features.live(http, tally, base, user)
+        await self._page(http, user)
         async with self._action():
             await features.web(http, tally, base)
-        if document is not None:
-            async with self._action():
-                await features.documents(http, tally, base, user, document)
 
     async def _ask(self, http: aiohttp.ClientSession, user: User, session_id: str) -> None:
         url = f"{'ws' + self.base.removeprefix('http')}/ws/tutor/{session_id}?token={user.token}"

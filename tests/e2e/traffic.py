@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,7 +63,10 @@ class Tally:
         self.failures.append(f"{time.strftime('%H:%M:%S')} {what}")
 
 
-async def call(
+Body = Callable[[], Any]  # a fresh request body per attempt (a multipart form is read once)
+
+
+async def exchange(
     session: aiohttp.ClientSession,
     tally: Tally,
     method: str,
@@ -70,17 +74,23 @@ async def call(
     expect: int,
     *,
     headers: dict[str, str],
-    body: Any = None,
-) -> tuple[int, dict[str, str], Any] | None:
-    """One logical request with the frontend's retry rule; None (and a failure) if it failed."""
+    json_body: Any = None,
+    data: Body | None = None,
+) -> tuple[int, dict[str, str], bytes] | None:
+    """One logical request with the frontend's retry rule: status, headers and raw body, or
+    None (and a failure in the tally) if it failed. ``data`` builds a non-JSON body afresh for
+    each attempt."""
     tally.requests += 1
     last = ""
     for attempt in range(ATTEMPTS):
         if attempt:
             tally.retried += 1
             await asyncio.sleep(min(0.05 * 2 ** (attempt - 1), 1.0))
+        body = data() if data is not None else None
         try:
-            async with session.request(method, url, headers=headers, json=body) as response:
+            async with session.request(
+                method, url, headers=headers, json=json_body, data=body
+            ) as response:
                 raw = await response.read()
                 status = response.status
                 answer_headers = dict(response.headers)
@@ -95,9 +105,27 @@ async def call(
         if status != expect:
             tally.fail(f"{method} {url}: {status} (want {expect}) via {backend}: {raw[:300]!r}")
             return None
-        return status, answer_headers, json.loads(raw) if raw else None
+        return status, answer_headers, raw
     tally.fail(f"{method} {url}: still failing after {ATTEMPTS} attempts: {last}")
     return None
+
+
+async def call(
+    session: aiohttp.ClientSession,
+    tally: Tally,
+    method: str,
+    url: str,
+    expect: int,
+    *,
+    headers: dict[str, str],
+    body: Any = None,
+) -> tuple[int, dict[str, str], Any] | None:
+    """:func:`exchange` with a JSON body both ways; None (and a failure) if it failed."""
+    done = await exchange(session, tally, method, url, expect, headers=headers, json_body=body)
+    if done is None:
+        return None
+    status, answer_headers, raw = done
+    return status, answer_headers, json.loads(raw) if raw else None
 
 
 async def session_worker(
