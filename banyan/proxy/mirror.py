@@ -94,6 +94,8 @@ class MirrorQueue:
         self._intake_task: asyncio.Task[None] | None = None
         self._taking = 0  # writes taken from the intake, being stored
         self._releases: dict[int, Callable[[], None]] = {}
+        self._storing = 0  # batches between their insert and their releases' registration
+        self._settled: set[int] = set()  # rows delivered (or dead) in that gap, for _store
         self._stopping = False
         self.stop_grace = 2.0
         self.delivered = 0
@@ -204,11 +206,21 @@ class MirrorQueue:
         if not kept_writes:
             return 0
         assert self.engine is not None
-        ids = await mirror_store.insert_writes(self.engine, kept_writes)
-        for write, row_id in zip(kept_writes, ids, strict=True):
-            release = write.get("release")
-            if release is not None and row_id is not None:
-                self._releases[row_id] = release
+        self._storing += 1  # a round running meanwhile may deliver a row before its release is
+        try:  # registered below: _release notes it, and the release is called here at once
+            ids = await mirror_store.insert_writes(self.engine, kept_writes)
+            for write, row_id in zip(kept_writes, ids, strict=True):
+                release = write.get("release")
+                if release is None or row_id is None:
+                    continue
+                if row_id in self._settled:
+                    release()
+                else:
+                    self._releases[row_id] = release
+        finally:
+            self._storing -= 1
+            if not self._storing:
+                self._settled.clear()
         self._wake.set()
         return len(kept_writes)
 
@@ -328,6 +340,8 @@ class MirrorQueue:
         release = self._releases.pop(row_id, None)
         if release is not None:
             release()
+        elif self._storing:  # delivered before _store registered its release (a leaked hold
+            self._settled.add(row_id)  # would keep the user's requests waiting 2 s each)
 
     async def stats(self) -> MirrorStats:
         """The queue's figures; ``pending`` counts the writes submitted but not stored yet too

@@ -520,3 +520,29 @@ async def test_a_write_submitted_but_not_stored_yet_is_pending(
         assert (await queue.stats()).pending == 1  # once stored, counted once
     finally:
         await queue.stop()
+
+
+async def test_a_write_delivered_before_its_release_is_registered_still_releases(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    """A round running while a batch is stored may deliver a row between its insert and the
+    registration of its release (the fence's hold): the hold must end all the same, or the user's
+    requests wait 2 s each for a write that has landed."""
+    upstream = Recorder()
+    async with serve(upstream.app) as url:
+        queue = MirrorQueue(f"sqlite+aiosqlite:///{tmp_path / 'm.db'}")
+        await queue.start(session, {"legacy": url})
+        released: list[int] = []
+        try:
+            for n in range(200):  # the race is narrow: many tries
+                batch = [write(f"/w/{n}", "Bearer a", lambda n=n: released.append(n))]
+                storing = asyncio.ensure_future(queue._store(batch))
+                while not storing.done():  # rounds side by side with the insert
+                    await queue.deliver_due()
+                await storing
+                for _ in range(20):  # what is still pending is delivered now
+                    if not await queue.deliver_due():
+                        break
+                assert n in released, f"write {n} delivered, its hold never ended"
+        finally:
+            await queue.stop()
