@@ -145,10 +145,13 @@ async def _measure(
                 "helper": await helper_pid(proxy.url),
                 "candidate": candidate.process.pid,
             }
-            before = {name: cpu_seconds(each) for name, each in pids.items()}
+            before = {process: cpu_seconds(each) for process, each in pids.items()}
             run = await paced(proxy.url, args.rate, args.connections, args.duration, tmp)
             await asyncio.sleep(1.2)  # the last copies are answered (or cut at 1 s)
-            figures[name].add(run, {k: cpu_seconds(v) - before[k] for k, v in pids.items()})
+            figures[name].add(
+                run,
+                {process: cpu_seconds(each) - before[process] for process, each in pids.items()},
+            )
     return figures
 
 
