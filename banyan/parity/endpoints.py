@@ -46,12 +46,19 @@ def endpoint_of(method: str, path: str) -> str:
     return f"{method.upper()} {'/'.join(segments) or '/'}"
 
 
+CACHED = 4096  # (method, path) pairs whose endpoint is remembered (most requests repeat a few)
+
+
 class EndpointCap:
-    """At most ``cap`` distinct endpoints per feature; the rest are ``other``."""
+    """At most ``cap`` distinct endpoints per feature; the rest are ``other``.
+
+    :func:`endpoint_of` runs a few regular expressions per segment; its answers for the last
+    :data:`CACHED` distinct (method, path) pairs are kept, since every shadowed request asks."""
 
     def __init__(self, cap: int = DEFAULT_CAP) -> None:
         self.cap = cap
         self.known: dict[str, set[str]] = defaultdict(set)
+        self._endpoints: dict[tuple[str, str], str] = {}
 
     def load(self, rows: Iterable[tuple[str, str]]) -> None:
         """Endpoints already in the store, (feature, endpoint): they keep their own rows."""
@@ -67,7 +74,12 @@ class EndpointCap:
             self.known.pop(feature, None)
 
     def key(self, feature: str, method: str, path: str) -> str:
-        endpoint = endpoint_of(method, path)
+        endpoint = self._endpoints.get((method, path))
+        if endpoint is None:
+            endpoint = endpoint_of(method, path)
+            if len(self._endpoints) >= CACHED:
+                self._endpoints.clear()
+            self._endpoints[(method, path)] = endpoint
         known = self.known[feature]
         if endpoint in known:
             return endpoint

@@ -80,12 +80,17 @@ class ParityRecorder:
             log.exception("parity_write_failed", items=len(items))
 
     async def flush(self) -> None:
-        """Write everything recorded so far (including what a write in progress holds)."""
+        """Write everything recorded so far (including what a write in progress holds). What is
+        recorded while it writes is left to the next write: under a stream of comparisons faster
+        than the store, waiting for an empty queue kept a report waiting for minutes."""
+        left = self.queue.qsize()
         async with self._writing:
-            while not self.queue.empty():
+            left = min(left, self.queue.qsize())  # a write in progress may have taken some
+            while left > 0:
                 items: list[ParityItem] = []
-                while not self.queue.empty() and len(items) < self.batch:
+                while left > 0 and len(items) < self.batch:
                     items.append(self.queue.get_nowait())
+                    left -= 1
                 await self._write(items)
 
     async def stop(self) -> None:

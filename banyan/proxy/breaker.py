@@ -7,6 +7,10 @@ connection refused or reset), the breaker for that backend opens: copies are ski
 ``candidate_failing``) for ``cooldown`` seconds. Then one copy is let through as a probe; if it gets
 an answer — any answer, a 500 is a comparison too — the breaker closes, else it opens for another
 cool-down. Writes skipped this way still reach the candidate through the durable mirror queue.
+
+While a breaker rests (open, its probe not yet due) the request path asks :meth:`resting`, which
+changes nothing, and skips the copy before it costs anything (no place in line, no body kept);
+:meth:`allows`, which takes the probe, is asked only of copies that are about to leave.
 """
 
 from __future__ import annotations
@@ -36,6 +40,15 @@ class ShadowBreaker:
         self.cooldown = cooldown
         self.clock = clock
         self._circuits: dict[str, _Circuit] = {}
+
+    def resting(self, backend: str) -> bool:
+        """Whether ``backend``'s breaker is open and its probe not yet due (nothing changes)."""
+        circuit = self._circuits.get(backend)
+        return (
+            circuit is not None
+            and circuit.open_until is not None
+            and self.clock() < circuit.open_until
+        )
 
     def allows(self, backend: str) -> bool:
         """Whether a copy may go to ``backend`` now (the probe after a cool-down counts)."""

@@ -11,10 +11,13 @@ registers one (synchronously, on the request path, so nothing can slip in before
 release; ``pending`` takes a snapshot of what is on its way now; ``wait`` waits for such a snapshot.
 A request to a backend waits for that user's pending writes to it, at most ``max_wait`` seconds (a
 mirror write that keeps failing must not hang a user; it is retried and reported by the mirror
-queue). A write without a user (a registration: no JWT ``sub`` yet) is held under its client
-address, and every request from that address waits for it too, so the first call made with the new
-token never overtakes the copy that creates the user. In steady state — every feature of
-a user on one side — nothing is ever pending for the side the user talks to, so nothing waits.
+queue). A shadow copy waits the same: past it, the copy is sent anyway (a write's copy must
+land) but its answer, unless a failure, is not compared (the skip ``earlier_writes_late``), since
+it read a store the caller's earlier writes had not reached. A write without a user (a
+registration: no JWT ``sub`` yet) is held under its client address, and every request from that
+address waits for it too, so the first call made with the new token never overtakes the copy that
+creates the user. In steady state — every feature of a user on one side — nothing is ever pending
+for the side the user talks to, so nothing waits.
 
 A hold is either a *copy* on its way (a shadow copy, sent straight to the candidate) or a write
 *queued* in the durable mirror queue (``hold(..., queued=True)``). The queue keeps its own writes

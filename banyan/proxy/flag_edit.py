@@ -215,8 +215,10 @@ def _edit(
     changes: Mapping[str, Any],
     *,
     source: str,
+    each: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> EditResult:
-    """Apply ``changes`` to the named features (None = every feature), validate, write, notify."""
+    """Apply ``changes`` to the named features (None = every feature), or each feature's own
+    changes from ``each``, validate, write, notify."""
     path = Path(path)
     where = str(path)
     target = _target(path)
@@ -231,7 +233,7 @@ def _edit(
             entry = table.get(name)
             if not isinstance(entry, CommentedMap):
                 raise FlagError(where, table.lc.line + 1, f"no feature named {name!r}")
-            _merge(entry, changes)
+            _merge(entry, changes if each is None else each[name])
         buffer = io.StringIO()
         yaml.dump(data, buffer)
         after = buffer.getvalue()
@@ -290,6 +292,14 @@ def set_fields(
 ) -> EditResult:
     """Change keys of one feature (nested dicts merge into parity/guards; None removes a key)."""
     return _edit(path, [feature], changes, source=source)
+
+
+def set_each(
+    path: str | Path, changes: Mapping[str, Mapping[str, Any]], *, source: str = "cli"
+) -> EditResult:
+    """Change keys of several features in one write, each with its own changes (as
+    :func:`set_fields`); the file is left alone when any of them is invalid."""
+    return _edit(path, list(changes), {}, source=source, each=changes)
 
 
 def set_mode(

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 
 from aiohttp import web
-from multidict import CIMultiDict
+from multidict import MultiDict
 
 from banyan.errors import (
     BadRequestBody,
@@ -36,7 +36,7 @@ from banyan.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from banyan.proxy.headers import Outbound, answer_head, decoded
+from banyan.proxy.headers import Outbound, answer_head, lowered
 from banyan.proxy.relayed import RelayedResponse
 from banyan.proxy.stamping import WriteStamp
 from banyan.proxy.upstream import Body, Capture, Connection, Pool
@@ -83,7 +83,8 @@ class Exchange:
     fallback: bool = False
     request_capture: Capture | None = None
     response_capture: Capture | None = None
-    response_headers: CIMultiDict[str] | None = None  # kept only when the answer is captured
+    # kept only when the answer is captured, with lower-cased names (as parity compares them)
+    response_headers: MultiDict[str] | None = None
     outbound: Outbound | None = None
     stamp: WriteStamp | None = None  # a write's time, for the primary and every copy of it
 
@@ -160,7 +161,7 @@ async def relay(
     lines = head.lines + b"X-Banyan-Fallback: 1\r\n" if fallback else head.lines
     capture = None
     if capture_limit is not None:
-        exchange.response_headers = decoded(conn.headers)
+        exchange.response_headers = lowered(conn.headers)
         capture = exchange.response_capture = Capture(capture_limit)
     response = RelayedResponse(
         conn.status,

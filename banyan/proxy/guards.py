@@ -143,6 +143,13 @@ class FeatureGuard:
             "parity_samples": len(self._mismatch),
         }
 
+    def latency_medians(self) -> dict[str, float | None]:
+        """Each side's median answer time in milliseconds (None: no answer yet): what a latency
+        ratio was made of, so whoever reads a breach sees whether it is 2 ms against 6 ms or
+        200 ms against 600 ms."""
+        medians = {side: _median(values) for side, values in self._latency.items()}
+        return {side: None if m is None else round(m, 3) for side, m in medians.items()}
+
     def status_shift(self) -> tuple[float | None, int]:
         """(shift, samples) judged from whichever source has more evidence: shadow pairs, or the
         canary estimate over endpoints both sides answered."""
@@ -265,11 +272,15 @@ def _counts(window: deque[str]) -> dict[str, int]:
     return counts
 
 
+def _median(values: deque[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
 def _ratio(new: deque[float], legacy: deque[float]) -> float | None:
-    if not new or not legacy:
+    top, base = _median(new), _median(legacy)
+    if top is None or base is None:
         return None
-    base = statistics.median(legacy)
-    return statistics.median(new) / base if base > 0 else None
+    return top / base if base > 0 else None
 
 
 class GuardBoard:

@@ -307,18 +307,10 @@ def marks(feature: str, backend: str, request_id: str) -> bytes:
     ).encode("latin-1")
 
 
-def decoded(raw: list[tuple[bytes, bytes]]) -> CIMultiDict[str]:
-    """Raw header lines as a text multidict (every repetition kept)."""
-    out: CIMultiDict[str] = CIMultiDict()
-    for name, value in raw:
-        out.add(name.decode("latin-1"), value.decode("latin-1"))
-    return out
-
-
 def lowered(raw: list[tuple[bytes, bytes]]) -> MultiDict[str]:
     """Raw header lines as a text multidict with lower-cased names (every repetition kept): an
     answer as parity compares it."""
-    return MultiDict((n.decode("latin-1").lower(), v.decode("latin-1")) for n, v in raw)
+    return MultiDict([(n.decode("latin-1").lower(), v.decode("latin-1")) for n, v in raw])
 
 
 def downstream_headers(upstream: CIMultiDictProxy[str] | CIMultiDict[str]) -> CIMultiDict[str]:

@@ -79,7 +79,9 @@ class ShadowHook(Protocol):
 
     # -- the request path ------------------------------------------------------------------------
 
-    def wants(self, feature: Feature, decision: Decision, method: str, request_id: str) -> bool: ...
+    def wants(
+        self, feature: Feature, decision: Decision, method: str, request_id: str, path: str
+    ) -> bool: ...
 
     def reserve(self, feature: Feature, decision: Decision, request: web.Request) -> None: ...
 
@@ -89,7 +91,6 @@ class ShadowHook(Protocol):
         decision: Decision,
         request: web.Request,
         exchange: Exchange,
-        headers: Any,
     ) -> bool: ...
 
     def websocket_tap(

@@ -131,7 +131,7 @@ def _plan(
     shadowing = (
         feature is not None
         and state.shadow is not None
-        and state.shadow.wants(feature, decision, method, exchange.request_id)
+        and state.shadow.wants(feature, decision, method, exchange.request_id, request.path)
     )
     if shadowing and feature is not None and state.shadow is not None:
         # the copy's place in the caller's line to the candidate is taken now, before the answer
@@ -161,12 +161,12 @@ def _hand_on(
 ) -> None:
     """After the answer: the shadow compares it, or a successful write goes to the mirror."""
     assert exchange.outbound is not None
-    headers = exchange.outbound.mapping()
     compared = False
     if shadowing and state.shadow is not None and not exchange.fallback:
-        compared = state.shadow.submit(feature, decision, request, exchange, headers)
+        compared = state.shadow.submit(feature, decision, request, exchange)
     target = mirror_target(feature, decision, exchange.backend)
     if mirror_write and target is not None and 200 <= exchange.status < 300 and not compared:
+        headers = exchange.outbound.mapping()
         state.write_mirror.enqueue(feature, exchange, headers, target, user, request.remote or "")
 
 

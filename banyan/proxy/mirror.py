@@ -8,7 +8,8 @@ write is first stored (:mod:`banyan.proxy.mirror_store`: a SQLite file or any SQ
 delivered by a background worker (:mod:`banyan.proxy.mirror_send`); failures — server errors, and a
 401 or 404 that means an earlier write (the user's registration, the record written to) has not
 reached the target yet (:mod:`banyan.proxy.mirror_rules`) — are retried with exponential backoff
-(``base_delay * 2**attempt``, capped) and, after ``max_attempts``, kept as ``dead`` for an operator
+(``base_delay * 2**attempt``, capped; the default 12 attempts ride out about two minutes of a
+target's outage) and, after ``max_attempts``, kept as ``dead`` for an operator
 to see in ``/_proxy/status`` and the metrics — never dropped silently. Delivered entries are
 deleted. A write may carry a ``release`` callback (its :mod:`banyan.proxy.fence` hold): it is
 called once the write is delivered, dead, skipped or the queue stops, so the user's next request to
@@ -68,7 +69,7 @@ class MirrorQueue:
         self,
         url: str,
         *,
-        max_attempts: int = 8,
+        max_attempts: int = 12,
         base_delay: float = 0.2,
         max_delay: float = 30.0,
         max_body: int = 1_048_576,

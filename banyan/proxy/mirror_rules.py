@@ -45,34 +45,50 @@ def lane_of(row: Mapping[str, Any]) -> str:
     acts for, else its token's ``sub``, else, for a registration (no token yet), the id of the
     user it creates (``registered_user`` of the application, :mod:`banyan.application`), so the
     user's first writes wait behind the registration that creates them; else its credentials."""
+    return _lane(row)[0]
+
+
+def _lane(row: Mapping[str, Any]) -> tuple[str, bool]:
+    """:func:`lane_of`, and whether the write is the registration that creates the lane's user."""
     if row.get("user_id"):
-        return str(row["user_id"])
+        return str(row["user_id"]), False
     auth = json.loads(row["headers"]).get("authorization", "")
     user = user_from_authorization(auth, None)
     if user:
-        return user
+        return user, False
     if not auth:
         registered = plugged().registered_user(row["path_qs"], row["body"])
         if registered:
-            return registered
-    return str(auth)
+            return registered, True
+    return str(auth), False
 
 
 def due_lanes(
     rows: list[dict[str, Any]], now: float
 ) -> dict[tuple[str, str], list[dict[str, Any]]]:
     """Pending rows (in id order) grouped by (target, lane), each lane cut at its first row that
-    is not due yet: what one round may attempt without a user's writes overtaking each other."""
+    is not due yet: what one round may attempt without a user's writes overtaking each other.
+
+    A due registration goes first in its lane, even behind a write of its user stored before it
+    (which then waits for its retry): nothing of a user can precede the write that creates the
+    user, and that earlier write would otherwise be refused ("unknown user") until it died."""
     lanes: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    first: dict[tuple[str, str], list[dict[str, Any]]] = {}
     blocked: set[tuple[str, str]] = set()
     for row in rows:
-        lane = (row["target"], lane_of(row))
+        user, registers = _lane(row)
+        lane = (row["target"], user)
+        if registers and row["next_at"] <= now:
+            first.setdefault(lane, []).append(row)
+            continue
         if lane in blocked:
             continue
         if row["next_at"] > now:
             blocked.add(lane)  # an earlier write of this lane waits for its retry
             continue
         lanes.setdefault(lane, []).append(row)
+    for lane, registrations in first.items():
+        lanes[lane] = registrations + lanes.get(lane, [])
     return lanes
 
 

@@ -88,7 +88,11 @@ class WriteMirror:
             "release": self.fence.hold(target, user, ip, queued=True),
             "stamp": exchange.stamp,  # delivered, however late, at the write's own time
         }
-        lane = (target, user or f"ip:{ip}")
+        # A registration carries no token: it joins the line of the user it creates, so that
+        # user's first writes (made with the token it answered) are stored after it, whatever
+        # it waits for (the copies from its address: an anonymous page read in flight).
+        registers = None if user else plugged().registered_user(exchange.path_qs, body)
+        lane = (target, user or registers or f"ip:{ip}")
         self.order.submit(lane, exchange.started, copies, lambda: mirror.submit(**write))
 
     def socket_tap(

@@ -23,6 +23,7 @@ import httpx
 
 from banyan.admin_token import admin_headers
 from banyan.env import flags_default, option_default
+from banyan.rollout.gates import medians_of
 from banyan.rollout.schedule import ACTIONS
 from banyan.rollout.store import proxy_file
 
@@ -76,7 +77,7 @@ def render(record: dict[str, Any]) -> str:
             verdict = "not judged yet"
         lines.append(
             f"  gate {gate['name']}: {_number(gate['observed'])} (limit {_number(gate['limit'])},"
-            f" {gate.get('samples', 0)} samples) {verdict}"
+            f" {gate.get('samples', 0)} samples) {verdict}{medians_of(gate)}"
         )
     if record.get("reason"):
         lines.append(f"  reason: {record['reason']}")

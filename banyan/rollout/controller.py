@@ -1,18 +1,21 @@
 """The rollout controller in the proxy: applies each step, judges it, advances or aborts.
 
 Every ``interval`` seconds the controller reads the records (:mod:`banyan.rollout.store`), judges
-the current step of each running rollout on the event loop (:func:`banyan.rollout.gates.judge`
-over the step's :class:`~banyan.rollout.gates.StepWindow`), then decides in one atomic update of
-the store (:mod:`banyan.rollout.decide`): a failed gate aborts (``mode: legacy``, writes still
+the current step of each running rollout on the event loop (:func:`banyan.rollout.gates.judge` over
+the step's :class:`~banyan.rollout.gates.StepWindow`), then decides in one atomic update of the
+store (:mod:`banyan.rollout.decide`): a failed gate aborts (``mode: legacy``, writes still
 mirrored), a step whose ``for`` is over with ``min_samples`` reached and no failed gate advances,
-flags moved by someone else (a guard's rollback, a hand edit) abort with what they became. The
-flag changes themselves go through the CLI's writer (:func:`banyan.proxy.flag_edit.set_fields`,
-audited with source ``rollout``); outcomes (started, passed, promoted, paused, resumed, aborted
-and why, succeeded) are audit entries too. A record says whether its step's flags are
-``applied``, so a restarted proxy re-applies a step it had not finished writing and resumes
-judging where it was (the step's window starts again: its evidence lived in memory). With several
-proxy processes, the one holding ``rollouts.leader`` (an advisory lock in the state folder) drives
-rollouts; any of them records the operator's actions, which the leader picks up at its next tick.
+flags moved by someone else (a guard's rollback, a hand edit) abort with what they became. The flag
+changes themselves go through the CLI's writer (:func:`banyan.proxy.flag_edit.set_each`, all of a
+pass's changes in one edit of the file, audited with source ``rollout``); an operator's action is
+recorded at once and answered when the next tick has written its flags (or after ``ACT_WAIT``), so
+actions arriving together share that tick and its one edit. Outcomes (started, passed, promoted,
+paused, resumed, aborted and why, succeeded) are audit entries too. A record says whether its step's
+flags are ``applied``, so a restarted proxy re-applies a step it had not finished writing and
+resumes judging where it was (the step's window starts again: its evidence lived in memory). With
+several proxy processes, the one holding ``rollouts.leader`` (an advisory lock in the state folder)
+drives rollouts; any of them records the operator's actions, which the leader picks up at its next
+tick.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from banyan.control.db import ControlError
 from banyan.logs import get_logger
-from banyan.proxy.flag_edit import set_fields
+from banyan.proxy.flag_edit import set_each, set_fields
 from banyan.proxy.flags import FlagError, FlagSet
 from banyan.rollout.decide import Effect, decide, settle
 from banyan.rollout.gates import StepWindow, Verdict, judge
@@ -42,6 +45,10 @@ if TYPE_CHECKING:
 log = get_logger("rollout")
 
 INTERVAL = 0.25
+# How long an operator's action waits for its flag write before answering with the record as it
+# stands (still ``applied: false``): the next ticks finish it. Eleven rollouts started at once on a
+# loaded host took the last one past the CLI's 30 s when each action wrote its flags in turn.
+ACT_WAIT = 10.0
 
 
 class RolloutController:
@@ -64,6 +71,9 @@ class RolloutController:
         self._unwritable = False
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._kick = asyncio.Event()  # an action was recorded: tick now, not at the interval
+        self._ticked = asyncio.Event()  # set when a tick of the loop ends (then replaced)
+        self.act_wait = ACT_WAIT
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -88,7 +98,11 @@ class RolloutController:
                 await self.tick()
             except Exception:  # a bad tick must not end the controller
                 log.exception("rollout_tick_failed")
-            await asyncio.sleep(self.interval)
+            ticked, self._ticked = self._ticked, asyncio.Event()
+            ticked.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), self.interval)
+            self._kick.clear()
 
     @property
     def leader(self) -> bool:
@@ -114,7 +128,9 @@ class RolloutController:
 
     async def act(self, feature_name: str, action: str) -> RolloutRecord:
         """Apply ``action`` (raises :class:`~banyan.rollout.schedule.TransitionError`), audit it,
-        and drive the rollout at once when this process leads."""
+        and answer the record once its flags are written by the next tick (at most
+        :attr:`act_wait` seconds; at once when another process leads). Actions arriving together
+        are written together, in one edit of the flag file."""
         flags = self.state.flags
         feature = flags.feature(feature_name)
         assert feature is not None
@@ -130,9 +146,22 @@ class RolloutController:
             record = await asyncio.to_thread(self.store.update, change)
         self._audit(flags, feature_name, f"{action}: {record.reason}")
         log.info("rollout_action", feature=feature_name, action=action, reason=record.reason)
-        await self.tick()
-        current = (await asyncio.to_thread(self.store.load)).get(feature_name)
-        return current or record
+        self._kick.set()
+        return await self._settled(feature_name, record)
+
+    async def _settled(self, name: str, record: RolloutRecord) -> RolloutRecord:
+        """``name``'s record once no flag write of it is pending (its step applied, its abort
+        written), or as it stands after :attr:`act_wait` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.act_wait
+        while True:
+            current = (await asyncio.to_thread(self.store.load)).get(name) or record
+            pending = current.state in ("running", "aborted") and not current.applied
+            left = deadline - loop.time()
+            if not pending or not self.leader or left <= 0:
+                return current
+            with contextlib.suppress(TimeoutError):  # read the record again after each tick
+                await asyncio.wait_for(self._ticked.wait(), left)
 
     # -- one pass --------------------------------------------------------------------------------
 
@@ -169,8 +198,8 @@ class RolloutController:
         )
         for name, note in notes:
             self._audit(flags, name, note)
-        for effect in effects:
-            await self._perform(effect)
+        if effects:
+            await self._perform(effects)
         self._drop_windows(await asyncio.to_thread(self.store.load))
         return bool(effects)
 
@@ -209,27 +238,48 @@ class RolloutController:
             return f"rolled back by the feature's guard ({breach.get('message')})"
         return f"the flags were changed outside the rollout (mode is now {mode})"
 
-    async def _perform(self, effect: Effect) -> None:
-        error: str | None = None
-        try:
-            control = self.state.control
-            if control is not None:  # a control store: an override every replica applies
-                await control.edit(effect.feature, effect.changes, source="rollout")
-            else:
+    async def _perform(self, effects: list[Effect]) -> None:
+        """Write the effects' flag changes (one edit of the file for all), reload the flags once,
+        then settle each record with its outcome."""
+        errors = await self._write(effects)
+        await self.state.store.reload()
+        for effect in effects:
+            await self._settle(effect, errors.get(effect.feature))
+
+    async def _write(self, effects: list[Effect]) -> dict[str, str]:
+        """The flag writes; returns the error of each feature whose write failed."""
+        control = self.state.control
+        if control is None and len(effects) > 1:
+            try:
+                together = {effect.feature: effect.changes for effect in effects}
                 result = await asyncio.to_thread(
-                    set_fields,
-                    self.state.flags_path,
-                    effect.feature,
-                    effect.changes,
-                    source="rollout",
+                    set_each, self.state.flags_path, together, source="rollout"
                 )
                 self.state.edits.record(result.changes)  # audited by the proxy, on its loop
-        except (FlagError, ControlError, OSError) as exc:
-            error = str(exc)
-            log.error("rollout_flag_write_failed", feature=effect.feature, error=error)
-        await self.state.store.reload()
-        now = self.clock()
+                return {}
+            except (FlagError, OSError) as exc:  # one at a time: a bad one stops only itself
+                log.warning("rollout_flag_writes_apart", error=str(exc))
+        errors: dict[str, str] = {}
+        for effect in effects:
+            try:
+                if control is not None:  # a control store: an override every replica applies
+                    await control.edit(effect.feature, effect.changes, source="rollout")
+                else:
+                    result = await asyncio.to_thread(
+                        set_fields,
+                        self.state.flags_path,
+                        effect.feature,
+                        effect.changes,
+                        source="rollout",
+                    )
+                    self.state.edits.record(result.changes)
+            except (FlagError, ControlError, OSError) as exc:
+                errors[effect.feature] = str(exc)
+                log.error("rollout_flag_write_failed", feature=effect.feature, error=str(exc))
+        return errors
 
+    async def _settle(self, effect: Effect, error: str | None) -> None:
+        now = self.clock()
         record = await asyncio.to_thread(
             self.store.update, lambda records: settle(records, effect, error, now)
         )

@@ -66,10 +66,19 @@ class Verdict:
         gate = self.breached
         if gate is None:
             return None
-        return (
+        reason = (
             f"gate {gate['name']} failed: observed {gate['observed']:.4g} > limit "
             f"{gate['limit']:g} over {gate['samples']} samples"
         )
+        return reason + medians_of(gate)
+
+
+def medians_of(gate: dict[str, Any]) -> str:
+    """`` (medians: new 9.3 ms, legacy 3 ms)`` for a latency gate that has both, else ``""``."""
+    medians = gate.get("medians_ms") or {}
+    if medians.get("new") is None or medians.get("legacy") is None:
+        return ""
+    return f" (medians: new {medians['new']:.3g} ms, legacy {medians['legacy']:.3g} ms)"
 
 
 def judge(window: StepWindow | None, step: RolloutStep, analysis: Analysis) -> Verdict:
@@ -105,7 +114,7 @@ def judge(window: StepWindow | None, step: RolloutStep, analysis: Analysis) -> V
             continue  # off, or no comparisons in this kind of step
         judged = observed is not None and evidence >= analysis.min_samples
         ok = not judged or float(observed or 0.0) <= limit
-        gate = {
+        gate: dict[str, Any] = {
             "name": name,
             "observed": observed,
             "limit": limit,
@@ -113,6 +122,8 @@ def judge(window: StepWindow | None, step: RolloutStep, analysis: Analysis) -> V
             "judged": judged,
             "samples": evidence,
         }
+        if name == "max_latency_ratio":
+            gate["medians_ms"] = window.latency_medians()
         verdict.gates.append(gate)
         if not ok and verdict.breached is None:
             verdict.breached = gate

@@ -37,12 +37,16 @@ async def backend(
     tmp_path: Path,
     model_url: str,
     monkeypatch: pytest.MonkeyPatch,
+    llm_timeout: float = 10.0,
     **options: Any,
 ) -> AsyncIterator[tuple[web.Application, httpx.AsyncClient, str]]:
-    """The backend on a fresh store, pointed at ``model_url``; yields (app, client, token)."""
+    """The backend on a fresh store, pointed at ``model_url``; yields (app, client, token).
+
+    ``llm_timeout`` stays generous unless a test is about the model being slow: a loaded
+    CI machine can pause a healthy stream for longer than half a second."""
     monkeypatch.setenv("OPENAI_BASE_URL", model_url)
     monkeypatch.setenv("BANYAN_LLM_RETRIES", "0")
-    monkeypatch.setenv("BANYAN_LLM_TIMEOUT", "0.5")
+    monkeypatch.setenv("BANYAN_LLM_TIMEOUT", str(llm_timeout))
     app = make_app(f"sqlite+aiosqlite:///{tmp_path / 'rt.db'}", **options)
     async with serve(app) as url, httpx.AsyncClient(base_url=url, timeout=10) as http:
         registered = await http.post(
@@ -137,7 +141,7 @@ async def check_model_drops(make_app: MakeApp, tmp_path: Path, mp: pytest.Monkey
 
 async def check_model_slow(make_app: MakeApp, tmp_path: Path, mp: pytest.MonkeyPatch) -> None:
     async with serve(model_app(latency_ms=3000)) as model:
-        async with backend(make_app, tmp_path, model + "/v1", mp) as (_, http, _t):
+        async with backend(make_app, tmp_path, model + "/v1", mp, llm_timeout=0.5) as (_, http, _t):
             sid = await new_session(http)
             slow = await http.post(f"/api/sessions/{sid}/ask", json={"text": "x"})
             assert slow.status_code == 504

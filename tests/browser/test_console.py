@@ -16,11 +16,13 @@ import contextlib
 import json
 import os
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from banyan.processes import RunningStack, running_stack
 from tests.browser.harness import JWT_SECRET, Driver, Page, shipped_features
@@ -287,6 +289,7 @@ async def test_an_engineer_promotes_and_aborts_a_rollout_and_the_cli_agrees(
         assert await unexpected(engineer, "401") == []
 
 
+@pytest.mark.timeout(600)  # the dead letter alone takes the queue's ~140 s of retries
 async def test_an_engineer_retries_a_dead_letter_once_its_cause_is_fixed(
     tmp_path: Path, browser: Driver
 ) -> None:
@@ -300,11 +303,14 @@ async def test_an_engineer_retries_a_dead_letter_once_its_cause_is_fixed(
             auth = {"Authorization": f"Bearer {made.json()['token']}"}
             created = await client.post("/api/sessions", json={"title": "Cells"}, headers=auth)
             assert created.status_code == 201, created.text
-            for _ in range(2400):  # legacy refuses the mirrored session: its user is unknown there
+            # legacy refuses the mirrored session (its user is unknown there) and the queue
+            # retries a 401 as "not yet": 12 attempts, about 140 s of backoff, then a dead letter
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline:
                 listing = (await client.get("/_proxy/mirror", headers=admin)).json()
                 if listing["letters"]:
                     break
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.2)
             [letter] = listing["letters"]
         engineer = await browser.page("engineer", proxy)
         await engineer.goto("/_proxy/ui/#/mirror")

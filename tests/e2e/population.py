@@ -33,6 +33,7 @@ import aiohttp
 from tests.e2e import features
 from tests.e2e.traffic import Editor, Tally, User, _read_turn, _ws_connect, call
 
+QUIET_WAIT = 120.0  # an action that outlasts every timeout of its calls is stuck: say where
 PASSWORD = "runbook-password"
 # A document is read back (with its job) at least this long after its upload: each store processes
 # it on its own, and a read while one side is still at it is a difference of timing, not of parity.
@@ -71,9 +72,22 @@ class Population:
             self._tasks.append(asyncio.create_task(self._draw(editor)))
 
     async def stop(self) -> None:
+        """Let everyone finish their action and stop; a task still going after ``QUIET_WAIT``
+        is stuck: it is cancelled and tallied as a failure with where it waited, so a test's
+        teardown never waits for it forever."""
         self._stop.set()
         self._go.set()
-        await asyncio.gather(*self._tasks, return_exceptions=False)
+        if not self._tasks:
+            return
+        done, pending = await asyncio.wait(self._tasks, timeout=QUIET_WAIT)
+        if pending:
+            stuck = self._where()
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            self.tally.fail(f"{len(pending)} people stuck at the end: {stuck}")
+        for task in done:
+            task.result()  # a person's own error is the test's
 
     async def quiet(self, after: float = 0.0) -> None:
         """Hold everyone at their next action and wait until no action is in flight; first let
@@ -84,8 +98,26 @@ class Population:
             self._held_at = time.monotonic()
             self.holds += 1
         self._go.clear()
+        deadline = time.monotonic() + QUIET_WAIT
         while self._busy:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self._busy} actions still going: {self._where()}")
             await asyncio.sleep(0.02)
+
+    def _where(self) -> list[str]:
+        """Where each person's task waits (its chain of awaits), to name a stuck action."""
+        places = []
+        for task in self._tasks:
+            if task.done():
+                continue
+            chain, awaited = [], task.get_coro()
+            while awaited is not None and hasattr(awaited, "cr_frame"):
+                frame = awaited.cr_frame
+                if frame is not None:
+                    chain.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
+                awaited = getattr(awaited, "cr_await", None)
+            places.append(" > ".join(chain))
+        return places
 
     def resume(self) -> None:
         if not self._go.is_set():
@@ -234,7 +266,12 @@ class Population:
                         if not editor.client.connected:
                             self.tally.fail(f"whiteboard {editor.name}: socket closed")
                             return
-                        await editor.draw(n)
+                        try:  # a send the proxy never takes (its reading stalled) is a failure
+                            async with asyncio.timeout(30):
+                                await editor.draw(n)
+                        except TimeoutError:
+                            self.tally.fail(f"whiteboard {editor.name}: a send stalled for 30 s")
+                            return
                     await asyncio.sleep(0.3)
             finally:
                 await editor.client.close()

@@ -9,7 +9,7 @@ docs/operations.md marked ``<!-- runbook: NAME -->``, run through the ``banyan``
 feature name swapped in, so the doc and this test cannot drift apart.
 
 Every feature of the file moves, all at once. Each of ``FEATURES`` (those with a ``rollout:``
-block): mirror its writes, backfill, verify (0), roll out (shadow -> canary 10 -> canary 50 -> new,
+block): mirror its writes, backfill, verify (0), roll out (shadow -> canary 25 -> canary 50 -> new,
 pausing at each step to verify: 0), roll back by hand (verify 0), start again and abort (verify 0),
 start again and promote to new (verify 0). Each of ``BY_HAND`` (auth, register, logout, web): the
 ``by-hand`` block (shadow, canary 10, 50, new by flag edits, verify 0 after each), a rollback
@@ -58,14 +58,23 @@ TRAFFIC = 8.0
 # How often each rollout's status is read (`banyan rollout status F --json`, a process of its own
 # at about 0.25 s of CPU): every 0.5 s, eleven pollers took a core of the two the stack runs on.
 POLL = 2.0
-# How long a step may take to gather its evidence: a canary 10% step sees a tenth of the users,
-# a handful of lives in a minute, so its min_samples can take a few minutes on a busy machine.
+# How long a step may take to gather its evidence: a first canary step sees a quarter of the
+# users, a handful of lives in a minute, so its min_samples can take minutes on a busy machine.
 STEP_WAIT = 420.0
+# The whole run's limit, kept by the test itself: pytest-timeout's alarm signal, landing inside a
+# greenlet's clean-up, once left the suite spinning for good instead of failing the test. About
+# six minutes alone on a loaded 2-core machine.
+RUN_BUDGET = 1200.0
 EXAMPLE = "sessions"  # the feature the runbook's commands name
 BLOCK = re.compile(r"<!-- runbook: ([a-z-]+) -->\s*```sh\n(.*?)```", re.S)
 CLEAN_ENV = ("BANYAN_ADMIN_TOKEN", "BANYAN_PROXY_URL", "BANYAN_FLAGS", "BANYAN_JWT_SECRET",
              "OPENAI_BASE_URL", "BANYAN_ROLLOUTS", "BANYAN_AUDIT_LOG", "BANYAN_PARITY_DB",
              "BANYAN_MIRROR_DB", "BANYAN_CONTROL_DB")  # fmt: skip
+# The runbook's commands run unmeasured: under `make test` coverage follows every subprocess, and
+# hundreds of `banyan` calls (eleven pollers every 2 s) each traced and each writing a data file
+# took the CPU the population and the stack need (a CI run stayed 15 minutes in the first canary
+# steps). The stack itself is still measured; the CLI has tests of its own.
+UNMEASURED = ("COVERAGE_PROCESS_CONFIG", "COVERAGE_PROCESS_START")
 
 
 def runbook() -> dict[str, list[list[str]]]:
@@ -95,10 +104,16 @@ def flag_file(workdir: Path, legacy: int, new: int) -> Path:
     # 8 s: long enough for a poller among eleven moving features to pause a step before it passes
     text, timed = re.subn(r"for: \d+[smh]", "for: 8s", text)
     text, sampled = re.subn(r"min_samples: \d+", "min_samples: 30", text)
-    # A median of 30 answers on a loaded 2-core machine with eleven features moving swings past
-    # 1.5 by noise alone (whiteboard's canary 10%: 1.545); the shipped 200 samples do not.
-    text, latency = re.subn(r"max_latency_ratio: 1\.5", "max_latency_ratio: 3.0", text)
+    # Medians of 30 answers are the loaded machine's, not the backends': tens of milliseconds on
+    # both sides, and one side's 30 can land in a burst (jobs' canary 50% in CI: 3.1 times
+    # legacy's, with the same code path on both). The latency gate is off here; its abort is
+    # tested with a planted delay (tests/rollout/test_gates_abort.py).
+    text, latency = re.subn(r"max_latency_ratio: 1\.5", "max_latency_ratio: null", text)
+    # Four people at a time: a tenth of them is seldom one, and a canary 10% step once waited
+    # seven minutes for its 30 samples (quizzes: 23) while verifies held everyone still.
+    text, shares = re.subn(r"percent: 10\b", "percent: 25", text)
     assert timed >= 3 * len(FEATURES) and sampled >= len(FEATURES) and latency >= len(FEATURES)
+    assert shares >= len(FEATURES)
     path = workdir / "flags.yaml"
     path.write_text(text, encoding="utf-8")
     return path
@@ -111,7 +126,7 @@ class Runbook:
         self.workdir = workdir
         self.proxy = proxy
         self.population = population
-        self.env = {k: v for k, v in os.environ.items() if k not in CLEAN_ENV}
+        self.env = {k: v for k, v in os.environ.items() if k not in CLEAN_ENV + UNMEASURED}
         self.blocks = runbook()
         self.log: list[str] = []  # every command and its output, timed from the start
         self.started = time.monotonic()
@@ -279,14 +294,13 @@ async def seed(http: aiohttp.ClientSession, proxy: str) -> list[User]:
     return users
 
 
-@pytest.mark.xfail(
-    reason="passed 4 of 5 runs alone (3 in a row), then failed in the full suite under coverage: "
-    "the first backfill's verify found 4 analytics hourly counts (page_viewed, current hour) "
-    "differing while raw events matched 96/96 (docs/operations.md, 'This runbook is a test')",
-    strict=False,
-)
-@pytest.mark.timeout(1200)  # about six minutes on a loaded 2-core machine, not the default 300 s
+@pytest.mark.timeout(RUN_BUDGET + 400)  # the last resort: the test ends itself at RUN_BUDGET
 async def test_the_runbook_moves_features_under_a_population(tmp_path: Path) -> None:
+    async with asyncio.timeout(RUN_BUDGET):
+        await the_runbook(tmp_path)
+
+
+async def the_runbook(tmp_path: Path) -> None:
     async with banyan_up(tmp_path) as proxy, aiohttp.ClientSession() as http:
         population = Population(proxy)
         seeded = await seed(http, proxy)  # what legacy holds before the migration starts
@@ -307,6 +321,9 @@ async def test_the_runbook_moves_features_under_a_population(tmp_path: Path) -> 
             async with http.get(f"{proxy}/_proxy/status", headers=book.admin()) as answer:
                 status = await answer.json()
             book.log.append(f"fence: {status['fence']}, mirror: {status['mirror']}")
+        except BaseException as failure:  # the journal says why, even where the report does not
+            book.log.append(f"stopped: {failure!r}")
+            raise
         finally:
             await population.stop()
             book.log.append(f"population: {population.summary()}")
@@ -323,7 +340,7 @@ async def test_the_runbook_moves_features_under_a_population(tmp_path: Path) -> 
 
 
 async def move(book: Runbook, feature: str) -> None:
-    """Mirror (done) -> shadow -> canary 10 -> canary 50 -> new -> rollback -> abort -> new."""
+    """Mirror (done) -> shadow -> canary 25 -> canary 50 -> new -> rollback -> abort -> new."""
     await book.block("start", feature)
     verified: set[int] = set()
     while True:  # verify at every step, the rollout paused meanwhile

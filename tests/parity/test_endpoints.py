@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from banyan.parity.endpoints import OTHER, EndpointCap, endpoint_of, looks_like_id
+from banyan.parity.endpoints import CACHED, OTHER, EndpointCap, endpoint_of, looks_like_id
 
 
 @pytest.mark.parametrize(
@@ -49,3 +49,20 @@ def test_a_feature_has_at_most_cap_endpoints_then_other() -> None:
     assert cap.key("a", "GET", "/quiet-otter") == "GET /quiet-otter"  # known ones keep theirs
     assert cap.key("b", "GET", "/sleepy-lynx") == "GET /sleepy-lynx"  # per feature
     assert cap.known["a"] == {"GET /x", "GET /quiet-otter", "GET /brave-heron"}
+
+
+def test_remembered_endpoints_still_count_against_each_features_cap() -> None:
+    cap = EndpointCap(cap=1)
+    assert cap.key("a", "GET", "/x/12") == "GET /x/{id}"
+    assert cap.key("a", "GET", "/y") == OTHER
+    assert cap.key("b", "GET", "/y") == "GET /y"  # the same path, remembered: b's own cap
+    cap.clear("a")
+    assert cap.key("a", "GET", "/y") == "GET /y"  # a cleared cap counts it again
+    assert cap.key("a", "get", "/x/12") == OTHER  # method as sent: upper-cased all the same
+
+
+def test_the_remembered_endpoints_are_bounded() -> None:
+    cap = EndpointCap(cap=10)
+    for n in range(CACHED + 5):
+        assert cap.key("a", "GET", f"/s/{n}") == "GET /s/{id}"
+    assert 0 < len(cap._endpoints) <= CACHED

@@ -4,10 +4,12 @@ PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -141,6 +143,40 @@ async def test_recorder_batches_and_drops_when_full(tmp_path: Path) -> None:
     await again.open()
     assert (await again.summary())["features"][0]["compared"] == 6
     await again.close()
+
+
+async def test_a_flush_writes_what_was_recorded_before_it_not_what_keeps_coming(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A report flushes first. Under comparisons arriving faster than the store takes them, a
+    flush that waited for an empty queue never ended (a drill's report waited minutes); it writes
+    what was there when it was asked, and what comes meanwhile waits for the next write.
+
+    Every write here brings twenty new comparisons while it takes ten: a flush waiting for an
+    empty queue would never end. (A task recording in a tight loop instead held the interpreter
+    lock so hard on a loaded machine that the store's thread crawled.)"""
+    parity = ParityStore(f"sqlite+aiosqlite:///{tmp_path / 'p.db'}")
+    recorder = ParityRecorder(parity, batch=10, flush_interval=60)
+    written_by_store = parity.write
+    arriving = itertools.count(1000)
+    more_arrive = True  # comparisons keep coming until the test is over
+
+    async def write_while_more_arrive(items: list[Any]) -> None:
+        for n in itertools.islice(arriving, 20 if more_arrive else 0):
+            recorder.record(record(n))
+        await written_by_store(items)
+
+    monkeypatch.setattr(parity, "write", write_while_more_arrive)
+    await recorder.start()
+    for i in range(50):
+        recorder.record(record(i))
+    try:
+        await asyncio.wait_for(recorder.flush(), 30)
+        assert recorder.written >= 50
+        assert not recorder.queue.empty()  # what came during the flush is left for later
+    finally:
+        more_arrive = False
+        await recorder.stop()
 
 
 async def test_candidate_errors_are_counted_apart_from_mismatches(tmp_path: Path) -> None:

@@ -12,9 +12,11 @@ from typing import Any
 import aiohttp
 import httpx
 import pytest
+from aiohttp import web
 
 from banyan.proxy.app import STATE, ProxyState, create_app
 from banyan.serving import serve
+from tests.proxy.fault_front import Fault, FaultFront
 from tests.proxy.upstreams import Recorder, flags_yaml
 
 ALL_LEGACY = """\
@@ -76,6 +78,31 @@ async def real_backends_behind_proxy(
         flags.write_text(flags_template.format(legacy=legacy_url, new=new_url, **fields))
         async with serve(create_app(flags, access_log=False, shadow=shadow)) as proxy_url:
             yield {"proxy": proxy_url, "legacy": legacy_url, "new": new_url}
+
+
+@asynccontextmanager
+async def real_backends_new_behind_faults(
+    tmp_path: Path, features: str, faults: list[Fault], *, shadow: Any = None
+) -> AsyncIterator[tuple[web.Application, FaultFront, httpx.AsyncClient]]:
+    """The real legacy and new backends, new behind a :class:`FaultFront` applying ``faults``, and
+    a real proxy whose flag file holds ``features`` (:func:`flags_yaml`), with ``shadow`` (by
+    default the environment's); yields the proxy's app, the front and a client of the proxy."""
+    from banyan.backends.legacy.app import create_app as legacy_app
+    from banyan.backends.new.app import create_app as new_app
+    from banyan.proxy.shadow import shadow_from_env
+
+    async with (
+        serve(legacy_app(f"sqlite+aiosqlite:///{tmp_path / 'legacy.db'}")) as legacy_url,
+        serve(new_app(f"sqlite+aiosqlite:///{tmp_path / 'new.db'}")) as new_url,
+    ):
+        front = FaultFront(new_url, faults)
+        async with serve(front.app) as front_url:
+            flags = tmp_path / "flags.yaml"
+            flags.write_text(flags_yaml(legacy_url, front_url, features))
+            shadow = shadow if shadow is not None else shadow_from_env(flags)
+            app = create_app(flags, access_log=False, shadow=shadow)
+            async with serve(app) as proxy_url, httpx.AsyncClient(base_url=proxy_url) as http:
+                yield app, front, http
 
 
 async def tutor_session_of(http: httpx.AsyncClient, email: str) -> tuple[str, dict[str, str], str]:

@@ -52,3 +52,20 @@ def test_a_probe_that_never_reports_is_replaced_after_a_cooldown() -> None:
     assert breaker.allows("new")
     breaker.observe("new", failed=False)
     assert breaker.status()["new"] == {"state": "closed", "failures_in_a_row": 0, "opened": 1}
+
+
+def test_resting_is_asked_without_taking_the_probe() -> None:
+    clock = ManualClock(100.0)
+    breaker = ShadowBreaker(threshold=1, cooldown=5, clock=clock)
+    assert not breaker.resting("new")  # never failed
+    breaker.observe("new", failed=True)
+    assert breaker.resting("new") and breaker.resting("new")
+    assert not breaker.allows("new")
+    clock.now += 5.1
+    for _ in range(3):  # due for its probe: no longer resting, and asking takes nothing
+        assert not breaker.resting("new")
+    assert breaker.status()["new"]["state"] == "probing"
+    assert breaker.allows("new")  # the probe is still there to take
+    assert breaker.resting("new")  # taken: resting until it reports
+    breaker.observe("new", failed=False)
+    assert not breaker.resting("new")

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from banyan.proxy.flag_edit import float_text, set_fields, set_mode
+from banyan.proxy.flag_edit import float_text, set_each, set_fields, set_mode
 from banyan.proxy.flags import FlagError, load_flags
 
 REPO_FLAGS = Path(__file__).resolve().parents[2] / "flags.yaml"
@@ -136,3 +136,23 @@ def test_a_fifo_in_the_locks_place_does_not_block(flags: Path) -> None:
     os.mkfifo(flags.with_name(".flags.yaml.lock"))
     error = edit_in_thread(flags)
     assert isinstance(error, FlagError) and "cannot open the lock" in error.reason
+
+
+def test_several_features_change_in_one_write_or_not_at_all(flags: Path) -> None:
+    """A rollout controller's flag writes of one pass: each feature its own changes, one
+    edit (one digest for every change); one invalid change leaves the whole file alone."""
+    result = set_each(
+        flags,
+        {"folders": {"mode": "shadow"}, "quizzes": {"mode": "canary", "percent": 10}},
+        source="rollout",
+    )
+    assert [c["feature"] for c in result.changes] == ["folders", "quizzes"]
+    assert {c["digest"] for c in result.changes} == {result.digest}
+    loaded = load_flags(flags)
+    folders, quizzes = loaded.feature("folders"), loaded.feature("quizzes")
+    assert folders is not None and folders.mode == "shadow"
+    assert quizzes is not None and (quizzes.mode, quizzes.percent) == ("canary", 10)
+    before = flags.read_bytes()
+    with pytest.raises(FlagError):
+        set_each(flags, {"folders": {"mode": "new"}, "quizzes": {"mode": "sideways"}})
+    assert flags.read_bytes() == before

@@ -19,7 +19,7 @@ from banyan.backends.common.ids import user_id_for
 from banyan.backends.common.plugin import REGISTER_PATH
 from banyan.ports import free_port
 from banyan.proxy.mirror import MirrorQueue
-from banyan.proxy.mirror_rules import lane_of, outcome
+from banyan.proxy.mirror_rules import due_lanes, lane_of, outcome
 from banyan.proxy.stamping import Stamper, WriteStamp
 from banyan.serving import serve
 
@@ -329,13 +329,13 @@ async def test_lanes_keep_each_users_order_and_let_other_users_pass(
     upstream = PathFailer("/a/1")
     released: list[str] = []
     async with serve(upstream.app) as url:
-        queue = MirrorQueue(f"sqlite+aiosqlite:///{tmp_path / 'm.db'}", base_delay=0.3)
+        queue = MirrorQueue(f"sqlite+aiosqlite:///{tmp_path / 'm.db'}", base_delay=1.0)
         await queue.start(session, {"legacy": url})
         for path, auth in (("/a/1", "Bearer a"), ("/a/2", "Bearer a"), ("/b/1", "Bearer b")):
             queue.submit(**write(path, auth, lambda p=path: released.append(p)))
 
-        async def b_delivered() -> bool:
-            return "Bearer b /b/1" in upstream.seen
+        async def b_delivered() -> bool:  # the upstream has it, and the queue has its answer
+            return "Bearer b /b/1" in upstream.seen and bool(released)
 
         await wait_until(b_delivered)
         assert upstream.seen == ["Bearer b /b/1"]  # a's second write waits behind its retry
@@ -499,6 +499,26 @@ def test_lanes_are_users_across_features() -> None:
     unreadable = {**registration, "body": b"not json"}
     assert lane_of(unreadable) == lane_of({**registration, "body": b"[]"}) == ""
     assert lane_of({**row, "headers": json.dumps({"authorization": "Basic x"})}) == "Basic x"
+
+
+def test_a_registration_goes_first_in_its_lane_even_behind_its_user_s_retrying_write() -> None:
+    """A user's create stored before the registration that creates the user is refused as an
+    unknown user and retried; the registration must not wait behind it (the lane would hold
+    until the create died), and a due create goes after the registration."""
+    user = user_id_for("first@example.com")
+    token = jwt.encode({"sub": user}, "k" * 40, algorithm="HS256")
+    bearer = json.dumps({"authorization": f"Bearer {token}"})
+    create = {"id": 1, "target": "new", "user_id": None, "path_qs": "/api/sessions", "body": b"",
+              "headers": bearer, "next_at": 0.0}  # fmt: skip
+    registration = {**create, "id": 2, "headers": "{}", "path_qs": REGISTER_PATH,
+                    "body": b'{"email": "first@example.com"}'}  # fmt: skip
+    later = {**create, "id": 3}
+    retrying = {**create, "next_at": 50.0}  # refused once, due again at 50
+    assert due_lanes([retrying, registration, later], now=10.0) == {("new", user): [registration]}
+    lanes = due_lanes([create, registration, later], now=10.0)
+    assert lanes == {("new", user): [registration, create, later]}
+    waiting = {**registration, "next_at": 50.0}  # a registration not due holds its lane
+    assert due_lanes([waiting, later], now=10.0) == {}
 
 
 async def test_a_write_submitted_but_not_stored_yet_is_pending(

@@ -7,15 +7,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import httpx
-
-from banyan.backends.legacy.app import create_app as legacy_app
-from banyan.backends.new.app import create_app as new_app
-from banyan.proxy.app import STATE, create_app
+from banyan.proxy.app import STATE
 from banyan.proxy.mirror_order import SubmitOrder
-from banyan.proxy.shadow import shadow_from_env
-from banyan.serving import serve
-from tests.proxy.fault_front import Fault, FaultFront
+from tests.proxy.conftest import real_backends_new_behind_faults
+from tests.proxy.fault_front import Fault
 
 
 async def test_nothing_to_wait_for_is_stored_at_once() -> None:
@@ -73,12 +68,7 @@ async def test_the_wait_is_bounded_and_flush_stores_the_rest() -> None:
     assert stored == ["late", "flushed"]
 
 
-FLAGS = """\
-version: 1
-backends:
-  legacy: {legacy}
-  new: {new}
-features:
+FEATURES = """\
   logout:
     routes: ["/api/auth/logout"]
     mode: legacy
@@ -91,7 +81,6 @@ features:
     routes: ["/api/sessions/**"]
     mode: shadow
     writes: mirror
-default: legacy
 """
 
 
@@ -100,35 +89,77 @@ async def test_a_logout_never_overtakes_a_slow_copy_of_the_create_before_it(
 ) -> None:
     """The create's shadow copy takes 0.5 s to reach new; the logout right after it goes through
     the mirror queue. New must see the create first."""
-    async with (
-        serve(legacy_app(f"sqlite+aiosqlite:///{tmp_path / 'legacy.db'}")) as legacy_url,
-        serve(new_app(f"sqlite+aiosqlite:///{tmp_path / 'new.db'}")) as new_url,
-    ):
-        slow = FaultFront(new_url, [Fault("POST", "/api/sessions", delay=0.5)])
-        async with serve(slow.app) as front_url:
-            flags = tmp_path / "flags.yaml"
-            flags.write_text(FLAGS.format(legacy=legacy_url, new=front_url))
-            app = create_app(flags, access_log=False, shadow=shadow_from_env(flags))
-            async with serve(app) as proxy_url, httpx.AsyncClient(base_url=proxy_url) as http:
-                body = {"email": "o@example.com", "password": "password-1", "name": "O"}
-                made = await http.post("/api/auth/register", json=body)
-                auth = {"Authorization": f"Bearer {made.json()['token']}"}
-                for _ in range(100):  # the registration reached new
-                    if ("POST", "/api/auth/register") in slow.relayed:
-                        break
-                    await asyncio.sleep(0.02)
-                created = await http.post("/api/sessions", json={"title": "t"}, headers=auth)
-                assert created.status_code == 201
-                assert (await http.post("/api/auth/logout", headers=auth)).status_code == 204
-                for _ in range(300):
-                    if ("POST", "/api/auth/logout") in slow.relayed:
-                        break
-                    await asyncio.sleep(0.02)
-                state = app[STATE]
-                assert state.mirror_order.waited >= 1
+    faults = [Fault("POST", "/api/sessions", delay=0.5)]
+    async with real_backends_new_behind_faults(tmp_path, FEATURES, faults) as (app, slow, http):
+        body = {"email": "o@example.com", "password": "password-1", "name": "O"}
+        made = await http.post("/api/auth/register", json=body)
+        auth = {"Authorization": f"Bearer {made.json()['token']}"}
+        for _ in range(100):  # the registration reached new
+            if ("POST", "/api/auth/register") in slow.relayed:
+                break
+            await asyncio.sleep(0.02)
+        created = await http.post("/api/sessions", json={"title": "t"}, headers=auth)
+        assert created.status_code == 201
+        assert (await http.post("/api/auth/logout", headers=auth)).status_code == 204
+        for _ in range(300):
+            if ("POST", "/api/auth/logout") in slow.relayed:
+                break
+            await asyncio.sleep(0.02)
+        state = app[STATE]
+        assert state.mirror_order.waited >= 1
     writes = [r for r in slow.relayed if r[0] == "POST"]
     assert writes == [
         ("POST", "/api/auth/register"),
         ("POST", "/api/sessions"),
         ("POST", "/api/auth/logout"),
     ]
+
+
+REGISTER_FEATURES = """\
+  register:
+    routes: ["/api/auth/register"]
+    mode: legacy
+    writes: mirror
+  web:
+    routes: ["/"]
+    mode: shadow
+  sessions:
+    routes: ["/api/sessions/**"]
+    mode: legacy
+    writes: mirror
+"""
+
+
+async def test_a_registration_waiting_in_line_stays_before_its_user_s_writes(
+    tmp_path: Path,
+) -> None:
+    """A registration has no token: its mirrored write waits for the copies in flight from its
+    address (a page read, slow to reach new). Two users register meanwhile; the second one's
+    first create, made with the token its registration answered, must reach new after that
+    registration, not be refused there as an unknown user (the runbook once saw such creates
+    hold their users' lanes until they died)."""
+    faults = [Fault("GET", "/", delay=1.0)]
+    async with real_backends_new_behind_faults(tmp_path, REGISTER_FEATURES, faults) as (
+        app,
+        slow,
+        http,
+    ):
+        await http.get("/")  # its copy to new takes a second
+        tokens = []
+        for n in range(2):
+            body = {"email": f"r{n}@example.com", "password": "password-1", "name": "R"}
+            made = await http.post("/api/auth/register", json=body)
+            tokens.append(made.json()["token"])
+        auth = {"Authorization": f"Bearer {tokens[1]}"}
+        created = await http.post("/api/sessions", json={"title": "t"}, headers=auth)
+        assert created.status_code == 201
+        queue = app[STATE].mirror
+        assert queue is not None
+        for _ in range(250):
+            if (await queue.stats()).delivered == 3:
+                break
+            await asyncio.sleep(0.02)
+        assert (await queue.stats()).delivered == 3
+        assert queue.retried == 0  # the create was never refused by new
+    writes = [r for r in slow.relayed if r[0] == "POST"]
+    assert writes[-1] == ("POST", "/api/sessions"), writes

@@ -142,6 +142,15 @@ def test_render_shows_gates_and_their_verdicts() -> None:
                     "judged": True,
                     "samples": 9,
                 },
+                {
+                    "name": "max_latency_ratio",
+                    "observed": 3.1,
+                    "limit": 3.0,
+                    "ok": False,
+                    "judged": True,
+                    "samples": 30,
+                    "medians_ms": {"legacy": 2.04, "new": 6.3251},
+                },
             ],
             "reason": "why",
         }
@@ -152,5 +161,7 @@ def test_render_shows_gates_and_their_verdicts() -> None:
         "  gate min_samples: 3 (limit 5, 3 samples) FAILED",
         "  gate max_error_rate: - (limit 0.01, 0 samples) not judged yet",
         "  gate max_status_shift: 0.5 (limit 0.01, 9 samples) FAILED",
+        "  gate max_latency_ratio: 3.1 (limit 3, 30 samples) FAILED"
+        " (medians: new 6.33 ms, legacy 2.04 ms)",
         "  reason: why",
     ]

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from banyan.parity.store import ParityRecorder, ParityStore
+from banyan.proxy.flag_edit import write_atomically
 from banyan.proxy.shadow import Shadow
 from banyan.rollout.store import FileRolloutStore
 
@@ -180,14 +181,14 @@ async def test_a_rollout_block_changed_or_removed_mid_way_aborts(make_stack: Any
         await client.post("/_proxy/rollouts/api/start", headers=AUTH)
         await until(client, lambda r: r["step"] == 1 and r["applied"])
         text = stack.flags.read_text().replace("shadow: {for: 1h}", "shadow: {for: 2h}")
-        stack.flags.write_text(text)
+        write_atomically(stack.flags, text)  # as an editor saves: a tick never reads half
         await stack.state.store.reload()
         record = await until(client, lambda r: r["state"] == "aborted" and r["applied"])
         assert "the rollout's steps changed in the flag file at step 2/4" in record["reason"]
         assert record["mode"] == "legacy"
         await client.post("/_proxy/rollouts/api/start", headers=AUTH)
         await until(client, lambda r: r["state"] == "running" and r["applied"])
-        stack.flags.write_text(text.split("    rollout:")[0] + "default: legacy\n")
+        write_atomically(stack.flags, text.split("    rollout:")[0] + "default: legacy\n")
         await stack.state.store.reload()
         record = await until(client, lambda r: r["state"] == "aborted" and r["applied"])
     assert record["reason"] == "the feature or its rollout block left the flag file"
@@ -222,7 +223,7 @@ async def test_a_hand_edit_aborts_and_a_rollout_may_end_before_new(make_stack: A
         await client.post("/_proxy/rollouts/api/start", headers=AUTH)
         await until(client, lambda r: r["step"] == 1 and r["applied"])
         text = stack.flags.read_text()
-        stack.flags.write_text(text.replace("mode: shadow", "mode: new"))  # by hand
+        write_atomically(stack.flags, text.replace("mode: shadow", "mode: new"))  # by hand
         await stack.state.store.reload()
         record = await until(client, lambda r: r["state"] == "aborted" and r["applied"])
         assert record["reason"] == (
@@ -270,3 +271,32 @@ async def test_an_unusable_state_file_is_a_503_and_no_crash(
         listed = await client.get("/_proxy/rollouts")
         assert listed.status_code == 503 and "not a rollout file" in listed.text
         assert (await client.get("/status/200")).status_code == 200  # traffic unaffected
+
+
+async def test_actions_at_once_are_answered_once_their_flags_are_written(make_stack: Any) -> None:
+    """Three rollouts started together: each answer comes once its first step is in the flag
+    file, and the steps written in one pass share one edit of the file."""
+    others = "".join(
+        FEATURE.replace("  api:", f"  api{n}:").replace('"/api/**", "/status/*"', f'"/v{n}/**"')
+        for n in (2, 3)
+    )
+    async with (
+        make_stack(FEATURE + others) as stack,
+        httpx.AsyncClient(base_url=stack.url, timeout=10, headers=AUTH) as client,
+    ):
+        answers = await asyncio.gather(
+            *(client.post(f"/_proxy/rollouts/{name}/start") for name in ("api", "api2", "api3"))
+        )
+        audit = (await client.get("/_proxy/audit?limit=100")).json()["entries"]
+    records = [answer.json() for answer in answers]
+    assert [(r["feature"], r["applied"]) for r in records] == [
+        ("api", True),
+        ("api2", True),
+        ("api3", True),
+    ]
+    assert {r["step"] for r in records} <= {0, 1}  # mirror has no duration: shadow may follow
+    text = stack.flags.read_text()
+    assert text.count("writes: mirror") == 3
+    edits = [e for e in audit if e["source"] == "rollout" and e.get("after")]
+    assert len({e["feature"] for e in edits}) == 3
+    assert len({e["digest"] for e in edits}) < 3  # at least two written by one edit

@@ -74,5 +74,10 @@ def test_canary_judges_latency_and_leaves_parity_out() -> None:
         window.observe_request("new", False, 100, endpoint="GET /a", status=200)
     verdict = judge(window, CANARY, ANALYSIS)
     assert verdict.breached is not None and verdict.breached["name"] == "max_latency_ratio"
+    assert verdict.breached["medians_ms"] == {"legacy": 10, "new": 100}
+    assert verdict.reason == (
+        "gate max_latency_ratio failed: observed 10 > limit 2 over 4 samples"
+        " (medians: new 100 ms, legacy 10 ms)"
+    )
     off = Analysis(None, None, None, None, 4)
     assert [g["name"] for g in judge(window, CANARY, off).gates] == ["min_samples"]

@@ -1,8 +1,9 @@
 """Planted regressions on new are caught by a step's gate and aborted within the step's window,
 with the gate and the reason, back to legacy with writes mirrored, nothing lost: a changed field
-in shadow (``max_mismatch_rate``) and, separately, a 401 for some users in canary
-(``max_status_shift``). The recording upstreams of the proxy tests serve; new is reached through
-the parity tests' fault front, which plants the regression."""
+in shadow (``max_mismatch_rate``), a 401 for some users in canary (``max_status_shift``) and,
+separately, answers 100 ms slower in canary (``max_latency_ratio``). The recording upstreams of
+the proxy tests serve; new is reached through the parity tests' fault front, which plants the
+regression."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from aiohttp import web
 
 from banyan.parity.store import ParityRecorder, ParityStore
@@ -32,8 +34,9 @@ FEATURE = """\
         - mirror: {{}}
         - {step}
         - new: {{}}
-      analysis: {{max_latency_ratio: null, min_samples: 10}}
+      analysis: {{{analysis}}}
 """
+NO_LATENCY_GATE = "max_latency_ratio: null, min_samples: 10"
 
 
 class RefusingFront(FaultFront):
@@ -51,11 +54,16 @@ class RefusingFront(FaultFront):
 
 
 async def run_until_aborted(
-    make_stack: Any, tmp_path: Path, step: str, front_of: Any, traffic: Any
+    make_stack: Any,
+    tmp_path: Path,
+    step: str,
+    front_of: Any,
+    traffic: Any,
+    analysis: str = NO_LATENCY_GATE,
 ) -> tuple[dict[str, Any], float, Any]:
     store = ParityStore(f"sqlite+aiosqlite:///{tmp_path / 'parity.db'}")
     shadow = Shadow(ParityRecorder(store, flush_interval=0.05))
-    feature = FEATURE.format(step=step)
+    feature = FEATURE.format(step=step, analysis=analysis)
     async with make_stack(feature, shadow=shadow) as stack:
         front = front_of(stack.new_url)
         async with (
@@ -132,3 +140,32 @@ async def test_a_401_for_some_users_in_canary_is_aborted_by_the_status_shift_gat
             break
         await asyncio.sleep(0.05)
     assert on_new and on_new <= on_legacy
+
+
+async def test_answers_slower_on_new_in_canary_are_aborted_by_the_latency_gate(
+    make_stack: Any, tmp_path: Path
+) -> None:
+    def front_of(new_url: str) -> FaultFront:
+        return FaultFront(new_url, [Fault("GET", "/status/200", delay=0.1)])
+
+    async def traffic(client: httpx.AsyncClient, i: int) -> None:
+        await client.get("/status/200", headers={"X-User": f"u{i % 12}"})
+
+    record, took, (stack, front, audit) = await run_until_aborted(
+        make_stack,
+        tmp_path,
+        "canary: {percent: 50, for: 2h}",
+        front_of,
+        traffic,
+        analysis="max_latency_ratio: 3, min_samples: 10",
+    )
+    assert record["state"] == "aborted" and record["abort_gate"] == "max_latency_ratio", record
+    gate = next(g for g in record["gates"] if g["name"] == "max_latency_ratio")
+    medians = gate["medians_ms"]
+    assert medians["new"] >= 100 > 3 * medians["legacy"], gate  # the planted 100 ms, both shown
+    assert gate["observed"] == pytest.approx(medians["new"] / medians["legacy"], rel=0.01)
+    assert "step 2/3 (canary 50%): gate max_latency_ratio failed" in record["reason"]
+    assert f"(medians: new {medians['new']:.3g} ms, legacy " in record["reason"]
+    assert took < 60 and front.applied
+    assert stack.state.flags.feature("api").mode == "legacy"
+    assert any(e["reason"] and "max_latency_ratio" in e["reason"] for e in audit)

@@ -163,20 +163,26 @@ async def rollup_pass(
     for user_id, name, hour in flipped.all():
         counts[(user_id, name, int(hour))] = counts.get((user_id, name, int(hour)), 0) + 1
     if counts:
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        stmt = insert(r).values(
-            [
-                {"user_id": u, "name": n, "hour_ms": h, "count": c, "updated_ms": now_ms}
-                for (u, n, h), c in sorted(counts.items())
-            ]
-        )
-        await execute(
-            stmt.on_conflict_do_update(
-                index_elements=[r.c.user_id, r.c.name, r.c.hour_ms],
-                set_={"count": r.c.count + stmt.excluded.count, "updated_ms": now_ms},
-            )
-        )
+        rows = [(u, n, h, c) for (u, n, h), c in sorted(counts.items())]
+        await execute(add_to_rollups(r, rows, dialect, now_ms))
     return sum(counts.values())
+
+
+def add_to_rollups(
+    rollups: Table, rows: list[tuple[str, str, int, int]], dialect: str, now_ms: int
+) -> Executable:
+    """One upsert adding each ``(user_id, name, hour_ms, count)`` to its rollup row."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(rollups).values(
+        [
+            {"user_id": u, "name": n, "hour_ms": h, "count": c, "updated_ms": now_ms}
+            for u, n, h, c in rows
+        ]
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=[rollups.c.user_id, rollups.c.name, rollups.c.hour_ms],
+        set_={"count": rollups.c.count + stmt.excluded.count, "updated_ms": now_ms},
+    )
 
 
 async def prune_pass(execute: Execute, t: AnalyticsTables, now_ms: int) -> int:

@@ -6,7 +6,8 @@ and updates the ones whose values differ, then records the batch's last key in t
 a table that finishes drops its checkpoint, so the next run scans it whole again and writes only
 what changed since (a second run over unchanged data writes nothing). Records that exist only in
 the new store are left alone: ``banyan data verify`` reports them. The new store's schema
-migrations run first (they are additive), so the target may be a fresh, empty database.
+migrations run first (they are additive), so the target may be a fresh, empty database. Analytics
+are copied as events, never as rollup rows (:mod:`.analytics` says why).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from banyan.backends.common.clock import now_ms
+from banyan.backends.datatools import analytics
 from banyan.backends.datatools.progress import Progress
 from banyan.backends.datatools.stores import (
     TablePair,
@@ -106,8 +108,10 @@ async def _apply(
     missing = [row for row in rows if row[:width] not in found]
     changed = [row for row in rows if row[:width] in found and found[row[:width]] != row]
     if missing:
+        fresh = analytics.FRESH.get(pair.target.name, {})
         await conn.execute(
-            insert(pair.target), [dict(zip(pair.columns, row, strict=True)) for row in missing]
+            insert(pair.target),
+            [{**fresh, **dict(zip(pair.columns, row, strict=True))} for row in missing],
         )
     if changed:
         values: dict[str, Any] = {c: bindparam(f"v_{c}") for c in pair.columns[width:]}
@@ -177,9 +181,19 @@ async def backfill(
             if restart:
                 await tconn.execute(delete(checkpoints))
             new_meta = await reflect(tconn)
+        tables = dict(legacy_meta.tables), dict(new_meta.tables)
+        counted = analytics.has_counts(tables[0]) and analytics.has_counts(tables[1])
         results = []
         for pair in pair_tables(legacy_meta, new_meta):
-            results.append(await backfill_table(source, target, pair, batch=batch, stream=stream))
+            if counted and pair.source.name == analytics.ROLLUPS:
+                continue  # derived from the events, but for pruned hours (below)
+            copied = analytics.data_columns(pair)
+            results.append(await backfill_table(source, target, copied, batch=batch, stream=stream))
+        if counted:
+            read, raised = await analytics.raise_pruned_hours(
+                source, target, tables, now_ms(), batch=batch
+            )
+            results.append(TableResult(analytics.PRUNED_LABEL, read=read, updated=raised))
         rooms = updates_table(legacy_meta), updates_table(new_meta)
         if rooms[0] is not None and rooms[1] is not None:
             async with source.connect() as sconn, target.begin() as tconn:

@@ -69,12 +69,6 @@ def _before(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
     return a < b
 
 
-def compared_columns(pair: TablePair) -> tuple[str, ...]:
-    """The pair's columns verify compares: all but a store's own bookkeeping (``PER_STORE``)."""
-    own = analytics.PER_STORE.get(pair.source.name, {})
-    return tuple(c for c in pair.columns if c not in own)
-
-
 async def merge_compare(
     report: TableReport,
     left_rows: Rows,
@@ -122,8 +116,8 @@ async def verify_table(
     report = TableReport(
         pair.label, await count(legacy, pair.source), await count(new, pair.target)
     )
-    columns = compared_columns(pair)
-    compared = TablePair(pair.source, pair.target, pair.key, columns)
+    compared = analytics.data_columns(pair)
+    columns = compared.columns
     return await merge_compare(
         report,
         _rows(legacy, compared, "source", batch),

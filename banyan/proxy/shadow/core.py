@@ -95,8 +95,11 @@ class Shadow:
 
     # -- the request path's entry points ---------------------------------------------------------
 
-    def wants(self, feature: Feature, decision: Decision, method: str, request_id: str) -> bool:
-        return self.http.wants(feature, decision, method, request_id)
+    def wants(
+        self, feature: Feature, decision: Decision, method: str, request_id: str, path: str
+    ) -> bool:
+        """Whether this request is copied (see :meth:`HttpCopies.wants`)."""
+        return self.http.wants(feature, decision, method, request_id, path)
 
     def reserve(self, feature: Feature, decision: Decision, request: web.Request) -> None:
         """Take this request's place in its caller's line to the candidate (called before the
@@ -111,10 +114,9 @@ class Shadow:
         decision: Decision,
         request: web.Request,
         exchange: Exchange,
-        headers: Any,
     ) -> bool:
         """Start comparing one answered request; False when it is skipped (and recorded so)."""
-        return self.http.submit(feature, decision, request, exchange, headers)
+        return self.http.submit(feature, decision, request, exchange)
 
     def websocket_tap(
         self,
@@ -139,7 +141,7 @@ class Shadow:
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run ``coro`` in the background; :meth:`stop` cancels it."""
-        task = asyncio.ensure_future(coro)
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -8,7 +8,7 @@ compared write that may not have reached the candidate's store also goes to the 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +18,7 @@ from multidict import MultiDict
 from banyan.parity.compare import Response, Rules, compare
 from banyan.parity.models import NoiseRecord
 from banyan.proxy.copy_sender import SENDER_ERRORS, Copy
-from banyan.proxy.flags import Feature
+from banyan.proxy.flags import Feature, ParityConfig
 from banyan.proxy.forward import Exchange
 from banyan.proxy.mirror import outcome
 from banyan.proxy.routing import Decision
@@ -37,6 +37,12 @@ from banyan.proxy.upstream import origin_of
 
 if TYPE_CHECKING:
     from banyan.proxy.shadow.core import Shadow
+
+
+@functools.lru_cache(maxsize=64)
+def rules_of(parity: ParityConfig) -> Rules:
+    """A feature's comparison rules (one per distinct ``parity:`` block, not one per copy)."""
+    return Rules.from_config(parity)
 
 
 def undelivered(primary_status: int, candidate: Response, method: str = "POST") -> bool:
@@ -58,12 +64,22 @@ class HttpCopies:
     def __init__(self, shadow: Shadow) -> None:
         self.shadow = shadow
 
-    def wants(self, feature: Feature, decision: Decision, method: str, request_id: str) -> bool:
+    def wants(
+        self, feature: Feature, decision: Decision, method: str, request_id: str, path: str
+    ) -> bool:
+        """Whether this request is to be copied. A sampled request whose candidate rests (its
+        breaker open, the probe not yet due) is skipped here, as ``candidate_failing``, before it
+        takes a place in line or has its bodies kept; a write goes to the mirror queue instead."""
         if decision.mode != "shadow" or decision.shadow is None:
             return False
         if method not in SAFE and feature.writes != "mirror":
             return False
-        return sampled(request_id, feature.parity.sample)
+        if not sampled(request_id, feature.parity.sample):
+            return False
+        if self.shadow.breaker.resting(decision.shadow):
+            endpoint = self.shadow.endpoints.key(feature.name, method, path)
+            return self.shadow.skip(feature.name, endpoint, "candidate_failing")
+        return True
 
     def reserve(self, feature: Feature, decision: Decision, request: web.Request) -> Reservation:
         """Take this request's place in its caller's line (see :meth:`Shadow.reserve`)."""
@@ -95,7 +111,6 @@ class HttpCopies:
         decision: Decision,
         request: web.Request,
         exchange: Exchange,
-        headers: Any,
     ) -> bool:
         """Start comparing one answered request; False when it is skipped (and recorded so)."""
         shadow = self.shadow
@@ -114,12 +129,12 @@ class HttpCopies:
         writer = reservation.caller if request.method not in SAFE else None
         primary = Response(
             exchange.status,
-            MultiDict((k.lower(), v) for k, v in (exchange.response_headers or {}).items()),
+            exchange.response_headers or MultiDict(),  # names lower-cased by relay
             primary_body,
             exchange.round_trip * 1000,  # its own round trip, as the candidate's is measured
         )
         shadow.inflight += 1
-        copy = _Copy(feature, decision, exchange, dict(headers), request_body, primary, endpoint)
+        copy = _Copy(feature, decision, exchange, request_body, primary, endpoint)
         shadow.spawn(self._compare(copy, reservation, writer))
         return True
 
@@ -160,7 +175,7 @@ class HttpCopies:
         try:
             state, candidate_backend = self.shadow.state, copy.decision.shadow
             assert candidate_backend is not None and state is not None
-            await state.fence.wait(reservation.earlier)
+            in_order = await state.fence.wait(reservation.earlier)
             await state.gaps.wait()  # the users' requests first
             try:
                 candidate = await self._send(candidate_backend, copy)
@@ -168,12 +183,16 @@ class HttpCopies:
                     copy.primary.status, candidate, copy.exchange.method
                 ):
                     state.write_mirror.enqueue(
-                        copy.feature, copy.exchange, copy.headers, candidate_backend, *writer
+                        copy.feature, copy.exchange, copy.headers(), candidate_backend, *writer
                     )
             finally:
                 release()
                 release = None
-            await self._judge(copy, candidate)
+            if in_order or candidate.error is not None or candidate.status >= 500:
+                await self._judge(copy, candidate)  # a failure is the candidate's in any order
+            else:  # sent before the caller's earlier writes landed: its answer proves nothing
+                self.shadow.breaker.observe(candidate_backend, failed=False)  # but it answered
+                self.shadow.skip(copy.feature.name, copy.endpoint, "earlier_writes_late")
         finally:
             if release is not None:
                 release()
@@ -193,7 +212,7 @@ class HttpCopies:
             shadow.skip(feature.name, endpoint, "body_too_large")
             return
         await shadow.state.gaps.wait()  # reading the answer is the loop's work too
-        rules = Rules.from_config(feature.parity)
+        rules = rules_of(feature.parity)
         exchange = copy.exchange
         if exchange.method in SAFE and sampled(
             exchange.request_id, feature.parity.noise_sample, "noise"
@@ -210,7 +229,7 @@ class HttpCopies:
             endpoint,
             exchange.method,
             exchange.path_qs,
-            copy.headers,
+            {} if result.match and not result.error else copy.headers(),  # a match keeps none
             copy.body,
             copy.decision,
             copy.primary,
@@ -226,7 +245,12 @@ class _Copy:
     feature: Feature
     decision: Decision
     exchange: Exchange
-    headers: Mapping[str, str]
     body: bytes
     primary: Response
     endpoint: str
+
+    def headers(self) -> dict[str, str]:
+        """The headers the primary was sent but ``Host``, as text: worked out only for what keeps
+        them (a mismatch's record, the mirror queue), not for every copy."""
+        assert self.exchange.outbound is not None
+        return dict(self.exchange.outbound.mapping())

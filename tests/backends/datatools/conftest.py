@@ -16,8 +16,11 @@ import pytest
 from sqlalchemy import insert
 
 from banyan.backends.datatools.cli import main
+from banyan.backends.datatools.stores import open_engine
+from banyan.backends.legacy import migrations as legacy_migrations
 from banyan.backends.legacy.app import create_app
 from banyan.backends.legacy.db import Database, StudySession
+from banyan.backends.new.runtime import schema as new_schema
 from banyan.pg import postgres_available, temp_database
 from banyan.serving import serve
 
@@ -105,3 +108,29 @@ async def stores(empty_stores: tuple[str, str]) -> Stores:
 async def run_cli(argv: list[str]) -> int:
     """``banyan data ...`` from an async test: the command runs its own loop in a thread."""
     return await asyncio.to_thread(main, argv)
+
+
+async def migrated(stores: tuple[str, str]) -> None:
+    """Both stores' schemas, no rows."""
+    legacy = Database(stores[0])
+    await legacy_migrations.migrate(legacy)
+    await legacy.close()
+    engine = open_engine(stores[1])
+    await new_schema.migrate(engine)
+    await engine.dispose()
+
+
+def analytics_event(n: int, hour: int, *, rolled: bool) -> dict[str, object]:
+    """Event ``n`` of user u1 in ``hour``, an ``analytics_events`` row."""
+    return {
+        "id": f"00000000-0000-5000-8000-{n:012d}",
+        "user_id": "u1",
+        "batch_id": "b1",
+        "name": "page.view",
+        "at_ms": hour + n,
+        "hour_ms": hour,
+        "session_id": None,
+        "properties": "{}",
+        "received_ms": hour + n,
+        "rolled": rolled,
+    }

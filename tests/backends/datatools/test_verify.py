@@ -11,11 +11,9 @@ from sqlalchemy import delete, insert, update
 from banyan.backends.datatools.backfill import backfill
 from banyan.backends.datatools.stores import open_engine
 from banyan.backends.datatools.verify import verify
-from banyan.backends.legacy import migrations as legacy_migrations
-from banyan.backends.legacy.db import Database
 from banyan.backends.new.runtime import schema as new_schema
 from banyan.backends.new.runtime.schema import messages, sessions
-from tests.backends.datatools.conftest import Stores, run_cli
+from tests.backends.datatools.conftest import Stores, analytics_event, migrated, run_cli
 
 
 async def _drift(new_url: str, session_id: str) -> str:
@@ -96,34 +94,10 @@ async def test_unmigrated_new_store_is_a_clear_error(
     assert "is it a migrated new store" in capsys.readouterr().err
 
 
-async def _migrated(stores: tuple[str, str]) -> None:
-    legacy = Database(stores[0])
-    await legacy_migrations.migrate(legacy)
-    await legacy.close()
-    engine = open_engine(stores[1])
-    await new_schema.migrate(engine)
-    await engine.dispose()
-
-
-def _event(n: int, hour: int, *, rolled: bool) -> dict[str, object]:
-    return {
-        "id": f"00000000-0000-5000-8000-{n:012d}",
-        "user_id": "u1",
-        "batch_id": "b1",
-        "name": "page.view",
-        "at_ms": hour + n,
-        "hour_ms": hour,
-        "session_id": None,
-        "properties": "{}",
-        "received_ms": hour + n,
-        "rolled": rolled,
-    }
-
-
 async def _fill_analytics(url: str, *, rolled: int, events: int, hour: int) -> None:
     """``events`` events of one hour, the first ``rolled`` of them folded into a rollup row."""
     engine = open_engine(url)
-    rows = [_event(n, hour, rolled=n < rolled) for n in range(events)]
+    rows = [analytics_event(n, hour, rolled=n < rolled) for n in range(events)]
     async with engine.begin() as conn:
         await conn.execute(insert(new_schema.analytics.events), rows)
         if rolled:
@@ -138,7 +112,7 @@ async def test_analytics_compare_as_hourly_counts_whatever_each_rollup_did(
     """One store rolled its events up, the other not yet: the same data, no difference. A count
     that really differs is named by user, event and hour."""
     legacy, new = empty_stores
-    await _migrated(empty_stores)
+    await migrated(empty_stores)
     hour = 1_764_000_000_000 - 1_764_000_000_000 % 3_600_000
     await _fill_analytics(legacy, rolled=3, events=5, hour=hour)
     await _fill_analytics(new, rolled=0, events=5, hour=hour)
@@ -150,7 +124,8 @@ async def test_analytics_compare_as_hourly_counts_whatever_each_rollup_did(
 
     engine = open_engine(new)
     async with engine.begin() as conn:
-        await conn.execute(insert(new_schema.analytics.events), [_event(9, hour, rolled=False)])
+        row = analytics_event(9, hour, rolled=False)
+        await conn.execute(insert(new_schema.analytics.events), [row])
     await engine.dispose()
     reports = {r.table: r for r in await verify(legacy, new)}
     assert [d.describe() for d in reports["analytics_rollups (hourly counts)"].differences] == [
