@@ -33,6 +33,11 @@ AppFactory = Callable[[], Awaitable[web.Application]] | Callable[[], web.Applica
 # left encoded) names the runner to serve it with (a GuardedAppRunner subclass, which takes the
 # client ``timeouts``); others get GuardedAppRunner itself.
 RUNNER: web.AppKey[Callable[..., web.AppRunner]] = web.AppKey("banyan_runner")
+# Connections the kernel completes before the event loop accepts them. aiohttp's 128 overflowed
+# when 200 clients connected at once to a busy process: the kernel dropped the extra handshakes,
+# the clients resent them a second later, and a proxy's 2 s connect timeout became 504s. The
+# kernel caps it at net.core.somaxconn (4096 on current Linux).
+BACKLOG = 2048
 
 
 def install_uvloop() -> None:
@@ -63,7 +68,7 @@ async def start_site(
         shutdown_timeout=shutdown_timeout,
     )
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
+    site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None, backlog=BACKLOG)
     await site.start()
     server = site._server
     assert server is not None

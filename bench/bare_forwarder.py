@@ -11,6 +11,8 @@ import aiohttp
 import uvloop
 from aiohttp import web
 
+from banyan.serving import BACKLOG
+
 
 async def make_app(upstream: str) -> web.Application:
     app = web.Application()
@@ -44,5 +46,10 @@ if __name__ == "__main__":
     uvloop.install()
     print(f"banyan bare listening on http://127.0.0.1:{sys.argv[2]}", flush=True)
     web.run_app(
-        make_app(sys.argv[1]), host="127.0.0.1", port=int(sys.argv[2]), print=None, access_log=None
+        make_app(sys.argv[1]),
+        host="127.0.0.1",
+        port=int(sys.argv[2]),
+        print=None,
+        access_log=None,
+        backlog=BACKLOG,  # the proxy's, so a burst of connections meets the same queue
     )

@@ -11,7 +11,7 @@ import asyncio
 import uvloop
 from aiohttp import web
 
-from banyan.serving import settle_heap
+from banyan.serving import BACKLOG, settle_heap
 
 BODY = b'{"id":"3f1c","title":"Fractions","folder_id":null,"message_count":4}'
 
@@ -49,4 +49,5 @@ if __name__ == "__main__":
         port=args.port,
         print=None,
         access_log=None,
+        backlog=BACKLOG,
     )
