@@ -16,6 +16,7 @@ to the queue's own clock.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -78,6 +79,11 @@ class TurnMirrorTap:
         return None
 
     def from_upstream(self, message: WSMessage) -> None:
+        self.write_turn(message, time.perf_counter())
+
+    def write_turn(self, message: WSMessage, arrived: float) -> None:
+        """Mirror the turn finished by the ``done`` frame ``message`` (other frames are not
+        turns), placed in the user's line at ``arrived`` (a ``time.perf_counter()`` reading)."""
         if message.type != WSMsgType.TEXT:
             return
         try:
@@ -89,9 +95,9 @@ class TurnMirrorTap:
         for part in ("question", "answer"):
             stored = frame.get(part)
             if isinstance(stored, dict):
-                self._mirror(stored)
+                self._mirror(stored, arrived)
 
-    def _mirror(self, stored: dict[str, Any]) -> None:
+    def _mirror(self, stored: dict[str, Any], arrived: float) -> None:
         role, content, message_id = stored.get("role"), stored.get("content"), stored.get("id")
         if not (isinstance(role, str) and isinstance(content, str) and message_id):
             log.warning("turn_mirror_skipped", feature=self.feature, reason="malformed message")
@@ -120,6 +126,7 @@ class TurnMirrorTap:
             idempotency_key=key,
             release=self.hold(),
             stamp=stamp,
+            arrived=arrived,
         )
         self.mirrored += 1
 

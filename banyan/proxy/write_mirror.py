@@ -11,7 +11,6 @@ fence, the line and the shadow's read fence — not on the rest of the proxy.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -142,11 +141,11 @@ class WriteMirror:
     ) -> Callable[..., None]:
         lane = (target, user or f"ip:{ip}")
 
-        def submit_in_order(**write: Any) -> None:
+        def submit_in_order(*, arrived: float, **write: Any) -> None:
             # a turn joins the user's line like an HTTP write: after the user's copies still in
-            # flight to that store (the session it belongs to may be one of them)
+            # flight to that store (the session it belongs to may be one of them), in its place
+            # (``arrived``) when it is written late
             copies = self.copies_in_flight(target, user, ip)
-            arrived = time.perf_counter()
             self.order.submit(lane, arrived, copies, lambda: mirror.submit(**write))
 
         return submit_in_order

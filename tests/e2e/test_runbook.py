@@ -257,7 +257,7 @@ async def banyan_up(workdir: Path) -> AsyncIterator[str]:
                 seen.append(line)
                 if "ready" in line:
                     break
-        drain = asyncio.create_task(_drain(child.stdout))
+        drain = asyncio.create_task(_drain(child.stdout, workdir / "stack.log", seen))
         yield f"http://127.0.0.1:{port}"
         drain.cancel()
     finally:
@@ -270,9 +270,12 @@ async def banyan_up(workdir: Path) -> AsyncIterator[str]:
             await child.wait()
 
 
-async def _drain(stream: asyncio.StreamReader) -> None:
-    while await stream.readline():
-        pass
+async def _drain(stream: asyncio.StreamReader, path: Path, first: list[str]) -> None:
+    """The stack's output (its JSON log lines), kept beside the journal for a failure's story."""
+    with path.open("w", encoding="utf-8") as log:
+        log.writelines(first)
+        while line := await stream.readline():
+            log.write(line.decode(errors="replace"))
 
 
 async def seed(http: aiohttp.ClientSession, proxy: str) -> list[User]:
@@ -328,7 +331,8 @@ async def the_runbook(tmp_path: Path) -> None:
             await population.stop()
             book.log.append(f"population: {population.summary()}")
             (tmp_path / "journal.txt").write_text("\n".join(book.log), encoding="utf-8")
-            print(f"journal: {tmp_path / 'journal.txt'}\n{population.summary()}")  # on failure
+            print(f"journal: {tmp_path / 'journal.txt'} (the stack's log: stack.log beside it)\n"
+                  f"{population.summary()}")  # fmt: skip
         journal = "\n".join(book.log)
         assert population.tally.failures == [], population.tally.failures
         assert status["rollbacks"] == [] and status["attention"] == [], status

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from banyan.backends.model.server import create_app as model_app
-from banyan.proxy.shadow import Shadow, shadow_from_env
+from banyan.proxy.shadow import Shadow, TutorTap, shadow_from_env
 from banyan.serving import serve
 from tests.proxy.conftest import real_backends_behind_proxy, tutor_session_of, tutor_turn
 
@@ -117,4 +117,31 @@ async def test_an_ask_the_client_left_mid_stream_reaches_neither_store(
         on_legacy = await stored(urls["legacy"], sid, auth, 2)
         on_new = await stored(urls["new"], sid, auth, 2)
     assert len(on_legacy["messages"]) == 2, on_legacy
+    assert on_new == on_legacy
+
+
+async def test_a_turn_the_candidate_did_not_finish_in_time_is_written_through(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A candidate that lags past the tap's wait once the client left has its socket closed
+    mid-turn, which stores nothing there: the primary's turn is written through to its store
+    instead, at the primary's time (before, ``banyan data verify`` found the turn on legacy only
+    and every later message of the session at another ``seq``)."""
+    monkeypatch.setattr(TutorTap, "converge_seconds", 0.05)  # the candidate is always too late
+    slow = 20  # ms between tokens: the candidate's copy of the turn outlasts the wait
+    async with shadowed_tutor(tmp_path, monkeypatch, "lagging@example.com", slow) as stack:
+        urls, _, ws_url, auth, sid = stack
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(ws_url) as ws:
+                first = await tutor_turn(ws, "What is a fraction?")
+            async with session.ws_connect(ws_url) as ws:
+                second = await tutor_turn(ws, "And a decimal?")
+        on_legacy = await stored(urls["legacy"], sid, auth, 4)
+        on_new = await stored(urls["new"], sid, auth, 4)
+    primary = [
+        (t[part]["id"], t[part]["role"], t[part]["created_at"])
+        for t in (first, second)
+        for part in ("question", "answer")
+    ]
+    assert on_legacy["messages"] == primary
     assert on_new == on_legacy

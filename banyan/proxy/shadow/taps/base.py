@@ -166,6 +166,17 @@ class SocketTap:
     def given_up(self) -> None:
         """The candidate did not catch up in time: compare what there is."""
 
+    def left_behind(self) -> None:
+        """The candidate's side is over (ended, cut after ``converge_seconds`` or failed): write
+        through to its store what it did not store itself."""
+
+    def write_through_tap(self) -> Any:
+        """The tap writing this socket through to the candidate's store (made once), or None
+        when the socket's writes are not mirrored. Frames seen from now on are fed to it."""
+        if self.fallback is None and self._make_fallback is not None:
+            self.fallback = self._make_fallback()
+        return self.fallback
+
     # -- shared ------------------------------------------------------------------------------------
 
     def compare_json(self, primary: Any, candidate: Any, path: str) -> None:
@@ -246,6 +257,7 @@ class SocketTap:
             self.fall_back()
         finally:
             self._ended = True
+            self.left_behind()  # before the caller's line moves on: in its place in that line
             while not self.outbox.empty():
                 left = self.outbox.get_nowait()
                 if left is not None:

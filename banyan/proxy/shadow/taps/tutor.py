@@ -10,12 +10,19 @@ its turn, with a ``stamp`` at the primary's time (:mod:`banyan.stamps`), so both
 same message and session times (``banyan data verify`` finds no difference). An ask whose turn the
 primary never finished (the client left mid-stream) is not sent at all: nothing is stored on
 either side; one the primary refused (an error frame) is sent as it came.
+
+A turn the primary stored and the candidate never finished (it lags past ``converge_seconds``
+once the client left and its socket is closed mid-turn, which stores nothing; or its socket
+failed) is written through to the candidate's store instead, from the primary's ``done`` frame,
+as :mod:`banyan.proxy.turn_mirror` mirrors a socket that is not compared: the stores still hold
+the same turns, and the user's later writes, which waited for this ask, still come after it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import aiohttp
 from aiohttp import WSMessage, WSMsgType
@@ -23,9 +30,12 @@ from aiohttp import WSMessage, WSMsgType
 from banyan.application import plugged
 from banyan.isotime import iso_ms
 from banyan.jsondepth import loads_shallow
+from banyan.logs import get_logger
 from banyan.parity.ws_capture import TutorTurns
 from banyan.proxy.fence import Release
 from banyan.proxy.shadow.taps.base import SocketTap
+
+log = get_logger("banyan.proxy.shadow")
 
 LEFT = -1  # the primary never finished the turn: the candidate is not asked
 REFUSED = -2  # the primary answered the ask with an error: the candidate is asked unstamped
@@ -41,6 +51,8 @@ class TutorTap(SocketTap):
         self._turn_of: dict[int, str] = {}  # a client ask (by identity) -> its turn id
         self._stored: dict[str, asyncio.Future[int]] = {}  # turn id -> the primary's outcome
         self._sending: str | None = None
+        # turn id -> the primary's done frame and when it came, until the candidate finished it
+        self._unstored: dict[str, tuple[WSMessage, float]] = {}
 
     def saw_client(self, message: WSMessage) -> None:
         """Number the client's asks as the server does and await the primary's outcome."""
@@ -55,19 +67,22 @@ class TutorTap(SocketTap):
 
     def saw_primary(self, message: WSMessage) -> None:
         if message.type == WSMsgType.TEXT:
-            self._primary_outcome(message.data)
+            self._primary_outcome(message)
             turn = self.primary_turns.feed(message.data)
             if turn is not None:
                 self._compare_turn(turn.turn)
 
-    def _primary_outcome(self, data: str) -> None:
+    def _primary_outcome(self, message: WSMessage) -> None:
         try:
-            frame = loads_shallow(data)
+            frame = loads_shallow(message.data)
         except ValueError:
             return
         if not isinstance(frame, dict) or frame.get("type") not in ("done", "error"):
             return
-        waiting = self._stored.get(str(frame.get("turn")))
+        turn = str(frame.get("turn"))
+        if frame["type"] == "done" and isinstance(frame.get("turn"), str):
+            self._unstored[turn] = (message, time.perf_counter())
+        waiting = self._stored.get(turn)
         if waiting is None or waiting.done():
             return
         question = frame.get("question")
@@ -99,6 +114,7 @@ class TutorTap(SocketTap):
         if message.type == WSMsgType.TEXT:
             turn = self.candidate_turns.feed(message.data)
             if turn is not None:
+                self._unstored.pop(turn.turn, None)
                 self.answered(turn.turn)
                 self._compare_turn(turn.turn)
 
@@ -111,6 +127,18 @@ class TutorTap(SocketTap):
         self.answered(turn)  # a second ask under the same id: the first one's place goes
         self._held[turn] = release
         return None
+
+    def left_behind(self) -> None:
+        """Write through the turns the candidate did not finish (see the module docstring)."""
+        if self.fallback is not None:
+            return  # its socket never opened: the whole socket is written through already
+        left, self._unstored = list(self._unstored.values()), {}
+        tap = self.write_through_tap()  # also the turns of a client still there, from now on
+        if tap is None or not left:
+            return
+        for done, arrived in left:
+            tap.write_turn(done, arrived)
+        log.warning("shadow_turns_written_through", feature=self.feature.name, turns=len(left))
 
     def caught_up(self) -> bool:
         """A turn the client left mid-stream is left at once (the candidate's copy is cut like
