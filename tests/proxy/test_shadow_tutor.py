@@ -55,6 +55,15 @@ async def stored(base_url: str, sid: str, auth: dict[str, str], count: int) -> d
     return {"messages": times, "updated_at": session.get("updated_at")}
 
 
+def as_stored(*turns: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """What the primary's ``done`` frames say it stored, as :func:`stored` lists messages."""
+    return [
+        (turn[part]["id"], turn[part]["role"], turn[part]["created_at"])
+        for turn in turns
+        for part in ("question", "answer")
+    ]
+
+
 @asynccontextmanager
 async def shadowed_tutor(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, email: str, token_delay_ms: int = 0
@@ -87,12 +96,7 @@ async def test_a_shadowed_turn_is_stored_at_the_primarys_time_on_both_sides(
         on_new = await stored(urls["new"], sid, auth, 4)
         await shadow.recorder.flush()
         summary = await shadow.recorder.store.summary()
-    primary = [
-        (t[part]["id"], t[part]["role"], t[part]["created_at"])
-        for t in (first, second)
-        for part in ("question", "answer")
-    ]
-    assert on_legacy["messages"] == primary
+    assert on_legacy["messages"] == as_stored(first, second)
     assert on_new == on_legacy
     assert first["question"]["created_at"] != second["question"]["created_at"]
     feature = next(f for f in summary["features"] if f["feature"] == "tutor")
@@ -138,10 +142,5 @@ async def test_a_turn_the_candidate_did_not_finish_in_time_is_written_through(
                 second = await tutor_turn(ws, "And a decimal?")
         on_legacy = await stored(urls["legacy"], sid, auth, 4)
         on_new = await stored(urls["new"], sid, auth, 4)
-    primary = [
-        (t[part]["id"], t[part]["role"], t[part]["created_at"])
-        for t in (first, second)
-        for part in ("question", "answer")
-    ]
-    assert on_legacy["messages"] == primary
+    assert on_legacy["messages"] == as_stored(first, second)
     assert on_new == on_legacy
