@@ -1,6 +1,7 @@
 """The parity store on the AI Tutor (banyan/parity/store.py, endpoints.py and redact.py through the
-real stack): reads of random ids of every shape leave its row count flat, and a password in a
-query string and an API key in a differing field are stored nowhere, nor shown on the report."""
+real stack): thousands of reads of random ids of every shape leave its row count flat, and a
+password in a query string and an API key in a differing field are stored nowhere, nor shown on
+the report."""
 
 from __future__ import annotations
 
@@ -54,6 +55,12 @@ SHAPE = {
 }
 
 
+# Reads before the store's shape is taken: a fifth of them are random words, enough to fill the
+# endpoint cap (200) on the way; then as many again, which must add no row. (Ten thousand reads
+# took over 300 s inside the full suite under coverage.)
+EARLY, LATE = 2_000, 2_000
+
+
 def random_id(rng: random.Random) -> str:
     shape = rng.randrange(5)
     if shape == 0:
@@ -101,7 +108,7 @@ async def register(client: httpx.AsyncClient) -> dict[str, str]:
     return {"Authorization": f"Bearer {registered.json()['token']}"}
 
 
-async def test_ten_thousand_random_id_reads_leave_the_store_flat(
+async def test_thousands_of_random_id_reads_leave_the_store_flat(
     stack: tuple[str, Shadow],
 ) -> None:
     url, shadow = stack
@@ -115,18 +122,18 @@ async def test_ten_thousand_random_id_reads_leave_the_store_flat(
                 answer = await client.get(f"/api/sessions/{random_id(rng)}", headers=auth)
                 assert answer.status_code == 404
 
-        await asyncio.gather(*(read() for _ in range(2_000)))
+        await asyncio.gather(*(read() for _ in range(EARLY)))
         early = await settled(shadow)
-        await asyncio.gather(*(read() for _ in range(8_000)))
+        await asyncio.gather(*(read() for _ in range(LATE)))
         late = await settled(shadow)
         data = await shadow.recorder.store.summary(feature="sessions")
     assert late == early, (early, late)
     [sessions] = data["features"]
-    assert sessions["compared"] + sessions["skipped"] == 10_000
+    assert sessions["compared"] + sessions["skipped"] == EARLY + LATE
     endpoints = {e["endpoint"]: e for e in sessions["endpoints"]}
     assert len(endpoints) == shadow.endpoints.cap + 1 and "other" in endpoints
     ids = endpoints["GET /api/sessions/{id}"]
-    assert ids["compared"] + ids["skipped"] > 3 * 2_000  # ids of four shapes collapse
+    assert ids["compared"] + ids["skipped"] > 0.6 * (EARLY + LATE)  # four shapes collapse
     async with shadow.recorder.store.engine.connect() as conn:
         latency_rows = (await conn.execute(text("SELECT COUNT(*) FROM parity_latency"))).scalar()
     assert latency_rows is not None and latency_rows < 2 * 400  # buckets from 10 us to 10 s
