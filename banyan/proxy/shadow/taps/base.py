@@ -257,7 +257,10 @@ class SocketTap:
             self.fall_back()
         finally:
             self._ended = True
-            self.left_behind()  # before the caller's line moves on: in its place in that line
+            try:  # before the caller's line moves on: in its place in that line
+                self.left_behind()
+            except Exception:  # the holds below are released whatever happens
+                log.exception("shadow_write_through_failed", feature=self.feature.name)
             while not self.outbox.empty():
                 left = self.outbox.get_nowait()
                 if left is not None:
