@@ -213,14 +213,13 @@ class SocketTap:
         it: write the socket through to the candidate's store instead (a tutor's finished turns,
         a room's document, through the mirror queue), from its first frame on."""
         early, self._early = self._early, None
-        if self._make_fallback is None or early is None:
+        if early is None:
             return
-        tap = self._make_fallback()
+        tap = self.write_through_tap()
         if tap is None:
             return
         for from_client, message in early:
             feed(tap, from_client, message)
-        self.fallback = tap
 
     def from_client(self, message: WSMessage) -> None:
         self._keep(True, message)
