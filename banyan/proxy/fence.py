@@ -91,12 +91,13 @@ class WriteFence:
         """Like :meth:`pending`, but only the copies in flight, not the writes queued."""
         return [f for f in self.pending(backend, user, ip) if f not in self._queued]
 
-    async def wait(self, futures: list[asyncio.Future[None]]) -> bool:
-        """Wait for a :meth:`pending` snapshot; False when ``max_wait`` cut the wait short."""
+    async def wait(self, futures: list[asyncio.Future[None]], limit: float | None = None) -> bool:
+        """Wait for a :meth:`pending` snapshot; False when ``limit`` (else ``max_wait``) cut the
+        wait short."""
         if not futures:
             return True
         self.waits += 1
-        _, late = await asyncio.wait(futures, timeout=self.max_wait)
+        _, late = await asyncio.wait(futures, timeout=self.max_wait if limit is None else limit)
         if late:
             self.timeouts += 1
             return False

@@ -230,7 +230,9 @@ class Runbook:
             record = await self.rollout(feature)
             if done(record):
                 return record
-            assert record["state"] != "aborted" or "operator" in str(record["reason"]), record
+            if record["state"] == "aborted" and "operator" not in str(record["reason"]):
+                _, report = await self._run(["banyan", "parity", "report", "--feature", feature])
+                raise AssertionError(f"{feature} aborted by a gate: {record}\n{report}")
             assert time.monotonic() < deadline, f"{feature}: no {what}: {record}"
             await asyncio.sleep(POLL)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,16 +63,24 @@ def make_stack(tmp_path: Path) -> Callable[..., Any]:
 
 @asynccontextmanager
 async def real_backends_behind_proxy(
-    tmp_path: Path, flags_template: str, *, shadow: Any = None, **fields: str
+    tmp_path: Path,
+    flags_template: str,
+    *,
+    shadow: Any = None,
+    new_env: Mapping[str, str] | None = None,
+    **fields: str,
 ) -> AsyncIterator[dict[str, str]]:
     """The real legacy and new backends (SQLite under ``tmp_path``) behind a real proxy whose flag
     file is ``flags_template`` filled with their URLs (and ``fields``), with ``shadow`` as its
-    parity side if given; yields the base URLs by name: ``proxy``, ``legacy``, ``new``."""
+    parity side if given; yields the base URLs by name: ``proxy``, ``legacy``, ``new``. New's app
+    is made with ``new_env`` over the environment (another model server, say)."""
+    from banyan.backends.contract.targets import environment
     from banyan.backends.legacy.app import create_app as legacy_app
     from banyan.backends.new.app import create_app as new_app
 
     legacy = legacy_app(f"sqlite+aiosqlite:///{tmp_path / 'legacy.db'}")
-    new = new_app(f"sqlite+aiosqlite:///{tmp_path / 'new.db'}")
+    with environment(new_env or {}):
+        new = new_app(f"sqlite+aiosqlite:///{tmp_path / 'new.db'}")
     async with serve(legacy) as legacy_url, serve(new) as new_url:
         flags = tmp_path / "flags.yaml"
         flags.write_text(flags_template.format(legacy=legacy_url, new=new_url, **fields))

@@ -66,14 +66,27 @@ def as_stored(*turns: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 @asynccontextmanager
 async def shadowed_tutor(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, email: str, token_delay_ms: int = 0
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    email: str,
+    token_delay_ms: int = 0,
+    candidate_delay_ms: int | None = None,
 ) -> AsyncIterator[tuple[dict[str, str], Shadow, str, dict[str, str], str]]:
     """The model server, both backends and the proxy shadowing the tutor socket; a user with a
-    study session: (urls, the shadow, the socket's URL, the user's auth headers, the session)."""
-    async with serve(model_app(token_delay_ms=token_delay_ms)) as model_url:
+    study session: (urls, the shadow, the socket's URL, the user's auth headers, the session).
+    ``candidate_delay_ms``: new gets a model server of its own, that much slower per token."""
+    async with (
+        serve(model_app(token_delay_ms=token_delay_ms)) as model_url,
+        serve(model_app(token_delay_ms=candidate_delay_ms or 0)) as candidate_model_url,
+    ):
         monkeypatch.setenv("OPENAI_BASE_URL", model_url + "/v1")
+        new_env = None
+        if candidate_delay_ms is not None:
+            new_env = {"OPENAI_BASE_URL": candidate_model_url + "/v1"}
         shadow = shadow_from_env(tmp_path / "flags.yaml")
-        async with real_backends_behind_proxy(tmp_path, FLAGS, shadow=shadow) as urls:
+        async with real_backends_behind_proxy(
+            tmp_path, FLAGS, shadow=shadow, new_env=new_env
+        ) as urls:
             async with httpx.AsyncClient(base_url=urls["proxy"], timeout=10) as http:
                 token, auth, sid = await tutor_session_of(http, email)
             ws_url = urls["proxy"].replace("http", "ws") + f"/ws/tutor/{sid}?token={token}"
@@ -144,3 +157,39 @@ async def test_a_turn_the_candidate_did_not_finish_in_time_is_written_through(
         on_new = await stored(urls["new"], sid, auth, 4)
     assert on_legacy["messages"] == as_stored(first, second)
     assert on_new == on_legacy
+
+
+async def test_an_ask_waits_for_the_turn_still_streaming_on_the_candidate_through_another_socket(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user leaves a socket and asks again through a new one while the candidate, slower than
+    the primary, still streams the first turn: the second ask reaches the candidate once that
+    turn is stored, so it reads the same session the primary read (before, it left after the
+    write fence's 2 s, and the candidate answered it without the first turn in its history: a
+    mismatch on the report that was only the proxy's, and a different answer in its store)."""
+    # about 5.5 s a turn on the candidate: longer than the socket's and the ask's waits of 2 s
+    # each, well within the wait once the client left (the turn is not cut and written through)
+    monkeypatch.setattr(TutorTap, "converge_seconds", 30.0)
+    async with shadowed_tutor(
+        tmp_path, monkeypatch, "two-sockets@example.com", candidate_delay_ms=100
+    ) as stack:
+        urls, shadow, ws_url, auth, sid = stack
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(ws_url) as ws:
+                first = await tutor_turn(ws, "What is a fraction?")
+            async with session.ws_connect(ws_url) as ws:
+                second = await tutor_turn(ws, "And a decimal?")
+        on_legacy = await stored(urls["legacy"], sid, auth, 4)
+        on_new = await stored(urls["new"], sid, auth, 4)
+        answers = {}
+        for name in ("legacy", "new"):
+            async with httpx.AsyncClient(base_url=urls[name], timeout=10) as direct:
+                page = (await direct.get(f"/api/sessions/{sid}/messages", headers=auth)).json()
+            answers[name] = [m["content"] for m in page["items"]]
+        await shadow.recorder.flush()
+        summary = await shadow.recorder.store.summary()
+    assert on_legacy["messages"] == as_stored(first, second)
+    assert on_new == on_legacy
+    assert answers["new"] == answers["legacy"]
+    feature = next(f for f in summary["features"] if f["feature"] == "tutor")
+    assert feature["compared"] == 2 and feature["mismatched"] == 0, feature

@@ -172,10 +172,11 @@ class Shadow:
         assert self.state is not None
         return hold(self.state.fence, backend, lines)
 
-    async def wait(self, earlier: list[asyncio.Future[None]]) -> None:
-        """Wait (at most the fence's limit) for the copies in ``earlier`` to arrive."""
+    async def wait(self, earlier: list[asyncio.Future[None]], limit: float | None = None) -> bool:
+        """Wait for the copies in ``earlier`` to arrive, at most ``limit`` (else the fence's
+        limit); False when they had not."""
         assert self.state is not None
-        await self.state.fence.wait(earlier)
+        return await self.state.fence.wait(earlier, limit)
 
     @property
     def stamps_asks(self) -> bool:

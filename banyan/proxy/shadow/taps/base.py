@@ -50,7 +50,9 @@ class TapHost(Protocol):
     def tap_closed(self) -> None: ...
     def waiting(self, backend: str, lines: list[Caller]) -> list[asyncio.Future[None]]: ...
     def hold_write(self, backend: str, lines: list[Caller]) -> Release: ...
-    async def wait(self, earlier: list[asyncio.Future[None]]) -> None: ...
+    async def wait(
+        self, earlier: list[asyncio.Future[None]], limit: float | None = None
+    ) -> bool: ...
     def socket_to(self, backend: str, raw_path: str, headers: Mapping[str, str]) -> Any: ...
     def ask_stamp(self, ms: int, path: str, turn: str) -> str | None: ...
     def noise(self, feature: str, endpoint: str) -> NoisePredicate: ...
@@ -91,6 +93,9 @@ class SocketTap:
     kind: ClassVar[str]
     # how long a closing tap waits for the lagging candidate to catch up
     converge_seconds: ClassVar[float] = CONVERGE_SECONDS
+    # how long a client frame waits for the caller's earlier copies to reach the candidate before
+    # it is sent anyway (None: the write fence's limit, as an HTTP copy waits)
+    patience: ClassVar[float | None] = None
 
     def __init__(
         self,
@@ -147,6 +152,11 @@ class SocketTap:
         """What the candidate is sent for the client's text frame ``message`` (None: nothing;
         the frame's place in line is released). May wait."""
         return str(message.data)
+
+    def sent_late(self, message: WSMessage) -> None:
+        """``message`` goes to the candidate before the caller's earlier copies reached it (they
+        took longer than :attr:`patience`): what the candidate answers read a store they had not
+        reached, and is not worth comparing."""
 
     def sent(self, message: WSMessage, release: Release) -> Release | None:
         """``message`` reached the candidate: return ``release`` to release its place now, or
@@ -238,7 +248,8 @@ class SocketTap:
         self.saw_primary(message)
 
     async def _run(self) -> None:
-        await self.host.wait(self._earlier)  # the caller's writes (its registration) land first
+        # the caller's writes (its registration) land first
+        await self.host.wait(self._earlier, self.patience)
         try:
             async with self.host.socket_to(self.candidate, self.raw_path, self.headers) as ws:
                 self._early = None  # frames reach the candidate from here on
@@ -281,7 +292,8 @@ class SocketTap:
                 return
             release: Release | None = message.release
             try:
-                await self.host.wait(message.earlier)
+                if not await self.host.wait(message.earlier, self.patience):
+                    self.sent_late(message.frame)
                 if message.frame.type == WSMsgType.TEXT:
                     text = await self.outgoing(message.frame)
                     if text is not None:
