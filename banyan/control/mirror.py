@@ -120,7 +120,6 @@ class SharedMirrorQueue(MirrorQueue):
         self._lock: asyncpg.Connection | None = None
         self._announcer: asyncpg.Connection | None = None
         self._busy = False
-        self._round = asyncio.Lock()  # one round at a time on the one connection it uses
         self._notify = asyncio.Lock()  # one statement at a time on the announcer
         self._intended: set[tuple[str, str]] = set()  # intents for the next announcement
         self._intents_told: asyncio.Future[None] | None = None  # ... and when it was made
@@ -219,7 +218,7 @@ class SharedMirrorQueue(MirrorQueue):
             if await conn.fetchval("SELECT pg_try_advisory_lock($1)", self.key):
                 self._busy = False
                 try:
-                    delivered = await super().deliver_due(limit)
+                    delivered = await self._deliver_round(limit)
                 finally:
                     await conn.execute("SELECT pg_advisory_unlock($1)", self.key)
             else:

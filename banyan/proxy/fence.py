@@ -13,11 +13,12 @@ A request to a backend waits for that user's pending writes to it, at most ``max
 mirror write that keeps failing must not hang a user; it is retried and reported by the mirror
 queue). A shadow copy waits the same: past it, the copy is sent anyway (a write's copy must
 land) but its answer, unless a failure, is not compared (the skip ``earlier_writes_late``), since
-it read a store the caller's earlier writes had not reached. A write without a user (a
-registration: no JWT ``sub`` yet) is held under its client address, and every request from that
-address waits for it too, so the first call made with the new token never overtakes the copy that
-creates the user. In steady state — every feature of a user on one side — nothing is ever pending
-for the side the user talks to, so nothing waits.
+it read a store the caller's earlier writes had not reached; a copy of a write waits longer
+(``WRITE_COPY_WAIT``), since sent early it would change what the candidate stores. A write
+without a user (a registration: no JWT ``sub`` yet) is held under its client address, and every
+request from that address waits for it too, so the first call made with the new token never
+overtakes the copy that creates the user. In steady state — every feature of a user on one
+side — nothing is ever pending for the side the user talks to, so nothing waits.
 
 A hold is either a *copy* on its way (a shadow copy, sent straight to the candidate) or a write
 *queued* in the durable mirror queue (``hold(..., queued=True)``). The queue keeps its own writes
@@ -33,6 +34,10 @@ from collections.abc import Callable, Hashable
 
 Release = Callable[[], None]
 MAX_WAIT = 2.0
+# How long a shadow copy of a write (a tutor ask included) waits for the caller's earlier copies:
+# sent early, it changes what the candidate stores (an answer made without the turn before it),
+# not only what it answers. It runs after the user's answer, so the wait costs the user nothing.
+WRITE_COPY_WAIT = 30.0
 
 
 def _noop() -> None:

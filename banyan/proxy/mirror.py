@@ -97,6 +97,10 @@ class MirrorQueue:
         self._releases: dict[int, Callable[[], None]] = {}
         self._storing = 0  # batches between their insert and their releases' registration
         self._settled: set[int] = set()  # rows delivered (or dead) in that gap, for _store
+        # One round at a time: two would send a row twice, and the later one's outcome could
+        # delete a row stored meanwhile under a reused id (SQLite reuses the ids of an emptied
+        # table), a write lost.
+        self._round = asyncio.Lock()
         self._stopping = False
         self.stop_grace = 2.0
         self.delivered = 0
@@ -249,6 +253,11 @@ class MirrorQueue:
         return max(0.0, earliest - time.time())
 
     async def deliver_due(self, limit: int = 500) -> bool:
+        """One round of delivery (:meth:`_deliver_round`), after any round in progress."""
+        async with self._round:
+            return await self._deliver_round(limit)
+
+    async def _deliver_round(self, limit: int) -> bool:
         """One round of delivery; True if any write was attempted.
 
         Writes are grouped in lanes, one per target and user across features

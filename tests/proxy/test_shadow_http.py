@@ -151,3 +151,35 @@ async def test_a_copy_sent_before_its_earlier_writes_landed_is_not_compared(
     summary = await shadow_summary(await delete_then_read(tmp_path))
     assert summary["read"]["compared"] == 0, summary
     assert summary["skips"] == {"earlier_writes_late": 1}, summary
+
+
+async def test_a_writes_copy_waits_past_2_s_for_the_callers_earlier_write(tmp_path: Path) -> None:
+    """The session's create takes 3 s to reach new; the note added to it right after waits for
+    it (a read would leave after 2 s): sent early, new would have refused it (no such session)
+    and the note would have reached new's store only later, through the mirror queue, after
+    whatever the user wrote next."""
+    shadow = make_shadow(tmp_path)
+    faults = [Fault("POST", "/api/sessions", delay=3.0)]
+    async with real_backends_new_behind_faults(
+        tmp_path, SESSIONS_SHADOWED, faults, shadow=shadow
+    ) as (_, _, http):
+        body = {"email": "w@example.com", "password": "password-1", "name": "W"}
+        made = await http.post("/api/auth/register", json=body)
+        auth = {"Authorization": f"Bearer {made.json()['token']}"}
+        sid = (await http.post("/api/sessions", json={"title": "t"}, headers=auth)).json()["id"]
+        note = {"role": "user", "content": "a note"}
+        added = await http.post(f"/api/sessions/{sid}/messages", json=note, headers=auth)
+        assert added.status_code == 201
+        for _ in range(300):  # register, create, note
+            summary = await shadow_summary(shadow)
+            if summary["settled"] >= 3:
+                break
+            await asyncio.sleep(0.05)
+    endpoints = {
+        e["endpoint"]: e
+        for f in (await shadow.recorder.store.summary())["features"]
+        for e in f["endpoints"]
+    }
+    assert summary["skips"] == {}, summary
+    note_copy = endpoints["POST /api/sessions/{id}/messages"]
+    assert note_copy["compared"] == 1 and note_copy["mismatched"] == 0, note_copy

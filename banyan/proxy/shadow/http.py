@@ -18,6 +18,7 @@ from multidict import MultiDict
 from banyan.parity.compare import Response, Rules, compare
 from banyan.parity.models import NoiseRecord
 from banyan.proxy.copy_sender import SENDER_ERRORS, Copy
+from banyan.proxy.fence import WRITE_COPY_WAIT
 from banyan.proxy.flags import Feature, ParityConfig
 from banyan.proxy.forward import Exchange
 from banyan.proxy.mirror import outcome
@@ -175,7 +176,9 @@ class HttpCopies:
         try:
             state, candidate_backend = self.shadow.state, copy.decision.shadow
             assert candidate_backend is not None and state is not None
-            in_order = await state.fence.wait(reservation.earlier)
+            # a write's copy sent early would change what the candidate stores: it waits longer
+            limit = None if writer is None else WRITE_COPY_WAIT
+            in_order = await state.fence.wait(reservation.earlier, limit)
             await state.gaps.wait()  # the users' requests first
             try:
                 candidate = await self._send(candidate_backend, copy)

@@ -32,7 +32,7 @@ from banyan.isotime import iso_ms
 from banyan.jsondepth import loads_shallow
 from banyan.logs import get_logger
 from banyan.parity.ws_capture import TutorTurns
-from banyan.proxy.fence import Release
+from banyan.proxy.fence import WRITE_COPY_WAIT, Release
 from banyan.proxy.shadow.taps.base import SocketTap
 
 log = get_logger("banyan.proxy.shadow")
@@ -44,10 +44,10 @@ REFUSED = -2  # the primary answered the ask with an error: the candidate is ask
 class TutorTap(SocketTap):
     kind = "tutor"
     converge_seconds = 10.0  # the candidate starts a turn when the primary finished it
-    # An answer depends on every earlier turn of the session: an ask waits for the caller's
-    # earlier copies (a turn still streaming on the candidate through another socket, a turn
-    # written through) longer than a read does, since a turn takes seconds on a busy model.
-    patience = 30.0
+    # An ask is a write whose answer depends on every earlier turn of the session: it waits for
+    # the caller's earlier copies (a turn still streaming on the candidate through another
+    # socket, a turn written through) as an HTTP write's copy does, not a read's 2 s.
+    patience = WRITE_COPY_WAIT
 
     def prepare(self) -> None:
         self.primary_turns, self.candidate_turns = TutorTurns(), TutorTurns()
