@@ -3,7 +3,9 @@
 Each turn is compared once both backends finished it (assembled text, event sequence, the stored
 messages). An ask sent to the candidate keeps its place in the caller's line until the candidate
 finished that turn, so a read of the session's messages right after the answer never reaches the
-candidate before its copy of the turn.
+candidate before its copy of the turn. The next ask, through this socket or another, waits for it
+as a write's copy does (up to ``WRITE_COPY_WAIT``): answered without the turn before it, the
+candidate would store another answer. One sent later anyway is not compared.
 
 A turn is a write: when writes are stamped, an ask reaches the candidate once the primary stored
 its turn, with a ``stamp`` at the primary's time (:mod:`banyan.stamps`), so both stores hold the
