@@ -7,7 +7,10 @@ shadowed (100% sampling). Every run starts with a 2 s warm-up after its flag cha
 are repeated in ``--rounds`` rounds, taking turns so that drift over time hits them alike; the
 median of a run's per-round p50 and p99 is printed with every round's figures (on a shared
 machine one round's p99 moves by a third from round to round, and one disturbed round would decide
-a p99 taken over all rounds' requests at once). Beside latency, the CPU time per request of the
+a p99 taken over all rounds' requests at once). The unshadowed run is measured twice in each
+round, first and last: how far the second copy lands from the first (an A/A comparison, where
+nothing changed) is the method's own noise in that run, printed beside the shadowed runs'
+figures so a difference of a few percent can be read against it. Beside latency, the CPU time per request of the
 proxy, of its copy sender (the helper process that sends the copies,
 ``banyan/proxy/copy_sender.py``) and of the candidate: shadowing's cost, which depends much less
 on how busy the machine is. Then ``wrk -c64`` floods the proxy with shadowed requests for
@@ -102,6 +105,7 @@ class Run:
 
 
 Target = tuple[str, str, Child]  # (run name, mode, candidate)
+AGAIN = "legacy again (A/A: noise)"
 
 
 async def _start(tmp: Path, children: list[Child]) -> tuple[Path, Child, Child, list[Target]]:
@@ -126,6 +130,7 @@ async def _start(tmp: Path, children: list[Child]) -> tuple[Path, Child, Child, 
         (f"shadow, {name} candidate", "shadow", candidate)
         for name, candidate in (("healthy", healthy), ("10x slower", slow), ("hanging", hanging))
     ]
+    runs.append((AGAIN, "legacy", healthy))  # the A/A control: nothing changed but the time
     return flags, primary, proxy, runs
 
 
@@ -200,7 +205,8 @@ async def main_async(args: argparse.Namespace) -> None:
             flags, primary, proxy, runs = await _start(Path(tmp), children)
             figures = await _measure(args, Path(tmp), flags, primary, proxy, runs)
             _report(args, runs, figures)
-            await _memory(args, flags, primary, proxy, runs[-1][2])
+            hanging = next(candidate for name, _, candidate in runs if "hanging" in name)
+            await _memory(args, flags, primary, proxy, hanging)
         finally:
             await stop_all(children)
 
