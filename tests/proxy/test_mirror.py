@@ -223,7 +223,7 @@ async def test_pending_writes_survive_a_restart(
     async def tried() -> bool:
         return first.retried >= 2
 
-    await wait_until(tried)
+    await wait_until(tried, timeout=15.0)  # one lane: b waits behind a, whose retry is 5 s on
     await first.stop()
     upstream = Recorder()
     async with serve(upstream.app) as url:
@@ -542,6 +542,22 @@ async def test_a_write_submitted_but_not_stored_yet_is_pending(
         await queue.stop()
 
 
+async def queue_of(tmp_path: Path, session: aiohttp.ClientSession, url: str) -> MirrorQueue:
+    """A started queue on SQLite under ``tmp_path``, delivering to ``url`` as ``legacy``."""
+    queue = MirrorQueue(f"sqlite+aiosqlite:///{tmp_path / 'm.db'}")
+    await queue.start(session, {"legacy": url})
+    return queue
+
+
+async def delivered_all(queue: MirrorQueue) -> None:
+    """Rounds until nothing is pending (a send that failed on a loaded machine: at its retry)."""
+    for _ in range(200):
+        if not (await queue.stats()).pending:
+            return
+        await queue.deliver_due()
+        await asyncio.sleep(0.02)
+
+
 async def test_rounds_asked_side_by_side_send_each_write_once_and_lose_none(
     tmp_path: Path, session: aiohttp.ClientSession
 ) -> None:
@@ -550,18 +566,13 @@ async def test_rounds_asked_side_by_side_send_each_write_once_and_lose_none(
     under the id SQLite reuses once the table is empty, before it was ever sent."""
     upstream = Recorder()
     async with serve(upstream.app) as url:
-        queue = MirrorQueue(f"sqlite+aiosqlite:///{tmp_path / 'm.db'}")
-        await queue.start(session, {"legacy": url})
+        queue = await queue_of(tmp_path, session, url)
         released: list[int] = []
         try:
             for n in range(60):
                 batch = [write(f"/w/{n}", "Bearer a", lambda n=n: released.append(n))]
                 await asyncio.gather(queue._store(batch), queue.deliver_due(), queue.deliver_due())
-                for _ in range(100):
-                    if not (await queue.stats()).pending:
-                        break
-                    await queue.deliver_due()
-                    await asyncio.sleep(0.01)
+                await delivered_all(queue)
         finally:
             await queue.stop()
     sent = [seen["path"] for seen in upstream.seen]
@@ -577,8 +588,7 @@ async def test_a_write_delivered_before_its_release_is_registered_still_releases
     requests wait 2 s each for a write that has landed."""
     upstream = Recorder()
     async with serve(upstream.app) as url:
-        queue = MirrorQueue(f"sqlite+aiosqlite:///{tmp_path / 'm.db'}")
-        await queue.start(session, {"legacy": url})
+        queue = await queue_of(tmp_path, session, url)
         released: list[int] = []
         try:
             for n in range(200):  # the race is narrow: many tries
@@ -587,11 +597,7 @@ async def test_a_write_delivered_before_its_release_is_registered_still_releases
                 while not storing.done():  # rounds side by side with the insert
                     await queue.deliver_due()
                 await storing
-                for _ in range(200):  # what is still pending is delivered now (or, when a send
-                    if not await queue.deliver_due():  # failed on a loaded machine, at its retry)
-                        if not (await queue.stats()).pending:
-                            break
-                        await asyncio.sleep(0.05)
+                await delivered_all(queue)
                 assert n in released, f"write {n} delivered, its hold never ended"
         finally:
             await queue.stop()

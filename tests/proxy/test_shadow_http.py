@@ -105,6 +105,13 @@ SESSIONS_SHADOWED = """\
 """
 
 
+async def registered(http: httpx.AsyncClient, email: str) -> dict[str, str]:
+    """Register ``email`` through the proxy: the new user's auth headers."""
+    body = {"email": email, "password": "password-1", "name": "U"}
+    made = await http.post("/api/auth/register", json=body)
+    return {"Authorization": f"Bearer {made.json()['token']}"}
+
+
 async def delete_then_read(tmp_path: Path) -> Shadow:
     """A user creates a session, deletes it and reads it back, all shadowed; the delete's copy
     takes 3 s to reach new (longer than the 2 s a copy waits for it). The shadow, settled."""
@@ -113,9 +120,7 @@ async def delete_then_read(tmp_path: Path) -> Shadow:
     async with real_backends_new_behind_faults(
         tmp_path, SESSIONS_SHADOWED, faults, shadow=shadow
     ) as (_, _, http):
-        body = {"email": "d@example.com", "password": "password-1", "name": "D"}
-        made = await http.post("/api/auth/register", json=body)
-        auth = {"Authorization": f"Bearer {made.json()['token']}"}
+        auth = await registered(http, "d@example.com")
         sid = (await http.post("/api/sessions", json={"title": "t"}, headers=auth)).json()
         deleted = await http.delete(f"/api/sessions/{sid['id']}", headers=auth)
         assert deleted.status_code == 204
@@ -163,9 +168,7 @@ async def test_a_writes_copy_waits_past_2_s_for_the_callers_earlier_write(tmp_pa
     async with real_backends_new_behind_faults(
         tmp_path, SESSIONS_SHADOWED, faults, shadow=shadow
     ) as (_, _, http):
-        body = {"email": "w@example.com", "password": "password-1", "name": "W"}
-        made = await http.post("/api/auth/register", json=body)
-        auth = {"Authorization": f"Bearer {made.json()['token']}"}
+        auth = await registered(http, "w@example.com")
         sid = (await http.post("/api/sessions", json={"title": "t"}, headers=auth)).json()["id"]
         note = {"role": "user", "content": "a note"}
         added = await http.post(f"/api/sessions/{sid}/messages", json=note, headers=auth)

@@ -55,6 +55,17 @@ async def stored(base_url: str, sid: str, auth: dict[str, str], count: int) -> d
     return {"messages": times, "updated_at": session.get("updated_at")}
 
 
+async def ask_through_two_sockets(ws_url: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A question through one socket, the next through a new one (as the web app asks): the
+    two turns' ``done`` frames."""
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(ws_url) as ws:
+            first = await tutor_turn(ws, "What is a fraction?")
+        async with session.ws_connect(ws_url) as ws:
+            second = await tutor_turn(ws, "And a decimal?")
+    return first, second
+
+
 def as_stored(*turns: dict[str, Any]) -> list[tuple[str, str, str]]:
     """What the primary's ``done`` frames say it stored, as :func:`stored` lists messages."""
     return [
@@ -148,11 +159,7 @@ async def test_a_turn_the_candidate_did_not_finish_in_time_is_written_through(
     slow = 20  # ms between tokens: the candidate's copy of the turn outlasts the wait
     async with shadowed_tutor(tmp_path, monkeypatch, "lagging@example.com", slow) as stack:
         urls, _, ws_url, auth, sid = stack
-        async with aiohttp.ClientSession() as session:
-            async with session.ws_connect(ws_url) as ws:
-                first = await tutor_turn(ws, "What is a fraction?")
-            async with session.ws_connect(ws_url) as ws:
-                second = await tutor_turn(ws, "And a decimal?")
+        first, second = await ask_through_two_sockets(ws_url)
         on_legacy = await stored(urls["legacy"], sid, auth, 4)
         on_new = await stored(urls["new"], sid, auth, 4)
     assert on_legacy["messages"] == as_stored(first, second)
@@ -174,11 +181,7 @@ async def test_an_ask_waits_for_the_turn_still_streaming_on_the_candidate_throug
         tmp_path, monkeypatch, "two-sockets@example.com", candidate_delay_ms=100
     ) as stack:
         urls, shadow, ws_url, auth, sid = stack
-        async with aiohttp.ClientSession() as session:
-            async with session.ws_connect(ws_url) as ws:
-                first = await tutor_turn(ws, "What is a fraction?")
-            async with session.ws_connect(ws_url) as ws:
-                second = await tutor_turn(ws, "And a decimal?")
+        first, second = await ask_through_two_sockets(ws_url)
         on_legacy = await stored(urls["legacy"], sid, auth, 4)
         on_new = await stored(urls["new"], sid, auth, 4)
         answers = {}
