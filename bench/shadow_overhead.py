@@ -10,8 +10,8 @@ machine one round's p99 moves by a third from round to round, and one disturbed 
 a p99 taken over all rounds' requests at once). The unshadowed run is measured twice in each
 round, first and last: how far the second copy lands from the first (an A/A comparison, where
 nothing changed) is the method's own noise in that run, printed beside the shadowed runs'
-figures so a difference of a few percent can be read against it. Beside latency, the CPU time per request of the
-proxy, of its copy sender (the helper process that sends the copies,
+figures so a difference of a few percent can be read against it. Beside latency, the CPU time
+per request of the proxy, of its copy sender (the helper process that sends the copies,
 ``banyan/proxy/copy_sender.py``) and of the candidate: shadowing's cost, which depends much less
 on how busy the machine is. Then ``wrk -c64`` floods the proxy with shadowed requests for
 ``--memory-seconds`` with the hanging candidate and the proxy's resident memory is printed every
