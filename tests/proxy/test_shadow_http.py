@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -112,25 +114,39 @@ async def registered(http: httpx.AsyncClient, email: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {made.json()['token']}"}
 
 
+@asynccontextmanager
+async def a_user_shadowed(
+    tmp_path: Path, slow: Fault, email: str
+) -> AsyncIterator[tuple[Shadow, httpx.AsyncClient, dict[str, str]]]:
+    """Sessions shadowed to new behind ``slow``; a user registered: (shadow, client, auth)."""
+    shadow = make_shadow(tmp_path)
+    async with real_backends_new_behind_faults(
+        tmp_path, SESSIONS_SHADOWED, [slow], shadow=shadow
+    ) as (_, _, http):
+        yield shadow, http, await registered(http, email)
+
+
+async def settled(shadow: Shadow, count: int) -> dict[str, Any]:
+    """:func:`shadow_summary` once ``count`` copies are compared or skipped (or after 15 s)."""
+    for _ in range(300):
+        summary = await shadow_summary(shadow)
+        if summary["settled"] >= count:
+            break
+        await asyncio.sleep(0.05)
+    return summary
+
+
 async def delete_then_read(tmp_path: Path) -> Shadow:
     """A user creates a session, deletes it and reads it back, all shadowed; the delete's copy
     takes 3 s to reach new (longer than the 2 s a copy waits for it). The shadow, settled."""
-    shadow = make_shadow(tmp_path)
-    faults = [Fault("DELETE", "/api/sessions/.*", delay=3.0)]
-    async with real_backends_new_behind_faults(
-        tmp_path, SESSIONS_SHADOWED, faults, shadow=shadow
-    ) as (_, _, http):
-        auth = await registered(http, "d@example.com")
+    slow = Fault("DELETE", "/api/sessions/.*", delay=3.0)
+    async with a_user_shadowed(tmp_path, slow, "d@example.com") as (shadow, http, auth):
         sid = (await http.post("/api/sessions", json={"title": "t"}, headers=auth)).json()
         deleted = await http.delete(f"/api/sessions/{sid['id']}", headers=auth)
         assert deleted.status_code == 204
         read = await http.get(f"/api/sessions/{sid['id']}", headers=auth)
         assert read.status_code == 404
-        for _ in range(300):  # the read's copy is the fourth of the user's line
-            summary = await shadow_summary(shadow)
-            if summary["settled"] >= 4:
-                break
-            await asyncio.sleep(0.05)
+        await settled(shadow, 4)  # the read's copy is the fourth of the user's line
     return shadow
 
 
@@ -163,21 +179,13 @@ async def test_a_writes_copy_waits_past_2_s_for_the_callers_earlier_write(tmp_pa
     it (a read would leave after 2 s): sent early, new would have refused it (no such session)
     and the note would have reached new's store only later, through the mirror queue, after
     whatever the user wrote next."""
-    shadow = make_shadow(tmp_path)
-    faults = [Fault("POST", "/api/sessions", delay=3.0)]
-    async with real_backends_new_behind_faults(
-        tmp_path, SESSIONS_SHADOWED, faults, shadow=shadow
-    ) as (_, _, http):
-        auth = await registered(http, "w@example.com")
+    slow = Fault("POST", "/api/sessions", delay=3.0)
+    async with a_user_shadowed(tmp_path, slow, "w@example.com") as (shadow, http, auth):
         sid = (await http.post("/api/sessions", json={"title": "t"}, headers=auth)).json()["id"]
         note = {"role": "user", "content": "a note"}
         added = await http.post(f"/api/sessions/{sid}/messages", json=note, headers=auth)
         assert added.status_code == 201
-        for _ in range(300):  # register, create, note
-            summary = await shadow_summary(shadow)
-            if summary["settled"] >= 3:
-                break
-            await asyncio.sleep(0.05)
+        summary = await settled(shadow, 3)  # register, create, note
     endpoints = {
         e["endpoint"]: e
         for f in (await shadow.recorder.store.summary())["features"]
