@@ -73,3 +73,25 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> 
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def balanced_orders(count: int) -> list[list[int]]:
+    """Orders in which to take ``count`` runs, one order per round, such that over all of them
+    (``count`` orders when it is even, twice that when odd) every run takes every place equally
+    often and follows every other run equally often (a Williams design).
+
+    Rounds that always take their runs in one order charge whatever the earlier runs leave behind
+    (a recorder still writing, a warmer cache, the host's drift within a round) to the later ones;
+    taken in these orders, such effects fall on every run alike."""
+    first = [0]
+    low, high = 1, count - 1
+    while low <= high:  # 0, 1, n-1, 2, n-2, ...
+        first.append(low)
+        low += 1
+        if low <= high:
+            first.append(high)
+            high -= 1
+    orders = [[(run + shift) % count for run in first] for shift in range(count)]
+    if count % 2:
+        orders += [order[::-1] for order in orders]
+    return orders

@@ -4,20 +4,22 @@ In one run, with a primary that answers in ~1 ms and three candidates — health
 slower, and hanging (cut at the shadow timeout) — the primary's p50/p99 as the client sees it is
 measured at a fixed rate by ``wrk`` (:func:`bench.wrk.paced`) with the feature unshadowed and
 shadowed (100% sampling). Every run starts with a 2 s warm-up after its flag change, and the runs
-are repeated in ``--rounds`` rounds, taking turns so that drift over time hits them alike; the
-median of a run's per-round p50 and p99 is printed with every round's figures (on a shared
-machine one round's p99 moves by a third from round to round, and one disturbed round would decide
-a p99 taken over all rounds' requests at once). The unshadowed run is measured twice in each
-round, first and last: how far the second copy lands from the first (an A/A comparison, where
-nothing changed) is the method's own noise in that run, printed beside the shadowed runs'
-figures so a difference of a few percent can be read against it. Beside latency, the CPU time
+are repeated in ``--rounds`` rounds, taking turns so that drift over time hits them alike; each
+round takes them in another order, such that over ten rounds every run takes every place twice
+and follows every other run twice (:func:`bench.common.balanced_orders`). The median of a run's
+per-round p50 and p99 is printed with every round's figures (on a shared machine one round's p99
+moves by a third from round to round, and one disturbed round would decide a p99 taken over all
+rounds' requests at once). The unshadowed run is measured twice in each round: how far the second
+copy lands from the first (an A/A comparison, where nothing changed) is the method's own noise in
+that run, printed beside the shadowed runs' figures so a difference of a few percent can be read
+against it. Beside latency, the CPU time
 per request of the proxy, of its copy sender (the helper process that sends the copies,
 ``banyan/proxy/copy_sender.py``) and of the candidate: shadowing's cost, which depends much less
 on how busy the machine is. Then ``wrk -c64`` floods the proxy with shadowed requests for
 ``--memory-seconds`` with the hanging candidate and the proxy's resident memory is printed every
 fifth of that: it must stay flat.
 
-    .venv/bin/python -m bench.shadow_overhead [--rate 400] [--duration 8] [--rounds 9]
+    .venv/bin/python -m bench.shadow_overhead [--rate 400] [--duration 8] [--rounds 10]
         [--memory-seconds 25]
 """
 
@@ -35,7 +37,7 @@ import aiohttp
 
 from banyan.ports import free_port
 from banyan.processes import PYTHON_CLI, Child, start, stop_all
-from bench.common import markdown_table
+from bench.common import balanced_orders, markdown_table
 from bench.held_sockets import rss_kib
 from bench.wrk import Run as WrkRun
 from bench.wrk import cpu_seconds, paced, wrk, wrk_or_exit
@@ -138,11 +140,14 @@ async def _measure(
     args: argparse.Namespace, tmp: Path, flags: Path, primary: Child, proxy: Child,
     runs: list[Target],
 ) -> dict[str, Run]:  # fmt: skip
-    """Rounds of every run, so drift over time hits them alike."""
+    """Rounds of every run, each round in its own order (:func:`balanced_orders`), so drift over
+    time and what one run leaves behind for the next hit every run alike."""
     figures = {name: Run() for name, _, _ in runs}
     pid = proxy.process.pid
-    for _ in range(args.rounds):
-        for name, mode, candidate in runs:
+    orders = balanced_orders(len(runs))
+    for round_ in range(args.rounds):
+        for index in orders[round_ % len(orders)]:
+            name, mode, candidate = runs[index]
             await set_mode(flags, primary.url, candidate.url, mode, proxy.url)
             await paced(proxy.url, args.rate, args.connections, 2, tmp)  # warm up
             pids = {
@@ -215,7 +220,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rate", type=float, default=400.0)
     parser.add_argument("--duration", type=float, default=8.0)
-    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=8, help="wrk's, paced")
     parser.add_argument("--memory-seconds", type=float, default=25.0)
     asyncio.run(main_async(parser.parse_args()))

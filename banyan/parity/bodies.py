@@ -16,11 +16,10 @@ MISSING = object()  # what parse_json gives for a body that is not JSON
 
 def decode_body(body: bytes, headers: Mapping[str, str]) -> bytes:
     """Undo ``Content-Encoding`` (possibly several, applied in order)."""
-    if not headers.get("content-encoding"):  # most answers: nothing to undo
+    coding = headers.get("content-encoding")
+    if not coding:  # most answers: nothing to undo
         return body
-    encodings = [
-        e.strip().lower() for e in headers.get("content-encoding", "").split(",") if e.strip()
-    ]
+    encodings = [e.strip().lower() for e in coding.split(",") if e.strip()]
     for encoding in reversed(encodings):
         if encoding in ("gzip", "x-gzip"):
             body = gzip.decompress(body)

@@ -1,22 +1,23 @@
-"""Shadow copies leave from a helper process, off the proxy's event loop.
+"""Shadow copies: sent from the proxy's own process, or on request from a helper process.
 
-Sending a copy costs the proxy about as much CPU as forwarding the user's request (one aiohttp
-client exchange), and an event loop runs one thing at a time: a user's request that arrives while
-a copy is being sent or read waits for it. :class:`CopySender` hands every copy to a helper
-process instead (``python -m banyan.proxy.copy_sender FD MAX_INFLIGHT``, started at the first copy,
-running below the proxy: :func:`yield_to_the_proxy`) over a private socket pair, and gets the
-candidate's answer back: the proxy's part is one small message each way. A copy is the
-primary's request: the same head bytes (:meth:`banyan.proxy.headers.Outbound.head`: target,
-every header line in order, ``Host``, ``X-Request-Id``) and body, sent by the same upstream
-client the proxy forwards with (:mod:`banyan.proxy.upstream`, :func:`send_copy`), through the
-helper's own keep-alive pools. The candidate's latency is its own round trip: from the copy's
-head leaving to its answer's head.
+A copy is the primary's request: the same head bytes (:meth:`banyan.proxy.headers.Outbound.head`:
+target, every header line in order, ``Host``, ``X-Request-Id``) and body, sent by the same
+upstream client the proxy forwards with (:mod:`banyan.proxy.upstream`, :func:`send_copy`). The
+candidate's latency is its own round trip: from the copy's head leaving to its answer's head.
+
+By default (``in_process=True``, ``BANYAN_SHADOW_SENDER=inline``) :class:`CopySender` sends each
+copy on the proxy's event loop, through the proxy's pools. With ``in_process=False``
+(``BANYAN_SHADOW_SENDER=process``) it hands every copy to a helper process instead (``python -m
+banyan.proxy.copy_sender FD MAX_INFLIGHT``, started at the first copy, running below the proxy:
+:func:`yield_to_the_proxy`) over a private socket pair, and gets the candidate's answer back: the
+proxy's part is one small message each way. That takes about 35 µs of CPU per copy off the
+proxy's loop but costs two more process wake-ups per copy, which on a small host delay the users'
+requests more than the loop time saved (``bench/copy_sender.py``; docs/decisions.md).
 
 Failures stay contained: when the helper cannot be started, copies are sent in-process by the
 same :func:`send_copy` until a restart succeeds (tried again after 1 s, doubling up to a minute
 while it keeps failing); copies a helper had in hand when it died come back as errors; a helper
-whose proxy is gone sees its socket close and exits. ``in_process=True`` (``BANYAN_SHADOW_SENDER=
-inline``) keeps every copy in the proxy's process.
+whose proxy is gone sees its socket close and exits.
 
 Messages are length-prefixed pickles of plain tuples; the socket pair is private to the proxy and
 the child it started itself, so nothing else can write to it.
@@ -201,7 +202,7 @@ def _expire(future: asyncio.Future[Response], started: float) -> None:
 class CopySender:
     """The proxy's side: :meth:`send` a copy, through the helper when it runs, else in-process."""
 
-    def __init__(self, max_inflight: int = 64, *, in_process: bool = False) -> None:
+    def __init__(self, max_inflight: int = 64, *, in_process: bool = True) -> None:
         self.max_inflight = max_inflight
         self.in_process = in_process
         self.started = 0  # helpers started over this sender's life
@@ -210,6 +211,7 @@ class CopySender:
         self._channel: Channel | None = None
         self._process: asyncio.subprocess.Process | None = None
         self._pending: dict[int, asyncio.Future[Response]] = {}
+        self._sending = 0  # copies being sent in-process now
         self._ids = itertools.count()
         self._lock = asyncio.Lock()
         self._retry_at = 0.0
@@ -227,7 +229,7 @@ class CopySender:
             "helper_pid": self.helper_pid,
             "helpers_started": self.started,
             "copies_lost": self.lost,
-            "in_flight": len(self._pending),
+            "in_flight": len(self._pending) + self._sending,
         }
 
     @property
@@ -238,7 +240,11 @@ class CopySender:
         channel = self._channel or await self._helper()
         if channel is None:
             assert self._upstreams is not None, "start() the sender first"
-            return await send_copy(self._upstreams, copy)
+            self._sending += 1
+            try:
+                return await send_copy(self._upstreams, copy)
+            finally:
+                self._sending -= 1
         loop = asyncio.get_running_loop()
         job_id = next(self._ids)
         future: asyncio.Future[Response] = loop.create_future()

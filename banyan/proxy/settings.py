@@ -23,7 +23,7 @@ variable                        what                                        defa
 ``BANYAN_KEEPALIVE_TIMEOUT``    seconds an idle client connection lives     75
 ``BANYAN_ADMIN_TOKEN``          bearer token of ``/_proxy/*``               none: loopback reads
 ``BANYAN_JWT_SECRET``           signs write stamps                          none: no stamps
-``BANYAN_SHADOW_SENDER``        ``process`` or ``inline`` copy sending      ``process``
+``BANYAN_SHADOW_SENDER``        ``inline`` or ``process`` copy sending      ``inline``
 ``BANYAN_PARITY_DB``            the parity store's URL                      beside the flags
 ``BANYAN_MIRROR_DB``            the mirror queue's URL                      beside the flags
 ``BANYAN_AUDIT_LOG``            the audit log's path                        beside the flags
@@ -50,7 +50,7 @@ from banyan.proxy.admission import AdmissionLimits
 from banyan.proxy.flags.source import DEFAULT_MAX_BYTES, MAX_BYTES_ENV
 from banyan.proxy.limits import Limits
 
-SenderMode = Literal["process", "inline"]
+SenderMode = Literal["inline", "process"]
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
@@ -65,7 +65,7 @@ class Settings:
     client_timeouts: ClientTimeouts = field(default_factory=ClientTimeouts)
     admin_token: str | None = None
     stamp_secret: str | None = None
-    shadow_sender: SenderMode = "process"
+    shadow_sender: SenderMode = "inline"
     parity_db: str | None = None
     mirror_db: str | None = None
     audit_log: Path | None = None
@@ -88,7 +88,7 @@ class Settings:
             stamp_secret=text(environ, "BANYAN_JWT_SECRET"),
             shadow_sender=cast(
                 SenderMode,
-                choice(environ, "BANYAN_SHADOW_SENDER", "process", ("process", "inline")),
+                choice(environ, "BANYAN_SHADOW_SENDER", "inline", ("inline", "process")),
             ),
             parity_db=text(environ, "BANYAN_PARITY_DB"),
             mirror_db=text(environ, "BANYAN_MIRROR_DB"),

@@ -87,7 +87,7 @@ async def running_sender(**options: Any) -> AsyncIterator[CopySender]:
 
 @pytest.fixture
 async def sender() -> AsyncIterator[CopySender]:
-    async with running_sender(max_inflight=8) as made:
+    async with running_sender(max_inflight=8, in_process=False) as made:
         yield made
 
 
@@ -200,7 +200,19 @@ async def test_a_helper_that_cannot_start_leaves_copies_in_process(
 async def test_in_process_mode_starts_no_helper(candidate: str) -> None:
     async with running_sender(in_process=True) as made:
         answer = await made.send(copy_of("GET", candidate + "/x", {}, b"", 5, 1000))
+        hanging = asyncio.ensure_future(
+            made.send(copy_of("GET", candidate + "/hang", {}, b"", 0.5, 10))
+        )
+        await asyncio.sleep(0.1)
+        sending = made.status()["in_flight"]
+        cut = await hanging
     assert answer.status == 200 and made.helper_pid is None and made.started == 0
+    assert made.status()["mode"] == "in_process" and sending == 1
+    assert cut.error == "candidate timed out" and made.status()["in_flight"] == 0
+
+
+def test_copies_stay_in_the_proxys_process_unless_a_helper_is_asked_for() -> None:
+    assert CopySender().in_process and not CopySender(in_process=False).in_process
 
 
 async def test_a_hung_helper_cannot_hold_a_copy_forever(

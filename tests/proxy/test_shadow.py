@@ -15,6 +15,7 @@ from banyan.parity import cli
 from banyan.parity.compare import Response
 from banyan.parity.store import ParityRecorder, ParityStore
 from banyan.ports import free_port
+from banyan.proxy.copy_sender import CopySender
 from banyan.proxy.shadow import Shadow, sampled, shadow_from_env, undelivered
 from banyan.serving import serve
 
@@ -34,11 +35,13 @@ def features(noise: int = 0, timeout: float = 2, extra: str = "") -> str:
     return SHADOW.format(noise=noise, timeout=timeout, extra=extra)
 
 
-def make_shadow(tmp_path: Path) -> Shadow:
+def make_shadow(tmp_path: Path, *, helper: bool = False) -> Shadow:
+    """A shadow whose copies leave from the proxy's process, or (``helper``) from a helper."""
     return Shadow(
         ParityRecorder(
             ParityStore(f"sqlite+aiosqlite:///{tmp_path / 'parity.db'}"), flush_interval=0.05
-        )
+        ),
+        sender=CopySender(in_process=not helper),
     )
 
 
@@ -228,8 +231,8 @@ async def test_the_users_answer_never_depends_on_the_candidate(
 async def test_a_candidate_that_keeps_failing_is_given_a_rest(
     make_stack: Any, tmp_path: Path
 ) -> None:
-    async with make_stack(features(timeout=0.3), shadow=make_shadow(tmp_path)) as stack:
-        shadow: Shadow = stack.state.shadow
+    shadow = make_shadow(tmp_path, helper=True)
+    async with make_stack(features(timeout=0.3), shadow=shadow) as stack:
         shadow.breaker.threshold, shadow.breaker.cooldown = 3, 60
         dead = f"http://127.0.0.1:{free_port()}"
         stack.flags.write_text(stack.flags.read_text().replace(stack.new_url, dead))
@@ -352,13 +355,13 @@ async def test_a_write_copy_waits_for_the_users_earlier_read(
     assert stack.state.fence.waits == 1  # the create's copy waited for the list's copy
 
 
-def test_copies_leave_from_a_helper_unless_asked_to_stay_in_process(
+def test_copies_leave_from_the_proxy_unless_a_helper_is_asked_for(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("BANYAN_SHADOW_SENDER", raising=False)
-    assert not shadow_from_env(tmp_path / "flags.yaml").sender.in_process
-    monkeypatch.setenv("BANYAN_SHADOW_SENDER", "inline")
     assert shadow_from_env(tmp_path / "flags.yaml").sender.status()["mode"] == "in_process"
+    monkeypatch.setenv("BANYAN_SHADOW_SENDER", "process")
+    assert not shadow_from_env(tmp_path / "flags.yaml").sender.in_process
 
 
 async def wait_for_mirror(stack: Any, delivered: int) -> None:
@@ -421,8 +424,8 @@ async def test_a_copy_the_helper_loses_is_skipped_not_blamed_on_the_candidate(
     import signal
 
     mirrored = features(timeout=5, extra="    writes: mirror\n")
-    async with make_stack(mirrored, shadow=make_shadow(tmp_path)) as stack:
-        shadow: Shadow = stack.state.shadow
+    shadow = make_shadow(tmp_path, helper=True)
+    async with make_stack(mirrored, shadow=shadow) as stack:
         stack.new.delay = 1.0  # the copy is still in the helper's hands when it dies
         async with httpx.AsyncClient(base_url=stack.url) as client:
             assert (await client.post("/api/a", json={})).json()["backend"] == "legacy"

@@ -3,9 +3,8 @@
 In ``shadow`` mode the primary answers the user. For a sampled share of requests (``parity.sample``
 percent, decided from the request id so a retry is sampled the same way) the proxy sends a copy to
 the candidate after the primary answered — the user never waits for it — and cuts the candidate at
-``parity.shadow_timeout``. The copy itself is sent by a helper process
-(:mod:`banyan.proxy.copy_sender`), so sending and reading it costs the proxy's event loop one small
-message each way.
+``parity.shadow_timeout``. The copy itself is sent by the proxy's own upstream client
+(:mod:`banyan.proxy.copy_sender`; a helper process on request, ``BANYAN_SHADOW_SENDER=process``).
 
 Writes are copied only with ``writes: mirror`` (same ``Idempotency-Key``). A write that is not
 compared (sampled out, too many in flight) goes to the candidate through the durable mirror queue

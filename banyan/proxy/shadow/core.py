@@ -306,9 +306,9 @@ def parity_url(flags_path: str | Path) -> str:
 
 def shadow_from_env(flags_path: str | Path, settings: Settings | None = None) -> Shadow:
     """The proxy's shadow: parity store from ``BANYAN_PARITY_DB`` (else ``.banyan/parity.db``
-    beside the flag file, :mod:`banyan.parity.location`); copies leave from a helper process
-    unless ``BANYAN_SHADOW_SENDER=inline``. Both come from ``settings`` (by default the
-    environment's now)."""
+    beside the flag file, :mod:`banyan.parity.location`); copies leave from the proxy's process
+    unless ``BANYAN_SHADOW_SENDER=process`` asks for a helper process. Both come from
+    ``settings`` (by default the environment's now)."""
     settings = settings if settings is not None else Settings.from_env(os.environ)
     url = store_url(settings.parity_db) if settings.parity_db else beside(flags_path)
     return Shadow(
