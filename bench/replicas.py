@@ -87,7 +87,7 @@ async def transactions(databases: list[str]) -> int:
 
 
 def family(pid: int) -> list[int]:
-    """``pid`` and its descendants (a proxy's copy sender is a child process)."""
+    """``pid`` and its descendants (the workers of ``banyan proxy --workers N``)."""
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:

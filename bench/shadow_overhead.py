@@ -12,10 +12,8 @@ moves by a third from round to round, and one disturbed round would decide a p99
 rounds' requests at once). The unshadowed run is measured twice in each round: how far the second
 copy lands from the first (an A/A comparison, where nothing changed) is the method's own noise in
 that run, printed beside the shadowed runs' figures so a difference of a few percent can be read
-against it. Beside latency, the CPU time
-per request of the proxy, of its copy sender (the helper process that sends the copies,
-``banyan/proxy/copy_sender.py``) and of the candidate: shadowing's cost, which depends much less
-on how busy the machine is. Then ``wrk -c64`` floods the proxy with shadowed requests for
+against it. Beside latency, the CPU time per request of the proxy and of the candidate:
+shadowing's cost, which depends much less on how busy the machine is. Then ``wrk -c64`` floods the proxy with shadowed requests for
 ``--memory-seconds`` with the hanging candidate and the proxy's resident memory is printed every
 fifth of that: it must stay flat.
 
@@ -68,15 +66,6 @@ async def set_mode(flags: Path, legacy: str, new: str, mode: str, proxy: str) ->
                     return
             await asyncio.sleep(0.05)
     raise RuntimeError("the proxy did not pick up the flag change")
-
-
-async def helper_pid(proxy: str) -> int | None:
-    """The proxy's copy sender process, once it has one."""
-    async with aiohttp.ClientSession() as session:
-        async with session.get(proxy + "/_proxy/status") as response:
-            sender = (await response.json()).get("shadow_sender") or {}
-    pid = sender.get("helper_pid")
-    return int(pid) if pid else None
 
 
 @dataclass
@@ -150,16 +139,11 @@ async def _measure(
             name, mode, candidate = runs[index]
             await set_mode(flags, primary.url, candidate.url, mode, proxy.url)
             await paced(proxy.url, args.rate, args.connections, 2, tmp)  # warm up
-            pids = {
-                "proxy": pid,
-                "helper": await helper_pid(proxy.url),
-                "candidate": candidate.process.pid,
-            }
+            pids = {"proxy": pid, "candidate": candidate.process.pid}
             before = {process: cpu_seconds(each) for process, each in pids.items()}
             run = await paced(proxy.url, args.rate, args.connections, args.duration, tmp)
             await asyncio.sleep(1.2)  # the last copies are answered (or cut at 1 s)
             spent = {process: cpu_seconds(each) - before[process] for process, each in pids.items()}
-            spent["proxy"] -= spent["helper"]  # the copy sender is a child of the proxy: its own
             figures[name].add(run, spent)
     return figures
 
@@ -174,7 +158,7 @@ def _report(args: argparse.Namespace, runs: list[Target], figures: dict[str, Run
         rows.append([name, round(p50, 3), round(p99, 3),
                      f"{(p50 / base50 - 1) * 100:+.1f}%" if versus else "—",
                      f"{(p99 / base99 - 1) * 100:+.1f}%" if versus else "—",
-                     round(run.per_request_us("proxy")), round(run.per_request_us("helper")),
+                     round(run.per_request_us("proxy")),
                      round(run.per_request_us("candidate"))])  # fmt: skip
     rate = statistics.median(r for run in figures.values() for r in run.rates)
     print(f"median of {args.rounds} rounds of {args.duration:g} s, wrk paced at {rate:.0f} req/s")
@@ -182,7 +166,7 @@ def _report(args: argparse.Namespace, runs: list[Target], figures: dict[str, Run
         each = ", ".join(f"{p50:.2f}/{p99:.2f}" for p50, p99 in figures[name].rounds)
         print(f"  {name}: p50/p99 ms by round: {each}")
     headers = ["run", "primary p50 ms", "p99 ms", "p50 vs legacy", "p99 vs legacy"]
-    headers += ["proxy CPU µs/req", "copy sender CPU µs/req", "candidate CPU µs/req"]
+    headers += ["proxy CPU µs/req", "candidate CPU µs/req"]
     print(markdown_table(headers, rows))
     print()
 

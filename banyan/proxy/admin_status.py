@@ -2,7 +2,7 @@
 
 Flags in force and their source, each feature's mode, counts, open sockets and guard, the
 backends' health, the guard rollbacks, the mirror queue, the control store, the shadow's breakers
-and copy sender, and what of all that needs an operator (:mod:`banyan.proxy.attention`).
+and copies, and what of all that needs an operator (:mod:`banyan.proxy.attention`).
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ async def status_body(state: ProxyState) -> dict[str, Any]:
         "mirror": mirror,
         "control": state.control.status() if state.control is not None else None,
         "shadow_breakers": shadow.breaker.status() if shadow is not None else {},
-        "shadow_sender": shadow.sender.status() if shadow is not None else None,
+        "shadow_copies": shadow.sender.status() if shadow is not None else None,
         "fence": state.fence.status(),  # users' writes on their way to a backend
         "open_websockets": len(state.bridges),
     }

@@ -25,12 +25,12 @@ if TYPE_CHECKING:
 
     from banyan.parity.store import ParityRecorder
     from banyan.proxy.breaker import ShadowBreaker
-    from banyan.proxy.copy_sender import CopySender
     from banyan.proxy.gaps import IdleGaps
     from banyan.proxy.guard_feed import GuardFeed
     from banyan.proxy.guards import GuardBoard
     from banyan.proxy.limits import Limits
     from banyan.proxy.metrics import ProxyMetrics
+    from banyan.proxy.shadow.send import CopySender
     from banyan.proxy.stamping import Stamper
     from banyan.proxy.write_mirror import WriteMirror
 
@@ -75,7 +75,7 @@ class ShadowHook(Protocol):
     reads: WriteFence  # read copies on their way to a candidate: a mirrored write waits for them
     recorder: ParityRecorder  # the parity store behind the console's QA panel
     breaker: ShadowBreaker  # candidates not copied to for now (the status shows them)
-    sender: CopySender  # where copies leave from (the status shows it)
+    sender: CopySender  # sends the copies (the status shows how many are on their way)
 
     # -- the request path ------------------------------------------------------------------------
 

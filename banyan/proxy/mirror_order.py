@@ -15,7 +15,7 @@ still waiting here — by arrival, not by when they joined: a create whose copy 
 the update that followed it (that update waited for the create's copy), yet is stored first.
 A copy's hold always ends (its comparison releases it whatever happens, a hold never taken over
 lapses), but a copy can take a while: it waits for the user's earlier writes (2 s at most), for
-a gap in the users' requests, for a place in the copy sender, then up to the feature's
+a gap in the users' requests, then up to the feature's
 ``shadow_timeout``. So the wait has only a safety cap (``max_wait``, 120 s). Writes with nothing
 to wait for are stored at once, with no task.
 """

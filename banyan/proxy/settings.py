@@ -23,7 +23,6 @@ variable                        what                                        defa
 ``BANYAN_KEEPALIVE_TIMEOUT``    seconds an idle client connection lives     75
 ``BANYAN_ADMIN_TOKEN``          bearer token of ``/_proxy/*``               none: loopback reads
 ``BANYAN_JWT_SECRET``           signs write stamps                          none: no stamps
-``BANYAN_SHADOW_SENDER``        ``inline`` or ``process`` copy sending      ``inline``
 ``BANYAN_PARITY_DB``            the parity store's URL                      beside the flags
 ``BANYAN_MIRROR_DB``            the mirror queue's URL                      beside the flags
 ``BANYAN_AUDIT_LOG``            the audit log's path                        beside the flags
@@ -39,7 +38,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, cast
 
 from aiohttp import web
 
@@ -50,7 +48,6 @@ from banyan.proxy.admission import AdmissionLimits
 from banyan.proxy.flags.source import DEFAULT_MAX_BYTES, MAX_BYTES_ENV
 from banyan.proxy.limits import Limits
 
-SenderMode = Literal["inline", "process"]
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
@@ -65,7 +62,6 @@ class Settings:
     client_timeouts: ClientTimeouts = field(default_factory=ClientTimeouts)
     admin_token: str | None = None
     stamp_secret: str | None = None
-    shadow_sender: SenderMode = "inline"
     parity_db: str | None = None
     mirror_db: str | None = None
     audit_log: Path | None = None
@@ -86,10 +82,6 @@ class Settings:
             client_timeouts=ClientTimeouts.from_env(environ),
             admin_token=text(environ, "BANYAN_ADMIN_TOKEN"),
             stamp_secret=text(environ, "BANYAN_JWT_SECRET"),
-            shadow_sender=cast(
-                SenderMode,
-                choice(environ, "BANYAN_SHADOW_SENDER", "inline", ("inline", "process")),
-            ),
             parity_db=text(environ, "BANYAN_PARITY_DB"),
             mirror_db=text(environ, "BANYAN_MIRROR_DB"),
             audit_log=Path(audit) if audit else None,

@@ -43,7 +43,6 @@ EVERY = {
     "BANYAN_KEEPALIVE_TIMEOUT": "20",
     "BANYAN_ADMIN_TOKEN": "admin-token",
     "BANYAN_JWT_SECRET": "s" * 40,
-    "BANYAN_SHADOW_SENDER": "process",
     "BANYAN_PARITY_DB": "postgresql+asyncpg://h/parity",
     "BANYAN_MIRROR_DB": "postgresql+asyncpg://h/mirror",
     "BANYAN_AUDIT_LOG": "/var/log/banyan/audit.jsonl",
@@ -62,11 +61,7 @@ def test_an_empty_environment_gives_the_defaults() -> None:
     assert defaults.limits == Limits() and defaults.admission == AdmissionLimits()
     assert defaults.client_timeouts == ClientTimeouts(header=60, body=60, keepalive=75)
     assert defaults.admin_token is None and defaults.stamp_secret is None
-    assert (defaults.shadow_sender, defaults.control_schema, defaults.log_level) == (
-        "inline",
-        "banyan_control",
-        "info",
-    )
+    assert (defaults.control_schema, defaults.log_level) == ("banyan_control", "info")
 
 
 def test_every_variable_is_read() -> None:
@@ -80,7 +75,6 @@ def test_every_variable_is_read() -> None:
         client_timeouts=ClientTimeouts(header=5, body=7.5, keepalive=20),
         admin_token="admin-token",
         stamp_secret="s" * 40,
-        shadow_sender="process",
         parity_db="postgresql+asyncpg://h/parity",
         mirror_db="postgresql+asyncpg://h/mirror",
         audit_log=Path("/var/log/banyan/audit.jsonl"),
@@ -106,7 +100,6 @@ BAD = [
     ("BANYAN_CLIENT_HEADER_TIMEOUT", "soon", "must be a number of seconds"),
     ("BANYAN_CLIENT_BODY_TIMEOUT", "0", "must be positive"),
     ("BANYAN_KEEPALIVE_TIMEOUT", "nan", "must be positive"),
-    ("BANYAN_SHADOW_SENDER", "thread", "must be one of inline, process"),
     ("BANYAN_LOG_LEVEL", "loud", "must be one of debug, info"),
 ]
 
@@ -126,9 +119,9 @@ def test_banyan_proxy_refuses_to_start_naming_the_variable(
     from banyan.proxy.server_cli import main
 
     flags = flag_file(tmp_path)
-    monkeypatch.setenv("BANYAN_SHADOW_SENDER", "thread")
+    monkeypatch.setenv("BANYAN_LOG_LEVEL", "loud")
     assert main(["--flags", str(flags)]) == 1
-    assert "BANYAN_SHADOW_SENDER must be one of inline, process" in capsys.readouterr().err
+    assert "BANYAN_LOG_LEVEL must be one of debug, info" in capsys.readouterr().err
 
 
 async def test_the_app_uses_the_settings_it_is_given(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,6 @@ from banyan.parity import cli
 from banyan.parity.compare import Response
 from banyan.parity.store import ParityRecorder, ParityStore
 from banyan.ports import free_port
-from banyan.proxy.copy_sender import CopySender
 from banyan.proxy.shadow import Shadow, sampled, shadow_from_env, undelivered
 from banyan.serving import serve
 
@@ -35,13 +33,11 @@ def features(noise: int = 0, timeout: float = 2, extra: str = "") -> str:
     return SHADOW.format(noise=noise, timeout=timeout, extra=extra)
 
 
-def make_shadow(tmp_path: Path, *, helper: bool = False) -> Shadow:
-    """A shadow whose copies leave from the proxy's process, or (``helper``) from a helper."""
+def make_shadow(tmp_path: Path) -> Shadow:
     return Shadow(
         ParityRecorder(
             ParityStore(f"sqlite+aiosqlite:///{tmp_path / 'parity.db'}"), flush_interval=0.05
-        ),
-        sender=CopySender(in_process=not helper),
+        )
     )
 
 
@@ -231,7 +227,7 @@ async def test_the_users_answer_never_depends_on_the_candidate(
 async def test_a_candidate_that_keeps_failing_is_given_a_rest(
     make_stack: Any, tmp_path: Path
 ) -> None:
-    shadow = make_shadow(tmp_path, helper=True)
+    shadow = make_shadow(tmp_path)
     async with make_stack(features(timeout=0.3), shadow=shadow) as stack:
         shadow.breaker.threshold, shadow.breaker.cooldown = 3, 60
         dead = f"http://127.0.0.1:{free_port()}"
@@ -247,9 +243,7 @@ async def test_a_candidate_that_keeps_failing_is_given_a_rest(
     assert status["shadow_breakers"] == {
         "new": {"state": "open", "failures_in_a_row": 3, "opened": 1}
     }
-    sender = status["shadow_sender"]
-    assert sender["mode"] == "helper" and sender["helpers_started"] == 1
-    assert sender["helper_pid"] not in (None, os.getpid()) and sender["copies_lost"] == 0
+    assert status["shadow_copies"] == {"sending": 0, "sent": 3}  # none sent while it rests
     skipped = stack.state.metrics.shadow_skipped
     assert skipped.get("api", "candidate_failing") == 5
 
@@ -355,15 +349,6 @@ async def test_a_write_copy_waits_for_the_users_earlier_read(
     assert stack.state.fence.waits == 1  # the create's copy waited for the list's copy
 
 
-def test_copies_leave_from_the_proxy_unless_a_helper_is_asked_for(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("BANYAN_SHADOW_SENDER", raising=False)
-    assert shadow_from_env(tmp_path / "flags.yaml").sender.status()["mode"] == "in_process"
-    monkeypatch.setenv("BANYAN_SHADOW_SENDER", "process")
-    assert not shadow_from_env(tmp_path / "flags.yaml").sender.in_process
-
-
 async def wait_for_mirror(stack: Any, delivered: int) -> None:
     for _ in range(300):
         if stack.state.mirror.delivered >= delivered:
@@ -416,42 +401,6 @@ def test_which_write_copies_may_have_missed_the_candidates_store() -> None:
     # answers that did not take the write go to the queue too: retried, or kept as dead letters
     assert undelivered(200, answer(503)) and undelivered(201, answer(404))
     assert undelivered(201, answer(401)) and undelivered(201, answer(409))
-
-
-async def test_a_copy_the_helper_loses_is_skipped_not_blamed_on_the_candidate(
-    make_stack: Any, tmp_path: Path
-) -> None:
-    import signal
-
-    mirrored = features(timeout=5, extra="    writes: mirror\n")
-    shadow = make_shadow(tmp_path, helper=True)
-    async with make_stack(mirrored, shadow=shadow) as stack:
-        stack.new.delay = 1.0  # the copy is still in the helper's hands when it dies
-        async with httpx.AsyncClient(base_url=stack.url) as client:
-            assert (await client.post("/api/a", json={})).json()["backend"] == "legacy"
-            for _ in range(200):
-                if shadow.sender.status()["in_flight"] == 1:
-                    break
-                await asyncio.sleep(0.02)
-            pid = shadow.sender.helper_pid
-            assert pid is not None and pid != os.getpid()
-            os.kill(pid, signal.SIGKILL)
-            skipped = stack.state.metrics.shadow_skipped
-            for _ in range(200):
-                if skipped.get("api", "copy_sender_failed") == 1 and shadow.inflight == 0:
-                    break
-                await asyncio.sleep(0.02)
-            status = (await client.get("/_proxy/status")).json()
-            await wait_for_mirror(stack, 1)  # the write the helper took with it is not lost
-        await shadow.recorder.flush()
-        data = await shadow.recorder.store.summary()
-    assert skipped.get("api", "copy_sender_failed") == 1
-    assert status["shadow_sender"]["copies_lost"] == 1
-    assert status["shadow_breakers"].get("new", {}).get("failures_in_a_row", 0) == 0
-    feature = data["features"][0]
-    assert feature["errors"] == 0 and feature["compared"] == 0 and feature["skipped"] == 1
-    key = forwarded(stack.legacy)[0]["headers"]["idempotency-key"]
-    assert any(r["headers"]["idempotency-key"] == key for r in forwarded(stack.new))
 
 
 async def test_a_socket_the_candidate_refuses_is_written_through_to_its_store(
@@ -554,7 +503,6 @@ async def test_the_report_reads_the_store_the_proxy_writes_by_default(
 ) -> None:
     monkeypatch.delenv("BANYAN_PARITY_DB", raising=False)
     monkeypatch.delenv("BANYAN_FLAGS", raising=False)
-    monkeypatch.setenv("BANYAN_SHADOW_SENDER", "inline")
     flags = tmp_path / "flags.yaml"  # where make_stack writes the flag file
     async with make_stack(features(), shadow=shadow_from_env(flags)) as stack:
         async with httpx.AsyncClient(base_url=stack.url) as client:

@@ -4,12 +4,12 @@ In ``shadow`` mode the primary answers the user. For a sampled share of requests
 percent, decided from the request id so a retry is sampled the same way) the proxy sends a copy to
 the candidate after the primary answered — the user never waits for it — and cuts the candidate at
 ``parity.shadow_timeout``. The copy itself is sent by the proxy's own upstream client
-(:mod:`banyan.proxy.copy_sender`; a helper process on request, ``BANYAN_SHADOW_SENDER=process``).
+(:mod:`.send`).
 
 Writes are copied only with ``writes: mirror`` (same ``Idempotency-Key``). A write that is not
 compared (sampled out, too many in flight) goes to the candidate through the durable mirror queue
-instead, and so does a compared write whose copy got no answer (timed out, refused, lost by the
-copy sender): the queue re-sends it with the same key until the candidate's store has it.
+instead, and so does a compared write whose copy got no answer (timed out, refused, cut short):
+the queue re-sends it with the same key until the candidate's store has it.
 
 One user's copies reach the candidate in the order the user sent them: a copy waits for that
 user's earlier writes still on their way to the candidate (:mod:`banyan.proxy.fence`), so a read
@@ -25,7 +25,8 @@ kind). A socket that is not sampled still writes through to the candidate, by th
 feature's guard.
 
 The package: :mod:`.core` (the :class:`Shadow`, its lifecycle and reports), :mod:`.http` (HTTP
-copies), :mod:`.order` (the order of a caller's copies), :mod:`.taps` (socket taps).
+copies), :mod:`.order` (the order of a caller's copies), :mod:`.send` (one copy sent and its answer
+read), :mod:`.taps` (socket taps).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The Shadow: its lifecycle, the interface its HTTP copies and socket taps share, its reports.
 
-It owns the shadow's resources (the copy sender, the candidate sockets' session, the parity
-recorder, the noise learner, the endpoint cap, the breaker) and the one way results leave:
+It owns the shadow's resources (the copies' pools and sender, the candidate sockets' session, the
+parity recorder, the noise learner, the endpoint cap, the breaker) and the one way results leave:
 :meth:`Shadow.record` (metrics, the feature's guards, the parity recorder) and :meth:`Shadow.skip`.
 HTTP copies live in :mod:`banyan.proxy.shadow.http`, socket taps in
 :mod:`banyan.proxy.shadow.taps`.
@@ -26,7 +26,6 @@ from banyan.parity.noise import NoiseLearner
 from banyan.parity.report import render_html, render_json
 from banyan.parity.store import ParityRecorder, ParityStore
 from banyan.proxy.breaker import ShadowBreaker
-from banyan.proxy.copy_sender import CopySender
 from banyan.proxy.fence import Release, WriteFence
 from banyan.proxy.flags import Feature
 from banyan.proxy.forward import Exchange, error_response
@@ -35,6 +34,7 @@ from banyan.proxy.routing import Decision
 from banyan.proxy.settings import Settings
 from banyan.proxy.shadow.http import HttpCopies
 from banyan.proxy.shadow.order import Caller, caller_of, hold, lines_of, pending, sampled
+from banyan.proxy.shadow.send import CopySender
 from banyan.proxy.shadow.taps import SocketTap, tap_class
 from banyan.proxy.upstream import PoolSettings, Upstreams
 from banyan.tasks import cancel_and_wait
@@ -50,10 +50,9 @@ class Shadow:
         *,
         max_inflight: int = 64,
         quiet_seconds: float = 0.5,
-        sender: CopySender | None = None,
     ) -> None:
         self.recorder = recorder
-        self.sender = sender or CopySender(max_inflight)
+        self.sender = CopySender()
         self.learner = NoiseLearner()
         self.endpoints = EndpointCap()  # ids collapse, and at most 200 endpoints per feature
         self.max_inflight = max_inflight
@@ -65,7 +64,7 @@ class Shadow:
         self.breaker = ShadowBreaker()
         self.state: ShadowHost | None = None  # the proxy, as far as copies and taps use it
         self.session: aiohttp.ClientSession | None = None  # the candidate's WebSockets
-        self.upstreams: Upstreams | None = None  # copies sent in-process
+        self.upstreams: Upstreams | None = None  # the copies' pools
         self.http = HttpCopies(self)
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -86,7 +85,6 @@ class Shadow:
 
     async def stop(self) -> None:
         await cancel_and_wait(list(self._tasks))
-        await self.sender.stop()
         await self.recorder.stop()
         if self.session is not None:
             await self.session.close()
@@ -305,13 +303,9 @@ def parity_url(flags_path: str | Path) -> str:
 
 
 def shadow_from_env(flags_path: str | Path, settings: Settings | None = None) -> Shadow:
-    """The proxy's shadow: parity store from ``BANYAN_PARITY_DB`` (else ``.banyan/parity.db``
-    beside the flag file, :mod:`banyan.parity.location`); copies leave from the proxy's process
-    unless ``BANYAN_SHADOW_SENDER=process`` asks for a helper process. Both come from
-    ``settings`` (by default the environment's now)."""
+    """The proxy's shadow, its parity store from ``settings`` (by default the environment's now):
+    ``BANYAN_PARITY_DB``, else ``.banyan/parity.db`` beside the flag file
+    (:mod:`banyan.parity.location`)."""
     settings = settings if settings is not None else Settings.from_env(os.environ)
     url = store_url(settings.parity_db) if settings.parity_db else beside(flags_path)
-    return Shadow(
-        ParityRecorder(ParityStore(url)),
-        sender=CopySender(in_process=settings.shadow_sender == "inline"),
-    )
+    return Shadow(ParityRecorder(ParityStore(url)))

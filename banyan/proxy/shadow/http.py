@@ -1,7 +1,7 @@
 """HTTP copies: send a sampled request's copy to the candidate, compare it, record the result.
 
 A copy leaves after the primary answered and after its caller's earlier copies
-(:mod:`banyan.proxy.shadow.order`); the copy sender (:mod:`banyan.proxy.copy_sender`) sends it. A
+(:mod:`banyan.proxy.shadow.order`); :mod:`banyan.proxy.shadow.send` sends it. A
 compared write that may not have reached the candidate's store also goes to the mirror queue.
 """
 
@@ -17,7 +17,6 @@ from multidict import MultiDict
 
 from banyan.parity.compare import Response, Rules, compare
 from banyan.parity.models import NoiseRecord
-from banyan.proxy.copy_sender import SENDER_ERRORS, Copy
 from banyan.proxy.fence import WRITE_COPY_WAIT
 from banyan.proxy.flags import Feature, ParityConfig
 from banyan.proxy.forward import Exchange
@@ -34,6 +33,7 @@ from banyan.proxy.shadow.order import (
     pending,
     sampled,
 )
+from banyan.proxy.shadow.send import Copy
 from banyan.proxy.upstream import origin_of
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ def rules_of(parity: ParityConfig) -> Rules:
 
 def undelivered(primary_status: int, candidate: Response, method: str = "POST") -> bool:
     """Whether a write the primary took (2xx) may be missing from the candidate's store: its copy
-    got no answer (timed out, refused, lost by the copy sender), or an answer that did not take
+    got no answer (timed out, refused, cut short), or an answer that did not take
     it (a 5xx, a 401 or 404 that means an earlier write has not landed yet, any other refusal).
     Such a write goes to the mirror queue, which retries it and keeps a refusal as a dead letter
     with its reason, besides the comparison reporting the difference: nothing is lost silently."""
@@ -205,9 +205,6 @@ class HttpCopies:
         """Compare the candidate's answer with the primary's (learning noise on the way)."""
         shadow, feature, endpoint = self.shadow, copy.feature, copy.endpoint
         assert shadow.state is not None and copy.decision.shadow is not None
-        if candidate.error in SENDER_ERRORS:  # our helper lost the copy, not the candidate
-            shadow.skip(feature.name, endpoint, "copy_sender_failed")
-            return
         shadow.breaker.observe(
             copy.decision.shadow, failed=candidate.error not in (None, "body_too_large")
         )

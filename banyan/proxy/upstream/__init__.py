@@ -7,7 +7,7 @@ caller serialized (:class:`banyan.proxy.headers.Outbound`) and bodies streamed i
 framing, over keep-alive connections pooled per backend origin (:mod:`.pool`); answers are parsed
 by httptools' C parser into raw header lines and a streamed body (:mod:`.connection`).
 
-Both the users' requests and the shadow copies (:mod:`banyan.proxy.copy_sender`) go through it,
+Both the users' requests and the shadow copies (:mod:`banyan.proxy.shadow.send`) go through it,
 so a copy is the same request as the primary's.
 """
 
