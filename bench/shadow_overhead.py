@@ -4,9 +4,9 @@ In one run, with a primary that answers in ~1 ms and three candidates — health
 slower, and hanging (cut at the shadow timeout) — the primary's p50/p99 as the client sees it is
 measured at a fixed rate by ``wrk`` (:func:`bench.wrk.paced`) with the feature unshadowed and
 shadowed (100% sampling). Every run starts with a 2 s warm-up after its flag change, and the runs
-are repeated in ``--rounds`` rounds, taking turns so that drift over time hits them alike; each
-round takes them in another order, such that over ten rounds every run takes every place twice
-and follows every other run twice (:func:`bench.common.balanced_orders`). The median of a run's
+are repeated in ``--rounds`` rounds (20), taking turns so that drift over time hits them alike;
+each round takes them in another order, such that every ten rounds every run takes every place
+twice and follows every other run twice (:func:`bench.common.balanced_orders`). The median of a run's
 per-round p50 and p99 is printed with every round's figures (on a shared machine one round's p99
 moves by a third from round to round, and one disturbed round would decide a p99 taken over all
 rounds' requests at once). The unshadowed run is measured twice in each round: how far the second
@@ -17,7 +17,7 @@ shadowing's cost, which depends much less on how busy the machine is. Then ``wrk
 ``--memory-seconds`` with the hanging candidate and the proxy's resident memory is printed every
 fifth of that: it must stay flat.
 
-    .venv/bin/python -m bench.shadow_overhead [--rate 400] [--duration 8] [--rounds 10]
+    .venv/bin/python -m bench.shadow_overhead [--rate 400] [--duration 8] [--rounds 20]
         [--memory-seconds 25]
 """
 
@@ -204,7 +204,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rate", type=float, default=400.0)
     parser.add_argument("--duration", type=float, default=8.0)
-    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--connections", type=int, default=8, help="wrk's, paced")
     parser.add_argument("--memory-seconds", type=float, default=25.0)
     asyncio.run(main_async(parser.parse_args()))
