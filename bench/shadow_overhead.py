@@ -6,16 +6,16 @@ measured at a fixed rate by ``wrk`` (:func:`bench.wrk.paced`) with the feature u
 shadowed (100% sampling). Every run starts with a 2 s warm-up after its flag change, and the runs
 are repeated in ``--rounds`` rounds (20), taking turns so that drift over time hits them alike;
 each round takes them in another order, such that every ten rounds every run takes every place
-twice and follows every other run twice (:func:`bench.common.balanced_orders`). The median of a run's
-per-round p50 and p99 is printed with every round's figures (on a shared machine one round's p99
-moves by a third from round to round, and one disturbed round would decide a p99 taken over all
+twice and follows every other run twice (:func:`bench.common.balanced_orders`). The median of a
+run's per-round p50 and p99 is printed with every round's figures (on a shared machine one round's
+p99 moves by a third from round to round, and one disturbed round would decide a p99 taken over all
 rounds' requests at once). The unshadowed run is measured twice in each round: how far the second
 copy lands from the first (an A/A comparison, where nothing changed) is the method's own noise in
 that run, printed beside the shadowed runs' figures so a difference of a few percent can be read
-against it. Beside latency, the CPU time per request of the proxy and of the candidate:
-shadowing's cost, which depends much less on how busy the machine is. Then ``wrk -c64`` floods the proxy with shadowed requests for
-``--memory-seconds`` with the hanging candidate and the proxy's resident memory is printed every
-fifth of that: it must stay flat.
+against it. Beside latency, the CPU time per request of the proxy and of the candidate: shadowing's
+cost, which depends much less on how busy the machine is. Then ``wrk -c64`` floods the proxy with
+shadowed requests for ``--memory-seconds`` with the hanging candidate and the proxy's resident
+memory is printed every fifth of that: it must stay flat.
 
     .venv/bin/python -m bench.shadow_overhead [--rate 400] [--duration 8] [--rounds 20]
         [--memory-seconds 25]
